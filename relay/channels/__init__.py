@@ -1,0 +1,1 @@
+"""One module per integration: each turns a notification into provider calls."""

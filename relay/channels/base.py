@@ -1,0 +1,52 @@
+"""The Channel seam: what the dispatcher needs from an integration.
+
+A channel renders a notification with its receiver's templates, makes the
+provider calls, and classifies any failure by raising
+`TransientDeliveryError` or `PermanentDeliveryError`. It never retries on its
+own: the dispatcher owns retries, so the schedule survives restarts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Protocol
+
+from relay.alerts import Notification
+
+
+class Channel(Protocol):
+    integration: str
+
+    @property
+    def destination(self) -> str:
+        """A stable, secret-free name of where messages go, for rate limiting (e.g. `slack:3f2a…`)."""
+        ...
+
+    async def send(self, notification: Notification) -> None:
+        """Deliver, or raise a DeliveryError saying whether to try again."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def secret_digest(value: str) -> str:
+    """A short, one-way name for a secret value (a webhook URL, a routing key)."""
+    return hashlib.sha256(value.encode()).hexdigest()[:12]
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds form); None when absent or unreadable."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+        from datetime import UTC, datetime
+
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return max(0.0, seconds)

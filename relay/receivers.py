@@ -1,0 +1,146 @@
+"""Receivers: named destinations of one integration (slack, email or pagerduty).
+
+Secrets arrive from the environment through `${VAR}` expansion; a receiver
+whose secret is unset still loads, and its notifications become dead letters
+with reason `unconfigured` until the secret is set and they are replayed.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from relay.durations import Duration, parse_duration
+
+Integration = Literal["slack", "email", "pagerduty"]
+
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+DEFAULT_PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _set(secret: SecretStr | None) -> bool:
+    return secret is not None and secret.get_secret_value().strip() != ""
+
+
+class SlackConfig(_Strict):
+    """Incoming webhook (`webhook_url`) or bot token (`token` + `channel`, Web API at `api_url`)."""
+
+    webhook_url: SecretStr | None = None
+    token: SecretStr | None = None
+    channel: str | None = None
+    api_url: str = DEFAULT_SLACK_API_URL
+    username: str | None = None
+    icon_emoji: str | None = None
+    mention: str | None = None
+
+    def missing_secret(self) -> str | None:
+        if _set(self.webhook_url) or _set(self.token):
+            return None
+        return "webhook_url or token"
+
+    @model_validator(mode="after")
+    def _token_needs_channel(self) -> SlackConfig:
+        if _set(self.token) and not self.channel:
+            raise ValueError("slack.token needs slack.channel")
+        return self
+
+
+class EmailConfig(_Strict):
+    """SMTP delivery through aiosmtplib; unset fields come from `global.smtp_*`."""
+
+    to: list[str] = Field(min_length=1)
+    from_: str | None = Field(default=None, alias="from")
+    smarthost: str | None = None
+    auth_username: str | None = None
+    auth_password: SecretStr | None = None
+    require_tls: bool | None = None
+    tls_ca_file: str | None = None
+    hello: str | None = None
+
+    def missing_secret(self) -> str | None:
+        return None if self.smarthost else "smarthost"
+
+
+class PagerDutyConfig(_Strict):
+    """PagerDuty Events API v2; `url` is the full enqueue URL (overridable for proxies and tests)."""
+
+    routing_key: SecretStr | None = None
+    url: str = DEFAULT_PAGERDUTY_URL
+    client: str = "relay"
+    client_url: str | None = None
+
+    def missing_secret(self) -> str | None:
+        return None if _set(self.routing_key) else "routing_key"
+
+
+class RateLimit(_Strict):
+    """A token bucket: `rate` messages per second on average, `burst` at once."""
+
+    rate: float = Field(gt=0)
+    burst: int = Field(default=1, ge=1)
+
+
+class ReceiverConfig(_Strict):
+    name: str = Field(min_length=1)
+    slack: SlackConfig | None = None
+    email: EmailConfig | None = None
+    pagerduty: PagerDutyConfig | None = None
+    templates: dict[str, str] = Field(default_factory=dict)
+    rate_limit: RateLimit | None = None
+    give_up_after: Duration = parse_duration("24h")
+    fallback: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one_integration(self) -> ReceiverConfig:
+        given = [name for name in ("slack", "email", "pagerduty") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(f"receiver {self.name!r} must have exactly one of slack, email, pagerduty (has {given})")
+        return self
+
+    @property
+    def integration(self) -> Integration:
+        if self.slack is not None:
+            return "slack"
+        if self.email is not None:
+            return "email"
+        return "pagerduty"
+
+    def missing_secret(self) -> str | None:
+        """The name of the unset setting that keeps this receiver from sending, if any."""
+        config = self.slack or self.email or self.pagerduty
+        assert config is not None
+        return config.missing_secret()
+
+
+class GlobalConfig(_Strict):
+    smtp_smarthost: str | None = None
+    smtp_from: str | None = None
+    smtp_auth_username: str | None = None
+    smtp_auth_password: SecretStr | None = None
+    smtp_require_tls: bool = True
+    smtp_hello: str | None = None
+    smtp_tls_ca_file: str | None = None
+
+
+def with_globals(receiver: ReceiverConfig, globals_: GlobalConfig) -> ReceiverConfig:
+    """Fill an email receiver's unset SMTP fields from `global.smtp_*`, as Alertmanager does."""
+    email = receiver.email
+    if email is None:
+        return receiver
+    filled = email.model_copy(
+        update={
+            "from_": email.from_ or globals_.smtp_from,
+            "smarthost": email.smarthost or globals_.smtp_smarthost,
+            "auth_username": email.auth_username or globals_.smtp_auth_username,
+            "auth_password": email.auth_password or globals_.smtp_auth_password,
+            "require_tls": globals_.smtp_require_tls if email.require_tls is None else email.require_tls,
+            "tls_ca_file": email.tls_ca_file or globals_.smtp_tls_ca_file,
+            "hello": email.hello or globals_.smtp_hello,
+        }
+    )
+    return receiver.model_copy(update={"email": filled})
