@@ -1,0 +1,83 @@
+"""The small HTTP API beside the webhook: health, metrics, reload, history and dead-letter replay."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+
+from relay import metrics
+from relay.errors import ConfigError, StoreUnavailable
+from relay.store.base import HistoryFilter
+
+
+async def healthz(request: Request) -> Response:
+    return PlainTextResponse("ok\n")
+
+
+async def readyz(request: Request) -> Response:
+    state = request.app.state
+    if state.runtime.routes is None:
+        return PlainTextResponse("routes not loaded\n", status_code=503)
+    try:
+        await state.store.ping()
+    except StoreUnavailable as exc:
+        return PlainTextResponse(f"store unavailable: {exc}\n", status_code=503)
+    return PlainTextResponse("ready\n")
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    state = request.app.state
+    now = time.time()
+    try:
+        stats = await state.store.stats(now)
+    except StoreUnavailable:
+        stats = None
+    if stats is not None:
+        oldest = now - stats.oldest_pending_received_at if stats.oldest_pending_received_at else 0.0
+        receivers = list(state.runtime.routes.receivers) if state.runtime.routes else []
+        metrics.set_outbox(stats.pending, oldest, stats.dead, receivers)
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def reload(request: Request) -> Response:
+    try:
+        routes = await request.app.state.runtime.reload()
+    except ConfigError as exc:
+        return JSONResponse({"status": "error", "error": str(exc)}, status_code=400)
+    return JSONResponse({"status": "reloaded", "config_hash": routes.digest})
+
+
+def _ids(text: str | None) -> tuple[int, ...]:
+    if not text:
+        return ()
+    return tuple(int(part) for part in text.split(",") if part.strip())
+
+
+async def notifications(request: Request) -> Response:
+    params = request.query_params
+    try:
+        query = HistoryFilter(receiver=params.get("receiver"), alertname=params.get("alertname"),
+                              state=params.get("state"), ids=_ids(params.get("ids")),
+                              limit=min(int(params.get("limit", "100")), 1000))
+    except ValueError:
+        return JSONResponse({"status": "error", "error": "ids and limit must be integers"}, status_code=400)
+    try:
+        rows = await request.app.state.store.history(query)
+    except StoreUnavailable as exc:
+        return JSONResponse({"status": "error", "error": str(exc)}, status_code=503)
+    return JSONResponse({"notifications": rows})
+
+
+async def retry_dead_letter(request: Request) -> Response:
+    try:
+        notification_id = int(request.path_params["id"])
+    except ValueError:
+        return JSONResponse({"status": "error", "error": "id must be an integer"}, status_code=400)
+    state = request.app.state
+    if not await state.store.replay(notification_id, time.time()):
+        return JSONResponse({"status": "error", "error": f"no dead letter {notification_id}"}, status_code=404)
+    state.dispatcher.wake()
+    return JSONResponse({"status": "replayed", "id": notification_id})

@@ -1,0 +1,88 @@
+"""The Starlette application; its lifespan wires store, configuration and dispatcher together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from relay import api, webhook
+from relay.dispatcher import Dispatcher, DispatcherOptions
+from relay.retry import RetryPolicy
+from relay.runtime import Runtime
+from relay.settings import Settings
+from relay.store import open_store
+
+log = logging.getLogger(__name__)
+
+WATCH_SECONDS = 2.0
+
+
+def dispatcher_options(settings: Settings) -> DispatcherOptions:
+    return DispatcherOptions(workers=settings.workers, lease=settings.lease_seconds,
+                             send_timeout=settings.send_timeout_seconds,
+                             default_rate_limits=settings.rate_limits,
+                             policy=RetryPolicy(initial=settings.retry_initial_seconds,
+                                                maximum=settings.retry_max_seconds))
+
+
+async def _watch(runtime: Runtime) -> None:
+    """Reload routes.yaml when the file changes (a pull request merged and deployed)."""
+    while True:
+        await asyncio.sleep(WATCH_SECONDS)
+        await runtime.reload_if_changed()
+
+
+def _on_sighup(runtime: Runtime) -> None:
+    async def reload() -> None:
+        try:
+            await runtime.reload()
+        except Exception as exc:
+            log.error("reload on SIGHUP refused, keeping the last good routes: %s", exc)
+
+    asyncio.get_running_loop().create_task(reload())
+
+
+def create_app(settings: Settings) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        store = open_store(settings.database_url)
+        runtime = Runtime(settings.routes, settings.templates)
+        await runtime.start()
+        await store.open()
+        dispatcher = Dispatcher(store, runtime, dispatcher_options(settings))
+        app.state.settings, app.state.store, app.state.runtime, app.state.dispatcher = (
+            settings, store, runtime, dispatcher)
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGHUP, _on_sighup, runtime)
+        tasks = [asyncio.create_task(dispatcher.run(), name="dispatcher"),
+                 asyncio.create_task(_watch(runtime), name="routes-watch")]
+        try:
+            yield
+        finally:
+            log.info("shutting down: finishing in-flight deliveries (up to %.0fs)", settings.shutdown_grace_seconds)
+            await dispatcher.stop(settings.shutdown_grace_seconds)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await runtime.close()
+            await store.close()
+
+    return Starlette(
+        routes=[
+            Route("/webhook", webhook.handle, methods=["POST"]),
+            Route("/metrics", api.metrics_endpoint, methods=["GET"]),
+            Route("/healthz", api.healthz, methods=["GET"]),
+            Route("/readyz", api.readyz, methods=["GET"]),
+            Route("/-/reload", api.reload, methods=["POST"]),
+            Route("/api/v1/notifications", api.notifications, methods=["GET"]),
+            Route("/api/v1/dead-letters/{id}/retry", api.retry_dead_letter, methods=["POST"]),
+        ],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,239 @@
+"""The `relay` command: serve, test-alert, routes check|test, dead-letters, notifications."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from relay import logs, testalert
+from relay.errors import ConfigError
+from relay.settings import Settings
+
+log = logging.getLogger("relay")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from relay.app import create_app
+    from relay.routes import load_routes
+    from relay.templating import Templates
+
+    if args.host:
+        settings = settings.model_copy(update={"host": args.host})
+    if args.port:
+        settings = settings.model_copy(update={"port": args.port})
+    if settings.token is None:
+        if not _is_loopback(settings.host):
+            print(f"relay: refusing to listen on {settings.host} without RELAY_WEBHOOK_TOKEN; set a token or "
+                  "listen on 127.0.0.1", file=sys.stderr)
+            return 2
+        log.warning("RELAY_WEBHOOK_TOKEN is not set: accepting webhooks without authentication, on loopback only")
+    try:
+        load_routes(settings.routes, Templates(settings.templates))
+    except ConfigError as exc:
+        print(f"relay: {exc}", file=sys.stderr)
+        return 1
+    config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_config=None,
+                            access_log=False, lifespan="on", timeout_graceful_shutdown=int(
+                                settings.shutdown_grace_seconds) + 5)
+    uvicorn.Server(config).run()
+    return 0
+
+
+def _labels(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"relay: expected k=v, got {pair!r}")
+        out[key] = value
+    return out
+
+
+async def _test_alert_http(args: argparse.Namespace, settings: Settings, payload: dict[str, Any]) -> int:
+    url = args.url or f"http://{'127.0.0.1' if settings.host in ('0.0.0.0', '::') else settings.host}:{settings.port}"
+    headers = {"Authorization": f"Bearer {settings.token}"} if settings.token else {}
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=10) as client:
+        try:
+            answer = await client.post("/webhook", json=payload)
+        except httpx.HTTPError as exc:
+            print(f"relay: cannot reach relay at {url}: {type(exc).__name__}", file=sys.stderr)
+            return 1
+        if answer.status_code != 200:
+            print(f"relay: webhook answered {answer.status_code}: {answer.text}", file=sys.stderr)
+            return 1
+        summary = answer.json()
+
+        async def fetch(ids: list[int]) -> list[dict[str, Any]]:
+            if not ids:
+                return []
+            rows = (await client.get("/api/v1/notifications", params={"ids": ",".join(map(str, ids))})).json()
+            return list(rows["notifications"])
+
+        return _print_outcome(summary, await testalert.follow(fetch, _ids(summary), args.timeout))
+
+
+async def _test_alert_direct(args: argparse.Namespace, settings: Settings, payload: dict[str, Any]) -> int:
+    from relay.alerts import WebhookMessage
+    from relay.app import dispatcher_options
+    from relay.dispatcher import Dispatcher
+    from relay.runtime import Runtime
+    from relay.store import open_store
+    from relay.store.base import HistoryFilter
+    from relay.webhook import candidates, summary
+
+    runtime = Runtime(settings.routes, settings.templates)
+    try:
+        await runtime.start()
+    except ConfigError as exc:
+        await runtime.close()
+        print(f"relay: {exc}", file=sys.stderr)
+        return 1
+    store = open_store(settings.database_url)
+    await store.open()
+    dispatcher = Dispatcher(store, runtime, dispatcher_options(settings))
+    task = asyncio.create_task(dispatcher.run())
+    try:
+        message = WebhookMessage.model_validate(payload)
+        assert runtime.routes is not None
+        results = await store.enqueue(candidates(message, runtime.routes), time.time())
+        dispatcher.wake()
+        info = summary(message, results)
+
+        async def fetch(ids: list[int]) -> list[dict[str, Any]]:
+            return await store.history(HistoryFilter(ids=tuple(ids))) if ids else []
+
+        rows = await testalert.follow(fetch, _ids(info), args.timeout)
+        return _print_outcome(info, rows)
+    finally:
+        await dispatcher.stop(settings.shutdown_grace_seconds)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await runtime.close()
+        await store.close()
+
+
+def _ids(summary: dict[str, Any]) -> list[int]:
+    return [r["notification_id"] for r in summary["receivers"].values() if r["notification_id"] is not None]
+
+
+def _print_outcome(summary: dict[str, Any], rows: list[dict[str, Any]]) -> int:
+    text, ok = testalert.report(summary, rows)
+    print(text)
+    return 0 if ok else 1
+
+
+def cmd_test_alert(args: argparse.Namespace, settings: Settings) -> int:
+    payload = testalert.build_payload(args.alertname, args.severity, _labels(args.label), args.resolve)
+    alert = payload["alerts"][0]
+    print(f"{alert['status']} test alert {args.alertname} (severity={args.severity}, "
+          f"fingerprint {alert['fingerprint']}, startsAt {alert['startsAt']})")
+    runner = _test_alert_direct if args.direct else _test_alert_http
+    return asyncio.run(runner(args, settings, payload))
+
+
+def cmd_routes_check(args: argparse.Namespace, settings: Settings) -> int:
+    from relay.routes import load_routes
+    from relay.templating import Templates
+
+    file = Path(args.file) if args.file else settings.routes
+    try:
+        routes = load_routes(file, Templates(settings.templates))
+    except ConfigError as exc:
+        print(f"relay: {exc}", file=sys.stderr)
+        return 1
+    print(f"{file}: ok ({len(routes.receivers)} receivers, {len(routes.spec.routes)} routes)")
+    for name, missing in routes.unconfigured().items():
+        print(f"warning: receiver {name} is unconfigured ({missing} is unset)")
+    return 0
+
+
+def cmd_routes_test(args: argparse.Namespace, settings: Settings) -> int:
+    from relay.routes import load_routes
+    from relay.templating import Templates
+
+    try:
+        routes = load_routes(settings.routes, Templates(settings.templates))
+    except ConfigError as exc:
+        print(f"relay: {exc}", file=sys.stderr)
+        return 1
+    names = [t.receiver for t in routes.targets(_labels(args.labels))]
+    print(",".join(names))
+    if args.verify_receivers is not None and names != [n for n in args.verify_receivers.split(",") if n]:
+        print(f"WARNING: expected receivers did not match resolved receivers: {args.verify_receivers}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_notifications(args: argparse.Namespace, settings: Settings) -> int:
+    url = args.url or f"http://127.0.0.1:{settings.port}"
+    params = {k: v for k, v in (("receiver", args.receiver), ("state", args.state)) if v}
+    rows = httpx.get(f"{url}/api/v1/notifications", params=params, timeout=10).json()["notifications"]
+    print(json.dumps(rows, indent=2))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="relay", description=__doc__)
+    sub = top.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the service")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=cmd_serve)
+
+    test = sub.add_parser("test-alert", help="send a synthetic alert and show what each receiver got")
+    test.add_argument("--alertname", default="RelayTestAlert")
+    test.add_argument("--severity", default="warning")
+    test.add_argument("--label", action="append", default=[], metavar="K=V")
+    test.add_argument("--resolve", action="store_true", help="send the resolve of the last test alert")
+    test.add_argument("--url", help="relay's base URL (default: from RELAY_HOST/RELAY_PORT)")
+    test.add_argument("--direct", action="store_true", help="route, render and deliver in this process")
+    test.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for delivery")
+    test.set_defaults(func=cmd_test_alert)
+
+    routes = sub.add_parser("routes", help="check routes.yaml and test routing").add_subparsers(
+        dest="routes_command", required=True)
+    check = routes.add_parser("check", help="validate routes.yaml and its templates")
+    check.add_argument("file", nargs="?")
+    check.set_defaults(func=cmd_routes_check)
+    rtest = routes.add_parser("test", help="print the receivers for a label set")
+    rtest.add_argument("--verify-receivers")
+    rtest.add_argument("labels", nargs="*", metavar="K=V")
+    rtest.set_defaults(func=cmd_routes_test)
+
+    notifications = sub.add_parser("notifications", help="delivery history").add_subparsers(
+        dest="notifications_command", required=True)
+    nlist = notifications.add_parser("list")
+    nlist.add_argument("--receiver")
+    nlist.add_argument("--state", choices=["pending", "delivered", "dead"])
+    nlist.add_argument("--url")
+    nlist.set_defaults(func=cmd_notifications)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    settings = Settings()
+    logs.configure(settings.log_format, settings.log_level)
+    return int(args.func(args, settings))

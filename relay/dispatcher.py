@@ -1,0 +1,202 @@
+"""Claim → send → complete | retry | dead-letter, for every lane at once.
+
+Workers take the head of each lane under a lease, so a lane is delivered in
+arrival order while lanes run in parallel. Channels only classify failures;
+this module decides when to try again, and persists that decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from relay import metrics
+from relay.alerts import Notification
+from relay.errors import DeliveryError, PermanentDeliveryError, StoreUnavailable, TransientDeliveryError
+from relay.ratelimit import RateLimiter
+from relay.retry import RetryPolicy, next_attempt
+from relay.runtime import Runtime
+from relay.store.base import Attempt, Candidate, Claimed, Store
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL_SECONDS = 1.0
+
+
+@dataclass
+class DispatcherOptions:
+    workers: int = 32
+    lease: float = 120.0
+    send_timeout: float = 30.0
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    default_rate_limits: bool = True
+
+
+class Dispatcher:
+    def __init__(self, store: Store, runtime: Runtime, options: DispatcherOptions | None = None) -> None:
+        self.store = store
+        self.runtime = runtime
+        self.options = options or DispatcherOptions()
+        self.owner = uuid.uuid4().hex
+        self.limiter = RateLimiter()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._inflight: set[asyncio.Task[None]] = set()
+
+    def wake(self) -> None:
+        """New work is in the outbox: look now rather than at the next poll."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        while not self._stopping:
+            timeout = IDLE_POLL_SECONDS
+            free = self.options.workers - len(self._inflight)
+            self._wake.clear()
+            if free > 0:
+                now = time.time()
+                try:
+                    claim = await self.store.claim(self.owner, free, now, self.options.lease)
+                except StoreUnavailable as exc:
+                    log.error("cannot claim notifications: %s", exc)
+                    claim = None
+                if claim is not None:
+                    for claimed in claim.claimed:
+                        task = asyncio.create_task(self._deliver(claimed))
+                        self._inflight.add(task)
+                        task.add_done_callback(self._done)
+                    if claim.next_due is not None:
+                        timeout = min(timeout, max(0.0, claim.next_due - time.time()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._wake.set()  # the lane's next notification may be due now
+        if not task.cancelled() and task.exception() is not None:
+            log.error("delivery task failed", exc_info=task.exception())
+
+    async def stop(self, grace: float) -> None:
+        """Stop claiming, let in-flight sends finish for up to `grace` seconds; the rest stay in the outbox."""
+        self._stopping = True
+        self._wake.set()
+        if self._inflight:
+            _, pending = await asyncio.wait(set(self._inflight), timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning("%d deliveries did not finish in %.0fs; they stay in the outbox", len(pending), grace)
+                await asyncio.wait(pending)
+
+    async def _deliver(self, claimed: Claimed) -> None:
+        notification = claimed.notification
+        started = time.time()
+        try:
+            await self._send(notification)
+        except DeliveryError as exc:
+            await self._failed(claimed, started, exc)
+        except _Deferred as deferred:
+            attempt = Attempt(started, 0.0, "deferred", "rate_limited")
+            await self._store_call(self.store.retry_later(notification.id, self.owner, attempt,
+                                                          started + deferred.wait, count_attempt=False))
+        else:
+            await self._delivered(notification, started)
+
+    async def _send(self, notification: Notification) -> None:
+        routes = self.runtime.routes
+        receiver = routes.receivers.get(notification.receiver) if routes else None
+        if receiver is None:
+            raise PermanentDeliveryError("unknown_receiver", f"no receiver {notification.receiver!r} in routes.yaml")
+        missing = receiver.missing_secret()
+        if missing:
+            raise PermanentDeliveryError("unconfigured", f"{missing} is not set for receiver {receiver.name!r}")
+        channel = self.runtime.channels[receiver.name]
+        wait = 0.0
+        if receiver.rate_limit is not None or self.options.default_rate_limits:
+            wait = self.limiter.take(channel.destination, receiver.integration, receiver.rate_limit)
+        if wait > 0:
+            raise _Deferred(wait)
+        labels = (receiver.name, receiver.integration)
+        metrics.notification_requests.labels(*labels).inc()
+        call_started = time.perf_counter()
+        try:
+            await asyncio.wait_for(channel.send(notification), self.options.send_timeout)
+        except TimeoutError:
+            metrics.notification_requests_failed.labels(*labels, "timeout").inc()
+            raise TransientDeliveryError("timeout", f"no answer in {self.options.send_timeout:.0f}s") from None
+        except DeliveryError as exc:
+            metrics.notification_requests_failed.labels(*labels, exc.reason).inc()
+            raise
+        except Exception as exc:  # a bug in a channel must not lose the notification
+            log.exception("channel %s raised unexpectedly", receiver.integration)
+            metrics.notification_requests_failed.labels(*labels, "internal_error").inc()
+            raise TransientDeliveryError("internal_error", type(exc).__name__) from None
+        finally:
+            metrics.notification_latency.labels(*labels).observe(time.perf_counter() - call_started)
+
+    async def _delivered(self, notification: Notification, started: float) -> None:
+        now = time.time()
+        await self._store_call(self.store.complete(notification.id, self.owner,
+                                                   Attempt(started, now - started, "delivered")))
+        integration = notification.integration
+        metrics.notifications_delivered.labels(notification.receiver, integration).inc()
+        metrics.delivery_latency.labels(notification.receiver, integration).observe(
+            now - notification.received_at.timestamp())
+        for alert in notification.alerts:
+            since = alert.ends_at if alert.status == "resolved" else alert.starts_at
+            if since is not None:
+                metrics.alert_to_delivery.labels(integration).observe(max(0.0, now - since.timestamp()))
+        log.info("delivered notification %d to %s (%s, %d alerts, attempt %d)", notification.id,
+                 notification.receiver, notification.status, len(notification.alerts), notification.attempts + 1)
+
+    async def _failed(self, claimed: Claimed, started: float, exc: DeliveryError) -> None:
+        notification = claimed.notification
+        now = time.time()
+        attempt = Attempt(started, now - started, "retry", exc.reason, exc.detail)
+        if isinstance(exc, TransientDeliveryError):
+            when = next_attempt(self.options.policy, notification.attempts + 1, now, claimed.give_up_at,
+                                exc.retry_after)
+            if when is not None:
+                log.warning("notification %d to %s failed (%s), retrying in %.1fs", notification.id,
+                            notification.receiver, exc, when - now)
+                await self._store_call(self.store.retry_later(notification.id, self.owner, attempt, when))
+                return
+            reason = "gave_up"
+        else:
+            reason = exc.reason
+        log.error("notification %d to %s is a dead letter: %s", notification.id, notification.receiver, exc)
+        dead = Attempt(started, now - started, "dead", reason, str(exc))
+        await self._store_call(self.store.dead_letter(notification.id, self.owner, dead))
+        metrics.notifications_failed.labels(notification.receiver, notification.integration, reason).inc()
+        await self._fallback(notification, now)
+
+    async def _fallback(self, notification: Notification, now: float) -> None:
+        routes = self.runtime.routes
+        receiver = routes.receivers.get(notification.receiver) if routes else None
+        if routes is None or receiver is None or not receiver.fallback:
+            return
+        target = routes.receivers[receiver.fallback]
+        candidate = Candidate(target.name, target.integration, notification.group,
+                              tuple(timedelta(0) for _ in notification.alerts),
+                              target.give_up_after)
+        await self._store_call(self.store.enqueue([candidate], now))
+        log.warning("notification %d also sent to fallback receiver %s", notification.id, target.name)
+
+    async def _store_call(self, call: object) -> None:
+        """Record an outcome; if the store is down, the lease expires and the notification is tried again."""
+        try:
+            await call  # type: ignore[misc]
+        except StoreUnavailable as exc:
+            log.error("cannot record delivery outcome (it will be retried when its lease ends): %s", exc)
+
+
+class _Deferred(Exception):
+    """No rate-limit token yet: put the notification back until one is free, without counting an attempt."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"rate limited for {wait:.2f}s")
+        self.wait = wait

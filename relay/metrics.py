@@ -1,0 +1,52 @@
+"""Every Prometheus object relay exports, in one place, named as Alertmanager names its own.
+
+Labels carry receiver and integration names and short failure reasons, never
+URLs, tokens or keys.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# Latencies from a few milliseconds (a local provider) to minutes (retries through an outage).
+_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)
+
+alerts_received = Counter("relay_alerts_received", "Alerts received in webhooks.", ["status"])
+webhook_requests = Counter("relay_webhook_requests", "Webhook requests by HTTP status code.", ["code"])
+notifications = Counter("relay_notifications", "Notifications enqueued for delivery.", ["receiver", "integration"])
+notifications_deduplicated = Counter(
+    "relay_notifications_deduplicated", "Alerts not notified again because the receiver already heard of them.",
+    ["receiver"])
+notification_requests = Counter("relay_notification_requests", "Delivery attempts (provider calls).",
+                                ["receiver", "integration"])
+notification_requests_failed = Counter("relay_notification_requests_failed", "Delivery attempts that failed.",
+                                       ["receiver", "integration", "reason"])
+notifications_delivered = Counter("relay_notifications_delivered", "Notifications delivered.",
+                                  ["receiver", "integration"])
+notifications_failed = Counter("relay_notifications_failed", "Notifications that became dead letters.",
+                               ["receiver", "integration", "reason"])
+notification_latency = Histogram("relay_notification_latency_seconds", "Duration of one provider call.",
+                                 ["receiver", "integration"], buckets=_BUCKETS)
+delivery_latency = Histogram("relay_delivery_latency_seconds",
+                             "From webhook received to delivered, retries included.",
+                             ["receiver", "integration"], buckets=_BUCKETS)
+alert_to_delivery = Histogram("relay_alert_to_delivery_seconds",
+                              "From the alert's startsAt (or endsAt when resolved) to delivered.",
+                              ["integration"], buckets=_BUCKETS)
+outbox_pending = Gauge("relay_outbox_pending", "Notifications waiting in the outbox.", ["receiver"])
+outbox_oldest_pending = Gauge("relay_outbox_oldest_pending_seconds", "Age of the oldest waiting notification.")
+dead_letters = Gauge("relay_dead_letters", "Dead letters waiting for a replay.", ["receiver"])
+config_hash = Gauge("relay_config_hash", "Hash of the loaded routes.yaml (first 48 bits).")
+config_last_reload_successful = Gauge("relay_config_last_reload_successful",
+                                      "Whether the last routes.yaml reload succeeded.")
+config_last_reload_success_timestamp = Gauge("relay_config_last_reload_success_timestamp_seconds",
+                                             "When routes.yaml was last loaded successfully.")
+
+
+def set_outbox(pending: dict[str, int], oldest_age: float, dead: dict[str, int], receivers: list[str]) -> None:
+    """Publish outbox gauges; every known receiver gets a series, zero when empty."""
+    for name in set(receivers) | set(pending):
+        outbox_pending.labels(name).set(pending.get(name, 0))
+    for name in set(receivers) | set(dead):
+        dead_letters.labels(name).set(dead.get(name, 0))
+    outbox_oldest_pending.set(oldest_age)

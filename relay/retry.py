@@ -1,0 +1,35 @@
+"""When to try a failed notification again: exponential backoff with jitter, Retry-After, give-up.
+
+The wait comes from tenacity's `wait_exponential_jitter`; the dispatcher
+persists the resulting time in the store, so a restart continues the schedule
+instead of starting it over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tenacity import RetryCallState, wait_exponential_jitter
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    initial: float = 1.0
+    maximum: float = 300.0
+    jitter: float = 1.0
+
+    def delay(self, attempts: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after the `attempts`-th failed attempt; never less than the provider's Retry-After."""
+        state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+        state.attempt_number = max(1, attempts)
+        wait = wait_exponential_jitter(initial=self.initial, max=self.maximum, jitter=self.jitter)(state)
+        if retry_after is not None:
+            wait = max(wait, retry_after)
+        return float(wait)
+
+
+def next_attempt(policy: RetryPolicy, attempts: int, now: float, give_up_at: float,
+                 retry_after: float | None = None) -> float | None:
+    """The time of the next attempt, or None if it would fall after `give_up_at` (the caller dead-letters)."""
+    when = now + policy.delay(attempts, retry_after)
+    return None if when > give_up_at else when

@@ -1,0 +1,155 @@
+"""routes.yaml: receivers, the ordered route list, and which receivers an alert goes to.
+
+Routes are tried in order; the first match wins unless it says
+`continue: true`; alerts no route matches go to `default_receivers`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from relay import yamlconfig
+from relay.durations import Duration, parse_duration
+from relay.errors import ConfigError
+from relay.matchers import Matcher, parse_matcher
+from relay.receivers import GlobalConfig, ReceiverConfig, with_globals
+from relay.templating import Templates
+
+log = logging.getLogger(__name__)
+
+DEFAULT_REPEAT_INTERVAL = parse_duration("4h")
+
+
+class Route(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, arbitrary_types_allowed=True)
+
+    matchers: list[Matcher] = Field(default_factory=list)
+    receivers: list[str] = Field(min_length=1)
+    continue_: bool = Field(default=False, alias="continue")
+    repeat_interval: Duration = DEFAULT_REPEAT_INTERVAL
+
+    @field_validator("matchers", mode="before")
+    @classmethod
+    def _parse(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            raise ValueError("matchers must be a list of strings like 'severity=\"critical\"'")
+        return [parse_matcher(v) if isinstance(v, str) else v for v in value]
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return all(m.matches(labels) for m in self.matchers)
+
+
+class RoutesFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    global_: GlobalConfig = Field(default_factory=GlobalConfig, alias="global")
+    receivers: list[ReceiverConfig] = Field(min_length=1)
+    routes: list[Route] = Field(default_factory=list)
+    default_receivers: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _names_resolve(self) -> RoutesFile:
+        names = [r.name for r in self.receivers]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate receiver name(s): {dupes}")
+        return self
+
+
+@dataclass(frozen=True)
+class Target:
+    """One receiver an alert goes to, with the repeat interval of the route that chose it."""
+
+    receiver: str
+    repeat_interval: timedelta
+
+
+class Routes:
+    """A loaded, validated routes.yaml: receivers by name and the routing function."""
+
+    def __init__(self, spec: RoutesFile, source: str, digest: str) -> None:
+        self.spec = spec
+        self.source = source
+        self.digest = digest
+        self.receivers: dict[str, ReceiverConfig] = {r.name: with_globals(r, spec.global_) for r in spec.receivers}
+
+    def targets(self, labels: Mapping[str, str]) -> list[Target]:
+        """The receivers for one alert, in route order, each once (the first route naming it sets its interval)."""
+        chosen: dict[str, Target] = {}
+        matched = False
+        for route in self.spec.routes:
+            if not route.matches(labels):
+                continue
+            matched = True
+            for name in route.receivers:
+                chosen.setdefault(name, Target(name, route.repeat_interval))
+            if not route.continue_:
+                break
+        if not matched:
+            for name in self.spec.default_receivers:
+                chosen.setdefault(name, Target(name, DEFAULT_REPEAT_INTERVAL))
+        return list(chosen.values())
+
+    def unconfigured(self) -> dict[str, str]:
+        """Receivers whose secret is unset, with the setting that is missing."""
+        out = {}
+        for name, receiver in self.receivers.items():
+            missing = receiver.missing_secret()
+            if missing:
+                out[name] = missing
+        return out
+
+
+def _check_names(spec: RoutesFile, lines: dict[yamlconfig.Path_, int], file: str) -> None:
+    names = {r.name for r in spec.receivers}
+    for i, route in enumerate(spec.routes):
+        for j, name in enumerate(route.receivers):
+            if name not in names:
+                raise ConfigError(f"route {i + 1} names unknown receiver {name!r}; known: {sorted(names)}",
+                                  file=file, line=yamlconfig.line_of(lines, ("routes", i, "receivers", j)))
+    for j, name in enumerate(spec.default_receivers):
+        if name not in names:
+            raise ConfigError(f"default_receivers names unknown receiver {name!r}; known: {sorted(names)}",
+                              file=file, line=yamlconfig.line_of(lines, ("default_receivers", j)))
+    for i, receiver in enumerate(spec.receivers):
+        if receiver.fallback and receiver.fallback not in names:
+            raise ConfigError(f"receiver {receiver.name!r} has unknown fallback {receiver.fallback!r}",
+                              file=file, line=yamlconfig.line_of(lines, ("receivers", i, "fallback")))
+
+
+def _validation_error(exc: ValidationError, lines: dict[yamlconfig.Path_, int], file: str) -> ConfigError:
+    first = exc.errors(include_url=False, include_input=False)[0]
+    loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+    where = ".".join(str(p) for p in loc) or "file"
+    reason = first["msg"].removeprefix("Value error, ")
+    return ConfigError(f"{where}: {reason}", file=file, line=yamlconfig.line_of(lines, loc))
+
+
+def load_routes(file: Path, templates: Templates, environ: Mapping[str, str] | None = None) -> Routes:
+    """Load and fully check routes.yaml and the templates its receivers use; raise ConfigError if anything is wrong."""
+    data, lines = yamlconfig.load(file, environ)
+    if not isinstance(data, dict):
+        raise ConfigError("expected a mapping with receivers, routes and default_receivers", file=str(file), line=1)
+    try:
+        spec = RoutesFile.model_validate(data)
+    except ValidationError as exc:
+        raise _validation_error(exc, lines, str(file)) from None
+    _check_names(spec, lines, str(file))
+    for i, receiver in enumerate(spec.receivers):
+        try:
+            templates.check(receiver.integration, receiver.templates, f"receiver {receiver.name!r}")
+        except ConfigError as exc:
+            if exc.file is None:
+                raise ConfigError(exc.reason, file=str(file),
+                                  line=yamlconfig.line_of(lines, ("receivers", i, "templates"))) from None
+            raise
+    digest = hashlib.sha256(file.read_bytes()).hexdigest()[:16]
+    return Routes(spec, str(file), digest)

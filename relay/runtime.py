@@ -1,0 +1,88 @@
+"""The loaded configuration: routes, templates and one channel per receiver, swapped atomically on reload.
+
+A reload that fails leaves the previous configuration serving and says why
+(file, line, reason); notifications already in the outbox are delivered with
+whatever receiver of that name the current configuration has.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import aiohttp
+
+from relay import metrics
+from relay.channels.base import Channel
+from relay.channels.factory import build_channel
+from relay.errors import ConfigError
+from relay.routes import Routes, load_routes
+from relay.templating import Templates
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    def __init__(self, routes_file: Path, templates_dir: Path) -> None:
+        self.routes_file = routes_file
+        self.templates_dir = templates_dir
+        self.routes: Routes | None = None
+        self.templates = Templates(templates_dir)
+        self.channels: dict[str, Channel] = {}
+        self.session: aiohttp.ClientSession | None = None
+        self.loaded_mtime = 0.0
+
+    async def start(self) -> None:
+        """Load the configuration; a broken one raises ConfigError (relay does not start)."""
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        await self.reload()
+
+    async def reload(self) -> Routes:
+        mtime = _mtime(self.routes_file)
+        try:
+            templates = Templates(self.templates_dir)
+            routes = load_routes(self.routes_file, templates)
+        except ConfigError:
+            metrics.config_last_reload_successful.set(0)
+            raise
+        assert self.session is not None
+        old = self.channels
+        self.channels = {name: build_channel(r, templates, self.session) for name, r in routes.receivers.items()}
+        self.routes, self.templates, self.loaded_mtime = routes, templates, mtime
+        for channel in old.values():
+            await channel.close()
+        metrics.config_hash.set(int(routes.digest[:12], 16))
+        metrics.config_last_reload_successful.set(1)
+        metrics.config_last_reload_success_timestamp.set(time.time())
+        for name, missing in routes.unconfigured().items():
+            log.warning("receiver %s is unconfigured (%s is unset): its notifications become dead letters "
+                        "with reason 'unconfigured' until it is set and they are replayed", name, missing)
+        log.info("loaded %s: %d receivers, %d routes", self.routes_file, len(routes.receivers),
+                 len(routes.spec.routes))
+        return routes
+
+    async def reload_if_changed(self) -> None:
+        mtime = _mtime(self.routes_file)
+        if mtime and mtime != self.loaded_mtime:
+            try:
+                await self.reload()
+            except ConfigError as exc:
+                self.loaded_mtime = mtime  # say it once per change, keep serving the last good routes
+                log.error("routes.yaml changed but was refused, keeping the last good one: %s", exc)
+
+    async def close(self) -> None:
+        for channel in self.channels.values():
+            await channel.close()
+        self.channels = {}
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0

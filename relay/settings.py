@@ -1,0 +1,38 @@
+"""Settings from the environment (`RELAY_` prefix); routes.yaml holds everything about receivers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RELAY_", extra="ignore")
+
+    routes: Path = Path("routes.yaml")
+    templates: Path = Path("templates")
+    database_url: str = "sqlite:///relay.db"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    webhook_token: SecretStr | None = None
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    log_format: Literal["json", "console"] = "console"
+    log_level: str = "INFO"
+    # Dispatcher tuning: concurrent deliveries, lease on a claimed notification, grace on SIGTERM.
+    workers: int = Field(default=32, gt=0)
+    lease_seconds: float = Field(default=120.0, gt=0)
+    send_timeout_seconds: float = Field(default=30.0, gt=0)
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    retry_initial_seconds: float = Field(default=1.0, gt=0)
+    retry_max_seconds: float = Field(default=300.0, gt=0)
+    # Per-destination token buckets (DESIGN.md defaults); false leaves only receivers' own `rate_limit`.
+    rate_limits: bool = True
+
+    @property
+    def token(self) -> str | None:
+        if self.webhook_token is None or not self.webhook_token.get_secret_value():
+            return None
+        return self.webhook_token.get_secret_value()

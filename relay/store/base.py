@@ -1,0 +1,112 @@
+"""The Store seam: everything relay keeps durable goes through this protocol.
+
+Enqueue applies dedup and writes notifications in one transaction and returns
+only once it is durable; claims hand out the head of each lane under a lease,
+so a lane is strictly ordered and a dead worker's work is picked up again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Protocol
+
+from relay.alerts import Notification, WebhookMessage
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One receiver's share of one incoming group, before dedup.
+
+    `repeat_intervals[i]` belongs to `group.alerts[i]`: the interval of the
+    route that sent that alert to this receiver.
+    """
+
+    receiver: str
+    integration: str
+    group: WebhookMessage
+    repeat_intervals: tuple[timedelta, ...]
+    give_up_after: timedelta
+
+    @property
+    def lane(self) -> str:
+        return f"{self.receiver}\x1f{self.group.groupKey}"
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    """What enqueue did for one candidate: the notification written (if any alert survived) and counts."""
+
+    receiver: str
+    notification_id: int | None
+    alerts_enqueued: int
+    alerts_deduplicated: int
+
+
+@dataclass(frozen=True)
+class Claimed:
+    notification: Notification
+    give_up_at: float
+    lease_until: float
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Notifications handed to this worker, and when the next not-yet-due one becomes due (epoch seconds)."""
+
+    claimed: list[Claimed]
+    next_due: float | None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    started_at: float
+    duration: float
+    outcome: str  # delivered | retry | dead | deferred
+    reason: str = ""
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class OutboxStats:
+    pending: dict[str, int] = field(default_factory=dict)
+    oldest_pending_received_at: float | None = None
+    dead: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HistoryFilter:
+    receiver: str | None = None
+    alertname: str | None = None
+    state: str | None = None
+    ids: tuple[int, ...] = ()
+    limit: int = 100
+
+
+class Store(Protocol):
+    async def open(self) -> None:
+        """Connect, apply migrations, and release leases a crashed process of ours left behind."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable if the store cannot answer."""
+
+    async def enqueue(self, candidates: list[Candidate], received_at: float) -> list[Enqueued]:
+        """Dedup and write notifications in one durable transaction (or raise StoreUnavailable, writing nothing)."""
+
+    async def claim(self, owner: str, limit: int, now: float, lease: float) -> Claim: ...
+
+    async def complete(self, notification_id: int, owner: str, attempt: Attempt) -> None: ...
+
+    async def retry_later(self, notification_id: int, owner: str, attempt: Attempt, next_attempt_at: float,
+                          count_attempt: bool = True) -> None: ...
+
+    async def dead_letter(self, notification_id: int, owner: str, attempt: Attempt) -> None: ...
+
+    async def replay(self, notification_id: int, now: float) -> bool:
+        """Put a dead letter back in its lane; False if there is no such dead letter."""
+
+    async def stats(self, now: float) -> OutboxStats: ...
+
+    async def history(self, query: HistoryFilter) -> list[dict[str, Any]]: ...

@@ -1,0 +1,107 @@
+"""`relay test-alert`: send a synthetic Alertmanager webhook and report, per receiver, what became of it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from relay.fingerprint import fingerprint
+
+FINAL = {"delivered", "dead"}
+STATE_FILE = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "relay" / "test-alerts.json"
+
+
+def _rfc3339(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _remembered_start(fp: str) -> str | None:
+    try:
+        value = json.loads(STATE_FILE.read_text()).get(fp)
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _remember_start(fp: str, starts_at: str) -> None:
+    try:
+        data = json.loads(STATE_FILE.read_text()) if STATE_FILE.exists() else {}
+        data[fp] = starts_at
+        STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
+        STATE_FILE.write_text(json.dumps(data))
+    except (OSError, ValueError):
+        pass  # only --resolve's convenience depends on it
+
+
+def build_payload(alertname: str, severity: str, labels: dict[str, str], resolve: bool,
+                  starts_at: str | None = None) -> dict[str, Any]:
+    """An Alertmanager v4 webhook for one alert; a resolve reuses the firing's startsAt so it closes that episode."""
+    all_labels = {"alertname": alertname, "severity": severity, **labels}
+    fp = fingerprint(all_labels)
+    now = datetime.now(UTC)
+    start = starts_at or (_remembered_start(fp) if resolve else None) or _rfc3339(now)
+    if not resolve:
+        _remember_start(fp, start)
+    status = "resolved" if resolve else "firing"
+    alert = {
+        "status": status,
+        "labels": all_labels,
+        "annotations": {"summary": f"Test alert from relay test-alert ({alertname})",
+                        "description": "Sent by `relay test-alert` to check routing and delivery."},
+        "startsAt": start,
+        "endsAt": _rfc3339(now) if resolve else "0001-01-01T00:00:00Z",
+        "generatorURL": "",
+        "fingerprint": fp,
+    }
+    return {
+        "receiver": "relay", "status": status, "alerts": [alert],
+        "groupLabels": {"alertname": alertname}, "commonLabels": all_labels,
+        "commonAnnotations": alert["annotations"], "externalURL": "",
+        "version": "4", "groupKey": f'{{}}/{{test-alert}}:{{alertname="{alertname}"}}', "truncatedAlerts": 0,
+    }
+
+
+async def follow(fetch: Callable[[list[int]], Awaitable[list[dict[str, Any]]]], ids: list[int],
+                 timeout: float) -> list[dict[str, Any]]:
+    """Poll the history until every notification is delivered or dead, or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = await fetch(ids)
+        if all(row["state"] in FINAL for row in rows) or time.monotonic() >= deadline:
+            return rows
+        await asyncio.sleep(0.2)
+
+
+def report(summary: dict[str, Any], rows: list[dict[str, Any]]) -> tuple[str, bool]:
+    """Human-readable lines per receiver, and whether everything was delivered."""
+    by_id = {row["id"]: row for row in rows}
+    lines, ok = [], True
+    for receiver, info in sorted(summary["receivers"].items()):
+        nid = info["notification_id"]
+        if nid is None:
+            lines.append(f"  {receiver:<24} deduplicated (already notified of this alert)")
+            continue
+        row = by_id.get(nid)
+        if row is None:
+            lines.append(f"  {receiver:<24} unknown (notification {nid} not found)")
+            ok = False
+        elif row["state"] == "delivered":
+            took = (row["finished_at"] or time.time()) - row["received_at"]
+            lines.append(f"  {receiver:<24} delivered in {took * 1000:.0f} ms (attempt {row['attempts']})")
+        elif row["state"] == "dead":
+            lines.append(f"  {receiver:<24} dead-lettered: {row['last_error']}")
+            ok = False
+        else:
+            wait = max(0.0, row["next_attempt_at"] - time.time())
+            lines.append(f"  {receiver:<24} retrying (attempts {row['attempts']}, next in {wait:.0f}s): "
+                         f"{row['last_error'] or 'not yet sent'}")
+            ok = False
+    if not summary["receivers"]:
+        lines.append("  no receiver matched (check default_receivers)")
+    return "\n".join(lines), ok

@@ -1,0 +1,149 @@
+"""POST /webhook: check, parse, route, dedup and enqueue; answer 200 only once the outbox commit is durable.
+
+Every refusal is a 4xx whose message names what is wrong, and happens before
+anything is written, so a rejected request changes no state.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+from collections import defaultdict
+from datetime import timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from relay import metrics
+from relay.alerts import Alert, WebhookMessage
+from relay.errors import StoreUnavailable
+from relay.routes import Routes
+from relay.store.base import Candidate, Enqueued
+
+log = logging.getLogger(__name__)
+
+MAX_REPORTED_ERRORS = 5
+
+
+class Rejected(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def check_auth(request: Request, token: str | None) -> None:
+    if token is None:
+        return
+    given = request.headers.get("authorization", "")
+    scheme, _, credentials = given.partition(" ")
+    if scheme.lower() != "bearer" or not credentials:
+        raise Rejected(401, "missing bearer token: send 'Authorization: Bearer <RELAY_WEBHOOK_TOKEN>'")
+    if not hmac.compare_digest(credentials.strip().encode(), token.encode()):
+        raise Rejected(401, "invalid bearer token")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise Rejected(413, f"body of {declared} bytes is over the limit of {limit} bytes (RELAY_MAX_BODY_BYTES)")
+    content_type = request.headers.get("content-type", "")
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise Rejected(415, f"expected Content-Type application/json, got {media or 'none'!r}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Rejected(413, f"body is over the limit of {limit} bytes (RELAY_MAX_BODY_BYTES)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse(body: bytes) -> WebhookMessage:
+    try:
+        data = json.loads(body)
+    except UnicodeDecodeError:
+        raise Rejected(400, "body is not valid UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise Rejected(400, f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise Rejected(400, "malformed JSON: nested too deeply") from None
+    if not isinstance(data, dict):
+        raise Rejected(400, "expected a JSON object (an Alertmanager webhook body)")
+    if data.get("version") != "4":
+        raise Rejected(400, f"version: expected \"4\" (Alertmanager webhook v4), got {data.get('version')!r}")
+    try:
+        return WebhookMessage.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False, include_input=False)[:MAX_REPORTED_ERRORS]:
+            where = ".".join(str(p) for p in err["loc"]) or "body"
+            problems.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
+        more = exc.error_count() - len(problems)
+        if more > 0:
+            problems.append(f"... and {more} more")
+        raise Rejected(400, "invalid Alertmanager webhook: " + "; ".join(problems)) from None
+
+
+def candidates(message: WebhookMessage, routes: Routes) -> list[Candidate]:
+    """One candidate per receiver holding the alerts routed to it, in the webhook's order."""
+    chosen: dict[str, list[tuple[Alert, timedelta]]] = defaultdict(list)
+    for alert in message.alerts:
+        for target in routes.targets(alert.labels):
+            chosen[target.receiver].append((alert, target.repeat_interval))
+    out = []
+    for name, pairs in chosen.items():
+        receiver = routes.receivers[name]
+        group = message.model_copy(update={"alerts": [a for a, _ in pairs]})
+        out.append(Candidate(name, receiver.integration, group, tuple(i for _, i in pairs), receiver.give_up_after))
+    return out
+
+
+def summary(message: WebhookMessage, results: list[Enqueued]) -> dict[str, Any]:
+    receivers = {
+        r.receiver: {"notification_id": r.notification_id, "enqueued": r.alerts_enqueued,
+                     "deduplicated": r.alerts_deduplicated}
+        for r in results
+    }
+    return {
+        "status": "accepted",
+        "alerts": len(message.alerts),
+        "notifications_enqueued": sum(1 for r in results if r.notification_id is not None),
+        "alerts_deduplicated": sum(r.alerts_deduplicated for r in results),
+        "receivers": receivers,
+    }
+
+
+async def handle(request: Request) -> JSONResponse:
+    state = request.app.state
+    received_at = time.time()
+    try:
+        check_auth(request, state.settings.token)
+        message = parse(await read_body(request, state.settings.max_body_bytes))
+    except Rejected as exc:
+        metrics.webhook_requests.labels(str(exc.status)).inc()
+        log.info("webhook refused (%d): %s", exc.status, exc.message)
+        return JSONResponse({"status": "error", "error": exc.message}, status_code=exc.status)
+    routes: Routes = state.runtime.routes
+    try:
+        results = await state.store.enqueue(candidates(message, routes), received_at)
+    except StoreUnavailable as exc:
+        metrics.webhook_requests.labels("503").inc()
+        log.error("webhook not accepted, the store cannot commit: %s", exc)
+        return JSONResponse({"status": "error", "error": "store unavailable, retry later"}, status_code=503,
+                            headers={"Retry-After": "5"})
+    state.dispatcher.wake()
+    for alert in message.alerts:
+        metrics.alerts_received.labels(alert.status).inc()
+    for result in results:
+        if result.notification_id is not None:
+            metrics.notifications.labels(result.receiver, routes.receivers[result.receiver].integration).inc()
+        if result.alerts_deduplicated:
+            metrics.notifications_deduplicated.labels(result.receiver).inc(result.alerts_deduplicated)
+    metrics.webhook_requests.labels("200").inc()
+    return JSONResponse(summary(message, results))

@@ -1,0 +1,95 @@
+"""Load YAML with `${VAR}` expansion and remember the line of every value.
+
+Expansion happens on scalar values after parsing, so a secret never passes
+through the YAML parser's error messages and line numbers stay true. The
+line map lets schema errors name the line a user must fix.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from relay.errors import ConfigError
+
+Path_ = tuple[str | int, ...]
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand(text: str, environ: Mapping[str, str]) -> str:
+    """Replace `${VAR}` and `${VAR:-default}`; an unset VAR without default becomes empty."""
+
+    def sub(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        value = environ.get(name, "")
+        if value == "" and default is not None:
+            return default
+        return value
+
+    return _VAR.sub(sub, text)
+
+
+class _Builder:
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        self.lines: dict[Path_, int] = {}
+        self._constructor = yaml.SafeLoader.__new__(yaml.SafeLoader)
+        yaml.constructor.SafeConstructor.__init__(self._constructor)
+
+    def build(self, node: yaml.Node, path: Path_) -> Any:
+        self.lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            out: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                key = str(self._scalar(key_node))
+                if key in out:
+                    raise ConfigError(f"duplicate key {key!r}", line=key_node.start_mark.line + 1)
+                out[key] = self.build(value_node, (*path, key))
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        return self._scalar(node)
+
+    def _scalar(self, node: yaml.Node) -> Any:
+        if not isinstance(node, yaml.ScalarNode):
+            raise ConfigError("expected a plain value here", line=node.start_mark.line + 1)
+        if isinstance(node.value, str) and "${" in node.value:
+            return expand(node.value, self.environ)
+        return self._constructor.construct_object(node)
+
+
+def load(file: Path, environ: Mapping[str, str] | None = None) -> tuple[Any, dict[Path_, int]]:
+    """Parse `file`; return the data with variables expanded, and the line of every path in it."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", file=str(file)) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise ConfigError(f"invalid YAML: {exc.problem or exc.context}", file=str(file), line=line) from None
+    if node is None:
+        raise ConfigError("file is empty", file=str(file), line=1)
+    builder = _Builder(os.environ if environ is None else environ)
+    try:
+        data = builder.build(node, ())
+    except ConfigError as exc:
+        raise ConfigError(exc.reason, file=str(file), line=exc.line) from None
+    return data, builder.lines
+
+
+def line_of(lines: Mapping[Path_, int], path: Path_) -> int | None:
+    """The line of `path`, or of its nearest parent that has one."""
+    while path:
+        if path in lines:
+            return lines[path]
+        path = path[:-1]
+    return lines.get(())

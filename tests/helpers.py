@@ -1,0 +1,117 @@
+"""Shared test helpers: fixture bodies, the repo's routes.yaml pointed at local servers, an in-process relay."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from relay.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO.parent / "shared" / "fixtures" / "alertmanager"
+if not FIXTURES.is_dir():  # a clean clone keeps a copy beside the tests
+    FIXTURES = REPO / "tests" / "fixtures" / "alertmanager"
+TEMPLATES = REPO / "templates"
+ROUTES = REPO / "routes.yaml"
+PD_URL_COMMENT = "# url: defaults to https://events.pagerduty.com/v2/enqueue"
+
+
+def fixture(name: str) -> dict[str, Any]:
+    return dict(json.loads((FIXTURES / name).read_text()))
+
+
+def repo_routes(tmp_path: Path, pagerduty_url: str | None = None, extra: str = "") -> Path:
+    """The repository's routes.yaml, with PagerDuty's URL pointed at a local server when given."""
+    text = ROUTES.read_text()
+    if pagerduty_url:
+        assert PD_URL_COMMENT in text
+        text = text.replace(PD_URL_COMMENT, f"url: {pagerduty_url}")
+    path = tmp_path / "routes.yaml"
+    path.write_text(text + extra)
+    return path
+
+
+def provider_env(slack_url: str, smtp_smarthost: str, routing_key: str = "R0UTINGKEYSECRET0000000000000000") -> dict[
+        str, str]:
+    return {
+        "SLACK_WEBHOOK_URL": slack_url,
+        "SMTP_SMARTHOST": smtp_smarthost,
+        "SMTP_REQUIRE_TLS": "false",
+        "PAGERDUTY_ROUTING_KEY": routing_key,
+        "OPS_EMAIL": "ops@ojeomneo.example",
+    }
+
+
+def test_settings(tmp_path: Path, routes: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "routes": routes,
+        "templates": TEMPLATES,
+        "database_url": f"sqlite:///{tmp_path / 'relay.db'}",
+        "retry_initial_seconds": 0.05,
+        "retry_max_seconds": 0.5,
+        "rate_limits": False,
+        "shutdown_grace_seconds": 2,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@dataclass
+class RunningRelay:
+    url: str
+    client: httpx.AsyncClient
+    app: Any
+
+    async def post(self, body: Any, token: str | None = None, **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return await self.client.post("/webhook", json=body, headers=headers, **kwargs)
+
+    async def history(self, **params: str) -> list[dict[str, Any]]:
+        answer = await self.client.get("/api/v1/notifications", params=params)
+        return list(answer.json()["notifications"])
+
+
+@contextlib.asynccontextmanager
+async def running_relay(settings: Settings) -> AsyncIterator[RunningRelay]:
+    """relay on a real loopback port, inside the test's event loop."""
+    from relay.app import create_app
+
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on"))
+    task = asyncio.create_task(server.serve())
+    await wait_until(lambda: server.started or task.done(), timeout=10)
+    if task.done():
+        task.result()
+        raise RuntimeError("relay did not start")
+    port = server.servers[0].sockets[0].getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        try:
+            yield RunningRelay(url, client, app)
+        finally:
+            server.should_exit = True
+            await task
+
+
+async def wait_until(condition: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0,
+                     interval: float = 0.02) -> None:
+    """Await a condition (polled; for state we cannot subscribe to), failing after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met in {timeout}s")
+        await asyncio.sleep(interval)
