@@ -1,0 +1,161 @@
+"""The Store contract: every implementation must pass these (SQLite today; PostgreSQL joins the params)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from relay.alerts import WebhookMessage
+from relay.store import open_store
+from relay.store.base import Attempt, Candidate, HistoryFilter, Store
+from tests.helpers import fixture
+
+HOUR = timedelta(hours=1)
+
+
+@pytest.fixture(params=["sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    s = open_store(f"sqlite:///{tmp_path / 'relay.db'}")
+    await s.open()
+    yield s
+    await s.close()
+
+
+def candidate(name: str, receiver: str = "slack-alerts", interval: timedelta = HOUR) -> Candidate:
+    group = WebhookMessage.model_validate(fixture(name))
+    return Candidate(receiver, "slack", group, tuple(interval for _ in group.alerts), timedelta(hours=24))
+
+
+async def test_enqueue_then_claim_returns_the_notification(store: Store) -> None:
+    now = time.time()
+    [result] = await store.enqueue([candidate("firing-highlatency-group2.json")], now)
+    assert (result.alerts_enqueued, result.alerts_deduplicated) == (2, 0)
+    claim = await store.claim("w1", 10, now, 60)
+    [claimed] = claim.claimed
+    assert claimed.notification.id == result.notification_id
+    assert [a.fingerprint for a in claimed.notification.alerts] == ["818fa104f282a75c", "ac877533ed9eda06"]
+
+
+async def test_same_alerts_twice_are_deduplicated_until_repeat_interval(store: Store) -> None:
+    now = time.time()
+    first = await store.enqueue([candidate("firing-poddown.json", interval=HOUR)], now)
+    again = await store.enqueue([candidate("firing-poddown.json", interval=HOUR)], now + 60)
+    reminder = await store.enqueue([candidate("firing-poddown.json", interval=HOUR)], now + 3601)
+    assert first[0].notification_id is not None
+    assert again[0].notification_id is None and again[0].alerts_deduplicated == 1
+    assert reminder[0].notification_id is not None
+
+
+async def test_dedup_is_per_receiver_and_status(store: Store) -> None:
+    now = time.time()
+    await store.enqueue([candidate("firing-poddown.json")], now)
+    other = await store.enqueue([candidate("firing-poddown.json", receiver="ops-email")], now)
+    resolved = await store.enqueue([candidate("resolved-poddown.json")], now)
+    resolved_again = await store.enqueue([candidate("resolved-poddown.json")], now)
+    assert other[0].notification_id is not None
+    assert resolved[0].notification_id is not None
+    assert resolved_again[0].notification_id is None
+
+
+async def test_partial_dedup_keeps_only_new_alerts(store: Store) -> None:
+    now = time.time()
+    group = fixture("firing-highlatency-group2.json")
+    one = {**group, "alerts": group["alerts"][:1]}
+    msg = WebhookMessage.model_validate(one)
+    await store.enqueue([Candidate("slack-alerts", "slack", msg, (HOUR,), HOUR)], now)
+    [result] = await store.enqueue([candidate("firing-highlatency-group2.json")], now)
+    assert (result.alerts_enqueued, result.alerts_deduplicated) == (1, 1)
+
+
+async def test_lane_is_fifo_and_a_head_blocks_its_lane(store: Store) -> None:
+    now = time.time()
+    firing = await store.enqueue([candidate("firing-poddown.json")], now)
+    resolved = await store.enqueue([candidate("resolved-poddown.json")], now)
+    other_lane = await store.enqueue([candidate("firing-highlatency-group2.json")], now)
+    claim = await store.claim("w1", 10, now, 60)
+    ids = {c.notification.id for c in claim.claimed}
+    assert ids == {firing[0].notification_id, other_lane[0].notification_id}
+    head = next(c for c in claim.claimed if c.notification.id == firing[0].notification_id)
+    assert (await store.claim("w1", 10, now, 60)).claimed == []  # leased heads are not handed out twice
+    await store.complete(head.notification.id, "w1", Attempt(now, 0.01, "delivered"))
+    [following] = (await store.claim("w1", 10, now, 60)).claimed
+    assert following.notification.id == resolved[0].notification_id
+
+
+async def test_retry_later_keeps_the_lane_and_reports_next_due(store: Store) -> None:
+    now = time.time()
+    [first] = await store.enqueue([candidate("firing-poddown.json")], now)
+    await store.enqueue([candidate("resolved-poddown.json")], now)
+    [claimed] = (await store.claim("w1", 10, now, 60)).claimed
+    await store.retry_later(claimed.notification.id, "w1", Attempt(now, 0.1, "retry", "http_500"), now + 30)
+    claim = await store.claim("w1", 10, now + 1, 60)
+    assert claim.claimed == [] and claim.next_due == pytest.approx(now + 30)
+    [again] = (await store.claim("w1", 10, now + 31, 60)).claimed
+    assert again.notification.id == first.notification_id and again.notification.attempts == 1
+
+
+async def test_expired_lease_is_claimed_again(store: Store) -> None:
+    now = time.time()
+    await store.enqueue([candidate("firing-poddown.json")], now)
+    [claimed] = (await store.claim("dead-worker", 10, now, 5)).claimed
+    assert (await store.claim("w2", 10, now + 1, 5)).claimed == []
+    [reclaimed] = (await store.claim("w2", 10, now + 6, 5)).claimed
+    assert reclaimed.notification.id == claimed.notification.id
+    # The first worker's late answer no longer counts: the lease belongs to w2.
+    await store.complete(claimed.notification.id, "dead-worker", Attempt(now, 1, "delivered"))
+    [row] = await store.history(HistoryFilter(ids=(claimed.notification.id,)))
+    assert row["state"] == "pending"
+
+
+async def test_dead_letter_frees_the_lane_and_can_be_replayed(store: Store) -> None:
+    now = time.time()
+    [first] = await store.enqueue([candidate("firing-poddown.json")], now)
+    [second] = await store.enqueue([candidate("resolved-poddown.json")], now)
+    [claimed] = (await store.claim("w1", 10, now, 60)).claimed
+    await store.dead_letter(claimed.notification.id, "w1", Attempt(now, 0.1, "dead", "invalid_token"))
+    [nxt] = (await store.claim("w1", 10, now, 60)).claimed
+    assert nxt.notification.id == second.notification_id
+    stats = await store.stats(now)
+    assert stats.dead == {"slack-alerts": 1} and stats.pending == {"slack-alerts": 1}
+    [row] = await store.history(HistoryFilter(state="dead"))
+    assert row["id"] == first.notification_id and "invalid_token" in row["last_error"]
+    assert await store.replay(first.notification_id, now) is True
+    assert await store.replay(first.notification_id, now) is False
+    assert (await store.stats(now)).dead == {}
+
+
+async def test_concurrent_enqueues_all_commit_and_dedup_each_other(store: Store) -> None:
+    now = time.time()
+    results = await asyncio.gather(*(store.enqueue([candidate("firing-poddown.json")], now) for _ in range(50)))
+    written = [r[0].notification_id for r in results if r[0].notification_id is not None]
+    assert len(written) == 1  # an HA pair's simultaneous copies notify once
+
+
+async def test_history_filters(store: Store) -> None:
+    now = time.time()
+    await store.enqueue([candidate("firing-poddown.json"), candidate("firing-highlatency-group2.json",
+                                                                      receiver="ops-email")], now)
+    assert [r["alertnames"] for r in await store.history(HistoryFilter(alertname="PodDown"))] == [["PodDown"]]
+    assert [r["receiver"] for r in await store.history(HistoryFilter(receiver="ops-email"))] == ["ops-email"]
+
+
+async def test_outbox_survives_reopen(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'durable.db'}"
+    first = open_store(url)
+    await first.open()
+    now = time.time()
+    [result] = await first.enqueue([candidate("firing-poddown.json")], now)
+    await first.claim("w1", 10, now, 600)  # leased by a process that then dies
+    await first.close()
+    second = open_store(url)
+    await second.open()
+    try:
+        [claimed] = (await second.claim("w2", 10, now, 600)).claimed  # leases of the old process are released
+        assert claimed.notification.id == result.notification_id
+    finally:
+        await second.close()
