@@ -16,13 +16,13 @@ from tenacity import RetryCallState, wait_exponential_jitter
 class RetryPolicy:
     initial: float = 1.0
     maximum: float = 300.0
-    jitter: float = 1.0
+    jitter: float | None = None  # default: up to one `initial` of random extra wait
 
     def delay(self, attempts: int, retry_after: float | None = None) -> float:
         """Seconds to wait after the `attempts`-th failed attempt; never less than the provider's Retry-After."""
         state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
         state.attempt_number = max(1, attempts)
-        wait = wait_exponential_jitter(initial=self.initial, max=self.maximum, jitter=self.jitter)(state)
+        wait = wait_exponential_jitter(multiplier=self.initial, max=self.maximum, jitter=self.initial if self.jitter is None else self.jitter)(state)
         if retry_after is not None:
             wait = max(wait, retry_after)
         return float(wait)

@@ -36,7 +36,7 @@ class Runtime:
 
     async def start(self) -> None:
         """Load the configuration; a broken one raises ConfigError (relay does not start)."""
-        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30), trust_env=True)
         await self.reload()
 
     async def reload(self) -> Routes:

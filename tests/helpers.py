@@ -17,9 +17,8 @@ import uvicorn
 from relay.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
-FIXTURES = REPO.parent / "shared" / "fixtures" / "alertmanager"
-if not FIXTURES.is_dir():  # a clean clone keeps a copy beside the tests
-    FIXTURES = REPO / "tests" / "fixtures" / "alertmanager"
+# An unchanged copy of ../shared/fixtures/alertmanager (real Alertmanager 0.25 bodies).
+FIXTURES = REPO / "tests" / "fixtures" / "alertmanager"
 TEMPLATES = REPO / "templates"
 ROUTES = REPO / "routes.yaml"
 PD_URL_COMMENT = "# url: defaults to https://events.pagerduty.com/v2/enqueue"
@@ -27,6 +26,11 @@ PD_URL_COMMENT = "# url: defaults to https://events.pagerduty.com/v2/enqueue"
 
 def fixture(name: str) -> dict[str, Any]:
     return dict(json.loads((FIXTURES / name).read_text()))
+
+
+def slack_text(message: dict[str, Any]) -> str:
+    """Everything a person could read in a Slack message (text, attachments, blocks)."""
+    return json.dumps(message, ensure_ascii=False)
 
 
 def repo_routes(tmp_path: Path, pagerduty_url: str | None = None, extra: str = "") -> Path:
@@ -51,7 +55,7 @@ def provider_env(slack_url: str, smtp_smarthost: str, routing_key: str = "R0UTIN
     }
 
 
-def test_settings(tmp_path: Path, routes: Path, **overrides: Any) -> Settings:
+def relay_settings(tmp_path: Path, routes: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "routes": routes,
         "templates": TEMPLATES,

@@ -108,7 +108,8 @@ def test_first_match_wins_unless_continue(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("tail", "line", "reason"),
     [
-        ("routes:\n  - matchers: ['severity=\"critical\"']\n    receivers: [nobody]\n", 10, "unknown receiver 'nobody'"),
+        ("routes:\n  - matchers: ['severity=\"critical\"']\n    receivers: [nobody]\n", 10,
+         "unknown receiver 'nobody'"),
         ("routes:\n  - matchers: ['severity=~\"(unclosed\"']\n    receivers: [a]\n", 9, "bad regex"),
         ("routes:\n  - matchers: ['severity=\"x\"']\n    receivers: [a\n", 11, "invalid YAML"),
         ("routes:\n  - matchers: ['severity=\"x\"']\n    receivers: [a]\n    repeat_interval: soon\n", 11,

@@ -41,8 +41,8 @@ def parse_retry_after(value: str | None) -> float | None:
     try:
         seconds = float(value.strip())
     except ValueError:
-        from email.utils import parsedate_to_datetime
         from datetime import UTC, datetime
+        from email.utils import parsedate_to_datetime
 
         try:
             when = parsedate_to_datetime(value)

@@ -1,0 +1,152 @@
+"""Email through aiosmtplib: one multipart/alternative (text + HTML) message per notification.
+
+Headers are written with the `email` package's standard policy, so a Korean
+subject travels RFC 2047-encoded and bodies as UTF-8 quoted-printable, which
+every relay on the way accepts. SMTP failures are classified by reply code:
+4xx and lost connections are transient, 5xx replies are permanent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import ssl
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid, parseaddr
+from typing import Any
+
+import aiosmtplib
+
+from relay.alerts import Notification
+from relay.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from relay.receivers import EmailConfig, ReceiverConfig
+from relay.templating import Templates, context
+
+log = logging.getLogger(__name__)
+
+TIMEOUT = 20.0
+IMPLICIT_TLS_PORT = 465
+DEFAULT_PORT = 25
+SUBJECT_LIMIT = 250
+
+
+def split_smarthost(smarthost: str) -> tuple[str, int]:
+    """`host:port` (or `[v6]:port`) as a host and a port; no port means 25."""
+    host, sep, port = smarthost.rpartition(":")
+    if not sep or not port.isdigit() or (host.count(":") and not host.startswith("[")):
+        return smarthost.strip("[]"), DEFAULT_PORT
+    return host.strip("[]"), int(port)
+
+
+def connection_options(config: EmailConfig, timeout: float = TIMEOUT) -> dict[str, Any]:
+    """aiosmtplib.send keywords: STARTTLS when TLS is required, implicit TLS on port 465, auth if configured."""
+    host, port = split_smarthost(config.smarthost or "")
+    implicit = port == IMPLICIT_TLS_PORT
+    options: dict[str, Any] = {
+        "hostname": host,
+        "port": port,
+        "use_tls": implicit,
+        "start_tls": bool(config.require_tls) and not implicit,
+        "timeout": timeout,
+    }
+    if config.tls_ca_file:
+        options["cert_bundle"] = config.tls_ca_file
+    if config.hello:
+        options["local_hostname"] = config.hello
+    if config.auth_username:
+        options["username"] = config.auth_username
+        options["password"] = config.auth_password.get_secret_value() if config.auth_password else ""
+    return options
+
+
+def build_message(notification: Notification, templates: Templates, receiver: ReceiverConfig) -> EmailMessage:
+    """The rendered message with From/To/Date/Message-ID, and References that thread one alert group."""
+    config = receiver.email
+    assert config is not None
+    if not config.from_:
+        raise PermanentDeliveryError("no_sender", "email.from (or global.smtp_from) is not set")
+    ctx = context(notification)
+    subject = " ".join(templates.render("email", "subject", receiver.templates, ctx).split())
+    text = templates.render("email", "text", receiver.templates, ctx)
+    html = templates.render("email", "html", receiver.templates, ctx)
+    domain = parseaddr(config.from_)[1].rpartition("@")[2] or "relay.invalid"
+    thread = hashlib.sha256(f"{receiver.name}\n{notification.group.groupKey}".encode()).hexdigest()[:32]
+
+    message = EmailMessage()
+    message["Subject"] = subject[:SUBJECT_LIMIT]
+    message["From"] = config.from_
+    message["To"] = ", ".join(config.to)
+    message["Date"] = format_datetime(datetime.now(UTC))
+    message["Message-ID"] = make_msgid(domain=domain)
+    message["References"] = f"<{thread}@{domain}>"
+    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to alerts
+    message.set_content(text + "\n", charset="utf-8", cte="quoted-printable")
+    message.add_alternative(html + "\n", subtype="html", charset="utf-8", cte="quoted-printable")
+    return message
+
+
+def _scrub(text: str, secret: str | None) -> str:
+    text = " ".join(text.split())[:200]
+    return text.replace(secret, "***") if secret else text
+
+
+def classify(exc: Exception, password: str | None) -> DeliveryError:
+    """Translate an aiosmtplib or socket failure; server replies are kept (they help), secrets are not."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        refused = [(r.code, r.recipient) for r in exc.recipients]
+        detail = _scrub("; ".join(f"{code} {rcpt}" for code, rcpt in refused), password)
+        if refused and all(400 <= code < 500 for code, _ in refused):
+            return TransientDeliveryError("smtp_4xx", f"recipients deferred: {detail}")
+        return PermanentDeliveryError("recipients_refused", detail)
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        detail = _scrub(f"{exc.code} {exc.message}", password)
+        if 400 <= exc.code < 500:
+            return TransientDeliveryError("smtp_4xx", detail)
+        if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+            return PermanentDeliveryError("auth_failed", detail)
+        if 500 <= exc.code < 600:
+            return PermanentDeliveryError("smtp_5xx", detail)
+        return TransientDeliveryError("smtp_error", detail)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return PermanentDeliveryError("tls_error", _scrub(exc.verify_message or type(exc).__name__, password))
+    # aiosmtplib raises the bare base class for missing STARTTLS or AUTH support: a configuration mismatch.
+    if isinstance(exc, aiosmtplib.SMTPNotSupported) or type(exc) is aiosmtplib.SMTPException:
+        return PermanentDeliveryError("smtp_not_supported", _scrub(str(exc), password))
+    if isinstance(exc, TimeoutError):
+        return TransientDeliveryError("timeout", type(exc).__name__)
+    if isinstance(exc, aiosmtplib.SMTPException | OSError):
+        return TransientDeliveryError("connection_error", _scrub(f"{type(exc).__name__}: {exc}", password))
+    return PermanentDeliveryError("invalid_config", type(exc).__name__)
+
+
+class EmailChannel:
+    """Sends each notification as one email to the receiver's `to` list through its smarthost."""
+
+    integration = "email"
+
+    def __init__(self, receiver: ReceiverConfig, templates: Templates, *, timeout: float = TIMEOUT) -> None:
+        if receiver.email is None:
+            raise ValueError(f"receiver {receiver.name!r} is not an email receiver")
+        self.receiver = receiver
+        self.config: EmailConfig = receiver.email
+        self.templates = templates
+        self.timeout = timeout
+
+    @property
+    def destination(self) -> str:
+        return f"email:{self.config.smarthost}"
+
+    async def send(self, notification: Notification) -> None:
+        message = build_message(notification, self.templates, self.receiver)
+        password = self.config.auth_password.get_secret_value() if self.config.auth_password else None
+        try:
+            errors, _ = await aiosmtplib.send(message, **connection_options(self.config, self.timeout))
+        except (aiosmtplib.SMTPException, OSError, ValueError) as exc:
+            raise classify(exc, password) from None
+        if errors:  # some recipients refused, the others got it: retrying would duplicate for them
+            log.warning("email partly refused", extra={"receiver": self.receiver.name,
+                                                       "refused": sorted(errors)})
+
+    async def close(self) -> None:
+        """Each send opens and closes its own SMTP connection."""

@@ -1,0 +1,22 @@
+"""Builds the channel for a receiver, so the dispatcher never names an integration itself."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from relay.channels.base import Channel
+from relay.channels.email import EmailChannel
+from relay.channels.pagerduty import PagerDutyChannel
+from relay.channels.slack import SlackChannel
+from relay.receivers import ReceiverConfig
+from relay.templating import Templates
+
+
+def build_channel(receiver: ReceiverConfig, templates: Templates, session: aiohttp.ClientSession) -> Channel:
+    """The channel of the receiver's integration; email receivers must already carry `global.smtp_*`."""
+    integration = receiver.integration
+    if integration == "slack":
+        return SlackChannel(receiver, templates, session)
+    if integration == "email":
+        return EmailChannel(receiver, templates)
+    return PagerDutyChannel(receiver, templates)

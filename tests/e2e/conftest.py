@@ -1,0 +1,32 @@
+"""Local providers for end-to-end runs: Slack webhook, SMTP and PagerDuty servers on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.pagerduty import PagerDutyServer
+from tests.fakes.slack import SlackWebhookServer
+from tests.fakes.smtp import SmtpServer
+from tests.helpers import provider_env, repo_routes
+
+
+@dataclass
+class Providers:
+    slack: SlackWebhookServer
+    smtp: SmtpServer
+    pagerduty: PagerDutyServer
+    routes: Path
+    env: dict[str, str]
+
+
+@pytest.fixture
+async def providers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Providers]:
+    async with SlackWebhookServer() as slack, SmtpServer() as smtp, PagerDutyServer() as pagerduty:
+        env = provider_env(slack.url(), smtp.smarthost)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        yield Providers(slack, smtp, pagerduty, repo_routes(tmp_path, pagerduty.url), env)

@@ -1,0 +1,68 @@
+"""relay as a real process (`python -m relay serve`), for tests that kill it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.helpers import REPO, wait_until
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RelayProcess:
+    def __init__(self, tmp_path: Path, routes: Path, env: dict[str, str], port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tmp_path / "relay.log"
+        self.env = {
+            **os.environ,
+            **env,
+            "RELAY_ROUTES": str(routes),
+            "RELAY_TEMPLATES": str(REPO / "templates"),
+            "RELAY_DATABASE_URL": f"sqlite:///{tmp_path / 'relay.db'}",
+            "RELAY_PORT": str(self.port),
+            "RELAY_RETRY_INITIAL_SECONDS": "0.05",
+            "RELAY_RETRY_MAX_SECONDS": "0.5",
+            "RELAY_RATE_LIMITS": "false",
+        }
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "relay", "serve", cwd=REPO,
+                                                             env=self.env, stdout=out, stderr=out)
+
+        async def ready() -> bool:
+            assert self.proc is not None
+            if self.proc.returncode is not None:
+                raise RuntimeError(f"relay exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
+            try:
+                async with httpx.AsyncClient() as client:
+                    return (await client.get(f"{self.url}/readyz", timeout=1)).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        await wait_until(ready, timeout=20, interval=0.05)
+
+    async def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, as in a crash or an OOM kill."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        await self.proc.wait()
+
+    async def terminate(self) -> int:
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return await asyncio.wait_for(self.proc.wait(), 30)

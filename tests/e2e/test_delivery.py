@@ -1,0 +1,117 @@
+"""Delivery under trouble: crashes, provider outages, 429s and HA duplicates. Nothing accepted is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.e2e.conftest import Providers
+from tests.e2e.process import RelayProcess
+from tests.e2e.test_routing_table import webhook
+from tests.helpers import fixture, running_relay, slack_text, relay_settings, wait_until
+
+
+def names_in(messages: list[dict[str, Any]]) -> list[str]:
+    out = []
+    for message in messages:
+        text = slack_text(message)
+        out.extend(name for name in (f"Warn{i:02d}" for i in range(100)) if f'"{name}' in text or f" {name}" in text)
+    return out
+
+
+async def test_sigkill_before_delivery_then_restart_delivers_everything(tmp_path: Path, providers: Providers) -> None:
+    providers.slack.fail_all(500)  # nothing can be delivered before the crash
+    relay = RelayProcess(tmp_path, providers.routes, providers.env)
+    await relay.start()
+    accepted = []
+    async with httpx.AsyncClient(base_url=relay.url) as client:
+        for i in range(20):
+            answer = await client.post("/webhook", json=webhook(f"Warn{i:02d}", "warning"))
+            assert answer.status_code == 200
+            accepted.append(f"Warn{i:02d}")
+        answer = await client.post("/webhook", json=fixture("firing-poddown.json"))
+        assert answer.status_code == 200
+    await wait_until(lambda: len(providers.slack.requests) >= 3)
+    await relay.kill()
+
+    providers.slack.recover()
+    await relay.start()
+    try:
+        await providers.slack.wait_for(len(accepted) + 1, timeout=30)
+        await providers.smtp.wait_for(1)
+        await providers.pagerduty.wait_for(1)
+    finally:
+        await relay.terminate()
+    assert sorted(names_in(providers.slack.messages)) == accepted
+    assert len(providers.slack.messages) == len(accepted) + 1
+    assert len(providers.smtp.messages) == 1 and len(providers.pagerduty.events) == 1
+
+
+async def test_outage_then_recovery_delivers_in_lane_order_once(tmp_path: Path, providers: Providers) -> None:
+    providers.slack.fail_all(500)
+    async with running_relay(relay_settings(tmp_path, providers.routes)) as relay:
+        for i in range(3):
+            assert (await relay.post(webhook(f"Warn{i:02d}", "warning"))).status_code == 200
+            assert (await relay.post(webhook(f"Warn{i:02d}", "warning", "resolved"))).status_code == 200
+        await wait_until(lambda: len(providers.slack.requests) >= 9)  # several failed rounds of retries
+        assert providers.slack.messages == []
+        providers.slack.recover()
+        await providers.slack.wait_for(6)
+
+        async def settled() -> bool:
+            return all(r["state"] == "delivered" for r in await relay.history())
+
+        await wait_until(settled)
+    delivered = [(names_in([m])[0], "RESOLVED" in slack_text(m).upper()) for m in providers.slack.messages]
+    assert len(delivered) == len(set(delivered)) == 6  # none lost, none twice
+    for i in range(3):
+        lane = [resolved for name, resolved in delivered if name == f"Warn{i:02d}"]
+        assert lane == [False, True]  # the resolve never overtakes its firing
+
+
+async def test_429_retry_after_is_waited_for_not_hammered(tmp_path: Path, providers: Providers) -> None:
+    providers.slack.respond_with(429, headers={"Retry-After": "1"})
+    async with running_relay(relay_settings(tmp_path, providers.routes)) as relay:
+        await relay.post(webhook("Warn01", "warning"))
+        await providers.slack.wait_for(1)
+    first, second = providers.slack.requests
+    assert (first.status, second.status) == (429, 200)
+    assert second.monotonic - first.monotonic >= 1.0
+
+
+async def test_ha_pair_posting_the_same_webhook_notifies_once(tmp_path: Path, providers: Providers) -> None:
+    async with running_relay(relay_settings(tmp_path, providers.routes)) as relay:
+        body = fixture("firing-highlatency-group2.json")
+        answers = await asyncio.gather(relay.post(body), relay.post(json.loads(json.dumps(body))))
+        assert [a.status_code for a in answers] == [200, 200]
+        assert sorted(a.json()["notifications_enqueued"] for a in answers) == [0, 1]
+        await providers.slack.wait_for(1)
+
+        async def settled() -> bool:
+            return all(r["state"] == "delivered" for r in await relay.history())
+
+        await wait_until(settled)
+    assert len(providers.slack.messages) == 1
+
+
+async def test_sigterm_lets_inflight_finish_and_keeps_the_rest(tmp_path: Path, providers: Providers) -> None:
+    relay = RelayProcess(tmp_path, providers.routes, {**providers.env, "RELAY_SHUTDOWN_GRACE_SECONDS": "5"})
+    await relay.start()
+    providers.slack.fail_all(500)
+    async with httpx.AsyncClient(base_url=relay.url) as client:
+        assert (await client.post("/webhook", json=webhook("Warn07", "warning"))).status_code == 200
+    await wait_until(lambda: len(providers.slack.requests) >= 1)
+    # uvicorn re-raises SIGTERM after its graceful shutdown, so the exit status is the signal's.
+    assert await relay.terminate() in (0, -signal.SIGTERM)
+    providers.slack.recover()
+    await relay.start()
+    try:
+        [message] = await providers.slack.wait_for(1, timeout=20)
+    finally:
+        await relay.terminate()
+    assert names_in([message]) == ["Warn07"]

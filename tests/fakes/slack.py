@@ -1,0 +1,126 @@
+"""A local Slack: incoming webhooks (`/services/...`) and the Web API's `chat.postMessage`.
+
+It answers with Slack's real status codes and bodies (`ok`, `invalid_payload`,
+`no_text`, `channel_not_found`, 429 `rate_limited` with Retry-After, ...), so the
+real slack_sdk clients and relay's error mapping are exercised end to end.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+from aiohttp import web
+
+from tests.fakes import DEFAULT_TIMEOUT, Answer, FakeHttpServer, answer_response, read_body, wait_until
+
+DEFAULT_WEBHOOK_PATH = "/services/T000/B000/XXXXSECRET"
+DEFAULT_TOKEN = "xoxb-000-000-XXXXSECRETTOKEN"
+
+# The body Slack sends with each status, used when a test scripts a status without a body.
+WEBHOOK_BODIES = {
+    200: "ok",
+    400: "invalid_payload",
+    403: "invalid_token",
+    404: "channel_not_found",
+    410: "channel_is_archived",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+SECTION_LIMIT = 3000
+
+
+class SlackWebhookServer(FakeHttpServer):
+    """Slack on loopback. `messages` holds the bodies Slack accepted; `requests` every attempt.
+
+    `received` pairs each accepted message with its arrival: (time.time(), path, body).
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, tokens: tuple[str, ...] = (DEFAULT_TOKEN,)) -> None:
+        super().__init__(host, port)
+        self.tokens = set(tokens)
+        self.messages: list[dict[str, Any]] = []
+        self.received: list[tuple[float, str, dict[str, Any]]] = []
+        self._ts = itertools.count(1)
+
+    async def __aenter__(self) -> SlackWebhookServer:
+        await self.start()
+        return self
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/services/{path:.*}", self._webhook)
+        app.router.add_post("/api/chat.postMessage", self._post_message)
+
+    def url(self, path: str = DEFAULT_WEBHOOK_PATH) -> str:
+        """An incoming-webhook URL on this server (the path is the secret part)."""
+        return self.base_url + path
+
+    @property
+    def api_url(self) -> str:
+        """The Web API base URL, for `slack.api_url` in bot-token mode."""
+        return self.base_url + "/api/"
+
+    async def wait_for(self, count: int, timeout: float = DEFAULT_TIMEOUT) -> list[dict[str, Any]]:
+        """Wait until Slack accepted `count` messages; return them."""
+        assert self._changed is not None, "server not started"
+        await wait_until(self._changed, lambda: len(self.messages) >= count, timeout,
+                         lambda: f"{len(self.messages)} message(s) accepted, "
+                                 f"answers so far: {[r.status for r in self.requests]}")
+        return self.messages[:count]
+
+    async def _webhook(self, request: web.Request) -> web.Response:
+        body, is_json = await read_body(request)
+        answer = await self.next_answer()
+        if answer is None or (answer.body is None and 200 <= answer.status < 300):
+            answer = self._judge(body, is_json)
+        elif answer.body is None:
+            answer = Answer(answer.status, WEBHOOK_BODIES.get(answer.status, ""), answer.headers)
+        await self._accept(request, body, answer.status, 200 <= answer.status < 300)
+        return answer_response(answer)
+
+    async def _post_message(self, request: web.Request) -> web.Response:
+        body, is_json = await read_body(request)
+        answer = await self.next_answer()
+        if answer is None:
+            token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+            if token not in self.tokens:
+                answer = Answer(200, {"ok": False, "error": "invalid_auth"})
+            elif is_json and not body.get("channel"):
+                answer = Answer(200, {"ok": False, "error": "channel_not_found"})
+            else:
+                judged = self._judge(body, is_json)
+                answer = (Answer(200, {"ok": True, "channel": body["channel"], "ts": self._next_ts(), "message": body})
+                          if judged.status == 200 else Answer(200, {"ok": False, "error": judged.body}))
+        elif not isinstance(answer.body, dict):
+            error = answer.body or ("ratelimited" if answer.status == 429 else WEBHOOK_BODIES.get(answer.status, ""))
+            answer = Answer(answer.status, {"ok": False, "error": error}, answer.headers)
+        ok = isinstance(answer.body, dict) and answer.body.get("ok") is True
+        await self._accept(request, body, answer.status, ok and 200 <= answer.status < 300)
+        return answer_response(answer)
+
+    def _judge(self, body: Any, is_json: bool) -> Answer:
+        """What real Slack says about a message body when nothing is scripted."""
+        if not is_json or not isinstance(body, dict):
+            return Answer(400, "invalid_payload")
+        if not (body.get("text") or body.get("blocks") or body.get("attachments")):
+            return Answer(400, "no_text")
+        blocks = list(body.get("blocks") or [])
+        for attachment in body.get("attachments") or []:
+            blocks.extend(attachment.get("blocks") or [])
+        for block in blocks:
+            text = (block.get("text") or {}).get("text", "") if block.get("type") == "section" else "x"
+            if not text or len(text) > SECTION_LIMIT:
+                return Answer(400, "invalid_blocks")
+        return Answer(200, "ok")
+
+    async def _accept(self, request: web.Request, body: Any, status: int, delivered: bool) -> None:
+        """Record the attempt, and the message when Slack took it."""
+        if delivered and isinstance(body, dict):
+            self.messages.append(body)
+            self.received.append((time.time(), request.path, body))
+        await self.record(request, body, status)
+
+    def _next_ts(self) -> str:
+        return f"{int(time.time())}.{next(self._ts):06d}"

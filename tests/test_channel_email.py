@@ -1,0 +1,236 @@
+"""Email channel against a real aiosmtpd server: reply codes, STARTTLS, AUTH and Korean text."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import traceback
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from email.message import EmailMessage
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from relay.channels.email import EmailChannel, connection_options
+from relay.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from relay.receivers import ReceiverConfig
+from relay.templating import Templates
+from tests.fakes import TEMPLATES, notification
+from tests.fakes.smtp import SmtpServer, free_port
+
+PASSWORD = "SMTP-SECRET-pw-4711"
+USER = "relay@ojeomneo.example"
+
+
+@pytest.fixture(scope="module")
+def templates() -> Templates:
+    return Templates(TEMPLATES)
+
+
+def receiver(**email: Any) -> ReceiverConfig:
+    config = {"to": ["ops@ojeomneo.example"], "from": "Relay <relay@alerts.ojeomneo.example>",
+              "require_tls": False, **email}
+    return ReceiverConfig.model_validate({"name": "ops-mail", "email": config})
+
+
+@asynccontextmanager
+async def silent_server() -> AsyncIterator[str]:
+    """A TCP server that accepts and never greets: the client must time out."""
+    writers: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        await reader.read()
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        for writer in writers:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+def assert_no_secret(secret: str, exc: BaseException | None, caplog: pytest.LogCaptureFixture) -> None:
+    if exc is not None:
+        assert secret not in str(exc) + repr(exc) + "".join(traceback.format_exception(exc))
+        if isinstance(exc, DeliveryError):
+            assert secret not in exc.reason + exc.detail
+    assert secret not in caplog.text
+
+
+OK, TRANSIENT, PERMANENT = "ok", "transient", "permanent"
+Script = Callable[[SmtpServer], None]
+
+
+def nothing(smtp: SmtpServer) -> None:
+    pass
+
+
+def reply(text: str, stage: str) -> Script:
+    return lambda smtp: smtp.fail_next(text, stage)  # type: ignore[arg-type]
+
+
+def refuse(text: str) -> Script:
+    return lambda smtp: smtp.refuse.update({"ops@ojeomneo.example": text})
+
+
+# provider answer -> outcome; the same shape as the Slack and PagerDuty tables.
+TABLE = [
+    pytest.param(nothing, {}, OK, None, id="250-ok"),
+    pytest.param(reply("451 4.3.0 try again", "RCPT"), {}, TRANSIENT, "smtp_4xx", id="rcpt-451"),
+    pytest.param(refuse("550 5.1.1 no such user"), {}, PERMANENT, "recipients_refused", id="rcpt-550"),
+    pytest.param(reply("452 4.3.1 insufficient storage", "MAIL"), {}, TRANSIENT, "smtp_4xx", id="mail-452"),
+    pytest.param(reply("553 5.7.1 sender rejected", "MAIL"), {}, PERMANENT, "smtp_5xx", id="mail-553"),
+    pytest.param(reply("451 4.3.0 try again", "DATA"), {}, TRANSIENT, "smtp_4xx", id="data-451"),
+    pytest.param(reply("554 5.6.0 message rejected", "DATA"), {}, PERMANENT, "smtp_5xx", id="data-554"),
+    pytest.param(nothing, {"auth_password": "wrong-" + PASSWORD}, PERMANENT, "auth_failed", id="auth-535"),
+    pytest.param(nothing, {"tls_ca_file": None}, PERMANENT, "tls_error", id="untrusted-certificate"),
+    pytest.param("refused", {}, TRANSIENT, "connection_error", id="connection-refused"),
+    pytest.param("timeout", {}, TRANSIENT, "timeout", id="timeout"),
+]
+
+
+@pytest.mark.parametrize(("scenario", "settings", "outcome", "reason"), TABLE)
+async def test_smtp_answers_map_to_outcomes(
+    caplog: pytest.LogCaptureFixture, templates: Templates, scenario: Script | str, settings: dict[str, Any],
+    outcome: str, reason: str | None,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with SmtpServer(require_starttls=True, auth={USER: PASSWORD}) as smtp, silent_server() as silent:
+        smarthost = {"refused": f"127.0.0.1:{free_port()}", "timeout": silent}.get(str(scenario), smtp.smarthost)
+        if callable(scenario):
+            scenario(smtp)
+        config = {"smarthost": smarthost, "require_tls": True, "tls_ca_file": smtp.ca_file,
+                  "auth_username": USER, "auth_password": PASSWORD, **settings}
+        exc: DeliveryError | None = None
+        try:
+            await EmailChannel(receiver(**config), templates, timeout=0.5).send(notification("firing-poddown"))
+        except DeliveryError as caught:
+            exc = caught
+
+        if outcome == OK:
+            assert exc is None
+            [mail] = await smtp.wait_for(1)
+            assert mail.tls and mail.auth_user == USER
+        else:
+            assert isinstance(exc, TransientDeliveryError if outcome == TRANSIENT else PermanentDeliveryError), exc
+            assert exc.reason == reason
+            assert smtp.messages == []
+        assert_no_secret(PASSWORD, exc, caplog)
+
+
+async def test_korean_text_survives_subject_and_both_bodies(tmp_path: Path) -> None:
+    directory = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, directory)
+    (directory / "email" / "subject-summary.j2").write_text(
+        "[{{ status | upper }}] {{ alerts[0].annotations.summary }}", encoding="utf-8")
+    config = receiver().model_copy(update={"templates": {"subject": "email/subject-summary.j2"}})
+    group = notification("firing-highmemory-group3-truncated").group
+    summaries = [a.annotations["summary"] for a in group.alerts]
+
+    async with SmtpServer() as smtp:
+        assert config.email is not None
+        config = config.model_copy(update={"email": config.email.model_copy(update={"smarthost": smtp.smarthost})})
+        await EmailChannel(config, Templates(directory)).send(notification(group, "ops-mail", "email"))
+        [mail] = await smtp.wait_for(1)
+
+    message = mail.message
+    assert message["Subject"] == f"[FIRING] {summaries[0]}"
+    head = mail.raw.split(b"\r\n\r\n", 1)[0]
+    head.decode("ascii")  # every header is 7-bit on the wire ...
+    assert b"Subject: [FIRING] =?utf-8?b?" in head  # ... because the subject is RFC 2047 encoded
+    assert message.get_content_type() == "multipart/alternative"
+    text = message.get_body(("plain",))
+    html = message.get_body(("html",))
+    assert isinstance(text, EmailMessage) and isinstance(html, EmailMessage)
+    for summary in [*summaries, group.alerts[0].annotations["description"]]:
+        assert summary in text.get_content()
+        assert summary in html.get_content()
+    assert "+2 alerts not sent by Alertmanager" in text.get_content()
+
+
+async def test_headers_and_envelope(templates: Templates) -> None:
+    async with SmtpServer() as smtp:
+        config = receiver(smarthost=smtp.smarthost, to=["ops@ojeomneo.example", "lead@ojeomneo.example"])
+        channel = EmailChannel(config, templates)
+        await channel.send(notification("firing-poddown", "ops-mail", "email"))
+        await channel.send(notification("resolved-poddown", "ops-mail", "email"))
+        firing, resolved = await smtp.wait_for(2)
+
+    assert firing.rcpt_tos == ["ops@ojeomneo.example", "lead@ojeomneo.example"]
+    assert firing.mail_from == "relay@alerts.ojeomneo.example"
+    message = firing.message
+    assert parseaddr(str(message["From"]))[1] == "relay@alerts.ojeomneo.example"
+    assert message["To"].addresses[1].addr_spec == "lead@ojeomneo.example"
+    assert message["Date"].datetime is not None
+    assert str(message["Message-ID"]).endswith("@alerts.ojeomneo.example>")
+    assert message["Message-ID"] != resolved.message["Message-ID"]
+    assert message["References"] == resolved.message["References"]  # one thread per alert group
+    assert message["Subject"] == "[FIRING:1] PodDown"
+    assert resolved.message["Subject"] == "[RESOLVED] PodDown"
+    assert not firing.tls
+
+
+async def test_starttls_with_private_ca(templates: Templates) -> None:
+    async with SmtpServer(require_starttls=True) as smtp:
+        assert smtp.ca_file is not None
+        config = receiver(smarthost=smtp.smarthost, require_tls=True, tls_ca_file=smtp.ca_file)
+        await EmailChannel(config, templates).send(notification("firing-poddown", "ops-mail", "email"))
+        [mail] = await smtp.wait_for(1)
+    assert mail.tls
+
+
+async def test_server_requiring_starttls_refuses_plain_sessions(templates: Templates) -> None:
+    async with SmtpServer(require_starttls=True) as smtp:
+        with pytest.raises(PermanentDeliveryError) as caught:
+            await EmailChannel(receiver(smarthost=smtp.smarthost), templates).send(notification("firing-poddown"))
+    assert caught.value.reason == "smtp_5xx"  # 530 Must issue a STARTTLS command first
+
+
+async def test_require_tls_fails_when_server_offers_no_starttls(templates: Templates) -> None:
+    async with SmtpServer() as smtp:
+        with pytest.raises(PermanentDeliveryError) as caught:
+            config = receiver(smarthost=smtp.smarthost, require_tls=True)
+            await EmailChannel(config, templates).send(notification("firing-poddown"))
+    assert caught.value.reason == "smtp_not_supported"
+
+
+async def test_a_deferred_recipient_is_retried_then_delivered(templates: Templates) -> None:
+    async with SmtpServer() as smtp:
+        smtp.fail_next("451 4.7.1 greylisted, try again", "RCPT")
+        channel = EmailChannel(receiver(smarthost=smtp.smarthost), templates)
+        with pytest.raises(TransientDeliveryError):
+            await channel.send(notification("firing-poddown"))
+        await channel.send(notification("firing-poddown"))
+        assert len(await smtp.wait_for(1)) == 1
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"smarthost": "smtp.example:587", "require_tls": True}, {"port": 587, "start_tls": True, "use_tls": False}),
+        ({"smarthost": "smtp.example:465", "require_tls": True}, {"port": 465, "start_tls": False, "use_tls": True}),
+        ({"smarthost": "smtp.example:25", "require_tls": False}, {"port": 25, "start_tls": False, "use_tls": False}),
+        ({"smarthost": "[::1]:2525"}, {"hostname": "::1", "port": 2525}),
+        ({"smarthost": "smtp.example"}, {"hostname": "smtp.example", "port": 25}),
+    ],
+)
+def test_connection_options(settings: dict[str, Any], expected: dict[str, Any]) -> None:
+    email = receiver(**settings).email
+    assert email is not None
+    options = connection_options(email)
+    assert {key: options[key] for key in expected} == expected
+    assert "username" not in options
+
+
+def test_destination_names_the_smarthost_only() -> None:
+    channel = EmailChannel(receiver(smarthost="smtp.example:587", auth_username=USER, auth_password=PASSWORD),
+                           Templates(TEMPLATES))
+    assert channel.destination == "email:smtp.example:587"

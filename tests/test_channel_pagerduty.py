@@ -1,0 +1,211 @@
+"""PagerDuty channel against a local Events API v2, through the real `pagerduty` client."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from relay.channels.pagerduty import PagerDutyChannel, build_events, dedup_key
+from relay.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from relay.receivers import ReceiverConfig
+from relay.templating import Templates
+from tests.fakes import TEMPLATES, notification
+from tests.fakes.pagerduty import PagerDutyServer, problems
+from tests.fakes.smtp import free_port
+
+ROUTING_KEY = "R0UT1NGKEYSECRET0000000000000042"
+
+
+@pytest.fixture
+async def pd() -> AsyncIterator[PagerDutyServer]:
+    async with PagerDutyServer(routing_keys={ROUTING_KEY}) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def templates() -> Templates:
+    return Templates(TEMPLATES)
+
+
+def receiver(url: str, **config: Any) -> ReceiverConfig:
+    return ReceiverConfig.model_validate(
+        {"name": "oncall", "pagerduty": {"routing_key": ROUTING_KEY, "url": url, **config}})
+
+
+@pytest.fixture
+async def channel(pd: PagerDutyServer, templates: Templates) -> AsyncIterator[PagerDutyChannel]:
+    sender = PagerDutyChannel(receiver(pd.url), templates, timeout=5.0)
+    yield sender
+    await sender.close()
+
+
+def assert_no_secret(secret: str, exc: BaseException | None, caplog: pytest.LogCaptureFixture) -> None:
+    for shown in (secret, secret[-4:] + " ", "*" + secret[-4:]):  # nor the library's truncated form
+        if exc is not None:
+            assert shown not in str(exc) + repr(exc) + "".join(traceback.format_exception(exc))
+            if isinstance(exc, DeliveryError):
+                assert shown not in exc.reason + exc.detail
+        assert shown not in caplog.text
+
+
+OK, TRANSIENT, PERMANENT = "ok", "transient", "permanent"
+
+# provider answer -> outcome; the same shape as the Slack and email tables.
+TABLE = [
+    pytest.param(202, {}, OK, None, None, id="202-ok"),
+    pytest.param(400, {}, PERMANENT, "invalid_event", None, id="400-invalid-event"),
+    pytest.param(401, {}, PERMANENT, "http_401", None, id="401"),
+    pytest.param(403, {}, PERMANENT, "http_403", None, id="403"),
+    pytest.param(404, {}, PERMANENT, "http_404", None, id="404"),
+    pytest.param(429, {"Retry-After": "30"}, TRANSIENT, "rate_limited", 30.0, id="429-retry-after"),
+    pytest.param(429, {}, TRANSIENT, "rate_limited", None, id="429-no-retry-after"),
+    pytest.param(500, {}, TRANSIENT, "http_500", None, id="500"),
+    pytest.param(502, {}, TRANSIENT, "http_502", None, id="502"),
+    pytest.param(503, {}, TRANSIENT, "http_503", None, id="503"),
+    pytest.param("refused", {}, TRANSIENT, "connection_error", None, id="connection-refused"),
+    pytest.param("timeout", {}, TRANSIENT, "timeout", None, id="timeout"),
+]
+
+
+@pytest.mark.parametrize(("answer", "headers", "outcome", "reason", "retry_after"), TABLE)
+async def test_provider_answers_map_to_outcomes(
+    pd: PagerDutyServer, templates: Templates, caplog: pytest.LogCaptureFixture,
+    answer: int | str, headers: dict[str, str], outcome: str, reason: str | None, retry_after: float | None,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    url, timeout = pd.url, 5.0
+    if answer == "refused":
+        url = f"http://127.0.0.1:{free_port()}/v2/enqueue"
+    elif answer == "timeout":
+        pd.stall()
+        timeout = 0.2
+    elif answer != 202:
+        assert isinstance(answer, int)
+        pd.respond_with(answer, None, headers)
+    sender = PagerDutyChannel(receiver(url), templates, timeout=timeout)
+
+    exc: DeliveryError | None = None
+    try:
+        await sender.send(notification("firing-poddown", "oncall", "pagerduty"))
+    except DeliveryError as caught:
+        exc = caught
+    finally:
+        await sender.close()
+
+    if outcome == OK:
+        assert exc is None
+        [event] = pd.events
+        assert event["routing_key"] == ROUTING_KEY
+    else:
+        assert isinstance(exc, TransientDeliveryError if outcome == TRANSIENT else PermanentDeliveryError), exc
+        assert exc.reason == reason
+        if isinstance(exc, TransientDeliveryError):
+            assert exc.retry_after == retry_after
+        assert pd.events == []
+    pd.recover()
+    assert_no_secret(ROUTING_KEY, exc, caplog)
+
+
+async def test_an_invalid_event_is_refused_by_the_fake_like_the_real_api(pd: PagerDutyServer) -> None:
+    assert problems({"routing_key": ROUTING_KEY, "event_action": "trigger", "payload": {"summary": "x"}}, None) == [
+        "'payload.source' is missing or blank",
+        "'payload.severity' is missing or invalid (must be one of: critical, error, warning, info)",
+    ]
+    assert problems({"routing_key": ROUTING_KEY, "event_action": "resolve"}, None) == [
+        "'dedup_key' is required for event_action resolve"]
+
+
+async def test_a_group_of_two_pages_twice_and_resolves_the_same_incidents(
+    pd: PagerDutyServer, channel: PagerDutyChannel
+) -> None:
+    await channel.send(notification("firing-highlatency-group2", "oncall", "pagerduty"))
+    triggers = await pd.wait_for(2)
+    assert [e["event_action"] for e in triggers] == ["trigger", "trigger"]
+    assert triggers[0]["dedup_key"] != triggers[1]["dedup_key"]
+    assert set(pd.open_incidents()) == {e["dedup_key"] for e in triggers}
+
+    await channel.send(notification("resolved-highlatency-group2", "oncall", "pagerduty"))
+    resolves = (await pd.wait_for(4))[2:]
+    assert [e["event_action"] for e in resolves] == ["resolve", "resolve"]
+    assert [e["dedup_key"] for e in resolves] == [e["dedup_key"] for e in triggers]
+    assert pd.open_incidents() == {}
+
+
+async def test_a_retried_trigger_does_not_open_a_second_incident(
+    pd: PagerDutyServer, channel: PagerDutyChannel
+) -> None:
+    pd.respond_with(202)  # the first alert's trigger gets through, the second one's fails
+    pd.respond_with(500)
+    with pytest.raises(TransientDeliveryError):
+        await channel.send(notification("firing-highlatency-group2", "oncall", "pagerduty"))
+    await channel.send(notification("firing-highlatency-group2", "oncall", "pagerduty"))
+    events = await pd.wait_for(3)
+    assert events[0]["dedup_key"] == events[1]["dedup_key"] != events[2]["dedup_key"]
+    assert len(pd.open_incidents()) == 2
+
+
+def test_dedup_key_names_one_firing_episode() -> None:
+    firing = notification("firing-poddown").alerts[0]
+    resolved = notification("resolved-poddown").alerts[0]
+    assert dedup_key(firing) == dedup_key(resolved)
+    assert len(dedup_key(firing)) == 32
+    later = firing.model_copy(update={"startsAt": "2026-11-27T07:37:16.831024258Z"})
+    assert dedup_key(later) != dedup_key(firing)
+
+
+@pytest.mark.parametrize(
+    ("label", "expected"),
+    [("critical", "critical"), ("error", "error"), ("warning", "warning"), ("info", "info"),
+     ("Critical", "critical"), ("page", "critical"), ("none", "warning"), (None, "warning")],
+)
+def test_severity_mapping(templates: Templates, label: str | None, expected: str) -> None:
+    group = notification("firing-poddown").group
+    labels = {k: v for k, v in group.alerts[0].labels.items() if k != "severity"}
+    if label is not None:
+        labels["severity"] = label
+    alert = group.alerts[0].model_copy(update={"labels": labels})
+    [event] = build_events(notification(group.model_copy(update={"alerts": [alert]})), templates,
+                           receiver("https://events.pagerduty.com/v2/enqueue"))
+    assert event["payload"]["severity"] == expected
+
+
+async def test_trigger_event_carries_what_an_on_call_engineer_needs(
+    pd: PagerDutyServer, channel: PagerDutyChannel
+) -> None:
+    await channel.send(notification("firing-poddown", "oncall", "pagerduty"))
+    [event] = await pd.wait_for(1)
+    payload = event["payload"]
+    assert payload["summary"] == "[FIRING] PodDown: Pod down (server-abc-123)"
+    assert payload["source"] == "server-abc-123"
+    assert (payload["severity"], payload["component"], payload["group"], payload["class"]) == (
+        "critical", "server", "ojeomneo", "PodDown")
+    assert payload["timestamp"].startswith("2026-11-26T07:37:16.831024")
+    assert payload["custom_details"]["labels"]["pod"] == "server-abc-123"
+    assert payload["custom_details"]["annotations"]["runbook_url"] == "https://runbooks/PodDown"
+    assert {"href": "https://runbooks/PodDown", "text": "Runbook"} in event["links"]
+    assert (event["client"], event["client_url"]) == ("relay", "http://vm:19093")
+
+
+async def test_summary_is_cut_to_the_api_limit(pd: PagerDutyServer, channel: PagerDutyChannel) -> None:
+    group = notification("firing-poddown").group
+    alert = group.alerts[0].model_copy(update={"annotations": {"summary": "x" * 5000}})
+    await channel.send(notification(group.model_copy(update={"alerts": [alert]}), "oncall", "pagerduty"))
+    [event] = await pd.wait_for(1)
+    assert len(event["payload"]["summary"]) == 1024
+
+
+def test_destination_is_secret_free(templates: Templates) -> None:
+    sender = PagerDutyChannel(receiver("https://events.pagerduty.com/v2/enqueue"), templates)
+    assert sender.destination.startswith("pagerduty:")
+    assert ROUTING_KEY not in sender.destination
+    assert sender.destination == PagerDutyChannel(receiver("https://x.example/v2/enqueue"), templates).destination
+
+
+def test_summary_names_the_pod_once(templates: Templates) -> None:
+    events = build_events(notification("firing-highmemory-group3-truncated"), templates,
+                          receiver("https://events.pagerduty.com/v2/enqueue"))
+    assert events[0]["payload"]["summary"] == "[FIRING] HighMemory: 메모리 사용률 80% 초과 (server-7d9f-0)"
