@@ -22,7 +22,8 @@ class RetryPolicy:
         """Seconds to wait after the `attempts`-th failed attempt; never less than the provider's Retry-After."""
         state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
         state.attempt_number = max(1, attempts)
-        wait = wait_exponential_jitter(multiplier=self.initial, max=self.maximum, jitter=self.initial if self.jitter is None else self.jitter)(state)
+        jitter = self.initial if self.jitter is None else self.jitter
+        wait = wait_exponential_jitter(multiplier=self.initial, max=self.maximum, jitter=jitter)(state)
         if retry_after is not None:
             wait = max(wait, retry_after)
         return float(wait)

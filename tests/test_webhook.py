@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import fixture, repo_routes, running_relay, relay_settings
+from tests.helpers import fixture, relay_settings, repo_routes, running_relay
 
 TOKEN = "webhook-token-SECRET-123"
 

@@ -15,7 +15,7 @@ import pytest
 
 from tests.e2e.conftest import Providers
 from tests.e2e.process import free_port
-from tests.helpers import running_relay, slack_text, relay_settings, wait_until
+from tests.helpers import relay_settings, running_relay, slack_text, wait_until
 
 BINARY = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 TOKEN = "am-relay-token-SECRET"

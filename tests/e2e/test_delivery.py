@@ -13,7 +13,7 @@ import httpx
 from tests.e2e.conftest import Providers
 from tests.e2e.process import RelayProcess
 from tests.e2e.test_routing_table import webhook
-from tests.helpers import fixture, running_relay, slack_text, relay_settings, wait_until
+from tests.helpers import fixture, relay_settings, running_relay, slack_text, wait_until
 
 
 def names_in(messages: list[dict[str, Any]]) -> list[str]:

@@ -8,7 +8,7 @@ from typing import Any
 
 from relay.fingerprint import fingerprint
 from tests.e2e.conftest import Providers
-from tests.helpers import fixture, running_relay, slack_text, relay_settings, wait_until
+from tests.helpers import fixture, relay_settings, running_relay, slack_text, wait_until
 from tests.test_routes import PLAN
 
 
