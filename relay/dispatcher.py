@@ -169,7 +169,7 @@ class Dispatcher:
         else:
             reason = exc.reason
         log.error("notification %d to %s is a dead letter: %s", notification.id, notification.receiver, exc)
-        dead = Attempt(started, now - started, "dead", reason, str(exc))
+        dead = Attempt(started, now - started, "dead", reason, exc.detail if reason == exc.reason else str(exc))
         await self._store_call(self.store.dead_letter(notification.id, self.owner, dead))
         metrics.notifications_failed.labels(notification.receiver, notification.integration, reason).inc()
         await self._fallback(notification, now)

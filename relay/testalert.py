@@ -14,7 +14,7 @@ from typing import Any
 from relay.fingerprint import fingerprint
 
 FINAL = {"delivered", "dead"}
-STATE_FILE = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "relay" / "test-alerts.json"
+STATE_FILE = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "relay" / "test-alerts.json"
 
 
 def _rfc3339(when: datetime) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import Providers
+from tests.conftest import Providers
 from tests.e2e.process import free_port
 from tests.helpers import relay_settings, running_relay, slack_text, wait_until
 

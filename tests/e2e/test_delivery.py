@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.conftest import Providers
+from tests.conftest import Providers
 from tests.e2e.process import RelayProcess
 from tests.e2e.test_routing_table import webhook
 from tests.helpers import fixture, relay_settings, running_relay, slack_text, wait_until

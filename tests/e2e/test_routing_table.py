@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from relay.fingerprint import fingerprint
-from tests.e2e.conftest import Providers
+from tests.conftest import Providers
 from tests.helpers import fixture, relay_settings, running_relay, slack_text, wait_until
 from tests.test_routes import PLAN
 
