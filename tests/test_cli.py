@@ -55,8 +55,9 @@ async def test_test_alert_reports_delivery_per_receiver(tmp_path: Path, provider
 
 
 async def test_test_alert_direct_delivers_in_process(tmp_path: Path, providers: Providers) -> None:
-    env = {**providers.env, "XDG_STATE_HOME": str(tmp_path), "RELAY_ROUTES": str(providers.routes), "RELAY_TEMPLATES": str(TEMPLATES),
-           "RELAY_DATABASE_URL": f"sqlite:///{tmp_path / 'direct.db'}", "RELAY_RATE_LIMITS": "false"}
+    env = {**providers.env, "XDG_STATE_HOME": str(tmp_path), "RELAY_ROUTES": str(providers.routes),
+           "RELAY_TEMPLATES": str(TEMPLATES), "RELAY_DATABASE_URL": f"sqlite:///{tmp_path / 'direct.db'}",
+           "RELAY_RATE_LIMITS": "false"}
     code, out = await run_relay("test-alert", "--direct", "--severity", "warning", env=env)
     assert code == 0, out
     assert "slack-alerts" in out and "delivered in" in out
@@ -66,7 +67,8 @@ async def test_test_alert_direct_delivers_in_process(tmp_path: Path, providers: 
 
 async def test_test_alert_shows_dead_letters(tmp_path: Path, providers: Providers) -> None:
     routes = repo_routes(tmp_path)
-    env = {**providers.env, "XDG_STATE_HOME": str(tmp_path), "SLACK_WEBHOOK_URL": "", "RELAY_ROUTES": str(routes), "RELAY_TEMPLATES": str(TEMPLATES),
+    env = {**providers.env, "XDG_STATE_HOME": str(tmp_path), "SLACK_WEBHOOK_URL": "", "RELAY_ROUTES": str(routes),
+           "RELAY_TEMPLATES": str(TEMPLATES),
            "RELAY_DATABASE_URL": f"sqlite:///{tmp_path / 'direct.db'}"}
     code, out = await run_relay("test-alert", "--direct", env=env)
     assert code == 1
