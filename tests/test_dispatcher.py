@@ -1,0 +1,91 @@
+"""Dispatcher outcomes a user sees: permanent errors dead-letter at once, give-up, fallback, reload, rate limits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from relay.ratelimit import TokenBucket
+from relay.retry import RetryPolicy, next_attempt
+from tests.conftest import Providers
+from tests.e2e.test_routing_table import webhook
+from tests.helpers import fixture, relay_settings, running_relay, wait_until
+
+
+async def states(relay: Any) -> list[str]:
+    return [row["state"] for row in await relay.history()]
+
+
+async def test_permanent_error_dead_letters_at_once_and_frees_the_lane(tmp_path: Path, providers: Providers) -> None:
+    providers.slack.respond_with(403)  # invalid_token
+    async with running_relay(relay_settings(tmp_path, providers.routes)) as relay:
+        await relay.post(webhook("Warn01", "warning"))
+        await relay.post(webhook("Warn01", "warning", "resolved"))
+        await providers.slack.wait_for(1)
+        await wait_until(lambda: _has(relay, ["delivered", "dead"]))
+        dead = (await relay.history(state="dead"))[0]
+        metrics = (await relay.client.get("/metrics")).text
+    assert dead["attempts"] == 1 and dead["last_error"].startswith("invalid_token")
+    assert [r.status for r in providers.slack.requests] == [403, 200]
+    assert 'relay_notifications_failed_total{integration="slack",reason="invalid_token",receiver="slack-alerts"}' \
+        in metrics
+    assert providers.slack.url() not in metrics and "XXXXSECRET" not in dead["last_error"]
+
+
+async def _has(relay: Any, expected: list[str]) -> bool:
+    return await states(relay) == expected
+
+
+async def test_gives_up_after_give_up_after_then_dead_letters(tmp_path: Path, providers: Providers) -> None:
+    routes = providers.routes
+    routes.write_text(routes.read_text().replace('channel: "#ojeomneo-alerts"',
+                                                 'channel: "#ojeomneo-alerts"\n    give_up_after: 1s'))
+    providers.slack.fail_all(503)
+    async with running_relay(relay_settings(tmp_path, routes)) as relay:
+        await relay.post(webhook("Warn02", "warning"))
+        await wait_until(lambda: _has(relay, ["dead"]), timeout=15)
+        [row] = await relay.history()
+    assert row["last_error"].startswith("gave_up")
+    assert row["attempts"] >= 2
+    assert providers.slack.messages == []
+
+
+async def test_fallback_receiver_gets_what_the_primary_dead_letters(tmp_path: Path, providers: Providers) -> None:
+    routes = providers.routes
+    routes.write_text(routes.read_text().replace('channel: "#ojeomneo-alerts"',
+                                                 'channel: "#ojeomneo-alerts"\n    fallback: ops-email'))
+    providers.slack.respond_with(404)  # channel_not_found
+    async with running_relay(relay_settings(tmp_path, routes)) as relay:
+        await relay.post(webhook("Warn03", "warning"))
+        [mail] = await providers.smtp.wait_for(1)
+    assert "Warn03" in mail.message["Subject"]
+
+
+async def test_broken_reload_keeps_the_last_good_routes(tmp_path: Path, providers: Providers) -> None:
+    async with running_relay(relay_settings(tmp_path, providers.routes)) as relay:
+        good = providers.routes.read_text()
+        broken = good.replace("receivers: [slack-alerts]\n\ndefault", "receivers: [nope]\n\ndefault")
+        providers.routes.write_text(broken)
+        answer = await relay.client.post("/-/reload")
+        assert answer.status_code == 400
+        assert f"{providers.routes}:29: route 3 names unknown receiver 'nope'" in answer.json()["error"]
+        assert "relay_config_last_reload_successful 0.0" in (await relay.client.get("/metrics")).text
+        assert (await relay.post(fixture("firing-poddown.json"))).status_code == 200
+        await providers.pagerduty.wait_for(1)
+        assert (await relay.client.get("/readyz")).status_code == 200
+
+
+def test_backoff_grows_and_honours_retry_after() -> None:
+    policy = RetryPolicy(initial=1, maximum=60, jitter=0)
+    assert [policy.delay(n) for n in range(1, 8)] == [1, 2, 4, 8, 16, 32, 60]
+    assert policy.delay(1, retry_after=30) == 30
+    assert next_attempt(policy, 1, now=100, give_up_at=100.5) is None
+    assert next_attempt(policy, 1, now=100, give_up_at=200) == 101
+
+
+def test_token_bucket_allows_burst_then_rate() -> None:
+    bucket = TokenBucket(rate=1.0, burst=5, updated=0.0)
+    assert [bucket.take(now=0.0) for _ in range(5)] == [0.0] * 5
+    assert bucket.take(now=0.0) == 1.0
+    assert bucket.take(now=0.5) == 0.5
+    assert bucket.take(now=1.0) == 0.0
