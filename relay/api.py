@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
@@ -11,6 +12,9 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from relay import metrics
 from relay.errors import ConfigError, StoreUnavailable
 from relay.store.base import HistoryFilter
+from relay.webhook import Rejected, check_auth
+
+Handler = Callable[[Request], Awaitable[Response]]
 
 
 async def healthz(request: Request) -> Response:
@@ -50,10 +54,33 @@ async def reload(request: Request) -> Response:
     return JSONResponse({"status": "reloaded", "config_hash": routes.digest})
 
 
+MAX_ID = 2**63 - 1
+
+
+def _id(text: str) -> int:
+    value = int(text)
+    if not 0 < value <= MAX_ID:
+        raise ValueError(text)
+    return value
+
+
 def _ids(text: str | None) -> tuple[int, ...]:
     if not text:
         return ()
-    return tuple(int(part) for part in text.split(",") if part.strip())
+    return tuple(_id(part) for part in text.split(",")[:1000] if part.strip())
+
+
+def authorized(handler: Handler) -> Handler:
+    """The admin API answers only to the webhook's bearer token, when one is set."""
+
+    async def guarded(request: Request) -> Response:
+        try:
+            check_auth(request, request.app.state.settings.token)
+        except Rejected as exc:
+            return JSONResponse({"status": "error", "error": exc.message}, status_code=exc.status)
+        return await handler(request)
+
+    return guarded
 
 
 async def notifications(request: Request) -> Response:
@@ -73,11 +100,15 @@ async def notifications(request: Request) -> Response:
 
 async def retry_dead_letter(request: Request) -> Response:
     try:
-        notification_id = int(request.path_params["id"])
+        notification_id = _id(request.path_params["id"])
     except ValueError:
-        return JSONResponse({"status": "error", "error": "id must be an integer"}, status_code=400)
+        return JSONResponse({"status": "error", "error": "id must be a positive integer"}, status_code=400)
     state = request.app.state
-    if not await state.store.replay(notification_id, time.time()):
+    try:
+        replayed = await state.store.replay(notification_id, time.time())
+    except StoreUnavailable as exc:
+        return JSONResponse({"status": "error", "error": str(exc)}, status_code=503)
+    if not replayed:
         return JSONResponse({"status": "error", "error": f"no dead letter {notification_id}"}, status_code=404)
     state.dispatcher.wake()
     return JSONResponse({"status": "replayed", "id": notification_id})

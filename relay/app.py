@@ -55,6 +55,7 @@ def create_app(settings: Settings) -> Starlette:
         runtime = Runtime(settings.routes, settings.templates)
         await runtime.start()
         await store.open()
+        await store.release_leases()
         dispatcher = Dispatcher(store, runtime, dispatcher_options(settings))
         app.state.settings, app.state.store, app.state.runtime, app.state.dispatcher = (
             settings, store, runtime, dispatcher)
@@ -80,9 +81,9 @@ def create_app(settings: Settings) -> Starlette:
             Route("/metrics", api.metrics_endpoint, methods=["GET"]),
             Route("/healthz", api.healthz, methods=["GET"]),
             Route("/readyz", api.readyz, methods=["GET"]),
-            Route("/-/reload", api.reload, methods=["POST"]),
-            Route("/api/v1/notifications", api.notifications, methods=["GET"]),
-            Route("/api/v1/dead-letters/{id}/retry", api.retry_dead_letter, methods=["POST"]),
+            Route("/-/reload", api.authorized(api.reload), methods=["POST"]),
+            Route("/api/v1/notifications", api.authorized(api.notifications), methods=["GET"]),
+            Route("/api/v1/dead-letters/{id}/retry", api.authorized(api.retry_dead_letter), methods=["POST"]),
         ],
         lifespan=lifespan,
     )

@@ -188,7 +188,9 @@ def cmd_routes_test(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_notifications(args: argparse.Namespace, settings: Settings) -> int:
     url = args.url or f"http://127.0.0.1:{settings.port}"
     params = {k: v for k, v in (("receiver", args.receiver), ("state", args.state)) if v}
-    rows = httpx.get(f"{url}/api/v1/notifications", params=params, timeout=10).json()["notifications"]
+    headers = {"Authorization": f"Bearer {settings.token}"} if settings.token else {}
+    rows = httpx.get(f"{url}/api/v1/notifications", params=params, headers=headers, timeout=10).json()[
+        "notifications"]
     print(json.dumps(rows, indent=2))
     return 0
 

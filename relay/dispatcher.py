@@ -47,12 +47,14 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._stopping = False
         self._inflight: set[asyncio.Task[None]] = set()
+        self._runner: asyncio.Task[object] | None = None
 
     def wake(self) -> None:
         """New work is in the outbox: look now rather than at the next poll."""
         self._wake.set()
 
     async def run(self) -> None:
+        self._runner = asyncio.current_task()
         while not self._stopping:
             timeout = IDLE_POLL_SECONDS
             free = self.options.workers - len(self._inflight)
@@ -64,7 +66,10 @@ class Dispatcher:
                 except StoreUnavailable as exc:
                     log.error("cannot claim notifications: %s", exc)
                     claim = None
-                if claim is not None:
+                except Exception:  # never let one bad row or bug stop all delivery
+                    log.exception("claiming notifications failed")
+                    claim = None
+                if claim is not None and not self._stopping:
                     for claimed in claim.claimed:
                         task = asyncio.create_task(self._deliver(claimed))
                         self._inflight.add(task)
@@ -84,6 +89,8 @@ class Dispatcher:
         """Stop claiming, let in-flight sends finish for up to `grace` seconds; the rest stay in the outbox."""
         self._stopping = True
         self._wake.set()
+        if self._runner is not None:
+            await asyncio.wait([self._runner])  # no claim may start a task after the snapshot below
         if self._inflight:
             _, pending = await asyncio.wait(set(self._inflight), timeout=grace)
             for task in pending:
@@ -109,8 +116,8 @@ class Dispatcher:
     async def _send(self, notification: Notification) -> None:
         routes = self.runtime.routes
         receiver = routes.receivers.get(notification.receiver) if routes else None
-        if receiver is None:
-            raise PermanentDeliveryError("unknown_receiver", f"no receiver {notification.receiver!r} in routes.yaml")
+        if receiver is None:  # renamed or removed by a reload: keep it until give-up, it may come back
+            raise TransientDeliveryError("unknown_receiver", f"no receiver {notification.receiver!r} in routes.yaml")
         missing = receiver.missing_secret()
         if missing:
             raise PermanentDeliveryError("unconfigured", f"{missing} is not set for receiver {receiver.name!r}")

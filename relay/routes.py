@@ -119,10 +119,19 @@ def _check_names(spec: RoutesFile, lines: dict[yamlconfig.Path_, int], file: str
         if name not in names:
             raise ConfigError(f"default_receivers names unknown receiver {name!r}; known: {sorted(names)}",
                               file=file, line=yamlconfig.line_of(lines, ("default_receivers", j)))
+    fallbacks = {r.name: r.fallback for r in spec.receivers if r.fallback}
     for i, receiver in enumerate(spec.receivers):
         if receiver.fallback and receiver.fallback not in names:
             raise ConfigError(f"receiver {receiver.name!r} has unknown fallback {receiver.fallback!r}",
                               file=file, line=yamlconfig.line_of(lines, ("receivers", i, "fallback")))
+        chain: list[str] = [receiver.name]
+        nxt: str | None = receiver.fallback
+        while nxt:
+            if nxt in chain:  # a dead letter would bounce between them for ever
+                raise ConfigError(f"fallback cycle: {' -> '.join([*chain, nxt])}", file=file,
+                                  line=yamlconfig.line_of(lines, ("receivers", i, "fallback")))
+            chain.append(nxt)
+            nxt = fallbacks.get(nxt)
 
 
 def _validation_error(exc: ValidationError, lines: dict[yamlconfig.Path_, int], file: str) -> ConfigError:

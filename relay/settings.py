@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -30,6 +30,13 @@ class Settings(BaseSettings):
     retry_max_seconds: float = Field(default=300.0, gt=0)
     # Per-destination token buckets (DESIGN.md defaults); false leaves only receivers' own `rate_limit`.
     rate_limits: bool = True
+
+    @model_validator(mode="after")
+    def _lease_outlives_a_send(self) -> Settings:
+        if self.lease_seconds <= self.send_timeout_seconds:
+            raise ValueError("RELAY_LEASE_SECONDS must be longer than RELAY_SEND_TIMEOUT_SECONDS, "
+                             "or a slow send could be claimed and sent twice")
+        return self
 
     @property
     def token(self) -> str | None:

@@ -7,7 +7,6 @@ anything is written, so a rejected request changes no state.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import time
 from collections import defaultdict
@@ -15,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -64,30 +64,27 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _problem(err: ErrorDetails) -> str:
+    where = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "json_invalid":
+        return "malformed JSON: " + err["msg"].removeprefix("Invalid JSON: ")
+    if err["type"] == "model_type" and not where:
+        return "expected a JSON object (an Alertmanager webhook body)"
+    if where == "version":
+        return 'version: expected "4" (Alertmanager webhook v4)'
+    return f"{where or 'body'}: {err['msg'].removeprefix('Value error, ')}"
+
+
 def parse(body: bytes) -> WebhookMessage:
+    """Parse with the same parser the outbox uses to read it back, so whatever is accepted can be delivered."""
     try:
-        data = json.loads(body)
-    except UnicodeDecodeError:
-        raise Rejected(400, "body is not valid UTF-8") from None
-    except json.JSONDecodeError as exc:
-        raise Rejected(400, f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    except RecursionError:
-        raise Rejected(400, "malformed JSON: nested too deeply") from None
-    if not isinstance(data, dict):
-        raise Rejected(400, "expected a JSON object (an Alertmanager webhook body)")
-    if data.get("version") != "4":
-        raise Rejected(400, f"version: expected \"4\" (Alertmanager webhook v4), got {data.get('version')!r}")
-    try:
-        return WebhookMessage.model_validate(data)
+        return WebhookMessage.model_validate_json(body)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors(include_url=False, include_input=False)[:MAX_REPORTED_ERRORS]:
-            where = ".".join(str(p) for p in err["loc"]) or "body"
-            problems.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
-        more = exc.error_count() - len(problems)
-        if more > 0:
-            problems.append(f"... and {more} more")
-        raise Rejected(400, "invalid Alertmanager webhook: " + "; ".join(problems)) from None
+        errors = exc.errors(include_url=False, include_input=False)
+        problems = [_problem(err) for err in errors[:MAX_REPORTED_ERRORS]]
+        if len(errors) > len(problems):
+            problems.append(f"... and {len(errors) - len(problems)} more")
+        raise Rejected(400, "; ".join(problems)) from None
 
 
 def candidates(message: WebhookMessage, routes: Routes) -> list[Candidate]:

@@ -74,13 +74,15 @@ class RunningRelay:
     url: str
     client: httpx.AsyncClient
     app: Any
+    token: str | None = None
 
     async def post(self, body: Any, token: str | None = None, **kwargs: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return await self.client.post("/webhook", json=body, headers=headers, **kwargs)
 
     async def history(self, **params: str) -> list[dict[str, Any]]:
-        answer = await self.client.get("/api/v1/notifications", params=params)
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        answer = await self.client.get("/api/v1/notifications", params=params, headers=headers)
         return list(answer.json()["notifications"])
 
 
@@ -100,7 +102,7 @@ async def running_relay(settings: Settings) -> AsyncIterator[RunningRelay]:
     url = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient(base_url=url, timeout=10) as client:
         try:
-            yield RunningRelay(url, client, app)
+            yield RunningRelay(url, client, app, settings.token)
         finally:
             server.should_exit = True
             await task

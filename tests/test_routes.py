@@ -149,3 +149,14 @@ def test_secret_never_in_error(tmp_path: Path) -> None:
         load(path, {"SLACK_WEBHOOK_URL": "https://hooks.slack.example/services/SECRETPART"})
     assert "SECRETPART" not in str(caught.value)
     assert caught.value.line == 5
+
+
+def test_fallback_cycle_is_refused(tmp_path: Path) -> None:
+    text = BASE.replace("      webhook_url: https://hooks.slack.example/x\n",
+                        "      webhook_url: https://hooks.slack.example/x\n    fallback: b\n")
+    text = text.replace("      webhook_url: https://hooks.slack.example/y\n",
+                        "      webhook_url: https://hooks.slack.example/y\n    fallback: a\n")
+    with pytest.raises(ConfigError) as caught:
+        load(write(tmp_path, text))
+    assert "fallback cycle: a -> b -> a" in str(caught.value)
+    assert caught.value.line == 5

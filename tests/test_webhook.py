@@ -52,7 +52,7 @@ def _alert_without(field: str) -> dict[str, Any]:
 JSON = {"content-type": "application/json"}
 CASES = [
     ("malformed json", {"content": b'{"version": "4", "alerts": [', "headers": JSON},
-     400, "malformed JSON at line 1"),
+     400, "malformed JSON: EOF while parsing a list at line 1"),
     ("not an object", {"content": b"[1, 2]", "headers": JSON}, 400,
      "expected a JSON object"),
     ("wrong version", {"json": {**fixture("firing-poddown.json"), "version": "3"}}, 400, 'version: expected "4"'),
@@ -63,9 +63,15 @@ CASES = [
     ("bad startsAt", {"json": {**fixture("firing-poddown.json"),
                                "alerts": [{**fixture("firing-poddown.json")["alerts"][0], "startsAt": "yesterday"}]}},
      400, "alerts.0.startsAt: must be an RFC 3339 timestamp"),
+    ("deep nesting", {"content": b'{"version": "4", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}", "headers": JSON}, 400,
+     "malformed JSON: recursion limit exceeded"),
+    ("huge number", {"content": b'{"version": "4", "x": ' + b"1" * 5000 + b"}", "headers": JSON}, 400,
+     "malformed JSON: number out of range"),
+    ("lone surrogate", {"content": b'{"version": "4", "groupKey": "\\ud800"}', "headers": JSON}, 400,
+     "malformed JSON"),
     ("bad status", {"json": {**fixture("firing-poddown.json"), "status": "burning"}}, 400, "status: Input should be"),
     ("invalid utf-8", {"content": b'{"version": "4", "x": "\xff\xfe"}', "headers": JSON},
-     400, "not valid UTF-8"),
+     400, "malformed JSON: invalid unicode code point"),
     ("not json", {"content": b"alert!", "headers": {"content-type": "text/plain"}}, 415, "expected Content-Type"),
     ("too large", {"content": json.dumps({"pad": "x" * 70000}).encode(), "headers": JSON},
      413, "over the limit of 65536 bytes"),
@@ -146,3 +152,16 @@ async def test_metrics_and_health(tmp_path: Path) -> None:
         assert "relay_outbox_pending{" in text
         assert "relay_config_last_reload_successful 1.0" in text
         assert TOKEN not in text
+
+
+async def test_admin_api_needs_the_token_too(tmp_path: Path) -> None:
+    async with running_relay(settings(tmp_path)) as relay:
+        for method, path in (("GET", "/api/v1/notifications"), ("POST", "/-/reload"),
+                             ("POST", "/api/v1/dead-letters/1/retry")):
+            answer = await relay.client.request(method, path)
+            assert answer.status_code == 401, path
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        assert (await relay.client.get("/api/v1/notifications?ids=99999999999999999999999", headers=auth)
+                ).status_code == 400
+        assert (await relay.client.post("/api/v1/dead-letters/99999999999999999999999/retry", headers=auth)
+                ).status_code == 400

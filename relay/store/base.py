@@ -85,9 +85,12 @@ class HistoryFilter:
 
 class Store(Protocol):
     async def open(self) -> None:
-        """Connect, apply migrations, and release leases a crashed process of ours left behind."""
+        """Connect and apply migrations."""
 
     async def close(self) -> None: ...
+
+    async def release_leases(self) -> None:
+        """Free leases a crashed process left behind (called by `relay serve` at start)."""
 
     async def ping(self) -> None:
         """Raise StoreUnavailable if the store cannot answer."""

@@ -49,6 +49,7 @@ WHERE n.lease_until <= ?
 ORDER BY n.next_attempt_at, n.id
 """
 SQL_LEASE = "UPDATE notifications SET lease_until = ?, lease_owner = ? WHERE id = ?"
+SQL_UNREADABLE = "UPDATE notifications SET state = 'dead', finished_at = ?, last_error = 'unreadable' WHERE id = ?"
 SQL_RELEASE_ALL = "UPDATE notifications SET lease_until = 0, lease_owner = NULL WHERE state = 'pending'"
 SQL_DONE = """
 UPDATE notifications SET state = ?, attempts = attempts + 1, finished_at = ?, last_error = ?,
@@ -205,7 +206,6 @@ class SqliteStore:
             try:
                 conn = self._connect()
                 self._migrate(conn)
-                conn.execute(SQL_RELEASE_ALL)
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"cannot open {self.path}: {exc}") from None
             self._conn = conn
@@ -224,6 +224,10 @@ class SqliteStore:
             self._conn.close()
             self._conn = None
 
+    async def release_leases(self) -> None:
+        """Free every lease: at start of the one process serving this file, its previous self's leases are dead."""
+        await self._call(lambda conn: conn.execute(SQL_RELEASE_ALL))
+
     async def ping(self) -> None:
         await self._call(lambda conn: conn.execute("SELECT 1").fetchone())
 
@@ -241,8 +245,14 @@ class SqliteStore:
                 if len(claimed) >= limit:
                     next_due = now
                     break
+                try:
+                    notification = _row_notification(row)
+                except ValueError as exc:  # unreadable row: set it aside rather than block every lane
+                    log.error("notification %d cannot be read back, dead-lettering it: %s", row["id"], exc)
+                    conn.execute(SQL_UNREADABLE, (now, row["id"]))
+                    continue
                 conn.execute(SQL_LEASE, (now + lease, owner, row["id"]))
-                claimed.append(Claimed(_row_notification(row), row["give_up_at"], now + lease))
+                claimed.append(Claimed(notification, row["give_up_at"], now + lease))
             return Claim(claimed, next_due)
 
         return await self._call(op)

@@ -154,6 +154,7 @@ async def test_outbox_survives_reopen(tmp_path: Path) -> None:
     await first.close()
     second = open_store(url)
     await second.open()
+    await second.release_leases()
     try:
         [claimed] = (await second.claim("w2", 10, now, 600)).claimed  # leases of the old process are released
         assert claimed.notification.id == result.notification_id
