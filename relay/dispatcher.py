@@ -131,10 +131,10 @@ class Dispatcher:
         metrics.notification_requests.labels(*labels).inc()
         call_started = time.perf_counter()
         try:
-            await asyncio.wait_for(channel.send(notification), self.options.send_timeout)
+            await asyncio.wait_for(channel.send(notification), self._timeout(notification))
         except TimeoutError:
             metrics.notification_requests_failed.labels(*labels, "timeout").inc()
-            raise TransientDeliveryError("timeout", f"no answer in {self.options.send_timeout:.0f}s") from None
+            raise TransientDeliveryError("timeout", f"no answer in {self._timeout(notification):.0f}s") from None
         except DeliveryError as exc:
             metrics.notification_requests_failed.labels(*labels, exc.reason).inc()
             raise
@@ -144,6 +144,11 @@ class Dispatcher:
             raise TransientDeliveryError("internal_error", type(exc).__name__) from None
         finally:
             metrics.notification_latency.labels(*labels).observe(time.perf_counter() - call_started)
+
+    def _timeout(self, notification: Notification) -> float:
+        """PagerDuty takes one call per alert: give a group time for each, but finish well inside the lease."""
+        calls = len(notification.alerts) if notification.integration == "pagerduty" else 1
+        return min(self.options.send_timeout * calls, self.options.lease * 0.8)
 
     async def _delivered(self, notification: Notification, started: float) -> None:
         now = time.time()

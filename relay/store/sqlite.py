@@ -113,6 +113,23 @@ def _enqueue(conn: sqlite3.Connection, candidates: list[Candidate], now: float) 
     return out
 
 
+def _replay(conn: sqlite3.Connection, notification_id: int, now: float) -> bool:
+    """Put a dead letter back, minus firing alerts whose resolve was already notified (no re-opened incidents)."""
+    row = conn.execute("SELECT receiver, payload FROM notifications WHERE id = ? AND state = 'dead'",
+                       (notification_id,)).fetchone()
+    if row is None:
+        return False
+    group = WebhookMessage.model_validate_json(row["payload"])
+    kept = [a for a in group.alerts if a.status == "resolved" or conn.execute(
+        SQL_DEDUP_GET, (row["receiver"], a.fingerprint, _dedup_time(a.startsAt), "resolved")).fetchone() is None]
+    if not kept:
+        return False
+    if len(kept) != len(group.alerts):
+        group = group.model_copy(update={"alerts": kept, "status": group_status(kept)})
+        conn.execute("UPDATE notifications SET payload = ? WHERE id = ?", (group.model_dump_json(), notification_id))
+    return bool(conn.execute(SQL_REPLAY, (now, now, notification_id)).rowcount)
+
+
 class SqliteStore:
     def __init__(self, path: str) -> None:
         self.path = path
@@ -282,7 +299,7 @@ class SqliteStore:
                            notification_id, attempt)
 
     async def replay(self, notification_id: int, now: float) -> bool:
-        return bool(await self._call(lambda conn: conn.execute(SQL_REPLAY, (now, now, notification_id)).rowcount))
+        return bool(await self._call(lambda conn: _replay(conn, notification_id, now)))
 
     async def stats(self, now: float) -> OutboxStats:
         def op(conn: sqlite3.Connection) -> OutboxStats:

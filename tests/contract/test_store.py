@@ -26,8 +26,11 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     await s.close()
 
 
-def candidate(name: str, receiver: str = "slack-alerts", interval: timedelta = HOUR) -> Candidate:
-    group = WebhookMessage.model_validate(fixture(name))
+def candidate(name: str, receiver: str = "slack-alerts", interval: timedelta = HOUR,
+              group_key: str | None = None) -> Candidate:
+    body = fixture(name)
+    body["groupKey"] = group_key or body["groupKey"]
+    group = WebhookMessage.model_validate(body)
     return Candidate(receiver, "slack", group, tuple(interval for _ in group.alerts), timedelta(hours=24))
 
 
@@ -115,7 +118,8 @@ async def test_expired_lease_is_claimed_again(store: Store) -> None:
 async def test_dead_letter_frees_the_lane_and_can_be_replayed(store: Store) -> None:
     now = time.time()
     [first] = await store.enqueue([candidate("firing-poddown.json")], now)
-    [second] = await store.enqueue([candidate("resolved-poddown.json")], now)
+    same_lane = fixture("firing-poddown.json")["groupKey"]
+    [second] = await store.enqueue([candidate("firing-highlatency-group2.json", group_key=same_lane)], now)
     [claimed] = (await store.claim("w1", 10, now, 60)).claimed
     await store.dead_letter(claimed.notification.id, "w1", Attempt(now, 0.1, "dead", "invalid_token"))
     [nxt] = (await store.claim("w1", 10, now, 60)).claimed
@@ -160,3 +164,13 @@ async def test_outbox_survives_reopen(tmp_path: Path) -> None:
         assert claimed.notification.id == result.notification_id
     finally:
         await second.close()
+
+
+async def test_replay_never_reopens_an_alert_that_already_resolved(store: Store) -> None:
+    now = time.time()
+    [firing] = await store.enqueue([candidate("firing-poddown.json")], now)
+    [claimed] = (await store.claim("w1", 10, now, 60)).claimed
+    await store.dead_letter(claimed.notification.id, "w1", Attempt(now, 0.1, "dead", "unconfigured"))
+    await store.enqueue([candidate("resolved-poddown.json")], now + 1)  # the resolve went out meanwhile
+    assert await store.replay(firing.notification_id, now + 2) is False
+    assert (await store.stats(now)).dead == {"slack-alerts": 1}
