@@ -50,6 +50,9 @@ async def test_sigkill_before_delivery_then_restart_delivers_everything(tmp_path
     assert sorted(names_in(providers.slack.messages)) == accepted
     assert len(providers.slack.messages) == len(accepted) + 1
     assert len(providers.smtp.messages) == 1 and len(providers.pagerduty.events) == 1
+    log = relay.log.read_text()
+    assert "delivered notification" in log and "retrying in" in log  # the log says what happened...
+    assert "XXXXSECRET" not in log and providers.env["PAGERDUTY_ROUTING_KEY"] not in log  # ...and no secret
 
 
 async def test_outage_then_recovery_delivers_in_lane_order_once(tmp_path: Path, providers: Providers) -> None:
