@@ -26,7 +26,7 @@ import httpx
 from relay.fingerprint import fingerprint
 from tests.e2e.process import free_port
 from tests.fakes.slack import SlackWebhookServer
-from tests.helpers import REPO, wait_until
+from tests.helpers import REPO, poll_until
 
 ROUTES = """receivers:
   - name: slack
@@ -58,7 +58,7 @@ async def start(args: list[str], env: dict[str, str], port: int, path: str) -> a
         except httpx.HTTPError:
             return False
 
-    await wait_until(up, timeout=20, interval=0.05)
+    await poll_until(up, timeout=20, interval=0.05)
     return proc
 
 
@@ -80,7 +80,7 @@ async def load(url: str, slack: SlackWebhookServer, rate: int, seconds: float, t
             tasks.append(asyncio.create_task(client.post("/webhook", json=payload(name))))
         answers = await asyncio.gather(*tasks)
         assert all(a.status_code == 200 for a in answers), {a.status_code for a in answers}
-    await wait_until(lambda: len(slack.received) - before >= total, timeout=60)
+    await poll_until(lambda: len(slack.received) - before >= total, timeout=60)
     out = []
     pattern = re.compile(rf"{tag}-(\d+)")
     for at, _, body in slack.received[before:]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -118,7 +118,6 @@ class Notification:
     group: WebhookMessage
     received_at: datetime
     attempts: int = 0
-    state: State = State.PENDING
 
     @property
     def status(self) -> Status:
@@ -127,16 +126,6 @@ class Notification:
     @property
     def alerts(self) -> list[Alert]:
         return self.group.alerts
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "receiver": self.receiver,
-            "integration": self.integration,
-            "status": self.status,
-            "state": str(self.state),
-            "alerts": [a.name for a in self.alerts],
-        }
 
 
 def group_status(alerts: list[Alert]) -> Status:

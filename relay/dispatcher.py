@@ -12,6 +12,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -198,10 +199,10 @@ class Dispatcher:
         await self._store_call(self.store.enqueue([candidate], now))
         log.warning("notification %d also sent to fallback receiver %s", notification.id, target.name)
 
-    async def _store_call(self, call: object) -> None:
+    async def _store_call(self, call: Awaitable[None]) -> None:
         """Record an outcome; if the store is down, the lease expires and the notification is tried again."""
         try:
-            await call  # type: ignore[misc]
+            await call
         except StoreUnavailable as exc:
             log.error("cannot record delivery outcome (it will be retried when its lease ends): %s", exc)
 

@@ -94,7 +94,7 @@ async def running_relay(settings: Settings) -> AsyncIterator[RunningRelay]:
     app = create_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on"))
     task = asyncio.create_task(server.serve())
-    await wait_until(lambda: server.started or task.done(), timeout=10)
+    await poll_until(lambda: server.started or task.done(), timeout=10)
     if task.done():
         task.result()
         raise RuntimeError("relay did not start")
@@ -108,7 +108,7 @@ async def running_relay(settings: Settings) -> AsyncIterator[RunningRelay]:
             await task
 
 
-async def wait_until(condition: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0,
+async def poll_until(condition: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0,
                      interval: float = 0.02) -> None:
     """Await a condition (polled; for state we cannot subscribe to), failing after `timeout`."""
     deadline = time.monotonic() + timeout

@@ -19,8 +19,9 @@ from relay.channels.email import EmailChannel, connection_options
 from relay.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from relay.receivers import ReceiverConfig
 from relay.templating import Templates
-from tests.fakes import TEMPLATES, notification
+from tests.fakes import notification
 from tests.fakes.smtp import SmtpServer, free_port
+from tests.helpers import TEMPLATES
 
 PASSWORD = "SMTP-SECRET-pw-4711"
 USER = "relay@ojeomneo.example"

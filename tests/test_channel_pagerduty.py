@@ -13,9 +13,10 @@ from relay.channels.pagerduty import PagerDutyChannel, build_events, dedup_key
 from relay.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from relay.receivers import ReceiverConfig
 from relay.templating import Templates
-from tests.fakes import TEMPLATES, notification
+from tests.fakes import notification
 from tests.fakes.pagerduty import PagerDutyServer, problems
 from tests.fakes.smtp import free_port
+from tests.helpers import TEMPLATES
 
 ROUTING_KEY = "R0UT1NGKEYSECRET0000000000000042"
 

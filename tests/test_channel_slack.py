@@ -18,8 +18,9 @@ from relay.channels.slack import COLOURS, OTHER_COLOUR, SlackChannel
 from relay.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from relay.receivers import ReceiverConfig
 from relay.templating import Templates
-from tests.fakes import TEMPLATES, notification
+from tests.fakes import notification
 from tests.fakes.slack import DEFAULT_TOKEN, DEFAULT_WEBHOOK_PATH, SlackWebhookServer
+from tests.helpers import TEMPLATES
 
 SECRET = DEFAULT_WEBHOOK_PATH.rsplit("/", 1)[-1]
 

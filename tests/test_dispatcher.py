@@ -9,7 +9,7 @@ from relay.ratelimit import TokenBucket
 from relay.retry import RetryPolicy, next_attempt
 from tests.conftest import Providers
 from tests.e2e.test_routing_table import webhook
-from tests.helpers import fixture, relay_settings, running_relay, wait_until
+from tests.helpers import fixture, poll_until, relay_settings, running_relay
 
 
 async def states(relay: Any) -> list[str]:
@@ -22,7 +22,7 @@ async def test_permanent_error_dead_letters_at_once_and_frees_the_lane(tmp_path:
         await relay.post(webhook("Warn01", "warning"))
         await relay.post(webhook("Warn01", "warning", "resolved"))
         await providers.slack.wait_for(1)
-        await wait_until(lambda: _has(relay, ["delivered", "dead"]))
+        await poll_until(lambda: _has(relay, ["delivered", "dead"]))
         dead = (await relay.history(state="dead"))[0]
         metrics = (await relay.client.get("/metrics")).text
     assert dead["attempts"] == 1 and dead["last_error"].startswith("invalid_token")
@@ -43,7 +43,7 @@ async def test_gives_up_after_give_up_after_then_dead_letters(tmp_path: Path, pr
     providers.slack.fail_all(503)
     async with running_relay(relay_settings(tmp_path, routes)) as relay:
         await relay.post(webhook("Warn02", "warning"))
-        await wait_until(lambda: _has(relay, ["dead"]), timeout=15)
+        await poll_until(lambda: _has(relay, ["dead"]), timeout=15)
         [row] = await relay.history()
     assert row["last_error"].startswith("gave_up")
     assert row["attempts"] >= 2

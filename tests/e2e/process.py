@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.helpers import REPO, wait_until
+from tests.helpers import REPO, poll_until
 
 
 def free_port() -> int:
@@ -53,7 +53,7 @@ class RelayProcess:
             except httpx.HTTPError:
                 return False
 
-        await wait_until(ready, timeout=20, interval=0.05)
+        await poll_until(ready, timeout=20, interval=0.05)
 
     async def kill(self) -> None:
         """SIGKILL: no shutdown code runs, as in a crash or an OOM kill."""

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import Providers
 from tests.e2e.process import free_port
-from tests.helpers import relay_settings, running_relay, slack_text, wait_until
+from tests.helpers import poll_until, relay_settings, running_relay, slack_text
 
 BINARY = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 TOKEN = "am-relay-token-SECRET"
@@ -63,7 +63,7 @@ async def alertmanager(tmp_path: Path, relay_url: str) -> AsyncIterator[str]:
             return False
 
     try:
-        await wait_until(ready, timeout=20, interval=0.1)
+        await poll_until(ready, timeout=20, interval=0.1)
         yield url
     finally:
         proc.terminate()

@@ -13,7 +13,7 @@ import httpx
 from tests.conftest import Providers
 from tests.e2e.process import RelayProcess
 from tests.e2e.test_routing_table import webhook
-from tests.helpers import fixture, relay_settings, running_relay, slack_text, wait_until
+from tests.helpers import fixture, poll_until, relay_settings, running_relay, slack_text
 
 
 def names_in(messages: list[dict[str, Any]]) -> list[str]:
@@ -36,7 +36,7 @@ async def test_sigkill_before_delivery_then_restart_delivers_everything(tmp_path
             accepted.append(f"Warn{i:02d}")
         answer = await client.post("/webhook", json=fixture("firing-poddown.json"))
         assert answer.status_code == 200
-    await wait_until(lambda: len(providers.slack.requests) >= 3)
+    await poll_until(lambda: len(providers.slack.requests) >= 3)
     await relay.kill()
 
     providers.slack.recover()
@@ -61,7 +61,7 @@ async def test_outage_then_recovery_delivers_in_lane_order_once(tmp_path: Path, 
         for i in range(3):
             assert (await relay.post(webhook(f"Warn{i:02d}", "warning"))).status_code == 200
             assert (await relay.post(webhook(f"Warn{i:02d}", "warning", "resolved"))).status_code == 200
-        await wait_until(lambda: len(providers.slack.requests) >= 9)  # several failed rounds of retries
+        await poll_until(lambda: len(providers.slack.requests) >= 9)  # several failed rounds of retries
         assert providers.slack.messages == []
         providers.slack.recover()
         await providers.slack.wait_for(6)
@@ -69,7 +69,7 @@ async def test_outage_then_recovery_delivers_in_lane_order_once(tmp_path: Path, 
         async def settled() -> bool:
             return all(r["state"] == "delivered" for r in await relay.history())
 
-        await wait_until(settled)
+        await poll_until(settled)
     delivered = [(names_in([m])[0], "RESOLVED" in slack_text(m).upper()) for m in providers.slack.messages]
     assert len(delivered) == len(set(delivered)) == 6  # none lost, none twice
     for i in range(3):
@@ -98,7 +98,7 @@ async def test_ha_pair_posting_the_same_webhook_notifies_once(tmp_path: Path, pr
         async def settled() -> bool:
             return all(r["state"] == "delivered" for r in await relay.history())
 
-        await wait_until(settled)
+        await poll_until(settled)
     assert len(providers.slack.messages) == 1
 
 
@@ -108,7 +108,7 @@ async def test_sigterm_lets_inflight_finish_and_keeps_the_rest(tmp_path: Path, p
     providers.slack.fail_all(500)
     async with httpx.AsyncClient(base_url=relay.url) as client:
         assert (await client.post("/webhook", json=webhook("Warn07", "warning"))).status_code == 200
-    await wait_until(lambda: len(providers.slack.requests) >= 1)
+    await poll_until(lambda: len(providers.slack.requests) >= 1)
     # uvicorn re-raises SIGTERM after its graceful shutdown, so the exit status is the signal's.
     assert await relay.terminate() in (0, -signal.SIGTERM)
     providers.slack.recover()

@@ -8,7 +8,7 @@ from typing import Any
 
 from relay.fingerprint import fingerprint
 from tests.conftest import Providers
-from tests.helpers import fixture, relay_settings, running_relay, slack_text, wait_until
+from tests.helpers import fixture, poll_until, relay_settings, running_relay, slack_text
 from tests.test_routes import PLAN
 
 
@@ -36,7 +36,7 @@ async def test_each_plan_alert_reaches_exactly_its_destinations(tmp_path: Path, 
         await providers.slack.wait_for(len(expected["slack"]))
         await providers.smtp.wait_for(len(expected["email"]))
         await providers.pagerduty.wait_for(len(expected["pagerduty"]))
-        await wait_until(lambda: _all_finished(relay), timeout=10)
+        await poll_until(lambda: _all_finished(relay), timeout=10)
 
     slack_got = sorted(name for name, *_ in PLAN if any(name in slack_text(m) for m in providers.slack.messages))
     assert slack_got == sorted(expected["slack"])
@@ -62,7 +62,7 @@ async def test_unconfigured_receiver_dead_letters_and_replays(tmp_path: Path, pr
         async def dead() -> bool:
             return [r["state"] for r in await relay.history(ids=str(pd_id))] == ["dead"]
 
-        await wait_until(dead)
+        await poll_until(dead)
         [row] = await relay.history(ids=str(pd_id))
         assert row["last_error"].startswith("unconfigured")
         metrics = (await relay.client.get("/metrics")).text

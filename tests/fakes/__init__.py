@@ -16,12 +16,12 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from relay.alerts import Notification, WebhookMessage
+from tests.helpers import FIXTURES
 
 DEFAULT_TIMEOUT = 10.0
 
@@ -190,11 +190,6 @@ def answer_response(answer: Answer) -> web.Response:
 
 
 # Alertmanager itself is faked by the bodies a real one sent (see the fixtures README).
-REPO = Path(__file__).resolve().parents[2]
-FIXTURES = next((p for p in (REPO / "tests" / "fixtures" / "alertmanager", Path("/work/shared/fixtures/alertmanager"))
-                 if p.is_dir()), REPO / "tests" / "fixtures" / "alertmanager")
-TEMPLATES = REPO / "templates"
-
 
 def webhook_message(fixture: str) -> WebhookMessage:
     """A fixture body (`firing-poddown.json` or just `firing-poddown`) parsed as relay parses it."""
