@@ -199,7 +199,7 @@ class Dispatcher:
         await self._store_call(self.store.enqueue([candidate], now))
         log.warning("notification %d also sent to fallback receiver %s", notification.id, target.name)
 
-    async def _store_call(self, call: Awaitable[None]) -> None:
+    async def _store_call(self, call: Awaitable[object]) -> None:
         """Record an outcome; if the store is down, the lease expires and the notification is tried again."""
         try:
             await call
