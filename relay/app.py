@@ -24,7 +24,8 @@ WATCH_SECONDS = 2.0
 
 
 def dispatcher_options(settings: Settings) -> DispatcherOptions:
-    return DispatcherOptions(workers=settings.workers, lease=settings.lease_seconds,
+    return DispatcherOptions(workers=settings.workers, workers_per_receiver=settings.workers_per_receiver,
+                             lease=settings.lease_seconds,
                              send_timeout=settings.send_timeout_seconds,
                              default_rate_limits=settings.rate_limits,
                              policy=RetryPolicy(initial=settings.retry_initial_seconds,

@@ -32,6 +32,7 @@ IDLE_POLL_SECONDS = 1.0
 @dataclass
 class DispatcherOptions:
     workers: int = 32
+    workers_per_receiver: int = 8
     lease: float = 120.0
     send_timeout: float = 30.0
     policy: RetryPolicy = field(default_factory=RetryPolicy)
@@ -47,7 +48,7 @@ class Dispatcher:
         self.limiter = RateLimiter()
         self._wake = asyncio.Event()
         self._stopping = False
-        self._inflight: set[asyncio.Task[None]] = set()
+        self._inflight: dict[asyncio.Task[None], str] = {}  # task -> receiver
         self._runner: asyncio.Task[object] | None = None
 
     def wake(self) -> None:
@@ -63,7 +64,7 @@ class Dispatcher:
             if free > 0:
                 now = time.time()
                 try:
-                    claim = await self.store.claim(self.owner, free, now, self.options.lease)
+                    claim = await self.store.claim(self.owner, free, now, self.options.lease, self._room())
                 except StoreUnavailable as exc:
                     log.error("cannot claim notifications: %s", exc)
                     claim = None
@@ -73,15 +74,22 @@ class Dispatcher:
                 if claim is not None and not self._stopping:
                     for claimed in claim.claimed:
                         task = asyncio.create_task(self._deliver(claimed))
-                        self._inflight.add(task)
+                        self._inflight[task] = claimed.notification.receiver
                         task.add_done_callback(self._done)
                     if claim.next_due is not None:
                         timeout = min(timeout, max(0.0, claim.next_due - time.time()))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
+    def _room(self) -> dict[str, int]:
+        """How many more sends each receiver may start: one slow provider must not take every worker."""
+        room: dict[str, int] = {}
+        for receiver in self._inflight.values():
+            room[receiver] = room.get(receiver, self.options.workers_per_receiver) - 1
+        return room
+
     def _done(self, task: asyncio.Task[None]) -> None:
-        self._inflight.discard(task)
+        self._inflight.pop(task, None)
         self._wake.set()  # the lane's next notification may be due now
         if not task.cancelled() and task.exception() is not None:
             log.error("delivery task failed", exc_info=task.exception())

@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # Dispatcher tuning: concurrent deliveries, lease on a claimed notification, grace on SIGTERM.
     workers: int = Field(default=32, gt=0)
+    workers_per_receiver: int = Field(default=8, gt=0)
     lease_seconds: float = Field(default=120.0, gt=0)
     send_timeout_seconds: float = Field(default=30.0, gt=0)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)

@@ -89,3 +89,19 @@ def test_token_bucket_allows_burst_then_rate() -> None:
     assert bucket.take(now=0.0) == 1.0
     assert bucket.take(now=0.5) == 0.5
     assert bucket.take(now=1.0) == 0.0
+
+
+async def test_a_hanging_provider_does_not_hold_every_worker(tmp_path: Path, providers: Providers) -> None:
+    providers.slack.stall(times=4)  # Slack accepts connections and never answers
+    settings = relay_settings(tmp_path, providers.routes, workers=4, workers_per_receiver=2)
+    async with running_relay(settings) as relay:
+        for i in range(6):
+            await relay.post(webhook(f"Warn{i:02d}", "warning"))
+        await providers.slack.wait_for_held(2)
+        await relay.post(fixture("firing-poddown.json"))
+        [event] = await providers.pagerduty.wait_for(1, timeout=5)  # paged while Slack hangs (its timeout is 10 s)
+        [mail] = await providers.smtp.wait_for(1, timeout=5)
+        assert providers.slack.held == 2 and providers.slack.messages == []
+        providers.slack.recover()
+        await providers.slack.wait_for(7)
+    assert event["event_action"] == "trigger" and "PodDown" in mail.message["Subject"]

@@ -7,6 +7,7 @@ so a lane is strictly ordered and a dead worker's work is picked up again.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
@@ -98,7 +99,9 @@ class Store(Protocol):
     async def enqueue(self, candidates: list[Candidate], received_at: float) -> list[Enqueued]:
         """Dedup and write notifications in one durable transaction (or raise StoreUnavailable, writing nothing)."""
 
-    async def claim(self, owner: str, limit: int, now: float, lease: float) -> Claim: ...
+    async def claim(self, owner: str, limit: int, now: float, lease: float,
+                    room: Mapping[str, int] | None = None) -> Claim:
+        """Lease up to `limit` due lane heads; `room` caps how many more each named receiver may get."""
 
     async def complete(self, notification_id: int, owner: str, attempt: Attempt) -> None: ...
 

@@ -14,7 +14,7 @@ import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, TypeVar
@@ -251,9 +251,11 @@ class SqliteStore:
     async def enqueue(self, candidates: list[Candidate], received_at: float) -> list[Enqueued]:
         return await self._call(lambda conn: _enqueue(conn, candidates, received_at))
 
-    async def claim(self, owner: str, limit: int, now: float, lease: float) -> Claim:
+    async def claim(self, owner: str, limit: int, now: float, lease: float,
+                    room: Mapping[str, int] | None = None) -> Claim:
         def op(conn: sqlite3.Connection) -> Claim:
             claimed: list[Claimed] = []
+            left = dict(room or {})
             next_due = None
             for row in conn.execute(SQL_HEADS, (now,)):
                 if row["next_attempt_at"] > now:
@@ -262,6 +264,10 @@ class SqliteStore:
                 if len(claimed) >= limit:
                     next_due = now
                     break
+                receiver = row["receiver"]
+                if left.get(receiver, limit) <= 0:  # this receiver has its share in flight: others go first
+                    continue
+                left[receiver] = left.get(receiver, limit) - 1
                 try:
                     notification = _row_notification(row)
                 except ValueError as exc:  # unreadable row: set it aside rather than block every lane

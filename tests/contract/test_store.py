@@ -174,3 +174,12 @@ async def test_replay_never_reopens_an_alert_that_already_resolved(store: Store)
     await store.enqueue([candidate("resolved-poddown.json")], now + 1)  # the resolve went out meanwhile
     assert await store.replay(firing.notification_id, now + 2) is False
     assert (await store.stats(now)).dead == {"slack-alerts": 1}
+
+
+async def test_claim_respects_room_per_receiver(store: Store) -> None:
+    now = time.time()
+    await store.enqueue([candidate("firing-poddown.json"), candidate("firing-highlatency-group2.json")], now)
+    await store.enqueue([candidate("firing-poddown.json", receiver="ops-email")], now)
+    claim = await store.claim("w1", 10, now, 60, room={"slack-alerts": 1})
+    assert sorted(c.notification.receiver for c in claim.claimed) == ["ops-email", "slack-alerts"]
+    assert [c.notification.receiver for c in (await store.claim("w1", 10, now, 60)).claimed] == ["slack-alerts"]

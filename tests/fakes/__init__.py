@@ -67,6 +67,7 @@ class FakeHttpServer:
         self.host = host
         self.port = port
         self.requests: list[Request] = []
+        self.held = 0  # requests stall() is holding open right now
         self._script: deque[Answer] = deque()
         self._outage: Answer | None = None
         self._released = asyncio.Event()
@@ -138,8 +139,9 @@ class FakeHttpServer:
         self._outage = Answer(status, body, dict(headers or {}))
 
     def recover(self) -> None:
-        """End an outage and release stalled requests (they are then answered normally)."""
+        """End an outage and stalls: held requests, and later ones, are answered normally."""
         self._outage = None
+        self._script = deque(a for a in self._script if not a.stall)
         self._released.set()
         self._released = asyncio.Event()
 
@@ -151,7 +153,10 @@ class FakeHttpServer:
             return None
         answer = self._script.popleft()
         if answer.stall:
+            self.held += 1
+            await self.notify()
             await self._released.wait()
+            self.held -= 1
             return await self.next_answer() if self._outage is not None else None
         return answer
 
@@ -165,6 +170,11 @@ class FakeHttpServer:
         assert self._changed is not None
         async with self._changed:
             self._changed.notify_all()
+
+    async def wait_for_held(self, count: int, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Wait until `count` requests are being held open by `stall()`."""
+        assert self._changed is not None, "server not started"
+        await wait_until(self._changed, lambda: self.held >= count, timeout, lambda: f"{self.held} request(s) held")
 
     async def wait_for_requests(self, count: int, timeout: float = DEFAULT_TIMEOUT) -> list[Request]:
         """Wait until `count` requests arrived, whatever they were answered."""
