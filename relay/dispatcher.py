@@ -23,6 +23,7 @@ from relay.ratelimit import RateLimiter
 from relay.retry import RetryPolicy, next_attempt
 from relay.runtime import Runtime
 from relay.store.base import Attempt, Candidate, Claimed, Store
+from relay.threads import Threads
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,8 @@ class Dispatcher:
         metrics.notification_requests.labels(*labels).inc()
         call_started = time.perf_counter()
         try:
-            await asyncio.wait_for(channel.send(notification), self._timeout(notification))
+            await asyncio.wait_for(channel.send(notification, Threads(self.store, receiver.name)),
+                                   self._timeout(notification))
         except TimeoutError:
             metrics.notification_requests_failed.labels(*labels, "timeout").inc()
             raise TransientDeliveryError("timeout", f"no answer in {self._timeout(notification):.0f}s") from None

@@ -12,6 +12,7 @@ import hashlib
 from typing import Protocol
 
 from relay.alerts import Notification
+from relay.threads import Threads
 
 
 class Channel(Protocol):
@@ -22,7 +23,7 @@ class Channel(Protocol):
         """A stable, secret-free name of where messages go, for rate limiting (e.g. `slack:3f2a…`)."""
         ...
 
-    async def send(self, notification: Notification) -> None:
+    async def send(self, notification: Notification, threads: Threads | None = None) -> None:
         """Deliver, or raise a DeliveryError saying whether to try again."""
         ...
 

@@ -22,6 +22,7 @@ from relay.alerts import Notification
 from relay.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from relay.receivers import EmailConfig, ReceiverConfig
 from relay.templating import Templates, context
+from relay.threads import Threads
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ class EmailChannel:
     def destination(self) -> str:
         return f"email:{self.config.smarthost}"
 
-    async def send(self, notification: Notification) -> None:
+    async def send(self, notification: Notification, threads: Threads | None = None) -> None:
         message = build_message(notification, self.templates, self.receiver)
         password = self.config.auth_password.get_secret_value() if self.config.auth_password else None
         try:

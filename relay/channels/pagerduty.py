@@ -22,6 +22,7 @@ from relay.channels.base import parse_retry_after, secret_digest
 from relay.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from relay.receivers import PagerDutyConfig, ReceiverConfig
 from relay.templating import Templates, context, silence_url
+from relay.threads import Threads
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +191,7 @@ class PagerDutyChannel:
                 raise PermanentDeliveryError("invalid_url", "the configured PagerDuty URL is not usable") from None
         return self._client
 
-    async def send(self, notification: Notification) -> None:
+    async def send(self, notification: Notification, threads: Threads | None = None) -> None:
         events = build_events(notification, self.templates, self.receiver)
         client = self._events_client()
         for event in events:

@@ -22,6 +22,7 @@ from relay.channels.base import parse_retry_after, secret_digest
 from relay.errors import PermanentDeliveryError, TransientDeliveryError
 from relay.receivers import ReceiverConfig, SlackConfig
 from relay.templating import Templates, context
+from relay.threads import Threads
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ class SlackChannel:
         token = config.token.get_secret_value() if config.token is not None else ""
         return "slack:" + secret_digest(f"{token}:{config.channel}")
 
-    async def send(self, notification: Notification) -> None:
+    async def send(self, notification: Notification, threads: Threads | None = None) -> None:
         message = build_message(notification, self.templates, self.receiver)
         webhook_url = self.config.webhook_url.get_secret_value().strip() if self.config.webhook_url else ""
         try:

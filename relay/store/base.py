@@ -7,7 +7,7 @@ so a lane is strictly ordered and a dead worker's work is picked up again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
@@ -116,3 +116,9 @@ class Store(Protocol):
     async def stats(self, now: float) -> OutboxStats: ...
 
     async def history(self, query: HistoryFilter) -> list[dict[str, Any]]: ...
+
+    async def find_refs(self, receiver: str, keys: Sequence[str]) -> dict[str, str]:
+        """The message references remembered for these alert keys (see relay.threads); unknown keys are absent."""
+
+    async def remember_refs(self, receiver: str, keys: Sequence[str], ref: str) -> None:
+        """Durably remember `ref` for each alert key; a later call for the same key replaces it."""

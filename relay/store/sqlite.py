@@ -14,7 +14,8 @@ import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, TypeVar
@@ -68,6 +69,10 @@ SQL_REPLAY = """
 UPDATE notifications SET state = 'pending', next_attempt_at = ?, give_up_at = ? + (give_up_at - received_at),
        finished_at = NULL, lease_until = 0, lease_owner = NULL
 WHERE id = ? AND state = 'dead'
+"""
+SQL_REF_PUT = """
+INSERT INTO message_refs (receiver, alert_key, ref, created_at) VALUES (?, ?, ?, ?)
+ON CONFLICT (receiver, alert_key) DO UPDATE SET ref = excluded.ref, created_at = excluded.created_at
 """
 SQL_PENDING = "SELECT receiver, count(*), min(received_at) FROM notifications WHERE state = 'pending' GROUP BY receiver"
 SQL_DEAD = "SELECT receiver, count(*) FROM notifications WHERE state = 'dead' GROUP BY receiver"
@@ -346,6 +351,22 @@ class SqliteStore:
             return rows
 
         return await self._call(op)
+
+    async def find_refs(self, receiver: str, keys: Sequence[str]) -> dict[str, str]:
+        def op(conn: sqlite3.Connection) -> dict[str, str]:
+            found: dict[str, str] = {}
+            for start in range(0, len(keys), 500):  # stay under SQLite's bound-parameter limit
+                chunk = keys[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                sql = f"SELECT alert_key, ref FROM message_refs WHERE receiver = ? AND alert_key IN ({marks})"
+                found.update(conn.execute(sql, (receiver, *chunk)).fetchall())
+            return found
+
+        return await self._call(op) if keys else {}
+
+    async def remember_refs(self, receiver: str, keys: Sequence[str], ref: str) -> None:
+        now = time.time()
+        await self._call(lambda conn: conn.executemany(SQL_REF_PUT, [(receiver, key, ref, now) for key in keys]))
 
 
 def _settle(fut: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:

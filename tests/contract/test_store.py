@@ -13,6 +13,7 @@ import pytest
 from relay.alerts import WebhookMessage
 from relay.store import open_store
 from relay.store.base import Attempt, Candidate, HistoryFilter, Store
+from relay.threads import Threads
 from tests.helpers import fixture
 
 HOUR = timedelta(hours=1)
@@ -183,3 +184,18 @@ async def test_claim_respects_room_per_receiver(store: Store) -> None:
     claim = await store.claim("w1", 10, now, 60, room={"slack-alerts": 1})
     assert sorted(c.notification.receiver for c in claim.claimed) == ["ops-email", "slack-alerts"]
     assert [c.notification.receiver for c in (await store.claim("w1", 10, now, 60)).claimed] == ["slack-alerts"]
+
+
+async def test_message_refs_are_per_receiver_and_alert_episode(store: Store) -> None:
+    firing = WebhookMessage.model_validate(fixture("firing-highlatency-group2.json"))
+    resolved = WebhookMessage.model_validate(fixture("resolved-highlatency-group2.json"))
+    slack = Threads(store, "slack-alerts")
+    await slack.remember(firing.alerts, '{"ts": "1.0"}')
+    # The resolve carries the same fingerprints and startsAt (its endsAt differs): it finds the firing's message.
+    assert set((await slack.find(resolved.alerts)).values()) == {'{"ts": "1.0"}'}
+    assert len(await slack.find(resolved.alerts)) == 2
+    assert await Threads(store, "ops-email").find(resolved.alerts) == {}
+    later = firing.alerts[0].model_copy(update={"startsAt": "2030-01-01T00:00:00Z"})
+    assert await slack.find([later]) == {}  # a new episode of the same alert starts a new thread
+    await slack.remember(firing.alerts[:1], '{"ts": "2.0"}')
+    assert sorted((await slack.find(firing.alerts)).values()) == ['{"ts": "1.0"}', '{"ts": "2.0"}']
