@@ -26,4 +26,8 @@ async def webhook(request: Request) -> PlainTextResponse:
     return PlainTextResponse("ok")
 
 
-app = Starlette(routes=[Route("/webhook", webhook, methods=["POST"])])
+async def ready(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("ready")
+
+
+app = Starlette(routes=[Route("/webhook", webhook, methods=["POST"]), Route("/", ready, methods=["GET"])])

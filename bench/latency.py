@@ -1,11 +1,23 @@
-"""Added latency: webhook leaves the load generator → the Slack test server receives the message.
+"""Added latency: a webhook leaves the load generator → the provider test server receives the message.
 
-Runs relay (SQLite, durable commits) and the bare forwarder side by side against
-the same local Slack server, single-alert webhooks at fixed rates, and prints
-p50/p95/p99 per system and rate. Everything is on loopback and bounded in time.
+Side by side in one run, against one sink process (bench/sink.py, the suite's
+Slack fake plus a route for Alertmanager's webhook receiver):
 
-    python -m bench.latency                 # 50 and 200 webhooks/s, 10 s each
-    python -m bench.latency --smoke         # a few seconds: checks the bench itself works
+- relay on SQLite and, when relay has a PostgreSQL store and a server is on
+  127.0.0.1:5432, relay on PostgreSQL (a fresh database, dropped afterwards);
+- the bare forwarder (bench/forwarder.py: forwards without storing, the floor);
+- Alertmanager itself (Debian's prometheus-alertmanager, `group_wait: 0s`,
+  every alert its own group), alerts posted to /api/v2/alerts and delivered by
+  its webhook receiver to the sink.
+
+Single-alert webhooks at fixed rates (open loop: sends do not wait for answers).
+Each alert is named by a unique id (its alertname), so its arrival is matched to
+its send exactly. Each run starts every system afresh; systems take turns in a
+rotating order; the table shows the median over runs of each percentile.
+
+    python -m bench.latency                       # 50, 200, 500/s, 30 s each, 3 runs
+    python -m bench.latency --rates 200 --seconds 10 --runs 1
+    python -m bench.latency --smoke               # seconds: checks the bench itself works
 """
 
 from __future__ import annotations
@@ -13,123 +25,262 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import re
-import statistics
 import sys
-import tempfile
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import httpx
+import aiohttp
 
-from relay.fingerprint import fingerprint
-from tests.e2e.process import free_port
-from tests.fakes.slack import SlackWebhookServer
-from tests.helpers import REPO, poll_until
+from bench.common import (
+    ALERTMANAGER,
+    Machine,
+    Sink,
+    Stack,
+    api_alert,
+    cancel_on_sigterm,
+    free_port,
+    median,
+    pct,
+    postgres_available,
+    postgres_database,
+    routes_yaml,
+    sqlite_url,
+    start_relay,
+    start_sink,
+    table,
+    wait_ready,
+    webhook,
+)
 
-ROUTES = """receivers:
-  - name: slack
-    slack:
-      webhook_url: {url}
-    rate_limit: {{rate: 100000, burst: 100000}}
-default_receivers: [slack]
+RELAY_SQLITE, RELAY_POSTGRES, FORWARDER, AM = "relay (sqlite)", "relay (postgres)", "bare forwarder", "alertmanager"
+SYSTEMS = {"sqlite": RELAY_SQLITE, "postgres": RELAY_POSTGRES, "forwarder": FORWARDER, "alertmanager": AM}
+WARMUP = 20
+DRAIN_TIMEOUT = 60.0
+
+AM_CONFIG = """route:
+  receiver: sink
+  group_by: ['...']
+  group_wait: 0s
+  group_interval: 1h
+  repeat_interval: 24h
+receivers:
+  - name: sink
+    webhook_configs:
+      - url: {url}
+        send_resolved: false
 """
 
 
-def payload(name: str) -> dict[str, object]:
-    labels = {"alertname": name, "severity": "warning"}
-    alert = {"status": "firing", "labels": labels, "annotations": {"summary": "bench"},
-             "startsAt": "2026-11-26T07:40:12.5Z", "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "",
-             "fingerprint": fingerprint(labels)}
-    return {"version": "4", "groupKey": f"{{}}:{{alertname=\"{name}\"}}", "status": "firing", "receiver": "r",
-            "alerts": [alert], "groupLabels": {"alertname": name}, "commonLabels": labels,
-            "commonAnnotations": {}, "externalURL": "", "truncatedAlerts": 0}
+@dataclass
+class Target:
+    """Where a system takes alerts, and how one alert is written for it."""
+
+    name: str
+    url: str
+    body: Callable[[str], bytes]
 
 
-async def start(args: list[str], env: dict[str, str], port: int, path: str) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(*args, cwd=REPO, env={**os.environ, **env},
-                                                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+@dataclass
+class Sample:
+    system: str
+    rate: int
+    run: int
+    sent: int
+    received: int
+    p50: float  # milliseconds
+    p95: float
+    p99: float
+    mean: float
+    max_lag: float  # how far the load generator fell behind its schedule (ms)
 
-    async def up() -> bool:
-        try:
-            async with httpx.AsyncClient() as client:
-                return (await client.get(f"http://127.0.0.1:{port}{path}", timeout=1)).status_code < 500
-        except httpx.HTTPError:
-            return False
 
-    await poll_until(up, timeout=20, interval=0.05)
-    return proc
+def relay_body(bench_id: str) -> bytes:
+    return webhook([bench_id], group=bench_id)
 
 
-async def load(url: str, slack: SlackWebhookServer, rate: int, seconds: float, tag: str) -> list[float]:
-    """Send `rate` webhooks a second for `seconds`; return latencies (s) of those the Slack server received."""
-    sent: dict[str, float] = {}
-    total = int(rate * seconds)
-    before = len(slack.received)
-    async with httpx.AsyncClient(base_url=url, timeout=30,
-                                 limits=httpx.Limits(max_connections=64)) as client:
-        tasks = []
-        start_at = time.time()
-        for i in range(total):
-            delay = start_at + i / rate - time.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            name = f"{tag}-{i}"
-            sent[name] = time.time()
-            tasks.append(asyncio.create_task(client.post("/webhook", json=payload(name))))
-        answers = await asyncio.gather(*tasks)
-        assert all(a.status_code == 200 for a in answers), {a.status_code for a in answers}
-    await poll_until(lambda: len(slack.received) - before >= total, timeout=60)
+async def start_alertmanager(stack: Stack, sink: Sink) -> Target:
+    if ALERTMANAGER is None:
+        raise RuntimeError("prometheus-alertmanager is not installed (apt-get install prometheus-alertmanager)")
+    config = stack.tmp / "alertmanager.yml"
+    config.write_text(AM_CONFIG.format(url=sink.alertmanager_url))
+    port = free_port()
+    proc = await stack.spawn("alertmanager", [
+        ALERTMANAGER, f"--config.file={config}", f"--storage.path={stack.tmp / 'am-data'}",
+        f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=", "--log.level=warn"])
+    url = f"http://127.0.0.1:{port}"
+    await wait_ready(proc, f"{url}/-/ready")
+    return Target(AM, f"{url}/api/v2/alerts", api_alert)
+
+
+async def start_forwarder(stack: Stack, sink: Sink) -> Target:
+    port = free_port()
+    proc = await stack.spawn("forwarder", [sys.executable, "-m", "uvicorn", "bench.forwarder:app", "--port",
+                                           str(port), "--log-level", "warning"], {"FORWARD_TO": sink.slack_url()})
+    url = f"http://127.0.0.1:{port}"
+    await wait_ready(proc, f"{url}/")
+    return Target(FORWARDER, f"{url}/webhook", relay_body)
+
+
+async def start_targets(stack: Stack, sink: Sink, systems: Sequence[str]) -> list[Target]:
+    routes = routes_yaml(sink, rate_limit=True)
     out = []
-    pattern = re.compile(rf"{tag}-(\d+)")
-    for at, _, body in slack.received[before:]:
-        match = pattern.search(json.dumps(body))
-        if match and match.group(0) in sent:
-            out.append(at - sent[match.group(0)])
+    for system in systems:
+        if system == RELAY_SQLITE:
+            _, url, _ = await start_relay(stack, "relay-sqlite", routes, sqlite_url(stack, "relay"))
+            out.append(Target(system, f"{url}/webhook", relay_body))
+        elif system == RELAY_POSTGRES:
+            database = await postgres_database(stack, "latency")
+            _, url, _ = await start_relay(stack, "relay-postgres", routes, database)
+            out.append(Target(system, f"{url}/webhook", relay_body))
+        elif system == FORWARDER:
+            out.append(await start_forwarder(stack, sink))
+        else:
+            out.append(await start_alertmanager(stack, sink))
     return out
 
 
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
+async def drive(session: aiohttp.ClientSession, target: Target, ids: Sequence[str], rate: float
+                ) -> tuple[dict[str, float], float]:
+    """Send one alert per id at `rate`/s, open loop; return each id's send time and the worst lag (s)."""
+    bodies = [(i, target.body(i)) for i in ids]  # built before the clock starts
+    sent: dict[str, float] = {}
+    failures: list[str] = []
+    headers = {"Content-Type": "application/json"}
 
-
-async def main(rates: list[int], seconds: float) -> int:
-    tmp = Path(tempfile.mkdtemp(prefix="relay-bench-"))
-    async with SlackWebhookServer() as slack:
-        routes = tmp / "routes.yaml"
-        routes.write_text(ROUTES.format(url=slack.url()))
-        relay_port, fwd_port = free_port(), free_port()
-        relay = await start([sys.executable, "-m", "relay", "serve"], {
-            "RELAY_ROUTES": str(routes), "RELAY_DATABASE_URL": f"sqlite:///{tmp / 'relay.db'}",
-            "RELAY_PORT": str(relay_port), "RELAY_LOG_LEVEL": "WARNING"}, relay_port, "/readyz")
-        forwarder = await start([sys.executable, "-m", "uvicorn", "bench.forwarder:app", "--port", str(fwd_port),
-                                 "--log-level", "warning"], {"FORWARD_TO": slack.url()}, fwd_port, "/")
-        rows = []
+    async def post(bench_id: str, body: bytes) -> None:
+        sent[bench_id] = time.monotonic()
         try:
+            async with session.post(target.url, data=body, headers=headers) as answer:
+                await answer.read()
+                if answer.status != 200:
+                    failures.append(f"{answer.status}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            failures.append(type(exc).__name__)
+
+    tasks = []
+    lag = 0.0
+    start = time.monotonic() + 0.01
+    for n, (bench_id, body) in enumerate(bodies):
+        due = start + n / rate
+        now = time.monotonic()
+        if due > now:
+            await asyncio.sleep(due - now)
+        else:
+            lag = max(lag, now - due)
+        tasks.append(asyncio.create_task(post(bench_id, body)))
+    await asyncio.gather(*tasks)
+    if failures:
+        raise RuntimeError(f"{target.name}: {len(failures)} of {len(ids)} sends failed: {sorted(set(failures))}")
+    return sent, lag
+
+
+async def measure(session: aiohttp.ClientSession, sink: Sink, target: Target, rate: int, seconds: float,
+                  tag: str) -> tuple[list[float], int, float]:
+    """Latencies (ms) of one timed load, after a short warm-up; also how many were sent, and the worst lag."""
+    expected = await sink.count()
+    for ids in ([f"bench-w{tag}-{n}" for n in range(WARMUP)], [f"bench-{tag}-{n}" for n in range(int(rate * seconds))]):
+        await sink.arrivals()  # forget earlier arrivals
+        sent, lag = await drive(session, target, ids, rate)
+        expected += len(ids)
+        await sink.wait_count(expected, DRAIN_TIMEOUT)
+        arrived = await sink.arrivals()
+    latencies = [(arrived[i] - t) * 1000 for i, t in sent.items() if i in arrived]
+    return latencies, len(sent), lag * 1000
+
+
+async def one_run(run: int, rates: Sequence[int], seconds: float, systems: Sequence[str], keep: bool
+                  ) -> list[Sample]:
+    samples = []
+    async with Stack(keep) as stack:
+        sink = await start_sink(stack)
+        targets = await start_targets(stack, sink, systems)
+        connector = aiohttp.TCPConnector(limit=256)
+        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
             for rate in rates:
-                for system, tag, port in (("bare forwarder", "fwd", fwd_port), ("relay (sqlite)", "relay", relay_port)):
-                    lat = await load(f"http://127.0.0.1:{port}", slack, rate, seconds, f"{tag}{rate}x")
-                    rows.append((system, rate, len(lat), pct(lat, 50), pct(lat, 95), pct(lat, 99),
-                                 statistics.mean(lat) * 1000))
-        finally:
-            for proc in (relay, forwarder):
-                proc.terminate()
-                await proc.wait()
-    print(f"cores: {os.cpu_count()}, {seconds:.0f} s per run, single-alert webhooks")
-    print(f"{'system':<16} {'rate/s':>6} {'n':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
-    for system, rate, n, p50, p95, p99, mean in rows:
-        print(f"{system:<16} {rate:>6} {n:>6} {p50:>8.1f} {p95:>8.1f} {p99:>8.1f} {mean:>8.1f}")
+                turn = run % len(targets)
+                for target in targets[turn:] + targets[:turn]:
+                    tag = f"r{run}s{systems.index(target.name)}x{rate}"
+                    lat, sent, lag = await measure(session, sink, target, rate, seconds, tag)
+                    mean = sum(lat) / len(lat) if lat else float("nan")
+                    samples.append(Sample(target.name, rate, run, sent, len(lat), pct(lat, 50), pct(lat, 95),
+                                          pct(lat, 99), mean, lag))
+                    print(f"  run {run + 1} {target.name:<17} {rate:>4}/s  n={len(lat):<6} p50 {pct(lat, 50):6.1f} "
+                          f"p99 {pct(lat, 99):7.1f} ms  lost {sent - len(lat)}  lag {lag:.0f} ms", flush=True)
+    return samples
+
+
+def report(samples: Sequence[Sample], systems: Sequence[str], rates: Sequence[int], seconds: float, runs: int,
+           machine: Machine) -> str:
+    lines = [f"Added latency, webhook sent -> message at the provider server; single-alert webhooks, {seconds:g} s "
+             f"per load, {runs} run(s); medians over runs.", machine.describe(), ""]
+    rows = []
+    for rate in rates:
+        for system in systems:
+            mine = [s for s in samples if s.system == system and s.rate == rate]
+            if not mine:
+                continue
+            rows.append((system, rate, sum(s.received for s in mine), sum(s.sent - s.received for s in mine),
+                         median([s.p50 for s in mine]), median([s.p95 for s in mine]), median([s.p99 for s in mine]),
+                         f"{min(s.p99 for s in mine):.1f}-{max(s.p99 for s in mine):.1f}",
+                         median([s.mean for s in mine]), max(s.max_lag for s in mine)))
+    lines.append(table(["system", "rate/s", "n", "lost", "p50 ms", "p95 ms", "p99 ms", "p99 range", "mean ms",
+                        "gen lag ms"], rows))
+    ratios = []
+    for rate in rates:
+        for num, den in ((RELAY_SQLITE, AM), (RELAY_SQLITE, FORWARDER), (RELAY_POSTGRES, RELAY_SQLITE),
+                         (RELAY_POSTGRES, AM)):
+            per_run = []
+            for run in range(runs):
+                a = [s.p99 for s in samples if s.system == num and s.rate == rate and s.run == run]
+                b = [s.p99 for s in samples if s.system == den and s.rate == rate and s.run == run]
+                if a and b and b[0] > 0:
+                    per_run.append(a[0] / b[0])
+            if per_run:
+                ratios.append((f"{num} / {den}", rate, median(per_run), f"{min(per_run):.2f}-{max(per_run):.2f}"))
+    if ratios:
+        lines += ["", "p99 ratios (median of the per-run ratios):",
+                  table(["ratio", "rate/s", "p99 ratio", "range"], [(a, b, f"{c:.2f}", d) for a, b, c, d in ratios])]
+    return "\n".join(lines)
+
+
+async def main(opts: argparse.Namespace) -> int:
+    systems = [SYSTEMS[s] for s in opts.systems]
+    if RELAY_POSTGRES in systems and (why := postgres_available()):
+        if opts.require_postgres:
+            raise SystemExit(f"bench: {why}")
+        print(f"skipping relay (postgres): {why}")
+        systems.remove(RELAY_POSTGRES)
+    machine = Machine()
+    samples: list[Sample] = []
+    async with cancel_on_sigterm():
+        for run in range(opts.runs):
+            samples += await one_run(run, opts.rates, opts.seconds, systems, opts.keep)
+    machine.done()
+    text = report(samples, systems, opts.rates, opts.seconds, opts.runs, machine)
+    print("\n" + text)
+    if opts.json:
+        Path(opts.json).write_text(json.dumps({"machine": asdict(machine), "samples": [asdict(s) for s in samples]},
+                                              indent=1))
     return 0
 
 
-if __name__ == "__main__":
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rates", type=int, nargs="+", default=[50, 200])
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--smoke", action="store_true")
-    opts = parser.parse_args()
+    parser.add_argument("--rates", type=int, nargs="+", default=[50, 200, 500], help="webhooks per second")
+    parser.add_argument("--seconds", type=float, default=30.0, help="duration of each load")
+    parser.add_argument("--runs", type=int, default=3, help="runs, each with every system started afresh")
+    parser.add_argument("--systems", nargs="+", choices=list(SYSTEMS), default=list(SYSTEMS))
+    parser.add_argument("--require-postgres", action="store_true", help="fail instead of skipping PostgreSQL")
+    parser.add_argument("--json", help="also write every sample to this file")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, databases)")
+    parser.add_argument("--smoke", action="store_true", help="one short run at 20/s: checks the bench works")
+    opts = parser.parse_args(argv)
     if opts.smoke:
-        opts.rates, opts.seconds = [20], 2.0
-    raise SystemExit(asyncio.run(main(opts.rates, opts.seconds)))
+        opts.rates, opts.seconds, opts.runs = [20], 1.0, 1
+    return opts
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main(parse_args())))
