@@ -16,13 +16,13 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, TypeVar
 
-from relay.alerts import Notification, State, WebhookMessage, group_status, parse_time
+from relay.alerts import State, WebhookMessage, group_status
 from relay.errors import StoreUnavailable
 from relay.store.base import Attempt, Candidate, Claim, Claimed, Enqueued, HistoryFilter, OutboxStats
+from relay.store.rows import attempt_error, dedup_time, notification_from_row
 
 log = logging.getLogger(__name__)
 
@@ -78,29 +78,12 @@ SQL_PENDING = "SELECT receiver, count(*), min(received_at) FROM notifications WH
 SQL_DEAD = "SELECT receiver, count(*) FROM notifications WHERE state = 'dead' GROUP BY receiver"
 
 
-def _dedup_time(starts_at: str) -> str:
-    parsed = parse_time(starts_at)
-    return parsed.isoformat() if parsed else starts_at
-
-
-def _row_notification(row: sqlite3.Row) -> Notification:
-    return Notification(
-        id=row["id"],
-        receiver=row["receiver"],
-        integration=row["integration"],
-        lane=row["lane"],
-        group=WebhookMessage.model_validate_json(row["payload"]),
-        received_at=datetime.fromtimestamp(row["received_at"], UTC),
-        attempts=row["attempts"],
-    )
-
-
 def _enqueue(conn: sqlite3.Connection, candidates: list[Candidate], now: float) -> list[Enqueued]:
     out = []
     for cand in candidates:
         kept = []
         for alert, interval in zip(cand.group.alerts, cand.repeat_intervals, strict=True):
-            key = (cand.receiver, alert.fingerprint, _dedup_time(alert.startsAt), alert.status)
+            key = (cand.receiver, alert.fingerprint, dedup_time(alert.startsAt), alert.status)
             row = conn.execute(SQL_DEDUP_GET, key).fetchone()
             if row is not None and (alert.status == "resolved" or now - row[0] < interval.total_seconds()):
                 continue
@@ -126,7 +109,7 @@ def _replay(conn: sqlite3.Connection, notification_id: int, now: float) -> bool:
         return False
     group = WebhookMessage.model_validate_json(row["payload"])
     kept = [a for a in group.alerts if a.status == "resolved" or conn.execute(
-        SQL_DEDUP_GET, (row["receiver"], a.fingerprint, _dedup_time(a.startsAt), "resolved")).fetchone() is None]
+        SQL_DEDUP_GET, (row["receiver"], a.fingerprint, dedup_time(a.startsAt), "resolved")).fetchone() is None]
     if not kept:
         return False
     if len(kept) != len(group.alerts):
@@ -274,7 +257,7 @@ class SqliteStore:
                     continue
                 left[receiver] = left.get(receiver, limit) - 1
                 try:
-                    notification = _row_notification(row)
+                    notification = notification_from_row(row)
                 except ValueError as exc:  # unreadable row: set it aside rather than block every lane
                     log.error("notification %d cannot be read back, dead-lettering it: %s", row["id"], exc)
                     conn.execute(SQL_UNREADABLE, (now, row["id"]))
@@ -300,12 +283,12 @@ class SqliteStore:
 
     async def dead_letter(self, notification_id: int, owner: str, attempt: Attempt) -> None:
         end = attempt.started_at + attempt.duration
-        error = f"{attempt.reason}: {attempt.detail}" if attempt.detail else attempt.reason
+        error = attempt_error(attempt.reason, attempt.detail)
         await self._finish(SQL_DONE, (State.DEAD.value, end, error, notification_id, owner), notification_id, attempt)
 
     async def retry_later(self, notification_id: int, owner: str, attempt: Attempt, next_attempt_at: float,
                           count_attempt: bool = True) -> None:
-        error = f"{attempt.reason}: {attempt.detail}" if attempt.detail else attempt.reason
+        error = attempt_error(attempt.reason, attempt.detail)
         await self._finish(SQL_RETRY, (int(count_attempt), next_attempt_at, error, notification_id, owner),
                            notification_id, attempt)
 

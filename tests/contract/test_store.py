@@ -14,14 +14,23 @@ from relay.alerts import WebhookMessage
 from relay.store import open_store
 from relay.store.base import Attempt, Candidate, HistoryFilter, Store
 from relay.threads import Threads
-from tests.helpers import fixture
+from tests.helpers import fixture, postgres_database
 
 HOUR = timedelta(hours=1)
 
 
-@pytest.fixture(params=["sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    s = open_store(f"sqlite:///{tmp_path / 'relay.db'}")
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'relay.db'}"
+    else:
+        async with postgres_database() as url:
+            yield url
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    s = open_store(store_url)
     await s.open()
     yield s
     await s.close()
@@ -149,8 +158,8 @@ async def test_history_filters(store: Store) -> None:
     assert [r["receiver"] for r in await store.history(HistoryFilter(receiver="ops-email"))] == ["ops-email"]
 
 
-async def test_outbox_survives_reopen(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'durable.db'}"
+async def test_outbox_survives_reopen(store_url: str) -> None:
+    url = store_url
     first = open_store(url)
     await first.open()
     now = time.time()

@@ -21,7 +21,8 @@ def free_port() -> int:
 
 
 class RelayProcess:
-    def __init__(self, tmp_path: Path, routes: Path, env: dict[str, str], port: int | None = None) -> None:
+    def __init__(self, tmp_path: Path, routes: Path, env: dict[str, str], port: int | None = None,
+                 database_url: str | None = None) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tmp_path / "relay.log"
@@ -30,7 +31,7 @@ class RelayProcess:
             **env,
             "RELAY_ROUTES": str(routes),
             "RELAY_TEMPLATES": str(REPO / "templates"),
-            "RELAY_DATABASE_URL": f"sqlite:///{tmp_path / 'relay.db'}",
+            "RELAY_DATABASE_URL": database_url or f"sqlite:///{tmp_path / 'relay.db'}",
             "RELAY_PORT": str(self.port),
             "RELAY_RETRY_INITIAL_SECONDS": "0.05",
             "RELAY_RETRY_MAX_SECONDS": "0.5",

@@ -24,9 +24,10 @@ def names_in(messages: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-async def test_sigkill_before_delivery_then_restart_delivers_everything(tmp_path: Path, providers: Providers) -> None:
+async def test_sigkill_before_delivery_then_restart_delivers_everything(tmp_path: Path, providers: Providers,
+                                                                       database_url: str) -> None:
     providers.slack.fail_all(500)  # nothing can be delivered before the crash
-    relay = RelayProcess(tmp_path, providers.routes, providers.env)
+    relay = RelayProcess(tmp_path, providers.routes, providers.env, database_url=database_url)
     await relay.start()
     accepted = []
     async with httpx.AsyncClient(base_url=relay.url) as client:
@@ -55,9 +56,10 @@ async def test_sigkill_before_delivery_then_restart_delivers_everything(tmp_path
     assert "XXXXSECRET" not in log and providers.env["PAGERDUTY_ROUTING_KEY"] not in log  # ...and no secret
 
 
-async def test_outage_then_recovery_delivers_in_lane_order_once(tmp_path: Path, providers: Providers) -> None:
+async def test_outage_then_recovery_delivers_in_lane_order_once(tmp_path: Path, providers: Providers,
+                                                                database_url: str) -> None:
     providers.slack.fail_all(500)
-    async with running_relay(relay_settings(tmp_path, providers.routes)) as relay:
+    async with running_relay(relay_settings(tmp_path, providers.routes, database_url=database_url)) as relay:
         for i in range(3):
             assert (await relay.post(webhook(f"Warn{i:02d}", "warning"))).status_code == 200
             assert (await relay.post(webhook(f"Warn{i:02d}", "warning", "resolved"))).status_code == 200

@@ -1,0 +1,360 @@
+"""The shared store: PostgreSQL through an asyncpg pool, for several relay replicas on one outbox.
+
+Each enqueue is one transaction whose dedup decisions are single upserts, so
+replicas receiving an HA pair's copies at once notify exactly once. Claims
+re-check the lease inside the UPDATE that takes it, so two replicas never
+send one notification at the same time. Every replica holds a session
+advisory lock named after its dispatcher while it lives; at start, relay
+frees only the leases whose owner no longer holds its lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from importlib import resources
+from typing import Any
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from relay.alerts import State, WebhookMessage, group_status
+from relay.errors import StoreUnavailable
+from relay.store.base import Attempt, Candidate, Claim, Claimed, Enqueued, HistoryFilter, OutboxStats
+from relay.store.rows import attempt_error, dedup_time, notification_from_row
+
+log = logging.getLogger(__name__)
+
+LOCK_CLASS = 0x52454C  # "REL": the first key of every advisory lock relay takes
+MIGRATION_LOCK = 0
+
+SQL_DEDUP = """
+INSERT INTO dedup AS d (receiver, fingerprint, starts_at, status, notified_at, interval_seconds)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::float8[])
+ON CONFLICT (receiver, fingerprint, starts_at, status) DO UPDATE
+    SET notified_at = excluded.notified_at, interval_seconds = excluded.interval_seconds
+    WHERE excluded.status = 'firing' AND excluded.notified_at - d.notified_at >= excluded.interval_seconds
+RETURNING receiver, fingerprint, starts_at, status
+"""
+SQL_INSERT = """
+INSERT INTO notifications (receiver, integration, lane, status, alertnames, payload, received_at, give_up_at,
+                           next_attempt_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $7)
+RETURNING id
+"""
+HEADS = "SELECT DISTINCT ON (lane) id, receiver, next_attempt_at, lease_until FROM notifications " \
+        "WHERE state = 'pending' ORDER BY lane, id"
+# Due lane heads, at most `room` per receiver, skipping rows another replica is claiming right now.
+SQL_CLAIM = f"""
+WITH heads AS ({HEADS}),
+due AS (
+    SELECT id, receiver, row_number() OVER (PARTITION BY receiver ORDER BY next_attempt_at, id) AS nth
+    FROM heads WHERE lease_until <= $1 AND next_attempt_at <= $1
+)
+SELECT n.id, n.receiver, n.integration, n.lane, n.payload, n.received_at, n.give_up_at, n.attempts
+FROM notifications n
+JOIN due ON due.id = n.id
+LEFT JOIN unnest($3::text[], $4::int[]) AS r (receiver, room) ON r.receiver = due.receiver
+WHERE due.nth <= coalesce(r.room, $2)
+ORDER BY n.next_attempt_at, n.id
+LIMIT $2
+FOR UPDATE OF n SKIP LOCKED
+"""
+SQL_NEXT_DUE = f"SELECT min(next_attempt_at) FROM ({HEADS}) h WHERE lease_until <= $1 AND next_attempt_at > $1"
+SQL_LEASE = """
+UPDATE notifications SET lease_until = $2, lease_owner = $3
+WHERE id = ANY($1::bigint[]) AND state = 'pending' AND lease_until <= $4
+RETURNING id
+"""
+SQL_UNREADABLE = "UPDATE notifications SET state = 'dead', finished_at = $2, last_error = 'unreadable' WHERE id = $1"
+SQL_RELEASE_ORPHANS = """
+UPDATE notifications SET lease_until = 0, lease_owner = NULL
+WHERE state = 'pending' AND lease_owner IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM pg_locks l
+    WHERE l.locktype = 'advisory' AND l.classid = $1::oid AND l.objid = hashtext(lease_owner)::oid
+      AND l.objsubid = 2 AND l.granted)
+"""
+SQL_DONE = """
+UPDATE notifications SET state = $1, attempts = attempts + 1, finished_at = $2, last_error = $3,
+       lease_until = 0, lease_owner = NULL
+WHERE id = $4 AND state = 'pending' AND lease_owner = $5
+"""
+SQL_RETRY = """
+UPDATE notifications SET attempts = attempts + $1, next_attempt_at = $2, last_error = $3, lease_until = 0,
+       lease_owner = NULL
+WHERE id = $4 AND state = 'pending' AND lease_owner = $5
+"""
+SQL_ATTEMPT = """
+INSERT INTO attempts (notification_id, started_at, duration, outcome, reason, detail) VALUES ($1, $2, $3, $4, $5, $6)
+"""
+SQL_RESOLVED_KEYS = """
+SELECT fingerprint, starts_at FROM dedup
+WHERE receiver = $1 AND status = 'resolved' AND fingerprint = ANY($2::text[])
+"""
+SQL_REPLAY = """
+UPDATE notifications SET state = 'pending', next_attempt_at = $1, give_up_at = $1 + (give_up_at - received_at),
+       finished_at = NULL, lease_until = 0, lease_owner = NULL, payload = coalesce($3, payload)
+WHERE id = $2 AND state = 'dead'
+"""
+SQL_PENDING = "SELECT receiver, count(*), min(received_at) FROM notifications WHERE state = 'pending' GROUP BY receiver"
+SQL_DEAD = "SELECT receiver, count(*) FROM notifications WHERE state = 'dead' GROUP BY receiver"
+SQL_REFS_GET = "SELECT alert_key, ref FROM message_refs WHERE receiver = $1 AND alert_key = ANY($2::text[])"
+SQL_REFS_PUT = """
+INSERT INTO message_refs (receiver, alert_key, ref, created_at)
+SELECT $1, k, $3, $4 FROM unnest($2::text[]) AS k
+ON CONFLICT (receiver, alert_key) DO UPDATE SET ref = excluded.ref, created_at = excluded.created_at
+"""
+
+# What asyncpg raises when the server is gone, restarting, refusing, or out of space: relay answers 503.
+Conn = asyncpg.Connection | PoolConnectionProxy
+
+UNAVAILABLE = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+
+
+class PostgresStore:
+    def __init__(self, dsn: str, pool_size: int = 10) -> None:
+        self.dsn = dsn
+        self.pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+        self._liveness: asyncpg.Connection | None = None
+        self._owners: set[str] = set()
+        self._liveness_lock = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def _conn(self) -> AsyncIterator[Conn]:
+        if self._pool is None:
+            raise StoreUnavailable("store is not open")
+        try:
+            async with self._pool.acquire(timeout=10) as conn:
+                yield conn
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(f"store error: {_describe(exc)}") from None
+
+    @contextlib.asynccontextmanager
+    async def _tx(self) -> AsyncIterator[Conn]:
+        async with self._conn() as conn, conn.transaction():
+            yield conn
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        try:
+            self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.pool_size, timeout=10,
+                                                   command_timeout=30)
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(f"cannot connect to PostgreSQL: {_describe(exc)}") from None
+        async with self._conn() as conn:
+            await self._migrate(conn)
+
+    async def _migrate(self, conn: Conn) -> None:
+        """Apply numbered scripts once, under an advisory lock so replicas starting together do not race."""
+        await conn.execute("SELECT pg_advisory_lock($1, $2)", LOCK_CLASS, MIGRATION_LOCK)
+        try:
+            await conn.execute("CREATE TABLE IF NOT EXISTS relay_schema (version INTEGER NOT NULL)")
+            version = await conn.fetchval("SELECT max(version) FROM relay_schema") or 0
+            folder = resources.files("relay.store").joinpath("migrations/postgres")
+            for script in sorted((p for p in folder.iterdir() if p.name.endswith(".sql")), key=lambda p: p.name):
+                number = int(script.name.split("_", 1)[0])
+                if number <= version:
+                    continue
+                log.info("applying migration %s", script.name)
+                async with conn.transaction():
+                    await conn.execute(script.read_text())
+                    await conn.execute("INSERT INTO relay_schema (version) VALUES ($1)", number)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1, $2)", LOCK_CLASS, MIGRATION_LOCK)
+
+    async def close(self) -> None:
+        if self._liveness is not None:
+            with contextlib.suppress(*UNAVAILABLE):
+                await self._liveness.close()
+            self._liveness = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def _hold_owner(self, owner: str) -> None:
+        """Hold `owner`'s advisory lock for as long as this process lives, so nobody frees its leases."""
+        if owner in self._owners and self._liveness is not None and not self._liveness.is_closed():
+            return
+        async with self._liveness_lock:
+            try:
+                if self._liveness is None or self._liveness.is_closed():
+                    self._liveness = await asyncpg.connect(self.dsn, timeout=10)
+                    self._owners.clear()
+                if owner not in self._owners:
+                    await self._liveness.execute("SELECT pg_advisory_lock($1, hashtext($2))", LOCK_CLASS, owner)
+                    self._owners.add(owner)
+            except UNAVAILABLE as exc:
+                raise StoreUnavailable(f"store error: {_describe(exc)}") from None
+
+    async def release_leases(self) -> None:
+        """Free the leases of dispatchers that are gone (their lock died with their connection)."""
+        async with self._conn() as conn:
+            freed = await conn.execute(SQL_RELEASE_ORPHANS, LOCK_CLASS)
+        log.info("released leases of stopped relays: %s", freed.split()[-1])
+
+    async def ping(self) -> None:
+        async with self._conn() as conn:
+            await conn.fetchval("SELECT 1")
+
+    # -- the outbox --------------------------------------------------------------------------
+
+    async def enqueue(self, candidates: list[Candidate], received_at: float) -> list[Enqueued]:
+        now = received_at
+        rows: list[tuple[str, str, str, str, float]] = []
+        seen: set[tuple[str, str, str, str]] = set()
+        for cand in candidates:
+            for alert, interval in zip(cand.group.alerts, cand.repeat_intervals, strict=True):
+                key = (cand.receiver, alert.fingerprint, dedup_time(alert.startsAt), alert.status)
+                if key not in seen:  # the same alert twice in one call is one upsert (and one notification)
+                    seen.add(key)
+                    rows.append((*key, interval.total_seconds()))
+        async with self._tx() as conn:
+            won: set[tuple[str, str, str, str]] = set()
+            if rows:
+                columns = list(zip(*rows, strict=True))
+                result = await conn.fetch(SQL_DEDUP, columns[0], columns[1], columns[2], columns[3],
+                                          [now] * len(rows), columns[4])
+                won = {(r["receiver"], r["fingerprint"], r["starts_at"], r["status"]) for r in result}
+            out = []
+            for cand in candidates:
+                kept = []
+                for alert in cand.group.alerts:
+                    key = (cand.receiver, alert.fingerprint, dedup_time(alert.startsAt), alert.status)
+                    if key in won:
+                        won.discard(key)
+                        kept.append(alert)
+                dropped = len(cand.group.alerts) - len(kept)
+                if not kept:
+                    out.append(Enqueued(cand.receiver, None, 0, dropped))
+                    continue
+                group = cand.group.model_copy(update={"alerts": kept, "status": group_status(kept)})
+                names = ",".join(sorted({a.name for a in kept}))
+                notification_id = await conn.fetchval(
+                    SQL_INSERT, cand.receiver, cand.integration, cand.lane, group.status, names,
+                    group.model_dump_json(), now, now + cand.give_up_after.total_seconds())
+                out.append(Enqueued(cand.receiver, notification_id, len(kept), dropped))
+        return out
+
+    async def claim(self, owner: str, limit: int, now: float, lease: float,
+                    room: Mapping[str, int] | None = None) -> Claim:
+        await self._hold_owner(owner)
+        rooms = {receiver: max(0, n) for receiver, n in (room or {}).items()}
+        async with self._tx() as conn:
+            rows = await conn.fetch(SQL_CLAIM, now, limit, list(rooms), list(rooms.values()))
+            leased = {r["id"] for r in await conn.fetch(SQL_LEASE, [r["id"] for r in rows], now + lease, owner,
+                                                        now)} if rows else set()
+            claimed = []
+            for row in rows:
+                if row["id"] not in leased:  # another replica took it between our read and our update
+                    continue
+                try:
+                    notification = notification_from_row(dict(row))
+                except ValueError as exc:
+                    log.error("notification %d cannot be read back, dead-lettering it: %s", row["id"], exc)
+                    await conn.execute(SQL_UNREADABLE, row["id"], now)
+                    continue
+                claimed.append(Claimed(notification, row["give_up_at"], now + lease))
+            next_due = now if len(rows) >= limit else await conn.fetchval(SQL_NEXT_DUE, now)
+        return Claim(claimed, next_due)
+
+    async def _finish(self, sql: str, params: tuple[Any, ...], notification_id: int, attempt: Attempt) -> None:
+        async with self._tx() as conn:
+            status = await conn.execute(sql, *params)
+            if status.split()[-1] != "0":
+                await conn.execute(SQL_ATTEMPT, notification_id, attempt.started_at, attempt.duration,
+                                   attempt.outcome, attempt.reason, attempt.detail)
+
+    async def complete(self, notification_id: int, owner: str, attempt: Attempt) -> None:
+        end = attempt.started_at + attempt.duration
+        await self._finish(SQL_DONE, (State.DELIVERED.value, end, None, notification_id, owner),
+                           notification_id, attempt)
+
+    async def dead_letter(self, notification_id: int, owner: str, attempt: Attempt) -> None:
+        end = attempt.started_at + attempt.duration
+        error = attempt_error(attempt.reason, attempt.detail)
+        await self._finish(SQL_DONE, (State.DEAD.value, end, error, notification_id, owner), notification_id, attempt)
+
+    async def retry_later(self, notification_id: int, owner: str, attempt: Attempt, next_attempt_at: float,
+                          count_attempt: bool = True) -> None:
+        error = attempt_error(attempt.reason, attempt.detail)
+        await self._finish(SQL_RETRY, (int(count_attempt), next_attempt_at, error, notification_id, owner),
+                           notification_id, attempt)
+
+    async def replay(self, notification_id: int, now: float) -> bool:
+        """Put a dead letter back, minus firing alerts whose resolve was already notified (no re-opened incidents)."""
+        async with self._tx() as conn:
+            row = await conn.fetchrow(
+                "SELECT receiver, payload FROM notifications WHERE id = $1 AND state = 'dead' FOR UPDATE",
+                notification_id)
+            if row is None:
+                return False
+            group = WebhookMessage.model_validate_json(row["payload"])
+            resolved = {(r["fingerprint"], r["starts_at"]) for r in await conn.fetch(
+                SQL_RESOLVED_KEYS, row["receiver"], [a.fingerprint for a in group.alerts])}
+            kept = [a for a in group.alerts
+                    if a.status == "resolved" or (a.fingerprint, dedup_time(a.startsAt)) not in resolved]
+            if not kept:
+                return False
+            payload = None
+            if len(kept) != len(group.alerts):
+                payload = group.model_copy(update={"alerts": kept, "status": group_status(kept)}).model_dump_json()
+            status = await conn.execute(SQL_REPLAY, now, notification_id, payload)
+            return status.split()[-1] != "0"
+
+    async def stats(self, now: float) -> OutboxStats:
+        async with self._conn() as conn:
+            pending, oldest = {}, None
+            for receiver, count, first in await conn.fetch(SQL_PENDING):
+                pending[receiver] = count
+                oldest = first if oldest is None else min(oldest, first)
+            dead = {receiver: count for receiver, count in await conn.fetch(SQL_DEAD)}
+        return OutboxStats(pending, oldest, dead)
+
+    async def history(self, query: HistoryFilter) -> list[dict[str, Any]]:
+        where: list[str] = ["true"]
+        params: list[Any] = []
+
+        def param(value: Any) -> str:
+            params.append(value)
+            return f"${len(params)}"
+
+        if query.receiver:
+            where.append(f"receiver = {param(query.receiver)}")
+        if query.state:
+            where.append(f"state = {param(query.state)}")
+        if query.alertname:
+            where.append(f"(',' || alertnames || ',') LIKE {param(f'%,{query.alertname},%')}")
+        if query.ids:
+            where.append(f"id = ANY({param(list(query.ids))}::bigint[])")
+        sql = (f"SELECT id, receiver, integration, status, alertnames, state, attempts, received_at, finished_at, "
+               f"next_attempt_at, last_error FROM notifications WHERE {' AND '.join(where)} "
+               f"ORDER BY id DESC LIMIT {param(query.limit)}")
+        async with self._conn() as conn:
+            rows = await conn.fetch(sql, *params)
+        items = []
+        for row in rows:
+            item = dict(row)
+            item["alertnames"] = [n for n in item["alertnames"].split(",") if n]
+            items.append(item)
+        return items
+
+    async def find_refs(self, receiver: str, keys: Sequence[str]) -> dict[str, str]:
+        if not keys:
+            return {}
+        async with self._conn() as conn:
+            return {r["alert_key"]: r["ref"] for r in await conn.fetch(SQL_REFS_GET, receiver, list(keys))}
+
+    async def remember_refs(self, receiver: str, keys: Sequence[str], ref: str) -> None:
+        if keys:
+            async with self._conn() as conn:
+                await conn.execute(SQL_REFS_PUT, receiver, list(keys), ref, time.time())
+
+
+def _describe(exc: BaseException) -> str:
+    """The error without the DSN (it may hold a password): asyncpg messages name the server, never the URL."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

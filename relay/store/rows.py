@@ -1,0 +1,32 @@
+"""What every store does the same way: dedup keys and rows read back into Notifications."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from relay.alerts import Notification, WebhookMessage, parse_time
+
+
+def dedup_time(starts_at: str) -> str:
+    """startsAt normalised, so Alertmanager's nanosecond variants of one instant dedup together."""
+    parsed = parse_time(starts_at)
+    return parsed.isoformat() if parsed else starts_at
+
+
+def notification_from_row(row: Mapping[str, Any]) -> Notification:
+    """Raises ValueError when the stored payload cannot be read back (the caller sets the row aside)."""
+    return Notification(
+        id=row["id"],
+        receiver=row["receiver"],
+        integration=row["integration"],
+        lane=row["lane"],
+        group=WebhookMessage.model_validate_json(row["payload"]),
+        received_at=datetime.fromtimestamp(row["received_at"], UTC),
+        attempts=row["attempts"],
+    )
+
+
+def attempt_error(reason: str, detail: str) -> str:
+    return f"{reason}: {detail}" if detail else reason

@@ -1,0 +1,83 @@
+"""What only a shared store must do: several relay replicas on one PostgreSQL outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from relay.errors import StoreUnavailable
+from relay.store import open_store
+from relay.store.base import Attempt, Store
+from tests.contract.test_store import candidate
+from tests.helpers import postgres_database
+
+
+@pytest.fixture
+async def url() -> AsyncIterator[str]:
+    async with postgres_database() as database:
+        yield database
+
+
+async def opened(url: str) -> Store:
+    store = open_store(url)
+    await store.open()
+    return store
+
+
+async def test_replicas_never_claim_the_same_notification(url: str) -> None:
+    a, b = await opened(url), await opened(url)
+    try:
+        now = time.time()
+        names = ["firing-poddown.json", "firing-highlatency-group2.json", "firing-higherrorrate.json"]
+        for i in range(20):
+            await a.enqueue([candidate(names[i % 3], receiver=f"receiver-{i}")], now)
+        claims = await asyncio.gather(*(s.claim(owner, 5, now, 60) for _ in range(4)
+                                        for s, owner in ((a, "replica-a"), (b, "replica-b"))))
+        ids = [c.notification.id for claim in claims for c in claim.claimed]
+        assert len(ids) == len(set(ids)) == 20
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_replicas_receiving_one_webhook_notify_once(url: str) -> None:
+    a, b = await opened(url), await opened(url)
+    try:
+        now = time.time()
+        results = await asyncio.gather(*(s.enqueue([candidate("firing-highlatency-group2.json")], now)
+                                         for s in (a, b) for _ in range(10)))
+        assert sum(r[0].alerts_enqueued for r in results) == 2
+        assert len([r for r in results if r[0].notification_id is not None]) == 1
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_start_frees_leases_of_a_dead_replica_but_not_of_a_live_one(url: str) -> None:
+    live, dying = await opened(url), await opened(url)
+    now = time.time()
+    await live.enqueue([candidate("firing-poddown.json")], now)
+    await live.enqueue([candidate("firing-highlatency-group2.json")], now)
+    [held] = (await live.claim("live-owner", 1, now, 600)).claimed
+    [orphan] = (await dying.claim("dead-owner", 1, now, 600)).claimed
+    await dying.close()  # its connection, and with it its advisory lock, is gone
+    starting = await opened(url)
+    try:
+        await starting.release_leases()
+        [reclaimed] = (await starting.claim("new-owner", 10, now, 600)).claimed
+        assert reclaimed.notification.id == orphan.notification.id  # the live replica's lease still holds
+        await live.complete(held.notification.id, "live-owner", Attempt(now, 0.1, "delivered"))
+        assert (await live.stats(now)).pending == {"slack-alerts": 1}
+    finally:
+        await starting.close()
+        await live.close()
+
+
+async def test_unreachable_server_is_store_unavailable_without_the_password() -> None:
+    store = open_store("postgresql://relay:hunter2secret@127.0.0.1:1/relay")
+    with pytest.raises(StoreUnavailable) as caught:
+        await store.open()
+    assert "hunter2secret" not in str(caught.value)
