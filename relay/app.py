@@ -7,12 +7,14 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 from starlette.applications import Starlette
 from starlette.routing import Route
 
 from relay import api, webhook
 from relay.dispatcher import Dispatcher, DispatcherOptions
+from relay.retention import prune_forever
 from relay.retry import RetryPolicy
 from relay.runtime import Runtime
 from relay.settings import Settings
@@ -64,7 +66,9 @@ def create_app(settings: Settings) -> Starlette:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGHUP, _on_sighup, runtime)
         tasks = [asyncio.create_task(dispatcher.run(), name="dispatcher"),
-                 asyncio.create_task(_watch(runtime), name="routes-watch")]
+                 asyncio.create_task(_watch(runtime), name="routes-watch"),
+                 asyncio.create_task(prune_forever(store, runtime, timedelta(hours=settings.retention_hours)),
+                                     name="retention")]
         try:
             yield
         finally:

@@ -98,6 +98,9 @@ class Routes:
                 chosen.setdefault(name, Target(name, DEFAULT_REPEAT_INTERVAL))
         return list(chosen.values())
 
+    def longest_repeat_interval(self) -> timedelta:
+        return max((route.repeat_interval for route in self.spec.routes), default=DEFAULT_REPEAT_INTERVAL)
+
     def unconfigured(self) -> dict[str, str]:
         """Receivers whose secret is unset, with the setting that is missing."""
         out = {}

@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     retry_initial_seconds: float = Field(default=1.0, gt=0)
     retry_max_seconds: float = Field(default=300.0, gt=0)
+    # How long delivered notifications, dedup marks and thread references are kept (Alertmanager keeps 120h).
+    retention_hours: float = Field(default=168.0, gt=0)
     # Per-destination token buckets (DESIGN.md defaults); false leaves only receivers' own `rate_limit`.
     rate_limits: bool = True
 

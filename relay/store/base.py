@@ -117,6 +117,11 @@ class Store(Protocol):
 
     async def history(self, query: HistoryFilter) -> list[dict[str, Any]]: ...
 
+    async def prune(self, finished_before: float, marks_before: float) -> int:
+        """Forget delivered notifications (with their attempts) finished before `finished_before`, and dedup
+        marks and message references older than `marks_before`; dead letters stay until replayed. Returns the
+        number of notifications forgotten."""
+
     async def find_refs(self, receiver: str, keys: Sequence[str]) -> dict[str, str]:
         """The message references remembered for these alert keys (see relay.threads); unknown keys are absent."""
 

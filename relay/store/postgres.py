@@ -99,6 +99,13 @@ UPDATE notifications SET state = 'pending', next_attempt_at = $1, give_up_at = $
        finished_at = NULL, lease_until = 0, lease_owner = NULL, payload = coalesce($3, payload)
 WHERE id = $2 AND state = 'dead'
 """
+SQL_PRUNE = (
+    "DELETE FROM attempts WHERE notification_id IN "
+    "(SELECT id FROM notifications WHERE state = 'delivered' AND finished_at < $1)",
+    "DELETE FROM notifications WHERE state = 'delivered' AND finished_at < $1",
+    "DELETE FROM dedup WHERE notified_at < $1",
+    "DELETE FROM message_refs WHERE created_at < $1",
+)
 SQL_PENDING = "SELECT receiver, count(*), min(received_at) FROM notifications WHERE state = 'pending' GROUP BY receiver"
 SQL_DEAD = "SELECT receiver, count(*) FROM notifications WHERE state = 'dead' GROUP BY receiver"
 SQL_REFS_GET = "SELECT alert_key, ref FROM message_refs WHERE receiver = $1 AND alert_key = ANY($2::text[])"
@@ -342,6 +349,14 @@ class PostgresStore:
             item["alertnames"] = [n for n in item["alertnames"].split(",") if n]
             items.append(item)
         return items
+
+    async def prune(self, finished_before: float, marks_before: float) -> int:
+        async with self._tx() as conn:
+            await conn.execute(SQL_PRUNE[0], finished_before)
+            forgotten = await conn.execute(SQL_PRUNE[1], finished_before)
+            await conn.execute(SQL_PRUNE[2], marks_before)
+            await conn.execute(SQL_PRUNE[3], marks_before)
+        return int(forgotten.split()[-1])
 
     async def find_refs(self, receiver: str, keys: Sequence[str]) -> dict[str, str]:
         if not keys:

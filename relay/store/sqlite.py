@@ -74,6 +74,13 @@ SQL_REF_PUT = """
 INSERT INTO message_refs (receiver, alert_key, ref, created_at) VALUES (?, ?, ?, ?)
 ON CONFLICT (receiver, alert_key) DO UPDATE SET ref = excluded.ref, created_at = excluded.created_at
 """
+SQL_PRUNE = (
+    "DELETE FROM attempts WHERE notification_id IN "
+    "(SELECT id FROM notifications WHERE state = 'delivered' AND finished_at < ?)",
+    "DELETE FROM notifications WHERE state = 'delivered' AND finished_at < ?",
+    "DELETE FROM dedup WHERE notified_at < ?",
+    "DELETE FROM message_refs WHERE created_at < ?",
+)
 SQL_PENDING = "SELECT receiver, count(*), min(received_at) FROM notifications WHERE state = 'pending' GROUP BY receiver"
 SQL_DEAD = "SELECT receiver, count(*) FROM notifications WHERE state = 'dead' GROUP BY receiver"
 
@@ -332,6 +339,16 @@ class SqliteStore:
                 item["alertnames"] = [n for n in item["alertnames"].split(",") if n]
                 rows.append(item)
             return rows
+
+        return await self._call(op)
+
+    async def prune(self, finished_before: float, marks_before: float) -> int:
+        def op(conn: sqlite3.Connection) -> int:
+            conn.execute(SQL_PRUNE[0], (finished_before,))
+            forgotten = conn.execute(SQL_PRUNE[1], (finished_before,)).rowcount
+            conn.execute(SQL_PRUNE[2], (marks_before,))
+            conn.execute(SQL_PRUNE[3], (marks_before,))
+            return int(forgotten)
 
         return await self._call(op)
 

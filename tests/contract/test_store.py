@@ -208,3 +208,26 @@ async def test_message_refs_are_per_receiver_and_alert_episode(store: Store) -> 
     assert await slack.find([later]) == {}  # a new episode of the same alert starts a new thread
     await slack.remember(firing.alerts[:1], '{"ts": "2.0"}')
     assert sorted((await slack.find(firing.alerts)).values()) == ['{"ts": "1.0"}', '{"ts": "2.0"}']
+
+
+async def test_prune_forgets_old_deliveries_and_marks_but_keeps_pending_and_dead_letters(store: Store) -> None:
+    now = time.time()
+    [delivered] = await store.enqueue([candidate("firing-poddown.json")], now)
+    [dead] = await store.enqueue([candidate("firing-highlatency-group2.json")], now)
+    [pending] = await store.enqueue([candidate("firing-higherrorrate.json")], now)
+    claims = {c.notification.id: c for c in (await store.claim("w1", 10, now, 60)).claimed}
+    await store.complete(delivered.notification_id, "w1", Attempt(now, 0.1, "delivered"))
+    await store.dead_letter(dead.notification_id, "w1", Attempt(now, 0.1, "dead", "invalid_token"))
+    await store.retry_later(claims[pending.notification_id].notification.id, "w1", Attempt(now, 0.1, "retry"), now)
+    await Threads(store, "slack-alerts").remember(WebhookMessage.model_validate(
+        fixture("firing-poddown.json")).alerts, "ref")
+
+    assert await store.prune(now - 60, now - 60) == 0  # nothing is old yet
+    assert await store.prune(now + 1, now + 1) == 1
+    rows = {r["id"]: r["state"] for r in await store.history(HistoryFilter())}
+    assert rows == {dead.notification_id: "dead", pending.notification_id: "pending"}
+    # The dedup mark is gone too: the same firing is a new notification, and its thread is forgotten.
+    [again] = await store.enqueue([candidate("firing-poddown.json")], now + 2)
+    assert again.notification_id is not None
+    resolved = WebhookMessage.model_validate(fixture("resolved-poddown.json"))
+    assert await Threads(store, "slack-alerts").find(resolved.alerts) == {}
