@@ -87,6 +87,7 @@ class Stack:
         self.keep = keep
         self.procs: list[Proc] = []
         self.cleanups: list[Callable[[], Awaitable[None]]] = []
+        self.profilers: list[asyncio.subprocess.Process] = []
 
     async def __aenter__(self) -> Stack:
         return self
@@ -97,6 +98,13 @@ class Stack:
     async def close(self) -> None:
         await asyncio.gather(*(p.stop() for p in reversed(self.procs)), return_exceptions=True)
         self.procs.clear()
+        for profiler in self.profilers:  # py-spy writes its profile when the process it watches has exited
+            try:
+                await asyncio.wait_for(profiler.wait(), STOP_TIMEOUT)
+            except TimeoutError:
+                profiler.kill()
+                await profiler.wait()
+        self.profilers.clear()
         for cleanup in reversed(self.cleanups):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(cleanup(), STOP_TIMEOUT)
@@ -114,6 +122,18 @@ class Stack:
         running = Proc(name, proc, log, started)
         self.procs.append(running)
         return running
+
+    async def profile(self, proc: Proc) -> None:
+        """With BENCH_PYSPY=DIR, record `proc` with py-spy (collapsed stacks, all threads) into DIR/NAME.txt."""
+        folder = os.environ.get("BENCH_PYSPY")
+        if not folder:
+            return
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        self.profilers.append(await asyncio.create_subprocess_exec(
+            spy, "record", "--pid", str(proc.pid), "--rate", "100", "--format", "raw", "--threads", "--nonblocking",
+            "--output", str(Path(folder) / f"{proc.name}.txt"), stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL))
 
     async def stop(self, proc: Proc) -> None:
         await proc.stop()
@@ -209,6 +229,7 @@ async def start_relay(stack: Stack, name: str, routes: str, database_url: str,
         "RELAY_DATABASE_URL": database_url, "RELAY_PORT": str(port), "RELAY_LOG_LEVEL": "INFO",
         **(env or {})})
     url = f"http://127.0.0.1:{port}"
+    await stack.profile(proc)
     ready = await wait_ready(proc, f"{url}/readyz") if wait else 0.0
     return proc, url, ready
 
