@@ -98,6 +98,34 @@ async def notifications(request: Request) -> Response:
     return JSONResponse({"notifications": rows})
 
 
+async def notification(request: Request) -> Response:
+    try:
+        notification_id = _id(request.path_params["id"])
+    except ValueError:
+        return JSONResponse({"status": "error", "error": "id must be a positive integer"}, status_code=400)
+    try:
+        found = await request.app.state.store.detail(notification_id)
+    except StoreUnavailable as exc:
+        return JSONResponse({"status": "error", "error": str(exc)}, status_code=503)
+    if found is None:
+        return JSONResponse({"status": "error", "error": f"no notification {notification_id}"}, status_code=404)
+    return JSONResponse(found)
+
+
+async def purge_dead_letter(request: Request) -> Response:
+    try:
+        notification_id = _id(request.path_params["id"])
+    except ValueError:
+        return JSONResponse({"status": "error", "error": "id must be a positive integer"}, status_code=400)
+    try:
+        purged = await request.app.state.store.purge(notification_id)
+    except StoreUnavailable as exc:
+        return JSONResponse({"status": "error", "error": str(exc)}, status_code=503)
+    if not purged:
+        return JSONResponse({"status": "error", "error": f"no dead letter {notification_id}"}, status_code=404)
+    return JSONResponse({"status": "purged", "id": notification_id})
+
+
 async def retry_dead_letter(request: Request) -> Response:
     try:
         notification_id = _id(request.path_params["id"])

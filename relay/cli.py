@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
-import json
 import logging
 import sys
 import time
@@ -14,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from relay import logs, testalert
+from relay import admin, logs, testalert
 from relay.errors import ConfigError
 from relay.settings import Settings
 
@@ -185,16 +184,6 @@ def cmd_routes_test(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_notifications(args: argparse.Namespace, settings: Settings) -> int:
-    url = args.url or f"http://127.0.0.1:{settings.port}"
-    params = {k: v for k, v in (("receiver", args.receiver), ("state", args.state)) if v}
-    headers = {"Authorization": f"Bearer {settings.token}"} if settings.token else {}
-    rows = httpx.get(f"{url}/api/v1/notifications", params=params, headers=headers, timeout=10).json()[
-        "notifications"]
-    print(json.dumps(rows, indent=2))
-    return 0
-
-
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="relay", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
@@ -224,13 +213,7 @@ def parser() -> argparse.ArgumentParser:
     rtest.add_argument("labels", nargs="*", metavar="K=V")
     rtest.set_defaults(func=cmd_routes_test)
 
-    notifications = sub.add_parser("notifications", help="delivery history").add_subparsers(
-        dest="notifications_command", required=True)
-    nlist = notifications.add_parser("list")
-    nlist.add_argument("--receiver")
-    nlist.add_argument("--state", choices=["pending", "delivered", "dead"])
-    nlist.add_argument("--url")
-    nlist.set_defaults(func=cmd_notifications)
+    admin.add_commands(sub)
     return top
 
 
@@ -238,4 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     settings = Settings()
     logs.configure(settings.log_format, settings.log_level)
-    return int(args.func(args, settings))
+    try:
+        return int(args.func(args, settings))
+    except admin.AdminError as exc:
+        print(f"relay: {exc}", file=sys.stderr)
+        return 1

@@ -117,6 +117,12 @@ class Store(Protocol):
 
     async def history(self, query: HistoryFilter) -> list[dict[str, Any]]: ...
 
+    async def detail(self, notification_id: int) -> dict[str, Any] | None:
+        """One notification as history shows it, plus its alerts and every attempt; None if there is none."""
+
+    async def purge(self, notification_id: int) -> bool:
+        """Delete one dead letter and its attempts for good; False if there is no such dead letter."""
+
     async def prune(self, finished_before: float, marks_before: float) -> int:
         """Forget delivered notifications (with their attempts) finished before `finished_before`, and dedup
         marks and message references older than `marks_before`; dead letters stay until replayed. Returns the

@@ -24,7 +24,15 @@ from asyncpg.pool import PoolConnectionProxy
 from relay.alerts import State, WebhookMessage, group_status
 from relay.errors import StoreUnavailable
 from relay.store.base import Attempt, Candidate, Claim, Claimed, Enqueued, HistoryFilter, OutboxStats
-from relay.store.rows import attempt_error, dedup_time, notification_from_row
+from relay.store.rows import (
+    ATTEMPT_COLUMNS,
+    HISTORY_COLUMNS,
+    attempt_error,
+    dedup_time,
+    detail_row,
+    history_row,
+    notification_from_row,
+)
 
 log = logging.getLogger(__name__)
 
@@ -338,17 +346,31 @@ class PostgresStore:
             where.append(f"(',' || alertnames || ',') LIKE {param(f'%,{query.alertname},%')}")
         if query.ids:
             where.append(f"id = ANY({param(list(query.ids))}::bigint[])")
-        sql = (f"SELECT id, receiver, integration, status, alertnames, state, attempts, received_at, finished_at, "
-               f"next_attempt_at, last_error FROM notifications WHERE {' AND '.join(where)} "
+        sql = (f"SELECT {HISTORY_COLUMNS} FROM notifications WHERE {' AND '.join(where)} "
                f"ORDER BY id DESC LIMIT {param(query.limit)}")
         async with self._conn() as conn:
             rows = await conn.fetch(sql, *params)
-        items = []
-        for row in rows:
-            item = dict(row)
-            item["alertnames"] = [n for n in item["alertnames"].split(",") if n]
-            items.append(item)
-        return items
+        return [history_row(dict(row)) for row in rows]
+
+    async def detail(self, notification_id: int) -> dict[str, Any] | None:
+        async with self._conn() as conn:
+            row = await conn.fetchrow(f"SELECT {HISTORY_COLUMNS}, payload FROM notifications WHERE id = $1",
+                                      notification_id)
+            if row is None:
+                return None
+            attempts = await conn.fetch(f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE notification_id = $1 "
+                                        "ORDER BY started_at", notification_id)
+        return detail_row(dict(row), row["payload"], [dict(a) for a in attempts])
+
+    async def purge(self, notification_id: int) -> bool:
+        async with self._tx() as conn:
+            found = await conn.fetchval("SELECT 1 FROM notifications WHERE id = $1 AND state = 'dead' FOR UPDATE",
+                                        notification_id)
+            if found is None:
+                return False
+            await conn.execute("DELETE FROM attempts WHERE notification_id = $1", notification_id)
+            await conn.execute("DELETE FROM notifications WHERE id = $1", notification_id)
+        return True
 
     async def prune(self, finished_before: float, marks_before: float) -> int:
         async with self._tx() as conn:

@@ -28,5 +28,27 @@ def notification_from_row(row: Mapping[str, Any]) -> Notification:
     )
 
 
+HISTORY_COLUMNS = ("id, receiver, integration, status, alertnames, state, attempts, received_at, finished_at, "
+                   "next_attempt_at, last_error")
+ATTEMPT_COLUMNS = "started_at, duration, outcome, reason, detail"
+
+
+def history_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    item = dict(row)
+    item["alertnames"] = [n for n in item["alertnames"].split(",") if n]
+    return item
+
+
+def detail_row(row: Mapping[str, Any], payload: str, attempts: list[dict[str, Any]]) -> dict[str, Any]:
+    """History plus what a person debugging a dead letter needs: which alerts, and what each attempt met."""
+    group = WebhookMessage.model_validate_json(payload)
+    item = history_row(row)
+    item["group_key"] = group.groupKey
+    item["alerts"] = [{"status": a.status, "labels": a.labels, "startsAt": a.startsAt, "endsAt": a.endsAt,
+                       "fingerprint": a.fingerprint} for a in group.alerts]
+    item["attempt_log"] = attempts
+    return item
+
+
 def attempt_error(reason: str, detail: str) -> str:
     return f"{reason}: {detail}" if detail else reason

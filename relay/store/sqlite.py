@@ -22,7 +22,15 @@ from typing import Any, TypeVar
 from relay.alerts import State, WebhookMessage, group_status
 from relay.errors import StoreUnavailable
 from relay.store.base import Attempt, Candidate, Claim, Claimed, Enqueued, HistoryFilter, OutboxStats
-from relay.store.rows import attempt_error, dedup_time, notification_from_row
+from relay.store.rows import (
+    ATTEMPT_COLUMNS,
+    HISTORY_COLUMNS,
+    attempt_error,
+    dedup_time,
+    detail_row,
+    history_row,
+    notification_from_row,
+)
 
 log = logging.getLogger(__name__)
 
@@ -328,19 +336,33 @@ class SqliteStore:
         if query.ids:
             where.append(f"id IN ({','.join('?' * len(query.ids))})")
             params.extend(query.ids)
-        sql = (f"SELECT id, receiver, integration, status, alertnames, state, attempts, received_at, finished_at, "
-               f"next_attempt_at, last_error FROM notifications WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?")
+        sql = f"SELECT {HISTORY_COLUMNS} FROM notifications WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?"
         params.append(query.limit)
 
-        def op(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-            rows = []
-            for row in conn.execute(sql, params):
-                item = dict(row)
-                item["alertnames"] = [n for n in item["alertnames"].split(",") if n]
-                rows.append(item)
-            return rows
+        return await self._call(lambda conn: [history_row(row) for row in conn.execute(sql, params)])
+
+    async def detail(self, notification_id: int) -> dict[str, Any] | None:
+        def op(conn: sqlite3.Connection) -> dict[str, Any] | None:
+            row = conn.execute(f"SELECT {HISTORY_COLUMNS}, payload FROM notifications WHERE id = ?",
+                               (notification_id,)).fetchone()
+            if row is None:
+                return None
+            sql = f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE notification_id = ? ORDER BY started_at, rowid"
+            attempts = [dict(a) for a in conn.execute(sql, (notification_id,))]
+            return detail_row(row, row["payload"], attempts)
 
         return await self._call(op)
+
+    async def purge(self, notification_id: int) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            if conn.execute("SELECT 1 FROM notifications WHERE id = ? AND state = 'dead'",
+                            (notification_id,)).fetchone() is None:
+                return False
+            conn.execute("DELETE FROM attempts WHERE notification_id = ?", (notification_id,))
+            conn.execute("DELETE FROM notifications WHERE id = ?", (notification_id,))
+            return True
+
+        return bool(await self._call(op))
 
     async def prune(self, finished_before: float, marks_before: float) -> int:
         def op(conn: sqlite3.Connection) -> int:

@@ -231,3 +231,23 @@ async def test_prune_forgets_old_deliveries_and_marks_but_keeps_pending_and_dead
     assert again.notification_id is not None
     resolved = WebhookMessage.model_validate(fixture("resolved-poddown.json"))
     assert await Threads(store, "slack-alerts").find(resolved.alerts) == {}
+
+
+async def test_detail_shows_alerts_and_attempts_and_purge_removes_only_dead_letters(store: Store) -> None:
+    now = time.time()
+    [result] = await store.enqueue([candidate("firing-poddown.json")], now)
+    assert result.notification_id is not None
+    [claimed] = (await store.claim("w1", 10, now, 60)).claimed
+    await store.retry_later(claimed.notification.id, "w1", Attempt(now, 0.2, "retry", "http_500", "HTTP 500"), now)
+    assert await store.purge(result.notification_id) is False  # pending: not a dead letter
+    [claimed] = (await store.claim("w1", 10, now + 1, 60)).claimed
+    await store.dead_letter(claimed.notification.id, "w1", Attempt(now + 1, 0.1, "dead", "invalid_token"))
+    detail = await store.detail(result.notification_id)
+    assert detail is not None and detail["state"] == "dead"
+    assert [a["labels"]["alertname"] for a in detail["alerts"]] == ["PodDown"]
+    assert [(a["outcome"], a["reason"]) for a in detail["attempt_log"]] == [("retry", "http_500"),
+                                                                           ("dead", "invalid_token")]
+    assert await store.purge(result.notification_id) is True
+    assert await store.detail(result.notification_id) is None
+    assert (await store.stats(now)).dead == {}
+    assert await store.detail(10**9) is None

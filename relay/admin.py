@@ -1,0 +1,139 @@
+"""`relay notifications …` and `relay dead-letters …`: the admin API of a running relay, from a terminal.
+
+They talk HTTP to the relay that owns the store, so they work the same on
+SQLite and PostgreSQL and never race a running dispatcher.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from relay.settings import Settings
+
+
+class AdminError(Exception):
+    """The running relay could not be reached or refused; the message is for the terminal."""
+
+
+def _client(args: argparse.Namespace, settings: Settings) -> httpx.Client:
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    url = args.url or f"http://{host}:{settings.port}"
+    headers = {"Authorization": f"Bearer {settings.token}"} if settings.token else {}
+    return httpx.Client(base_url=url, headers=headers, timeout=10)
+
+
+def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
+    try:
+        answer = client.request(method, path, **kwargs)
+    except httpx.HTTPError as exc:
+        raise AdminError(f"cannot reach relay at {client.base_url}: {type(exc).__name__}") from None
+    body = answer.json() if answer.headers.get("content-type", "").startswith("application/json") else {}
+    if answer.status_code >= 400:
+        raise AdminError(body.get("error") or f"relay answered {answer.status_code}")
+    return body
+
+
+def _when(epoch: float | None) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%SZ") if epoch else "-"
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no notifications"
+    lines = [f"{'ID':>6}  {'RECEIVED':20}  {'RECEIVER':18}  {'STATE':9}  {'TRIES':>5}  ALERTS  /  LAST ERROR"]
+    for row in rows:
+        lines.append(f"{row['id']:>6}  {_when(row['received_at']):20}  {row['receiver']:18}  {row['state']:9}  "
+                     f"{row['attempts']:>5}  {','.join(row['alertnames'])} ({row['status']})"
+                     + (f"  /  {row['last_error']}" if row.get("last_error") else ""))
+    return "\n".join(lines)
+
+
+def _show(row: dict[str, Any]) -> str:
+    lines = [f"notification {row['id']} to {row['receiver']} ({row['integration']}): {row['state']}",
+             f"  received {_when(row['received_at'])}, {row['attempts']} attempts"
+             + (f", last error: {row['last_error']}" if row.get("last_error") else ""),
+             f"  group {row['group_key']}", "  alerts:"]
+    for alert in row["alerts"]:
+        labels = ", ".join(f"{k}={v}" for k, v in sorted(alert["labels"].items()))
+        lines.append(f"    {alert['status']:8} {labels}  (since {alert['startsAt']})")
+    lines.append("  attempts:")
+    for attempt in row["attempt_log"]:
+        detail = f" {attempt['reason']}" if attempt["reason"] else ""
+        detail += f": {attempt['detail']}" if attempt["detail"] else ""
+        lines.append(f"    {_when(attempt['started_at'])}  {attempt['outcome']:9}{detail} "
+                     f"({attempt['duration'] * 1000:.0f} ms)")
+    return "\n".join(lines)
+
+
+def _list(client: httpx.Client, args: argparse.Namespace, state: str | None) -> list[dict[str, Any]]:
+    params = {k: v for k, v in (("receiver", args.receiver), ("state", state), ("alertname", args.alertname),
+                                ("limit", str(args.limit))) if v}
+    return list(_call(client, "GET", "/api/v1/notifications", params=params)["notifications"])
+
+
+def cmd_notifications_list(args: argparse.Namespace, settings: Settings) -> int:
+    with _client(args, settings) as client:
+        rows = _list(client, args, args.state)
+    print(json.dumps(rows, indent=2) if args.json else _table(rows))
+    return 0
+
+
+def cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
+    with _client(args, settings) as client:
+        if args.action == "list":
+            rows = _list(client, args, "dead")
+            print(json.dumps(rows, indent=2) if args.json else _table(rows))
+            return 0
+        if args.action == "show":
+            for notification_id in args.ids:
+                row = _call(client, "GET", f"/api/v1/notifications/{notification_id}")
+                print(json.dumps(row, indent=2) if args.json else _show(row))
+            return 0
+        ids = [row["id"] for row in _list(client, args, "dead")] if args.all else args.ids
+        if not ids:
+            print("nothing to do: name dead-letter ids, or --all (with --receiver/--alertname to narrow it)")
+            return 1
+        failed = 0
+        for notification_id in ids:
+            try:
+                if args.action == "retry":
+                    _call(client, "POST", f"/api/v1/dead-letters/{notification_id}/retry")
+                    print(f"{notification_id}: replayed")
+                else:
+                    _call(client, "DELETE", f"/api/v1/dead-letters/{notification_id}")
+                    print(f"{notification_id}: purged")
+            except AdminError as exc:
+                failed += 1
+                print(f"{notification_id}: {exc}", file=sys.stderr)
+        return 1 if failed else 0
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", help="relay's base URL (default: from RELAY_HOST/RELAY_PORT)")
+    parser.add_argument("--receiver")
+    parser.add_argument("--alertname")
+    parser.add_argument("--limit", type=int, default=100)
+    parser.add_argument("--json", action="store_true", help="print the API's JSON")
+
+
+def add_commands(sub: Any) -> None:
+    """Register `notifications list` and `dead-letters list|show|retry|purge` on the top-level parser."""
+    notifications = sub.add_parser("notifications", help="delivery history").add_subparsers(
+        dest="notifications_command", required=True)
+    nlist = notifications.add_parser("list", help="recent notifications, newest first")
+    _common(nlist)
+    nlist.add_argument("--state", choices=["pending", "delivered", "dead"])
+    nlist.set_defaults(func=cmd_notifications_list)
+
+    dead = sub.add_parser("dead-letters", help="notifications relay gave up on: inspect, replay, purge")
+    dead.add_argument("action", choices=["list", "show", "retry", "purge"])
+    dead.add_argument("ids", nargs="*", type=int, metavar="ID")
+    dead.add_argument("--all", action="store_true", help="retry or purge every listed dead letter")
+    _common(dead)
+    dead.set_defaults(func=cmd_dead_letters)

@@ -1,0 +1,66 @@
+"""`relay dead-letters` and `relay notifications list` against a running relay, as an operator uses them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Providers
+from tests.e2e.test_routing_table import webhook
+from tests.helpers import fixture, poll_until, relay_settings, running_relay
+from tests.test_cli import run_relay
+
+TOKEN = "admin-tok-SECRET"
+
+
+async def test_operator_inspects_replays_and_purges_dead_letters(tmp_path: Path,
+                                                                providers: Providers,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PAGERDUTY_ROUTING_KEY")  # PagerDuty is unconfigured: its notifications dead-letter
+    settings = relay_settings(tmp_path, providers.routes, webhook_token=TOKEN)
+    env = {"RELAY_WEBHOOK_TOKEN": TOKEN}
+    async with running_relay(settings) as relay:
+        first = (await relay.post(fixture("firing-poddown.json"), token=TOKEN)).json()
+        second = (await relay.post(webhook("PodDown", "critical"), token=TOKEN)).json()
+        ids = [body["receivers"]["pagerduty-oncall"]["notification_id"] for body in (first, second)]
+
+        async def both_dead() -> bool:
+            rows = await relay.history(state="dead")
+            return sorted(r["id"] for r in rows) == sorted(ids)
+
+        await poll_until(both_dead)
+        code, out = await run_relay("dead-letters", "list", "--url", relay.url, env=env)
+        assert code == 0, out
+        assert sorted(int(line.split()[0]) for line in out.splitlines()[1:]) == sorted(ids)
+        assert out.count("unconfigured") == 2 and "PodDown" in out
+
+        code, out = await run_relay("dead-letters", "show", str(ids[0]), "--url", relay.url, env=env)
+        assert code == 0, out
+        assert "pod=server-abc-123" in out
+        assert "dead" in out and "unconfigured" in out
+
+        monkeypatch.setenv("PAGERDUTY_ROUTING_KEY", "R0UTINGKEYSECRET0000000000000000")
+        assert (await relay.client.post("/-/reload", headers={"Authorization": f"Bearer {TOKEN}"})).status_code == 200
+        code, out = await run_relay("dead-letters", "retry", str(ids[0]), "--url", relay.url, env=env)
+        assert (code, out.strip()) == (0, f"{ids[0]}: replayed")
+        code, out = await run_relay("dead-letters", "purge", str(ids[1]), "--url", relay.url, env=env)
+        assert (code, out.strip()) == (0, f"{ids[1]}: purged")
+        [event] = await providers.pagerduty.wait_for(1)
+        assert event["payload"]["summary"]
+        code, out = await run_relay("dead-letters", "purge", str(ids[1]), "--url", relay.url, env=env)
+        assert code == 1 and f"no dead letter {ids[1]}" in out
+        code, out = await run_relay("dead-letters", "list", "--url", relay.url, env=env)
+        assert out.strip() == "no notifications"
+        code, out = await run_relay("notifications", "list", "--receiver", "pagerduty-oncall", "--url", relay.url,
+                                    env=env)
+        rows = [line.split() for line in out.splitlines()[1:]]
+        assert [(row[0], row[4]) for row in rows] == [(str(ids[0]), "delivered")]  # the purged one is gone
+    assert TOKEN not in out
+
+
+async def test_wrong_token_is_a_clear_error(tmp_path: Path, providers: Providers) -> None:
+    settings = relay_settings(tmp_path, providers.routes, webhook_token=TOKEN)
+    async with running_relay(settings) as relay:
+        code, out = await run_relay("dead-letters", "list", "--url", relay.url, env={"RELAY_WEBHOOK_TOKEN": "nope"})
+    assert code == 1 and out.startswith("relay: ") and "nope" not in out
