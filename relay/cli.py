@@ -1,4 +1,4 @@
-"""The `relay` command: serve, test-alert, routes check|test, dead-letters, notifications."""
+"""The `relay` command: serve, test-alert, routes check|test, templates render, dead-letters, notifications."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import ipaddress
 import logging
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +185,48 @@ def cmd_routes_test(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_templates_render(args: argparse.Namespace, settings: Settings) -> int:
+    from pydantic import ValidationError
+
+    from relay.alerts import WebhookMessage
+    from relay.errors import DeliveryError
+    from relay.preview import as_notification, render, resolved, synthetic_group
+    from relay.routes import load_routes
+    from relay.templating import Templates
+
+    if args.fixture and args.labels:
+        print("relay: give either --fixture FILE or labels k=v, not both", file=sys.stderr)
+        return 2
+    templates = Templates(settings.templates)
+    try:
+        routes = load_routes(settings.routes, templates)
+    except ConfigError as exc:
+        print(f"relay: {exc}", file=sys.stderr)
+        return 1
+    receiver = routes.receivers.get(args.receiver)
+    if receiver is None:
+        known = ", ".join(sorted(routes.receivers))
+        print(f"relay: no receiver {args.receiver!r} in {settings.routes}; known: {known}", file=sys.stderr)
+        return 1
+    now = datetime.now(UTC)
+    try:
+        if args.fixture:
+            group = WebhookMessage.model_validate_json(Path(args.fixture).read_bytes())
+        else:
+            group = synthetic_group(_labels(args.labels), _labels(args.annotation), now)
+    except (OSError, ValidationError) as exc:
+        print(f"relay: cannot read {args.fixture or 'the labels'}: {exc}", file=sys.stderr)
+        return 1
+    if args.resolve:
+        group = resolved(group, now)
+    try:
+        print(render(receiver, as_notification(receiver, group, now), templates, now), end="")
+    except DeliveryError as exc:
+        print(f"relay: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="relay", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
@@ -214,6 +257,17 @@ def parser() -> argparse.ArgumentParser:
     rtest.set_defaults(func=cmd_routes_test)
 
     admin.add_commands(sub)
+
+    templates = sub.add_parser("templates", help="preview messages").add_subparsers(
+        dest="templates_command", required=True)
+    render = templates.add_parser("render", help="print exactly what a receiver would send (secrets left out)")
+    render.add_argument("--receiver", required=True)
+    render.add_argument("--fixture", metavar="FILE", help="an Alertmanager webhook body (JSON)")
+    render.add_argument("--resolve", action="store_true", help="render the resolve of these alerts")
+    render.add_argument("--annotation", action="append", default=[], metavar="K=V",
+                        help="an annotation of the synthetic alert (with labels k=v)")
+    render.add_argument("labels", nargs="*", metavar="K=V", help="labels of a synthetic alert")
+    render.set_defaults(func=cmd_templates_render)
     return top
 
 

@@ -1,10 +1,10 @@
 """Jinja2 templates in a sandbox, with escaping chosen by the target.
 
 Escaping is the channel's job, not the template author's: every `{{ value }}`
-written into a Slack template is escaped for mrkdwn (`& < >`), every value in
-an `.html.j2` template is HTML-escaped, so no alert text can inject a mention,
-a disguised link or markup. Text that relay itself trusts (a mention from
-routes.yaml) is passed as `Markup` and left alone.
+written into a Slack mrkdwn part is escaped (`& < >`), every value in an HTML
+part is HTML-escaped, so no alert text can inject a mention, a disguised link
+or markup. Links are only made by relay's helpers from http(s) URLs. Text that
+relay itself trusts (a mention from routes.yaml, a link it built) is `Markup`.
 """
 
 from __future__ import annotations
@@ -12,22 +12,30 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
+from typing import Any, Literal
+from urllib.parse import quote, urlsplit
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
-from relay.alerts import Alert, Notification
+from relay.alerts import Alert, Notification, parse_time
 from relay.errors import ConfigError, PermanentDeliveryError
 
-# The parts each integration renders, and the default file of each under templates/.
-PARTS: dict[str, dict[str, str]] = {
-    "slack": {"text": "slack/text.j2", "title": "slack/title.j2"},
-    "email": {"subject": "email/subject.j2", "text": "email/text.j2", "html": "email/html.html.j2"},
-    "pagerduty": {"summary": "pagerduty/summary.j2"},
+Kind = Literal["plain", "mrkdwn", "html"]
+
+# The parts each integration renders: the default file under templates/ and how values are escaped in it.
+PARTS: dict[str, dict[str, tuple[str, Kind]]] = {
+    "slack": {"title": ("slack/title.j2", "plain"), "alert": ("slack/alert.j2", "mrkdwn"),
+              "text": ("slack/text.j2", "mrkdwn")},
+    "email": {"subject": ("email/subject.j2", "plain"), "text": ("email/text.j2", "plain"),
+              "html": ("email/html.html.j2", "html")},
+    "pagerduty": {"summary": ("pagerduty/summary.j2", "plain")},
 }
+
+# Labels that say nothing to a person reading an alert (the name and severity are shown elsewhere).
+NOISE_LABELS = frozenset({"alertname", "severity", "prometheus", "job", "endpoint", "receive", "tenant_id"})
+_URL_SAFE = ":/?#[]@!$&'()*+,;=%~"
 
 
 def slack_escape(value: object) -> str:
@@ -36,37 +44,119 @@ def slack_escape(value: object) -> str:
 
 
 def _slack_finalize(value: object) -> object:
-    if isinstance(value, Markup) or value is None:
-        return "" if value is None else str(value)
+    if value is None:
+        return ""
+    if isinstance(value, Markup):
+        return str(value)
     return slack_escape(value)
 
 
-def relative_time(value: datetime | str | None, now: datetime | None = None) -> str:
-    """`5m ago`-style text for a timestamp."""
-    if isinstance(value, str):
-        from relay.alerts import parse_time
+def cut(text: str, limit: int, unit: str = "characters", *, mrkdwn: bool = False) -> str:
+    """Shorten text to a provider limit, saying how much was cut: `… and 1234 more characters`.
 
-        value = parse_time(value)
-    if value is None:
+    In mrkdwn the cut never splits an entity (`&amp;`) or a link (`<url|text>`).
+    """
+    if len(text) <= limit:
+        return text
+    reserve = len(f"… and {len(text)} more {unit}")  # the count below never has more digits than this
+    if limit <= reserve:
+        return text[:limit]
+    head = text[: limit - reserve]
+    head = (_mrkdwn_safe(head) if mrkdwn else head).rstrip()
+    return f"{head}… and {len(text) - len(head)} more {unit}"
+
+
+def _mrkdwn_safe(head: str) -> str:
+    opened = head.rfind("<")
+    if opened > head.rfind(">"):
+        head = head[:opened]
+    amp = head.rfind("&")
+    if amp > head.rfind(";"):
+        head = head[:amp]
+    return head
+
+
+def safe_url(url: object) -> str:
+    """The URL if it is an absolute http(s) URL, with every character that could end a link percent-encoded; else ''."""
+    text = str(url or "").strip()
+    try:
+        parts = urlsplit(text)
+    except ValueError:
         return ""
-    seconds = int(((now or datetime.now(UTC)) - value).total_seconds())
-    suffix = "ago" if seconds >= 0 else "from now"
-    seconds = abs(seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit} {suffix}"
-    return f"{seconds}s {suffix}"
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return ""
+    return quote(text, safe=_URL_SAFE)
+
+
+def slack_link(url: object, label: object) -> Markup:
+    """A Slack `<url|label>` link relay vouches for: only http(s) URLs, label escaped; '' for anything else."""
+    href = safe_url(url)
+    if not href:
+        return Markup("")
+    return Markup(f"<{href.replace('&', '&amp;')}|{slack_escape(label).replace('|', '¦')}>")
 
 
 def silence_url(external_url: str, labels: Mapping[str, str]) -> str:
     """A link into Alertmanager's UI that opens a new silence prefilled with the alert's labels."""
-    if not external_url:
+    if not safe_url(external_url):
         return ""
-    matchers = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    matchers = ",".join(f'{k}="{_matcher_value(v)}"' for k, v in sorted(labels.items()))
     return f"{external_url.rstrip('/')}/#/silences/new?filter={quote('{' + matchers + '}', safe='')}"
 
 
-def _alert_context(alert: Alert) -> dict[str, Any]:
+def _matcher_value(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _as_time(value: datetime | str | None) -> datetime | None:
+    return parse_time(value) if isinstance(value, str) else value
+
+
+def relative_time(value: datetime | str | None, now: datetime | None = None) -> str:
+    """`5m ago`-style text for a timestamp."""
+    when = _as_time(value)
+    if when is None:
+        return ""
+    seconds = int(((now or datetime.now(UTC)) - when).total_seconds())
+    suffix = "ago" if seconds >= 0 else "from now"
+    return f"{duration(abs(seconds))} {suffix}"
+
+
+def duration(seconds: float) -> str:
+    """`1h 5m`-style text for a length of time (two units at most)."""
+    seconds = int(seconds)
+    units = [(n, u) for n, u in ((seconds // 86400, "d"), (seconds % 86400 // 3600, "h"),
+                                 (seconds % 3600 // 60, "m"), (seconds % 60, "s")) if n]
+    return " ".join(f"{n}{u}" for n, u in units[:2]) or "0s"
+
+
+def clock(value: datetime | str | None) -> str:
+    """A timestamp as people read it across time zones: `2026-11-26 07:37 UTC`."""
+    when = _as_time(value)
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if when is not None else ""
+
+
+def lasted(alert: Mapping[str, Any]) -> str:
+    """How long a resolved alert fired."""
+    start, end = alert.get("startsAt"), alert.get("endsAt")
+    if not isinstance(start, datetime) or not isinstance(end, datetime):
+        return ""
+    return duration(max(0.0, (end - start).total_seconds()))
+
+
+@jinja2.pass_context
+def _reltime(ctx: jinja2.runtime.Context, value: datetime | str | None) -> str:
+    now = ctx.get("now")
+    return relative_time(value, now if isinstance(now, datetime) else None)
+
+
+def distinguishing(labels: Mapping[str, str], common: Mapping[str, str], group_size: int) -> dict[str, str]:
+    """The labels that tell this alert apart: in a group, those not shared by all; never the noise."""
+    return {k: v for k, v in sorted(labels.items())
+            if k not in NOISE_LABELS and (group_size == 1 or k not in common)}
+
+
+def _alert_context(alert: Alert, group_size: int, common: Mapping[str, str], external_url: str) -> dict[str, Any]:
     return {
         "status": alert.status,
         "labels": dict(alert.labels),
@@ -76,13 +166,20 @@ def _alert_context(alert: Alert) -> dict[str, Any]:
         "fingerprint": alert.fingerprint,
         "generatorURL": alert.generatorURL,
         "name": alert.name,
+        "extraLabels": distinguishing(alert.labels, common, group_size),
+        "runbookURL": safe_url(alert.annotations.get("runbook_url")),
+        "sourceURL": safe_url(alert.generatorURL),
+        "silenceURL": silence_url(external_url, alert.labels),
     }
 
 
-def context(notification: Notification, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """What every template sees; names follow Alertmanager's template data."""
+def context(notification: Notification, extra: Mapping[str, Any] | None = None,
+            now: datetime | None = None) -> dict[str, Any]:
+    """What every template sees; names follow Alertmanager's template data, plus relay's helpers."""
     group = notification.group
-    alerts = [_alert_context(a) for a in group.alerts]
+    size = len(group.alerts)
+    alerts = [_alert_context(a, size, group.commonLabels, group.externalURL) for a in group.alerts]
+    common_extra = {k: v for k, v in sorted(group.commonLabels.items()) if k not in NOISE_LABELS} if size > 1 else {}
     ctx: dict[str, Any] = {
         "status": notification.status,
         "receiver": notification.receiver,
@@ -92,9 +189,11 @@ def context(notification: Notification, extra: Mapping[str, Any] | None = None) 
         "groupLabels": dict(group.groupLabels),
         "commonLabels": dict(group.commonLabels),
         "commonAnnotations": dict(group.commonAnnotations),
-        "externalURL": group.externalURL,
+        "commonExtraLabels": common_extra,
+        "externalURL": safe_url(group.externalURL),
         "groupKey": group.groupKey,
         "truncatedAlerts": group.truncatedAlerts,
+        "now": now or datetime.now(UTC),
     }
     ctx.update(extra or {})
     return ctx
@@ -108,20 +207,21 @@ class Templates:
         loader = jinja2.FileSystemLoader(str(directory))
         common: dict[str, Any] = {"loader": loader, "undefined": jinja2.ChainableUndefined, "trim_blocks": True,
                                   "lstrip_blocks": True, "keep_trailing_newline": False}
-        self._plain = SandboxedEnvironment(autoescape=False, **common)
-        self._html = SandboxedEnvironment(autoescape=True, **common)
-        self._slack = SandboxedEnvironment(autoescape=False, finalize=_slack_finalize, **common)
-        for env in (self._plain, self._html, self._slack):
-            env.filters["reltime"] = relative_time
-            env.globals["silence_url"] = silence_url
-
-    def _env(self, integration: str, name: str) -> SandboxedEnvironment:
-        if name.endswith(".html.j2") or name.endswith(".html"):
-            return self._html
-        return self._slack if integration == "slack" else self._plain
+        self._envs: dict[Kind, SandboxedEnvironment] = {
+            "plain": SandboxedEnvironment(autoescape=False, **common),
+            "html": SandboxedEnvironment(autoescape=True, **common),
+            "mrkdwn": SandboxedEnvironment(autoescape=False, finalize=_slack_finalize, **common),
+        }
+        for env in self._envs.values():
+            env.filters.update(reltime=_reltime, clock=clock, lasted=lasted, safe_url=safe_url)
+            env.globals.update(silence_url=silence_url, slack_link=slack_link)
 
     def template_name(self, integration: str, part: str, overrides: Mapping[str, str]) -> str:
-        return overrides.get(part) or PARTS[integration][part]
+        return overrides.get(part) or PARTS[integration][part][0]
+
+    def _template(self, integration: str, part: str, overrides: Mapping[str, str]) -> jinja2.Template:
+        name = self.template_name(integration, part, overrides)
+        return self._envs[PARTS[integration][part][1]].get_template(name)
 
     def check(self, integration: str, overrides: Mapping[str, str], where: str) -> None:
         """Compile every part a receiver uses; a missing or broken template is a ConfigError."""
@@ -132,7 +232,7 @@ class Templates:
         for part in PARTS[integration]:
             name = self.template_name(integration, part, overrides)
             try:
-                self._env(integration, name).get_template(name)
+                self._template(integration, part, overrides)
             except jinja2.TemplateSyntaxError as exc:
                 raise ConfigError(f"template syntax error: {exc.message}", file=str(self.directory / name),
                                   line=exc.lineno) from None
@@ -141,9 +241,8 @@ class Templates:
 
     def render(self, integration: str, part: str, overrides: Mapping[str, str], ctx: Mapping[str, Any]) -> str:
         """Render one part; any template failure is permanent (retrying renders the same)."""
-        name = self.template_name(integration, part, overrides)
         try:
-            template = self._env(integration, name).get_template(name)
-            return template.render(ctx).strip()
+            return self._template(integration, part, overrides).render(ctx).strip()
         except jinja2.TemplateError as exc:
+            name = self.template_name(integration, part, overrides)
             raise PermanentDeliveryError("template_error", f"{name}: {exc}") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import shutil
 import traceback
@@ -15,10 +16,12 @@ from typing import Any
 
 import pytest
 
-from relay.channels.email import EmailChannel, connection_options
+from relay.channels.email import EmailChannel, build_message, connection_options
 from relay.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from relay.receivers import ReceiverConfig
+from relay.store import open_store
 from relay.templating import Templates
+from relay.threads import Threads
 from tests.fakes import notification
 from tests.fakes.smtp import SmtpServer, free_port
 from tests.helpers import TEMPLATES
@@ -174,8 +177,8 @@ async def test_headers_and_envelope(templates: Templates) -> None:
     assert str(message["Message-ID"]).endswith("@alerts.ojeomneo.example>")
     assert message["Message-ID"] != resolved.message["Message-ID"]
     assert message["References"] == resolved.message["References"]  # one thread per alert group
-    assert message["Subject"] == "[FIRING:1] PodDown"
-    assert resolved.message["Subject"] == "[RESOLVED] PodDown"
+    assert message["Subject"] == "[FIRING:1] PodDown ojeomneo"
+    assert resolved.message["Subject"] == "[RESOLVED] PodDown ojeomneo"
     assert not firing.tls
 
 
@@ -235,3 +238,41 @@ def test_destination_names_the_smarthost_only() -> None:
     channel = EmailChannel(receiver(smarthost="smtp.example:587", auth_username=USER, auth_password=PASSWORD),
                            Templates(TEMPLATES))
     assert channel.destination == "email:smtp.example:587"
+
+
+async def test_the_resolve_answers_the_email_that_announced_the_alert(templates: Templates, tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'relay.db'}")
+    await store.open()
+    try:
+        async with SmtpServer() as smtp:
+            channel, threads = EmailChannel(receiver(smarthost=smtp.smarthost), templates), Threads(store, "ops-mail")
+            await channel.send(notification("firing-highlatency-group2", "ops-mail", "email", id=1), threads)
+            await channel.send(notification("firing-poddown", "ops-mail", "email", id=2), threads)
+            await channel.send(notification("resolved-highlatency-group2", "ops-mail", "email", id=3), threads)
+            group, other, resolve = (m.message for m in await smtp.wait_for(3))
+    finally:
+        await store.close()
+
+    assert len({str(m["Message-ID"]) for m in (group, other, resolve)}) == 3
+    assert resolve["In-Reply-To"] == group["Message-ID"]
+    assert str(resolve["References"]).split() == [*str(group["References"]).split(), str(group["Message-ID"])]
+    assert group["In-Reply-To"] is None and other["In-Reply-To"] is None
+
+
+def test_a_retried_notification_keeps_its_message_id(templates: Templates) -> None:
+    config = receiver(smarthost="smtp.example:25")
+    claimed = notification("firing-poddown", "ops-mail", "email")
+    first = build_message(claimed, templates, config)
+    again = build_message(dataclasses.replace(claimed, attempts=3), templates, config)
+    other = build_message(dataclasses.replace(claimed, id=2), templates, config)
+    assert first["Message-ID"] == again["Message-ID"] != other["Message-ID"]
+
+
+def test_subject_is_one_line_and_cut(templates: Templates) -> None:
+    group = notification("firing-poddown").group
+    long_name = "Very\nLong  " + "x" * 400
+    group = group.model_copy(update={"groupLabels": {"alertname": long_name}})
+    message = build_message(notification(group, "ops-mail", "email"), templates, receiver())
+    subject = str(message["Subject"])
+    assert "\n" not in subject and len(subject) <= 250
+    assert subject.startswith("[FIRING:1] Very Long xxx") and subject.endswith("more characters")

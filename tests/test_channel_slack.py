@@ -11,10 +11,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from relay.blocks import COLOURS, OTHER_COLOUR
 from relay.channels.email import EmailChannel
 from relay.channels.factory import build_channel
 from relay.channels.pagerduty import PagerDutyChannel
-from relay.channels.slack import COLOURS, OTHER_COLOUR, SlackChannel
+from relay.channels.slack import SlackChannel
 from relay.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from relay.receivers import ReceiverConfig
 from relay.templating import Templates
@@ -142,7 +143,7 @@ async def test_mention_goes_on_firing_notifications_only(
     await sender.send(notification("resolved-poddown", "team-slack"))
     firing, resolved = await slack.wait_for(2)
     assert firing["text"].startswith("<!subteam^S0123|oncall> ")
-    assert "<!subteam" in firing["blocks"][0]["text"]["text"]
+    assert firing["blocks"][1] == {"type": "section", "text": {"type": "mrkdwn", "text": "<!subteam^S0123|oncall>"}}
     assert "subteam" not in json.dumps(resolved)
 
 

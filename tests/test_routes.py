@@ -132,6 +132,7 @@ def test_broken_template_is_refused(tmp_path: Path) -> None:
     (tmp_path / "slack").mkdir()
     (tmp_path / "slack" / "text.j2").write_text("{% for a in alerts %}no end\n")
     (tmp_path / "slack" / "title.j2").write_text("ok")
+    (tmp_path / "slack" / "alert.j2").write_text("ok")
     with pytest.raises(ConfigError) as caught:
         load_routes(write(tmp_path, BASE), Templates(tmp_path), ENV)
     assert "text.j2" in str(caught.value)

@@ -9,9 +9,11 @@ own: the dispatcher owns retries, so the schedule survives restarts.
 from __future__ import annotations
 
 import hashlib
-from typing import Protocol
+from collections.abc import Awaitable
+from typing import Protocol, TypeVar
 
 from relay.alerts import Notification
+from relay.errors import StoreUnavailable, TransientDeliveryError
 from relay.threads import Threads
 
 
@@ -28,6 +30,17 @@ class Channel(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+T = TypeVar("T")
+
+
+async def guard_store(call: Awaitable[T]) -> T:
+    """Await a thread-store call; a store that is down makes the delivery transient (it is tried again)."""
+    try:
+        return await call
+    except StoreUnavailable as exc:
+        raise TransientDeliveryError("store_unavailable", str(exc)[:200]) from None
 
 
 def secret_digest(value: str) -> str:

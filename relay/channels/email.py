@@ -4,25 +4,32 @@ Headers are written with the `email` package's standard policy, so a Korean
 subject travels RFC 2047-encoded and bodies as UTF-8 quoted-printable, which
 every relay on the way accepts. SMTP failures are classified by reply code:
 4xx and lost connections are transient, 5xx replies are permanent.
+
+Each notification has its own Message-ID; the email announcing an alert is
+remembered (relay.threads), and the email resolving it names that one in
+In-Reply-To and References, so mail clients show them as one conversation.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import ssl
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid, parseaddr
+from email.utils import format_datetime, parseaddr
 from typing import Any
 
 import aiosmtplib
 
 from relay.alerts import Notification
+from relay.channels.base import guard_store
 from relay.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from relay.receivers import EmailConfig, ReceiverConfig
-from relay.templating import Templates, context
-from relay.threads import Threads
+from relay.templating import Templates, context, cut
+from relay.threads import Threads, alert_key
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +37,7 @@ TIMEOUT = 20.0
 IMPLICIT_TLS_PORT = 465
 DEFAULT_PORT = 25
 SUBJECT_LIMIT = 250
+_MSGID = re.compile(r"<[^<>\s]+@[^<>\s]+>")
 
 
 def split_smarthost(smarthost: str) -> tuple[str, int]:
@@ -61,29 +69,42 @@ def connection_options(config: EmailConfig, timeout: float = TIMEOUT) -> dict[st
     return options
 
 
-def build_message(notification: Notification, templates: Templates, receiver: ReceiverConfig) -> EmailMessage:
-    """The rendered message with From/To/Date/Message-ID, and References that thread one alert group."""
+def message_id(notification: Notification, domain: str) -> str:
+    """One Message-ID per notification, the same on every attempt, so a retried email is recognised as a copy."""
+    keys = ",".join(f"{a.fingerprint}@{a.startsAt}:{a.status}" for a in notification.alerts)
+    seed = f"{notification.receiver}\n{notification.id}\n{notification.received_at.isoformat()}\n{keys}"
+    return f"<relay.{hashlib.sha256(seed.encode()).hexdigest()[:32]}@{domain}>"
+
+
+def build_message(notification: Notification, templates: Templates, receiver: ReceiverConfig, *,
+                  replying_to: Sequence[str] = (), now: datetime | None = None) -> EmailMessage:
+    """The rendered message with From/To/Date/Message-ID; a resolve names the emails it answers in In-Reply-To."""
     config = receiver.email
     assert config is not None
     if not config.from_:
         raise PermanentDeliveryError("no_sender", "email.from (or global.smtp_from) is not set")
-    ctx = context(notification)
+    now = now or datetime.now(UTC)
+    ctx = context(notification, now=now)
     subject = " ".join(templates.render("email", "subject", receiver.templates, ctx).split())
     text = templates.render("email", "text", receiver.templates, ctx)
     html = templates.render("email", "html", receiver.templates, ctx)
     domain = parseaddr(config.from_)[1].rpartition("@")[2] or "relay.invalid"
-    thread = hashlib.sha256(f"{receiver.name}\n{notification.group.groupKey}".encode()).hexdigest()[:32]
+    group = hashlib.sha256(f"{receiver.name}\n{notification.group.groupKey}".encode()).hexdigest()[:32]
 
     message = EmailMessage()
-    message["Subject"] = subject[:SUBJECT_LIMIT]
+    message["Subject"] = cut(subject, SUBJECT_LIMIT)
     message["From"] = config.from_
     message["To"] = ", ".join(config.to)
-    message["Date"] = format_datetime(datetime.now(UTC))
-    message["Message-ID"] = make_msgid(domain=domain)
-    message["References"] = f"<{thread}@{domain}>"
+    message["Date"] = format_datetime(now)
+    message["Message-ID"] = message_id(notification, domain)
+    if replying_to:  # RFC 5322 3.6.4: the messages this one answers, so mail clients thread it under them
+        message["In-Reply-To"] = " ".join(replying_to)
+    message["References"] = " ".join([f"<{group}@{domain}>", *replying_to])
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to alerts
     message.set_content(text + "\n", charset="utf-8", cte="quoted-printable")
     message.add_alternative(html + "\n", subtype="html", charset="utf-8", cte="quoted-printable")
+    # A boundary derived from the content (not random) makes the same notification render to the same bytes.
+    message.set_boundary("=_relay_" + hashlib.sha256(f"{text}\n{html}".encode()).hexdigest()[:24])
     return message
 
 
@@ -139,7 +160,8 @@ class EmailChannel:
         return f"email:{self.config.smarthost}"
 
     async def send(self, notification: Notification, threads: Threads | None = None) -> None:
-        message = build_message(notification, self.templates, self.receiver)
+        replying_to = await self._answered(notification, threads)
+        message = build_message(notification, self.templates, self.receiver, replying_to=replying_to)
         password = self.config.auth_password.get_secret_value() if self.config.auth_password else None
         try:
             errors, _ = await aiosmtplib.send(message, **connection_options(self.config, self.timeout))
@@ -148,6 +170,19 @@ class EmailChannel:
         if errors:  # some recipients refused, the others got it: retrying would duplicate for them
             log.warning("email partly refused", extra={"receiver": self.receiver.name,
                                                        "refused": sorted(errors)})
+        firing = [a for a in notification.alerts if a.status == "firing"]
+        if threads is not None and firing:
+            await guard_store(threads.remember(firing, str(message["Message-ID"])))
+
+    @staticmethod
+    async def _answered(notification: Notification, threads: Threads | None) -> list[str]:
+        """The Message-IDs of the emails that announced the alerts this notification resolves, in order."""
+        resolved = [a for a in notification.alerts if a.status == "resolved"]
+        if threads is None or not resolved:
+            return []
+        refs = await guard_store(threads.find(resolved))
+        ids = [refs[key] for key in (alert_key(a) for a in resolved) if _MSGID.fullmatch(refs.get(key, ""))]
+        return list(dict.fromkeys(ids))
 
     async def close(self) -> None:
         """Each send opens and closes its own SMTP connection."""

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
+from datetime import datetime
 from typing import Any
 
 import httpx2
@@ -21,7 +23,7 @@ from relay.alerts import Alert, Notification
 from relay.channels.base import parse_retry_after, secret_digest
 from relay.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from relay.receivers import PagerDutyConfig, ReceiverConfig
-from relay.templating import Templates, context, silence_url
+from relay.templating import Templates, context, cut, safe_url
 from relay.threads import Threads
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,11 @@ _lib_log.setLevel(logging.CRITICAL)
 TIMEOUT = 10.0
 ENQUEUE_PATH = "/v2/enqueue"
 SUMMARY_LIMIT = 1024
+# The Events API refuses events of 512 KB or more; the routing key and JSON framing are added by the client.
+EVENT_LIMIT = 512 * 1024 - 1
+ROUTING_KEY_ALLOWANCE = 256
+DETAIL_LIMIT = 2048
+LINKS = (("runbookURL", "Runbook"), ("sourceURL", "Source"), ("silenceURL", "Silence"))
 # Alertmanager `severity` label -> PagerDuty payload.severity; anything else pages as a warning,
 # so an unlabelled alert neither wakes someone as critical nor disappears as info.
 SEVERITIES = {"critical": "critical", "error": "error", "warning": "warning", "info": "info",
@@ -53,11 +60,12 @@ def severity(alert: Alert) -> str:
     return SEVERITIES.get(alert.labels.get("severity", "").strip().lower(), DEFAULT_SEVERITY)
 
 
-def build_events(notification: Notification, templates: Templates, receiver: ReceiverConfig) -> list[dict[str, Any]]:
+def build_events(notification: Notification, templates: Templates, receiver: ReceiverConfig,
+                 *, now: datetime | None = None) -> list[dict[str, Any]]:
     """One Events API v2 event per alert (without routing_key, which the client adds)."""
     config = receiver.pagerduty
     assert config is not None
-    base = context(notification)
+    base = context(notification, now=now)
     events: list[dict[str, Any]] = []
     for alert, alert_ctx in zip(notification.alerts, base["alerts"], strict=True):
         key = dedup_key(alert)
@@ -67,7 +75,7 @@ def build_events(notification: Notification, templates: Templates, receiver: Rec
         summary = templates.render("pagerduty", "summary", receiver.templates, {**base, "alert": alert_ctx})
         labels = alert.labels
         payload: dict[str, Any] = {
-            "summary": (summary or alert.name or "alert")[:SUMMARY_LIMIT],
+            "summary": cut(" ".join(summary.split()) or alert.name or "alert", SUMMARY_LIMIT),
             "source": labels.get("instance") or labels.get("pod") or labels.get("service") or alert.name or "unknown",
             "severity": severity(alert),
             "class": alert.name or None,
@@ -76,27 +84,35 @@ def build_events(notification: Notification, templates: Templates, receiver: Rec
             "timestamp": alert.starts_at.isoformat() if alert.starts_at is not None else None,
             "custom_details": {"labels": dict(labels), "annotations": dict(alert.annotations)},
         }
+        links = [{"href": alert_ctx[field], "text": text} for field, text in LINKS if alert_ctx[field]]
         event = {
             "event_action": "trigger",
             "dedup_key": key,
             "payload": {k: v for k, v in payload.items() if v is not None},
             "client": config.client,
-            "client_url": config.client_url or notification.group.externalURL or None,
-            "links": _links(alert, notification.group.externalURL),
+            "client_url": safe_url(config.client_url) or base["externalURL"] or None,
+            "links": links,
         }
-        events.append({k: v for k, v in event.items() if v})
+        events.append(fit({k: v for k, v in event.items() if v}))
     return events
 
 
-def _links(alert: Alert, external_url: str) -> list[dict[str, str]]:
-    links = []
-    if alert.annotations.get("runbook_url"):
-        links.append({"href": alert.annotations["runbook_url"], "text": "Runbook"})
-    if alert.generatorURL:
-        links.append({"href": alert.generatorURL, "text": "Source"})
-    if external_url:
-        links.append({"href": silence_url(external_url, alert.labels), "text": "Silence"})
-    return links
+def fit(event: dict[str, Any]) -> dict[str, Any]:
+    """Keep an event under PagerDuty's 512 KB: cut long label and annotation values, then drop them if need be."""
+    if _size(event) <= EVENT_LIMIT:
+        return event
+    payload = event["payload"]
+    details = payload["custom_details"]
+    payload["custom_details"] = {part: {k: cut(str(v), DETAIL_LIMIT) for k, v in values.items()}
+                                 for part, values in details.items()}
+    if _size(event) > EVENT_LIMIT:
+        payload["custom_details"] = {"note": "labels and annotations were too large for PagerDuty; "
+                                             "see the alert in Alertmanager"}
+    return event
+
+
+def _size(event: dict[str, Any]) -> int:
+    return len(json.dumps(event, ensure_ascii=False).encode()) + ROUTING_KEY_ALLOWANCE
 
 
 class EventsClient(pagerduty.EventsApiV2Client):

@@ -1,4 +1,10 @@
-"""Slack: incoming webhooks now, bot-token `chat.postMessage` for threading later.
+"""Slack: incoming webhooks post every notification as a new message; a bot token also threads.
+
+In bot-token mode (`token` + `channel`, Web API through slack_sdk) relay
+remembers where each firing alert was announced (relay.threads). When the alert
+resolves, relay updates that message to show it resolved and replies in its
+thread, also after a restart; a re-notification of a still-firing alert goes
+into the same thread. See relay.channels.slack_threads for the bookkeeping.
 
 slack_sdk's own retries are switched off (the dispatcher retries with a persisted
 schedule) and it gets a logger that never reaches DEBUG, because its debug lines
@@ -10,18 +16,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any, NoReturn
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from relay.alerts import Notification
+from relay.alerts import Alert, Notification
+from relay.blocks import build_message
 from relay.channels.base import parse_retry_after, secret_digest
+from relay.channels.slack_threads import Anchor, ThreadBook, narrowed
 from relay.errors import PermanentDeliveryError, TransientDeliveryError
 from relay.receivers import ReceiverConfig, SlackConfig
-from relay.templating import Templates, context
+from relay.templating import Templates
 from relay.threads import Threads
 
 log = logging.getLogger(__name__)
@@ -31,61 +42,15 @@ _sdk_log = logging.getLogger(f"{__name__}.sdk")
 _sdk_log.setLevel(logging.INFO)
 
 TIMEOUT = 10.0
-# Slack rejects a section block whose text exceeds 3000 characters.
-SECTION_LIMIT = 3000
-FALLBACK_LIMIT = 4000
-
-COLOURS = {"critical": "#D50200", "warning": "#FF9900", "resolved": "#2EB67D"}
-OTHER_COLOUR = "#9E9E9E"
-_SEVERITY_RANK = {"critical": 0, "warning": 1}
 
 # Slack's own error names (webhook bodies, Web API `error` fields) double as metric reasons.
 _SLACK_ERROR = re.compile(r"[a-z][a-z_]{1,48}")
 _RETRYABLE_ERRORS = {"rate_limited", "ratelimited", "internal_error", "fatal_error", "service_unavailable",
                      "request_timeout"}
-
-
-def cut(text: str, limit: int) -> str:
-    """Shorten text to a provider limit, saying that it was cut."""
-    if len(text) <= limit:
-        return text
-    return text[: limit - 1].rstrip() + "…"
-
-
-def colour(notification: Notification) -> str:
-    """Green when resolved, else the colour of the most severe firing alert."""
-    if notification.status == "resolved":
-        return COLOURS["resolved"]
-    severities = [a.labels.get("severity", "") for a in notification.alerts if a.status == "firing"]
-    worst = min(severities, key=lambda s: _SEVERITY_RANK.get(s, len(_SEVERITY_RANK)), default="")
-    return COLOURS.get(worst, OTHER_COLOUR)
-
-
-def build_message(notification: Notification, templates: Templates, receiver: ReceiverConfig) -> dict[str, Any]:
-    """The Slack message: a header block, the body in a coloured attachment, and a plain-text fallback."""
-    config = receiver.slack
-    assert config is not None
-    ctx = context(notification)
-    title = templates.render("slack", "title", receiver.templates, ctx)
-    body = templates.render("slack", "text", receiver.templates, ctx)
-    if config.mention and notification.status == "firing":
-        title = f"{config.mention} {title}"
-    message: dict[str, Any] = {
-        "text": cut(f"{title}\n{body}".strip(), FALLBACK_LIMIT),
-        "blocks": [_section(title or notification.status)],
-    }
-    if body:
-        message["attachments"] = [{"color": colour(notification), "fallback": cut(title, 300),
-                                   "blocks": [_section(body)]}]
-    for key in ("channel", "username", "icon_emoji"):
-        value = getattr(config, key)
-        if value:
-            message[key] = value
-    return message
-
-
-def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": cut(text, SECTION_LIMIT)}}
+# chat.update answers meaning the original message cannot be changed any more: reply anyway, do not fail.
+_GONE = {"message_not_found", "cant_update_message", "edit_window_closed", "channel_not_found", "is_archived",
+         "not_in_channel", "thread_not_found"}
+_POST_ONLY = ("unfurl_links", "unfurl_media", "username", "icon_emoji")
 
 
 def classify(status: int, error: str, retry_after: str | None) -> NoReturn:
@@ -111,7 +76,7 @@ def network_error(exc: BaseException) -> TransientDeliveryError | PermanentDeliv
 
 
 class SlackChannel:
-    """Posts a notification as one Slack message, by incoming webhook or by bot token."""
+    """Posts a notification as Slack messages, by incoming webhook or by bot token (with threads)."""
 
     integration = "slack"
 
@@ -133,39 +98,81 @@ class SlackChannel:
         token = config.token.get_secret_value() if config.token is not None else ""
         return "slack:" + secret_digest(f"{token}:{config.channel}")
 
+    def render(self, notification: Notification, now: datetime | None = None) -> dict[str, Any]:
+        return build_message(notification, self.templates, self.receiver, now=now)
+
     async def send(self, notification: Notification, threads: Threads | None = None) -> None:
-        message = build_message(notification, self.templates, self.receiver)
         webhook_url = self.config.webhook_url.get_secret_value().strip() if self.config.webhook_url else ""
         try:
-            async with asyncio.timeout(self.timeout):
-                if webhook_url:
-                    await self._post_webhook(webhook_url, message)
-                else:
-                    await self._post_message(message)
+            if webhook_url:
+                channel = {"channel": self.config.channel} if self.config.channel else {}
+                await self._post_webhook(webhook_url, {**self.render(notification), **channel})
+            elif threads is None:
+                await self._post(channel=self.config.channel, **self.render(notification))
+            else:
+                await self._send_threaded(notification, ThreadBook(threads))
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise network_error(exc) from None
         log.debug("slack message delivered", extra={"receiver": self.receiver.name, "notification": notification.id})
 
-    async def _post_webhook(self, url: str, message: dict[str, Any]) -> None:
-        client = AsyncWebhookClient(url, session=self.session, retry_handlers=[], logger=_sdk_log)
-        client.proxy = None  # proxies are the session's business (trust_env honours NO_PROXY; slack_sdk does not)
-        response = await client.send_dict(message)
-        if 200 <= response.status_code < 300:
+    async def _send_threaded(self, notification: Notification, book: ThreadBook) -> None:
+        """Answer the threads of resolved alerts, then announce whatever is new (or remind in its thread)."""
+        plan = await book.plan(notification.alerts)
+        for anchor, alerts in plan.resolves:
+            await self._resolve_in_thread(notification, book, anchor, alerts)
+        if not plan.new:
             return
-        classify(response.status_code, response.body or "", response.headers.get("Retry-After"))
+        fresh = narrowed(notification, plan.new)
+        if plan.reminder is not None:  # every alert already has its thread: remind there, visible in the channel
+            await self._post(channel=plan.reminder.channel, thread_ts=plan.reminder.ts, reply_broadcast=True,
+                             **self.render(fresh))
+            return
+        answer = await self._post(channel=self.config.channel, **self.render(fresh))
+        await book.remember(Anchor(str(answer["channel"]), str(answer["ts"])), fresh)
 
-    async def _post_message(self, message: dict[str, Any]) -> None:
+    async def _resolve_in_thread(self, notification: Notification, book: ThreadBook, anchor: Anchor,
+                                 alerts: list[Alert]) -> None:
+        """Update the announcing message first (repeatable), then reply in its thread (not repeated once done)."""
+        original, completed = await book.original(anchor, notification, alerts)
+        resolved = narrowed(notification, completed)
+        update = {k: v for k, v in self.render(original or resolved).items() if k not in _POST_ONLY}
+        try:
+            await self._call(lambda client: client.chat_update(channel=anchor.channel, ts=anchor.ts, **update))
+        except PermanentDeliveryError as exc:
+            if exc.reason not in _GONE:
+                raise
+            log.warning("slack message %s can no longer be updated (%s); replying only", anchor.ts, exc.reason)
+        else:
+            if original is not None:
+                await book.save_original(anchor, original)
+        await self._post(channel=anchor.channel, thread_ts=anchor.ts, **self.render(resolved))
+        await book.mark_resolved(anchor, alerts)
+
+    async def _post(self, **message: Any) -> AsyncSlackResponse:
+        return await self._call(lambda client: client.chat_postMessage(unfurl_links=False, unfurl_media=False,
+                                                                       **message))
+
+    async def _call(self, method: Callable[[AsyncWebClient], Awaitable[AsyncSlackResponse]]) -> AsyncSlackResponse:
         token = self.config.token.get_secret_value() if self.config.token else ""
         client = AsyncWebClient(token=token, base_url=self.config.api_url, session=self.session,
                                 retry_handlers=[], logger=_sdk_log)
-        client.proxy = None
+        client.proxy = None  # proxies are the session's business (trust_env honours NO_PROXY; slack_sdk does not)
         try:
-            await client.chat_postMessage(**{**message, "channel": self.config.channel})
-            return
+            async with asyncio.timeout(self.timeout):
+                return await method(client)
         except SlackApiError as exc:
             response = exc.response
         error = response.get("error") if isinstance(response.data, dict) else None
         classify(response.status_code, error if isinstance(error, str) else "", response.headers.get("Retry-After"))
+
+    async def _post_webhook(self, url: str, message: dict[str, Any]) -> None:
+        client = AsyncWebhookClient(url, session=self.session, retry_handlers=[], logger=_sdk_log)
+        client.proxy = None
+        async with asyncio.timeout(self.timeout):
+            response = await client.send_dict(message)
+        if 200 <= response.status_code < 300:
+            return
+        classify(response.status_code, response.body or "", response.headers.get("Retry-After"))
 
     async def close(self) -> None:
         """The aiohttp session belongs to the caller; nothing else is held open."""

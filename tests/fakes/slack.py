@@ -1,14 +1,18 @@
-"""A local Slack: incoming webhooks (`/services/...`) and the Web API's `chat.postMessage`.
+"""A local Slack: incoming webhooks (`/services/...`) and the Web API's `chat.postMessage` and `chat.update`.
 
 It answers with Slack's real status codes and bodies (`ok`, `invalid_payload`,
-`no_text`, `channel_not_found`, 429 `rate_limited` with Retry-After, ...), so the
-real slack_sdk clients and relay's error mapping are exercised end to end.
+`no_text`, `invalid_blocks`, `channel_not_found`, `message_not_found`, 429
+`rate_limited` with Retry-After, ...), so the real slack_sdk clients and relay's
+error mapping are exercised end to end. Like Slack, the Web API answers a post
+with the channel's ID and the message `ts`, and chat.update wants that ID and ts.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -30,6 +34,50 @@ WEBHOOK_BODIES = {
     503: "service_unavailable",
 }
 SECTION_LIMIT = 3000
+HEADER_LIMIT = 150
+BLOCK_LIMIT = 50
+
+
+@dataclass
+class Posted:
+    """A message as it stands in a channel: where, its ts, the thread it is in, and its body (after updates)."""
+
+    channel: str
+    ts: str
+    thread_ts: str | None
+    body: dict[str, Any]
+    updates: list[dict[str, Any]] = field(default_factory=list)
+
+
+def channel_id(name: str) -> str:
+    """The ID Slack gives a channel (names like `#alerts` map to a stable `C…`; IDs map to themselves)."""
+    if name.startswith(("C", "G", "D")) and name.isupper():
+        return name
+    return "C" + hashlib.sha256(name.lstrip("#").encode()).hexdigest()[:8].upper()
+
+
+def block_problems(body: dict[str, Any]) -> list[str]:
+    """What Slack's `invalid_blocks` would complain about."""
+    blocks = list(body.get("blocks") or [])
+    for attachment in body.get("attachments") or []:
+        blocks.extend(attachment.get("blocks") or [])
+    problems = [f"more than {BLOCK_LIMIT} blocks"] if len(blocks) > BLOCK_LIMIT else []
+    for block in blocks:
+        kind = block.get("type")
+        if kind in ("section", "header"):
+            text = block.get("text") or {}
+            limit = HEADER_LIMIT if kind == "header" else SECTION_LIMIT
+            if not text.get("text") or len(text["text"]) > limit:
+                problems.append(f"{kind} text empty or longer than {limit}")
+            if kind == "header" and text.get("type") != "plain_text":
+                problems.append("header text must be plain_text")
+        elif kind == "context":
+            elements = block.get("elements") or []
+            if not elements or len(elements) > 10 or any(not e.get("text") for e in elements):
+                problems.append("context needs 1 to 10 elements with text")
+        elif kind not in ("divider", "actions"):
+            problems.append(f"unknown block type {kind!r}")
+    return problems
 
 
 class SlackWebhookServer(FakeHttpServer):
@@ -43,6 +91,8 @@ class SlackWebhookServer(FakeHttpServer):
         self.tokens = set(tokens)
         self.messages: list[dict[str, Any]] = []
         self.received: list[tuple[float, str, dict[str, Any]]] = []
+        self.posted: list[Posted] = []  # Web API posts, in order, with their current content
+        self.updates: list[dict[str, Any]] = []  # chat.update bodies Slack accepted
         self._ts = itertools.count(1)
 
     async def __aenter__(self) -> SlackWebhookServer:
@@ -52,6 +102,7 @@ class SlackWebhookServer(FakeHttpServer):
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/services/{path:.*}", self._webhook)
         app.router.add_post("/api/chat.postMessage", self._post_message)
+        app.router.add_post("/api/chat.update", self._update)
 
     def url(self, path: str = DEFAULT_WEBHOOK_PATH) -> str:
         """An incoming-webhook URL on this server (the path is the secret part)."""
@@ -70,6 +121,23 @@ class SlackWebhookServer(FakeHttpServer):
                                  f"answers so far: {[r.status for r in self.requests]}")
         return self.messages[:count]
 
+    async def wait_for_updates(self, count: int, timeout: float = DEFAULT_TIMEOUT) -> list[dict[str, Any]]:
+        """Wait until Slack accepted `count` chat.update calls; return their bodies."""
+        assert self._changed is not None, "server not started"
+        await wait_until(self._changed, lambda: len(self.updates) >= count, timeout,
+                         lambda: f"{len(self.updates)} update(s), paths so far: {[r.path for r in self.requests]}")
+        return self.updates[:count]
+
+    def top_level(self) -> list[Posted]:
+        """Messages posted into the channel itself (not thread replies)."""
+        return [p for p in self.posted if p.thread_ts is None]
+
+    def replies(self, ts: str) -> list[Posted]:
+        return [p for p in self.posted if p.thread_ts == ts]
+
+    def find(self, channel: str, ts: str) -> Posted | None:
+        return next((p for p in self.posted if p.channel == channel and p.ts == ts), None)
+
     async def _webhook(self, request: web.Request) -> web.Response:
         body, is_json = await read_body(request)
         answer = await self.next_answer()
@@ -83,7 +151,7 @@ class SlackWebhookServer(FakeHttpServer):
     async def _post_message(self, request: web.Request) -> web.Response:
         body, is_json = await read_body(request)
         answer = await self.next_answer()
-        if answer is None:
+        if answer is None or (answer.body is None and 200 <= answer.status < 300):  # a scripted 200: the usual
             token = request.headers.get("Authorization", "").removeprefix("Bearer ")
             if token not in self.tokens:
                 answer = Answer(200, {"ok": False, "error": "invalid_auth"})
@@ -91,14 +159,51 @@ class SlackWebhookServer(FakeHttpServer):
                 answer = Answer(200, {"ok": False, "error": "channel_not_found"})
             else:
                 judged = self._judge(body, is_json)
-                answer = (Answer(200, {"ok": True, "channel": body["channel"], "ts": self._next_ts(), "message": body})
+                answer = (Answer(200, {"ok": True, "channel": channel_id(body["channel"]), "ts": self._next_ts(),
+                                       "message": body})
                           if judged.status == 200 else Answer(200, {"ok": False, "error": judged.body}))
         elif not isinstance(answer.body, dict):
             error = answer.body or ("ratelimited" if answer.status == 429 else WEBHOOK_BODIES.get(answer.status, ""))
             answer = Answer(answer.status, {"ok": False, "error": error}, answer.headers)
         ok = isinstance(answer.body, dict) and answer.body.get("ok") is True
+        if ok and isinstance(answer.body, dict) and "ts" in answer.body:
+            self.posted.append(Posted(answer.body["channel"], answer.body["ts"], body.get("thread_ts"), body))
         await self._accept(request, body, answer.status, ok and 200 <= answer.status < 300)
         return answer_response(answer)
+
+    async def _update(self, request: web.Request) -> web.Response:
+        body, is_json = await read_body(request)
+        answer = await self.next_answer()
+        if answer is None or (answer.body is None and 200 <= answer.status < 300):
+            answer = self._judge_update(request, body, is_json)
+        elif not isinstance(answer.body, dict):
+            error = answer.body or ("ratelimited" if answer.status == 429 else WEBHOOK_BODIES.get(answer.status, ""))
+            answer = Answer(answer.status, {"ok": False, "error": error}, answer.headers)
+        ok = isinstance(answer.body, dict) and answer.body.get("ok") is True and 200 <= answer.status < 300
+        if ok:
+            self.updates.append(body)
+            posted = self.find(body["channel"], body["ts"])
+            assert posted is not None
+            posted.body = body
+            posted.updates.append(body)
+        await self.record(request, body, answer.status)
+        return answer_response(answer)
+
+    def _judge_update(self, request: web.Request, body: Any, is_json: bool) -> Answer:
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if token not in self.tokens:
+            return Answer(200, {"ok": False, "error": "invalid_auth"})
+        if not is_json or not isinstance(body, dict):
+            return Answer(200, {"ok": False, "error": "invalid_arguments"})
+        channel = str(body.get("channel") or "")
+        if channel != channel_id(channel) or not any(p.channel == channel for p in self.posted):
+            return Answer(200, {"ok": False, "error": "channel_not_found"})  # chat.update takes IDs, not names
+        if self.find(channel, str(body.get("ts") or "")) is None:
+            return Answer(200, {"ok": False, "error": "message_not_found"})
+        judged = self._judge(body, True)
+        if judged.status != 200:
+            return Answer(200, {"ok": False, "error": judged.body})
+        return Answer(200, {"ok": True, "channel": channel, "ts": body["ts"], "text": body.get("text", "")})
 
     def _judge(self, body: Any, is_json: bool) -> Answer:
         """What real Slack says about a message body when nothing is scripted."""
@@ -106,13 +211,8 @@ class SlackWebhookServer(FakeHttpServer):
             return Answer(400, "invalid_payload")
         if not (body.get("text") or body.get("blocks") or body.get("attachments")):
             return Answer(400, "no_text")
-        blocks = list(body.get("blocks") or [])
-        for attachment in body.get("attachments") or []:
-            blocks.extend(attachment.get("blocks") or [])
-        for block in blocks:
-            text = (block.get("text") or {}).get("text", "") if block.get("type") == "section" else "x"
-            if not text or len(text) > SECTION_LIMIT:
-                return Answer(400, "invalid_blocks")
+        if block_problems(body):
+            return Answer(400, "invalid_blocks")
         return Answer(200, "ok")
 
     async def _accept(self, request: web.Request, body: Any, status: int, delivered: bool) -> None:

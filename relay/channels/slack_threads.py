@@ -1,0 +1,127 @@
+"""Which Slack message announced which alert, kept in the store so resolves can answer it after restarts.
+
+Two kinds of records, both through the store's message references:
+- per alert episode (relay.threads): `{"channel": C, "ts": T}` where it was
+  announced, plus `"resolved": true` once its resolve was answered, so a retried
+  notification does not reply twice;
+- per message (`slack-message:C:T`): the alerts it showed, so the update after a
+  resolve can redraw the whole message with those alerts marked resolved, even
+  when only some of them resolved.
+A record that cannot be read is treated as absent: the resolve then becomes a new
+message, never an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from relay.alerts import Alert, Notification, WebhookMessage, group_status
+from relay.channels.base import guard_store
+from relay.threads import Threads, alert_key
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A Slack message: its channel ID and `ts` (what chat.update and thread_ts need)."""
+
+    channel: str
+    ts: str
+
+    @property
+    def key(self) -> str:
+        return f"slack-message:{self.channel}:{self.ts}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a notification means for Slack: threads to resolve, alerts to announce, and whether that is a reminder."""
+
+    resolves: list[tuple[Anchor, list[Alert]]]
+    new: list[Alert]
+    reminder: Anchor | None
+
+
+def narrowed(notification: Notification, alerts: Sequence[Alert]) -> Notification:
+    """The notification holding only these alerts (its status follows them)."""
+    group = notification.group.model_copy(update={"alerts": list(alerts), "status": group_status(list(alerts))})
+    return dataclasses.replace(notification, group=group)
+
+
+def _completed(resolved: Alert, announced: Alert | None) -> Alert:
+    if announced is None or resolved.annotations:
+        return resolved
+    return resolved.model_copy(update={"annotations": announced.annotations,
+                                       "generatorURL": resolved.generatorURL or announced.generatorURL})
+
+
+def _parse(ref: str | None) -> dict[str, Any] | None:
+    try:
+        value = json.loads(ref) if ref else None
+    except ValueError:
+        return None
+    ok = isinstance(value, dict) and isinstance(value.get("channel"), str) and isinstance(value.get("ts"), str)
+    return value if ok else None
+
+
+class ThreadBook:
+    """The Slack view of a receiver's Threads; store failures become transient delivery errors."""
+
+    def __init__(self, threads: Threads) -> None:
+        self.threads = threads
+
+    async def plan(self, alerts: Sequence[Alert]) -> Plan:
+        refs = await guard_store(self.threads.find(alerts))
+        resolves: dict[Anchor, list[Alert]] = {}
+        new: list[Alert] = []
+        anchors: set[Anchor | None] = set()
+        for alert in alerts:
+            ref = _parse(refs.get(alert_key(alert)))
+            anchor = Anchor(ref["channel"], ref["ts"]) if ref and not ref.get("resolved") else None
+            if alert.status == "resolved":
+                if ref is not None and ref.get("resolved"):
+                    continue  # already answered by an earlier attempt of this notification
+                if anchor is not None:
+                    resolves.setdefault(anchor, []).append(alert)
+                    continue
+            anchors.add(anchor if alert.status == "firing" else None)
+            new.append(alert)
+        reminder = next(iter(anchors)) if len(anchors) == 1 else None
+        return Plan(list(resolves.items()), new, reminder)
+
+    async def remember(self, anchor: Anchor, announced: Notification) -> None:
+        """Record the message first, then its alerts: a failure in between re-posts, it never loses the thread."""
+        await self._put([anchor.key], json.dumps({"group": announced.group.model_dump(mode="json")}))
+        firing = [a for a in announced.alerts if a.status == "firing"]
+        await guard_store(self.threads.remember(firing, json.dumps({"channel": anchor.channel, "ts": anchor.ts})))
+
+    async def original(self, anchor: Anchor, notification: Notification,
+                       resolved: Sequence[Alert]) -> tuple[Notification | None, list[Alert]]:
+        """The announcing message with these alerts now resolved (None when that message is not known), and the
+        resolved alerts completed with what the announcement said (Alertmanager often drops their annotations)."""
+        found = await guard_store(self.threads.store.find_refs(self.threads.receiver, [anchor.key]))
+        try:
+            group = WebhookMessage.model_validate(json.loads(found[anchor.key])["group"])
+        except (KeyError, TypeError, ValueError, ValidationError):
+            return None, list(resolved)
+        shown = {alert_key(a): a for a in group.alerts}
+        completed = [_completed(r, shown.get(alert_key(r))) for r in resolved]
+        now = {alert_key(a): a for a in completed}
+        alerts = [now.get(alert_key(a), a) for a in group.alerts]
+        group = group.model_copy(update={"alerts": alerts, "status": group_status(alerts)})
+        return dataclasses.replace(notification, group=group), completed
+
+    async def save_original(self, anchor: Anchor, original: Notification) -> None:
+        await self._put([anchor.key], json.dumps({"group": original.group.model_dump(mode="json")}))
+
+    async def mark_resolved(self, anchor: Anchor, alerts: Sequence[Alert]) -> None:
+        ref = json.dumps({"channel": anchor.channel, "ts": anchor.ts, "resolved": True})
+        await guard_store(self.threads.remember(alerts, ref))
+
+    async def _put(self, keys: list[str], value: str) -> None:
+        await guard_store(self.threads.store.remember_refs(self.threads.receiver, keys, value))

@@ -1,0 +1,109 @@
+"""What a receiver would send for a notification, as text: `relay templates render` and the golden files.
+
+The output is the provider calls relay makes, each after a `#` line naming it:
+Slack JSON bodies, PagerDuty events, the email as MIME text. Secrets (webhook
+URL, token, routing key, SMTP password) are never part of it. Thread references
+that only exist at delivery time (a Slack `ts`) are shown as placeholders.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parseaddr
+from typing import Any
+
+from relay.alerts import Notification, WebhookMessage, group_status
+from relay.blocks import build_message as slack_message
+from relay.channels.email import build_message as email_message
+from relay.channels.email import message_id
+from relay.channels.pagerduty import build_events
+from relay.channels.slack_threads import narrowed
+from relay.fingerprint import fingerprint
+from relay.receivers import ReceiverConfig
+from relay.templating import Templates
+
+GO_ZERO_TIME = "0001-01-01T00:00:00Z"
+THREAD_TS = "<ts of the message that announced these alerts>"
+THREAD_CHANNEL = "<channel of that message>"
+
+
+def rfc3339(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def synthetic_group(labels: Mapping[str, str], annotations: Mapping[str, str], now: datetime) -> WebhookMessage:
+    """A one-alert webhook body from labels given on the command line."""
+    all_labels = {"alertname": "TemplatePreview", **labels}
+    alert = {"status": "firing", "labels": all_labels, "annotations": dict(annotations), "startsAt": rfc3339(now),
+             "endsAt": GO_ZERO_TIME, "generatorURL": "", "fingerprint": fingerprint(all_labels)}
+    return WebhookMessage.model_validate({
+        "version": "4", "groupKey": f'{{}}:{{alertname="{all_labels["alertname"]}"}}', "status": "firing",
+        "receiver": "relay", "alerts": [alert], "groupLabels": {"alertname": all_labels["alertname"]},
+        "commonLabels": all_labels, "commonAnnotations": dict(annotations), "externalURL": "",
+    })
+
+
+def resolved(group: WebhookMessage, now: datetime) -> WebhookMessage:
+    """The same group with every alert resolved (now, unless it already had an end)."""
+    alerts = [a if a.status == "resolved" else a.model_copy(update={"status": "resolved", "endsAt": rfc3339(now)})
+              for a in group.alerts]
+    return group.model_copy(update={"alerts": alerts, "status": group_status(alerts)})
+
+
+def as_notification(receiver: ReceiverConfig, group: WebhookMessage, now: datetime) -> Notification:
+    return Notification(id=0, receiver=receiver.name, integration=receiver.integration,
+                        lane=f"{receiver.name}:{group.groupKey}", group=group, received_at=now)
+
+
+def render(receiver: ReceiverConfig, notification: Notification, templates: Templates,
+           now: datetime | None = None) -> str:
+    """Every provider call the receiver would make for this notification, as text."""
+    now = now or datetime.now(UTC)
+    if receiver.slack is not None:
+        return _slack(receiver, notification, templates, now)
+    if receiver.email is not None:
+        return _email(receiver, notification, templates, now)
+    return _pagerduty(receiver, notification, templates, now)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=2) + "\n"
+
+
+def _slack(receiver: ReceiverConfig, notification: Notification, templates: Templates, now: datetime) -> str:
+    config = receiver.slack
+    assert config is not None
+    message = slack_message(notification, templates, receiver, now=now)
+    if not (config.token and config.token.get_secret_value().strip()):
+        channel = {"channel": config.channel} if config.channel else {}
+        return "# POST to the incoming webhook (its URL is a secret: not shown)\n" + _json({**message, **channel})
+    post = {"channel": config.channel, "unfurl_links": False, "unfurl_media": False}
+    if notification.status == "firing":
+        return "# chat.postMessage (its ts is remembered for the resolve)\n" + _json({**post, **message})
+    update = {k: v for k, v in message.items() if k not in ("username", "icon_emoji")}
+    return ("# chat.update of the message that announced these alerts (when relay still knows it)\n"
+            + _json({"channel": THREAD_CHANNEL, "ts": THREAD_TS, **update})
+            + "# chat.postMessage, a reply in that message's thread\n"
+            + _json({**post, "channel": THREAD_CHANNEL, "thread_ts": THREAD_TS, **message}))
+
+
+def _email(receiver: ReceiverConfig, notification: Notification, templates: Templates, now: datetime) -> str:
+    config = receiver.email
+    assert config is not None
+    answered = [a for a in notification.alerts if a.status == "resolved"]
+    replying_to: list[str] = []
+    if answered and config.from_:  # as if this receiver had announced them in an earlier notification
+        firing = [a.model_copy(update={"status": "firing", "endsAt": GO_ZERO_TIME}) for a in answered]
+        domain = parseaddr(config.from_)[1].rpartition("@")[2] or "relay.invalid"
+        replying_to = [message_id(narrowed(notification, firing), domain)]
+    message = email_message(notification, templates, receiver, replying_to=replying_to, now=now)
+    where = f"SMTP via {config.smarthost or '(smarthost unset)'} to {', '.join(config.to)}"
+    return f"# {where}\n{message.as_string()}"
+
+
+def _pagerduty(receiver: ReceiverConfig, notification: Notification, templates: Templates, now: datetime) -> str:
+    events = build_events(notification, templates, receiver, now=now)
+    shown = [{"routing_key": "<routing key: not shown>", **event} for event in events]
+    return f"# POST {len(events)} event(s) to the Events API v2, one per alert\n" + _json(shown)

@@ -1,0 +1,202 @@
+"""Slack bot-token threads: a resolve updates the message that announced the alert and replies in its thread.
+
+Driven by the real slack_sdk against the local Slack Web API, with the thread
+references in a real SQLite store (closed and reopened to stand for a restart).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from relay.channels.slack import SlackChannel
+from relay.errors import TransientDeliveryError
+from relay.receivers import ReceiverConfig
+from relay.store import open_store
+from relay.store.base import Store
+from relay.templating import Templates
+from relay.threads import Threads
+from tests.fakes import notification
+from tests.fakes.slack import DEFAULT_TOKEN, SlackWebhookServer, channel_id
+from tests.helpers import TEMPLATES
+
+CHANNEL = "#ojeomneo-alerts"
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[SlackWebhookServer]:
+    async with SlackWebhookServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    opened = open_store(f"sqlite:///{tmp_path / 'relay.db'}")
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+Sender = Callable[..., SlackChannel]
+
+
+@pytest.fixture
+def bot(slack: SlackWebhookServer, session: aiohttp.ClientSession) -> Sender:
+    def make(**config: Any) -> SlackChannel:
+        receiver = ReceiverConfig.model_validate({"name": "team-slack", "slack": {
+            "token": DEFAULT_TOKEN, "channel": CHANNEL, "api_url": slack.api_url, **config}})
+        return SlackChannel(receiver, Templates(TEMPLATES), session)
+    return make
+
+
+def header(body: dict[str, Any]) -> str:
+    return str(body["blocks"][0]["text"]["text"])
+
+
+def wire(body: dict[str, Any]) -> str:
+    return json.dumps(body, ensure_ascii=False)
+
+
+async def test_resolve_replies_in_the_thread_and_updates_the_original(
+    slack: SlackWebhookServer, store: Store, bot: Sender
+) -> None:
+    sender, threads = bot(), Threads(store, "team-slack")
+    await sender.send(notification("firing-poddown", "team-slack"), threads)
+    await sender.send(notification("resolved-poddown", "team-slack"), threads)
+
+    [original] = slack.top_level()
+    assert original.channel == channel_id(CHANNEL)
+    [reply] = slack.replies(original.ts)
+    assert "[RESOLVED] PodDown" in header(reply.body)
+    [update] = slack.updates
+    assert (update["channel"], update["ts"]) == (original.channel, original.ts)
+    assert "[RESOLVED] PodDown" in header(original.body)  # the channel now shows it resolved ...
+    assert "Resolved 2026-11-26 07:38 UTC after 45s" in wire(original.body)  # ... and when
+    assert "*Pod down*" in wire(reply.body)  # the resolve lacks annotations; the announcement's are used
+    assert original.body["attachments"][0]["color"] == "#2EB67D"
+    assert len(slack.posted) == 2
+
+
+async def test_threads_survive_a_restart(slack: SlackWebhookServer, tmp_path: Path, bot: Sender) -> None:
+    url = f"sqlite:///{tmp_path / 'restart.db'}"
+    first = open_store(url)
+    await first.open()
+    await bot().send(notification("firing-poddown", "team-slack"), Threads(first, "team-slack"))
+    await first.close()
+
+    second = open_store(url)  # a new process: new channel, new store connection, same file
+    await second.open()
+    try:
+        await bot().send(notification("resolved-poddown", "team-slack"), Threads(second, "team-slack"))
+    finally:
+        await second.close()
+    [original] = slack.top_level()
+    assert [r.thread_ts for r in slack.replies(original.ts)] == [original.ts]
+    assert [u["ts"] for u in slack.updates] == [original.ts]
+
+
+async def test_a_group_resolving_alert_by_alert_updates_the_message_each_time(
+    slack: SlackWebhookServer, store: Store, bot: Sender
+) -> None:
+    sender, threads = bot(), Threads(store, "team-slack")
+    firing = notification("firing-highlatency-group2", "team-slack")
+    resolved = notification("resolved-highlatency-group2", "team-slack").group
+    await sender.send(firing, threads)
+    for alert in resolved.alerts:  # Alertmanager resolves them one by one
+        one = resolved.model_copy(update={"alerts": [alert], "status": "resolved"})
+        await sender.send(notification(one, "team-slack"), threads)
+
+    [original] = slack.top_level()
+    assert len(slack.replies(original.ts)) == 2
+    partly, fully = slack.updates
+    assert "[FIRING:1] HighLatency" in header(partly)  # one still fires: the message says so
+    assert wire(partly).count(":white_check_mark: *P95") == 1 and wire(partly).count(":red_circle: *P95") == 1
+    assert "[RESOLVED] HighLatency" in header(fully)
+    assert wire(fully).count(":white_check_mark: *P95") == 2
+
+
+@pytest.mark.parametrize("failing", ["update", "reply"])
+async def test_a_failed_resolve_is_retried_without_a_second_reply(
+    slack: SlackWebhookServer, store: Store, bot: Sender, failing: str
+) -> None:
+    sender, threads = bot(), Threads(store, "team-slack")
+    await sender.send(notification("firing-poddown", "team-slack"), threads)
+    if failing == "reply":
+        slack.respond_with(200)  # chat.update goes through
+    slack.respond_with(500)
+    with pytest.raises(TransientDeliveryError):
+        await sender.send(notification("resolved-poddown", "team-slack"), threads)
+    await sender.send(notification("resolved-poddown", "team-slack"), threads)
+    await sender.send(notification("resolved-poddown", "team-slack"), threads)  # a lease expired: sent again
+
+    [original] = slack.top_level()
+    assert len(slack.replies(original.ts)) == 1
+    assert len(slack.updates) == (2 if failing == "reply" else 1)  # an update is repeatable, a reply is not
+
+
+async def test_a_deleted_original_still_gets_the_reply(
+    slack: SlackWebhookServer, store: Store, bot: Sender
+) -> None:
+    sender, threads = bot(), Threads(store, "team-slack")
+    await sender.send(notification("firing-poddown", "team-slack"), threads)
+    slack.respond_with(200, {"ok": False, "error": "message_not_found"})
+    await sender.send(notification("resolved-poddown", "team-slack"), threads)
+    [original] = slack.top_level()
+    assert len(slack.replies(original.ts)) == 1
+    assert slack.updates == []
+
+
+async def test_a_repeated_firing_reminds_in_the_thread(
+    slack: SlackWebhookServer, store: Store, bot: Sender
+) -> None:
+    sender, threads = bot(), Threads(store, "team-slack")
+    await sender.send(notification("firing-poddown", "team-slack"), threads)
+    await sender.send(notification("firing-poddown", "team-slack", id=2), threads)  # repeat_interval passed
+    [original] = slack.top_level()
+    [reminder] = slack.replies(original.ts)
+    assert reminder.body["reply_broadcast"] is True  # also shown in the channel
+    assert "[FIRING:1] PodDown" in header(reminder.body)
+
+
+async def test_mention_only_on_the_announcement(slack: SlackWebhookServer, store: Store, bot: Sender) -> None:
+    sender, threads = bot(mention="<!subteam^S0123|oncall>"), Threads(store, "team-slack")
+    await sender.send(notification("firing-poddown", "team-slack"), threads)
+    await sender.send(notification("resolved-poddown", "team-slack"), threads)
+    [original] = slack.top_level()
+    assert "<!subteam^S0123|oncall>" in slack.messages[0]["text"]
+    assert "subteam" not in wire(slack.replies(original.ts)[0].body)
+    assert "subteam" not in wire(slack.updates[0])  # the resolved message no longer pages the team
+
+
+async def test_without_threads_a_resolve_is_a_new_message(
+    slack: SlackWebhookServer, bot: Sender
+) -> None:
+    sender = bot()
+    await sender.send(notification("firing-poddown", "team-slack"))
+    await sender.send(notification("resolved-poddown", "team-slack"))
+    assert [p.thread_ts for p in slack.posted] == [None, None]
+    assert slack.updates == []
+
+
+async def test_incoming_webhook_mode_posts_new_messages(
+    slack: SlackWebhookServer, session: aiohttp.ClientSession, store: Store
+) -> None:
+    receiver = ReceiverConfig.model_validate({"name": "team-slack", "slack": {"webhook_url": slack.url()}})
+    sender, threads = SlackChannel(receiver, Templates(TEMPLATES), session), Threads(store, "team-slack")
+    await sender.send(notification("firing-poddown", "team-slack"), threads)
+    await sender.send(notification("resolved-poddown", "team-slack"), threads)
+    _, resolved = await slack.wait_for(2)
+    assert "[RESOLVED] PodDown" in header(resolved)
+    assert [r.path for r in slack.requests] == [slack.requests[0].path] * 2
+    assert slack.updates == [] and slack.posted == []
