@@ -1,0 +1,285 @@
+"""Templates and the messages built from them: escaping, links, provider limits, Korean text, overrides."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from relay.alerts import WebhookMessage
+from relay.blocks import BLOCK_LIMIT, build_message
+from relay.channels.email import build_message as email_message
+from relay.channels.pagerduty import EVENT_LIMIT, build_events
+from relay.receivers import ReceiverConfig
+from relay.templating import Templates, cut, relative_time, safe_url, silence_url, slack_link
+from tests.fakes import notification, webhook_message
+from tests.fakes.slack import block_problems
+from tests.helpers import TEMPLATES
+
+NOW = datetime(2026, 11, 26, 7, 50, tzinfo=UTC)
+MENTION = "<!subteam^S0123|oncall>"
+SLACK = ReceiverConfig.model_validate({"name": "s", "slack": {"token": "t", "channel": "#c", "mention": MENTION}})
+EMAIL = ReceiverConfig.model_validate({"name": "e", "email": {"to": ["ops@ojeomneo.example"],
+                                                              "from": "relay@ojeomneo.example"}})
+PAGERDUTY = ReceiverConfig.model_validate({"name": "p", "pagerduty": {"routing_key": "k"}})
+TEMPLATES_ = Templates(TEMPLATES)
+LINK_LABELS = ("Runbook", "Source", "Silence")
+
+
+def mrkdwn_texts(message: dict[str, Any]) -> list[str]:
+    """Every text Slack parses as mrkdwn (where `<…>` would become a mention or a link)."""
+    texts = [message["text"]]
+    blocks = list(message["blocks"]) + [b for a in message.get("attachments", []) for b in a["blocks"]]
+    for block in blocks:
+        if block["type"] == "section":
+            texts.append(block["text"]["text"])
+        elif block["type"] == "context":
+            texts.extend(e["text"] for e in block["elements"])
+    return texts
+
+
+def assert_slack_safe(message: dict[str, Any]) -> None:
+    """The only control sequences are the routes.yaml mention and relay's own http(s) links."""
+    for text in mrkdwn_texts(message):
+        for sequence in re.findall(r"<[^>]*>?", text):
+            if sequence == MENTION:
+                continue
+            match = re.fullmatch(r"<(https?://[^\s|<>]+)\|(\w+)>", sequence)
+            assert match, f"unexpected control sequence {sequence!r} in {text!r}"
+            assert match.group(2) in LINK_LABELS
+
+
+class _Html(HTMLParser):
+    ALLOWED = frozenset({"html", "head", "meta", "title", "body", "p", "strong", "code", "table", "tr", "th", "td",
+                         "br", "a"})
+    ATTRIBUTES = frozenset({"charset", "style", "border", "cellpadding", "cellspacing", "href"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.text: list[str] = []
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        assert tag in self.ALLOWED, f"unexpected tag <{tag}>"
+        for name, value in attrs:
+            assert name in self.ATTRIBUTES, f"unexpected attribute {name}"
+            if name == "href":
+                assert value is not None and re.match(r"https?://", value), value
+                self.hrefs.append(value)
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def parse_html(message: EmailMessage) -> _Html:
+    part = message.get_body(("html",))
+    assert isinstance(part, EmailMessage)
+    parser = _Html()
+    parser.feed(part.get_content())
+    return parser
+
+
+def with_alert(group: WebhookMessage, **changes: Any) -> WebhookMessage:
+    alert = group.alerts[0]
+    updated = alert.model_copy(update={k: {**getattr(alert, k), **v} if isinstance(v, dict) else v
+                                       for k, v in changes.items()})
+    return group.model_copy(update={"alerts": [updated]})
+
+
+# escaping ---------------------------------------------------------------------------------------------------------
+
+def test_the_injection_fixture_shows_its_text_but_cannot_mention_or_link() -> None:
+    n = notification("firing-higherrorrate")
+    message = build_message(n, TEMPLATES_, SLACK, now=NOW)
+    assert_slack_safe(message)
+    wire = json.dumps(message)
+    assert "&lt;!channel&gt; *bold* &lt;https://evil.example|click&gt;" in wire
+    parsed = parse_html(email_message(n, TEMPLATES_, EMAIL, now=NOW))
+    assert "Error ratio is 7.3% (<!channel> *bold* <https://evil.example|click>)" in "".join(parsed.text)
+    assert not any("evil" in href for href in parsed.hrefs)
+
+
+DANGEROUS = st.sampled_from(["<!channel>", "<!here>", "<@U024BE7LH>", "<#C024BE7LH>", "<https://evil.example|click>",
+                             "<script>alert(1)</script>", '"><img src=x onerror=1>', "&lt;!here&gt;", "&", "|",
+                             "javascript:alert(1)", "<!subteam^S9|x>", "`", "*", "\n", "<", ">", "알림"])
+VALUES = st.lists(st.one_of(DANGEROUS, st.text(max_size=8)), min_size=1, max_size=6).map("".join)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(label=VALUES, summary=VALUES, description=VALUES, runbook=VALUES)
+def test_no_alert_value_becomes_a_mention_link_or_tag(label: str, summary: str, description: str,
+                                                     runbook: str) -> None:
+    group = with_alert(webhook_message("firing-higherrorrate"), labels={"pod": label, "instance": label},
+                       annotations={"summary": summary, "description": description, "runbook_url": runbook},
+                       generatorURL=runbook)
+    group = group.model_copy(update={"groupLabels": {**group.groupLabels, "namespace": label}})
+    n = notification(group)
+    assert_slack_safe(build_message(n, TEMPLATES_, SLACK, now=NOW))
+    parsed = parse_html(email_message(n, TEMPLATES_, EMAIL, now=NOW))
+    text = " ".join("".join(parsed.text).split())
+    for value in (label, summary, description):  # shown as text, exactly (up to line breaks)
+        assert " ".join(value.split()) in text
+
+
+def test_links_are_only_made_from_http_urls() -> None:
+    assert safe_url("javascript:alert(1)") == safe_url("data:text/html,x") == safe_url("/relative") == ""
+    assert safe_url("https://x.example/a b|c<d>") == "https://x.example/a%20b%7Cc%3Cd%3E"
+    assert safe_url("https://x.example/?a=1&b=2") == "https://x.example/?a=1&b=2"
+    assert slack_link("https://x.example/?a=1&b=2", "Run|book") == "<https://x.example/?a=1&amp;b=2|Run¦book>"
+    assert slack_link("ftp://x.example", "Runbook") == ""
+
+
+def test_silence_link_matches_the_alert_exactly_even_with_quotes() -> None:
+    url = silence_url("http://am:9093/", {"alertname": "X", "path": 'a"b\\c'})
+    assert url.startswith("http://am:9093/#/silences/new?filter=")
+    from urllib.parse import unquote
+
+    assert unquote(url.split("filter=", 1)[1]) == '{alertname="X",path="a\\"b\\\\c"}'
+    assert silence_url("", {"a": "b"}) == ""
+
+
+def test_html_parts_are_escaped_whatever_the_file_is_called(tmp_path: Path) -> None:
+    directory = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, directory)
+    (directory / "mine.j2").write_text("<p>{{ alerts[0].annotations.description }}</p>")
+    receiver = EMAIL.model_copy(update={"templates": {"html": "mine.j2"}})
+    message = email_message(notification("firing-higherrorrate"), Templates(directory), receiver, now=NOW)
+    part = message.get_body(("html",))
+    assert isinstance(part, EmailMessage)
+    assert "&lt;!channel&gt;" in part.get_content() and "<https://evil" not in part.get_content()
+
+
+# limits -------------------------------------------------------------------------------------------------------------
+
+def test_cut_says_how_much_was_cut_and_never_splits_an_escape() -> None:
+    assert cut("short", 10) == "short"
+    long = cut("x" * 5000, 3000)
+    assert len(long) <= 3000 and long.endswith("… and 2026 more characters")
+    text = "a" * 2970 + "&amp;" + "b" * 100
+    assert "&am…" not in cut(text, 3000, mrkdwn=True) and "&amp;…" not in cut(text, 3000, mrkdwn=True)
+    link = "a" * 2960 + "<https://x.example|Runbook>" + "b" * 100
+    assert cut(link, 3000, mrkdwn=True).count("<") == 0
+
+
+def test_a_huge_group_fits_slack_and_says_what_was_left_out() -> None:
+    group = webhook_message("firing-highlatency-group2")
+    template = group.alerts[0]
+    alerts = [template.model_copy(update={"fingerprint": f"{i:016x}", "labels": {**template.labels, "pod": f"p{i}"},
+                                          "annotations": {"summary": "x" * 4000}}) for i in range(120)]
+    group = group.model_copy(update={"alerts": alerts, "truncatedAlerts": 30,
+                                     "groupLabels": {"alertname": "A" * 400}})
+    message = build_message(notification(group), TEMPLATES_, SLACK, now=NOW)
+    assert block_problems(message) == []
+    blocks = message["blocks"] + message["attachments"][0]["blocks"]
+    assert len(blocks) == BLOCK_LIMIT
+    notes = [b["elements"][0]["text"] for b in blocks if b["type"] == "context"]
+    assert "… and 75 more alerts" in notes  # 45 shown
+    assert "+30 alerts not sent by Alertmanager" in notes
+    assert len(message["blocks"][0]["text"]["text"]) <= 150
+    assert all(len(t) <= 3000 for t in mrkdwn_texts(message))
+    assert "more characters" in blocks[3]["text"]["text"]
+
+
+def test_pagerduty_event_stays_under_512_kb() -> None:
+    group = with_alert(webhook_message("firing-poddown"),
+                       annotations={f"note{i}": "y" * 100_000 for i in range(8)})
+    [event] = build_events(notification(group), TEMPLATES_, PAGERDUTY, now=NOW)
+    assert len(json.dumps(event).encode()) < EVENT_LIMIT
+    assert event["payload"]["custom_details"]["labels"]["pod"] == "server-abc-123"
+    assert event["payload"]["custom_details"]["annotations"]["note0"].endswith("more characters")
+
+
+def test_truncated_alerts_are_shown_everywhere() -> None:
+    n = notification("firing-highmemory-group3-truncated")
+    assert "+2 alerts not sent by Alertmanager" in json.dumps(build_message(n, TEMPLATES_, SLACK, now=NOW))
+    message = email_message(n, TEMPLATES_, EMAIL, now=NOW)
+    assert "+2 alerts not sent by Alertmanager" in "".join(parse_html(message).text)
+    text = message.get_body(("plain",))
+    assert isinstance(text, EmailMessage) and "+2 alerts not sent by Alertmanager" in text.get_content()
+
+
+# Korean -------------------------------------------------------------------------------------------------------------
+
+KOREAN = ("메모리 사용률 80% 초과 (server-7d9f-0)", "컨테이너 메모리 사용량이 limit의 80%를 넘었습니다.", "결제-서비스")
+
+
+def korean_notification() -> Any:
+    group = webhook_message("firing-highmemory-group3-truncated")
+    return notification(group.model_copy(update={"groupLabels": {**group.groupLabels, "namespace": KOREAN[2]}}))
+
+
+def test_korean_survives_slack_unchanged() -> None:
+    message = build_message(korean_notification(), TEMPLATES_, SLACK, now=NOW)
+    wire = json.loads(json.dumps(message, ensure_ascii=True))  # whatever the encoding on the way
+    assert KOREAN[2] in wire["blocks"][0]["text"]["text"]
+    body = json.dumps(wire, ensure_ascii=False)
+    assert KOREAN[0] in body and KOREAN[1] in body
+
+
+def test_korean_survives_pagerduty_unchanged() -> None:
+    events = build_events(korean_notification(), TEMPLATES_, PAGERDUTY, now=NOW)
+    assert KOREAN[0] in events[0]["payload"]["summary"]
+    assert events[0]["payload"]["custom_details"]["annotations"]["description"] == KOREAN[1]
+
+
+def test_korean_survives_email_unchanged() -> None:
+    from email import message_from_bytes, policy
+
+    sent = email_message(korean_notification(), TEMPLATES_, EMAIL, now=NOW)
+    received = message_from_bytes(sent.as_bytes(policy=policy.SMTP), policy=policy.default)
+    assert isinstance(received, EmailMessage)
+    assert received["Subject"] == f"[FIRING:3] HighMemory {KOREAN[2]}"
+    for part in (received.get_body(("plain",)), received.get_body(("html",))):
+        assert isinstance(part, EmailMessage)
+        assert KOREAN[0] in part.get_content() and KOREAN[1] in part.get_content()
+
+
+# context and overrides ----------------------------------------------------------------------------------------------
+
+def test_relative_time_and_duration() -> None:
+    assert relative_time(NOW - timedelta(minutes=5, seconds=3), NOW) == "5m 3s ago"
+    assert relative_time(NOW - timedelta(days=2, hours=3, minutes=1), NOW) == "2d 3h ago"
+    assert relative_time(NOW + timedelta(seconds=30), NOW) == "30s from now"
+    assert relative_time(None, NOW) == ""
+
+
+def test_distinguishing_labels_leave_out_the_common_noise() -> None:
+    message = build_message(notification("firing-highmemory-group3-truncated"), TEMPLATES_, SLACK, now=NOW)
+    blocks = message["attachments"][0]["blocks"]
+    assert blocks[0]["elements"][0]["text"] == "`container=server` `namespace=ojeomneo`"  # said once
+    alert = blocks[1]["text"]["text"]
+    assert "`pod=server-7d9f-0`" in alert
+    assert "namespace=" not in alert and "severity=" not in alert and "alertname=" not in alert
+
+
+def test_a_receiver_can_override_one_part(tmp_path: Path) -> None:
+    directory = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, directory)
+    (directory / "short.j2").write_text("{{ alert.labels.pod }} is {{ alert.status }}")
+    receiver = SLACK.model_copy(update={"templates": {"alert": "short.j2"}})
+    message = build_message(notification("firing-poddown"), Templates(directory), receiver, now=NOW)
+    assert message["attachments"][0]["blocks"][0]["text"]["text"] == "server-abc-123 is firing"
+    assert message["blocks"][0]["text"]["text"] == ":red_circle: [FIRING:1] PodDown (critical)"  # default title
+
+
+def test_template_context_names_follow_alertmanager() -> None:
+    directory = TEMPLATES
+    ctx_template = ("{{ status }} {{ receiver }} {{ alerts | length }} {{ firing | length }} {{ resolved | length }} "
+                    "{{ groupLabels.alertname }} {{ commonLabels.severity }} {{ commonAnnotations.summary }} "
+                    "{{ externalURL }} {{ truncatedAlerts }} {{ alerts[0].fingerprint }} {{ alerts[0].generatorURL }} "
+                    "{{ alerts[0].startsAt | clock }} {{ alerts[0].silenceURL != '' }}")
+    from relay.templating import context
+
+    env = Templates(directory)._envs["plain"]
+    rendered = env.from_string(ctx_template).render(context(notification("firing-poddown", "r"), now=NOW))
+    assert rendered == ("firing r 1 1 0 PodDown critical Pod down http://vm:19093 0 1080c9b07277e8d8  "
+                        "2026-11-26 07:37 UTC True")
+
