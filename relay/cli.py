@@ -1,4 +1,4 @@
-"""The `relay` command: serve, test-alert, routes check|test, templates render, dead-letters, notifications."""
+"""The `relay` command: serve, test-alert, routes check|test|diff, templates render, dead-letters, notifications."""
 
 from __future__ import annotations
 
@@ -227,6 +227,29 @@ def cmd_templates_render(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_routes_diff(args: argparse.Namespace, settings: Settings) -> int:
+    from relay import routesdiff
+    from relay.routes import load_routes
+    from relay.templating import Templates
+
+    templates = Templates(settings.templates)
+    new_file = Path(args.new) if args.new else settings.routes
+    try:
+        old, new = load_routes(Path(args.old), templates), load_routes(new_file, templates)
+        alerts = routesdiff.rule_alerts(Path(f) for f in args.rules)
+    except ConfigError as exc:
+        print(f"relay: {exc}", file=sys.stderr)
+        return 2
+    changes = routesdiff.diff(old, new, alerts)
+    if not changes:
+        print(f"no alert changes receivers between {args.old} and {new_file}")
+        return 0
+    print(f"{len(changes)} label set{'s' if len(changes) != 1 else ''} change receivers ({args.old} -> {new_file}):")
+    for change in changes:
+        print(f"  {change}")
+    return 1 if args.exit_code else 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="relay", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
@@ -255,6 +278,13 @@ def parser() -> argparse.ArgumentParser:
     rtest.add_argument("--verify-receivers")
     rtest.add_argument("labels", nargs="*", metavar="K=V")
     rtest.set_defaults(func=cmd_routes_test)
+    rdiff = routes.add_parser("diff", help="the alerts whose receivers change between two routes.yaml versions")
+    rdiff.add_argument("old")
+    rdiff.add_argument("new", nargs="?", help="default: RELAY_ROUTES")
+    rdiff.add_argument("--rules", action="append", default=[], metavar="FILE",
+                       help="Prometheus rule file whose alerts to check as well (repeatable)")
+    rdiff.add_argument("--exit-code", action="store_true", help="exit 1 when receivers change")
+    rdiff.set_defaults(func=cmd_routes_diff)
 
     admin.add_commands(sub)
 

@@ -1,0 +1,65 @@
+"""`relay routes diff`: a routes.yaml pull request shows exactly whose pager it changes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from relay.routes import load_routes
+from relay.routesdiff import diff
+from relay.templating import Templates
+from tests.helpers import ROUTES, TEMPLATES
+from tests.test_cli import run_relay
+
+ENV = {"SLACK_WEBHOOK_URL": "https://hooks.slack.example/services/T/B/X", "PAGERDUTY_ROUTING_KEY": "k" * 32}
+
+
+def edited(tmp_path: Path, old: str, new: str) -> Path:
+    text = ROUTES.read_text()
+    assert old in text
+    path = tmp_path / "new-routes.yaml"
+    path.write_text(text.replace(old, new))
+    return path
+
+
+def changes(path: Path, alerts: list[dict[str, str]] | None = None) -> list[str]:
+    templates = Templates(TEMPLATES)
+    return [str(c) for c in diff(load_routes(ROUTES, templates, ENV), load_routes(path, templates, ENV),
+                                 alerts or [])]
+
+
+def test_the_same_file_changes_nothing() -> None:
+    assert changes(ROUTES) == []
+
+
+def test_dropping_a_receiver_names_the_alert_and_both_answers(tmp_path: Path) -> None:
+    path = edited(tmp_path, "receivers: [slack-alerts, ops-email, pagerduty-oncall]",
+                  "receivers: [slack-alerts, pagerduty-oncall]")
+    assert changes(path) == [
+        '{alertname="PodDown"}: slack-alerts, ops-email, pagerduty-oncall -> slack-alerts, pagerduty-oncall']
+
+
+def test_a_wider_regex_is_found_from_its_alternatives(tmp_path: Path) -> None:
+    path = edited(tmp_path, """severity="critical\"""", """severity=~"critical|page\"""")
+    assert changes(path) == ['{severity="page"}: slack-alerts -> slack-alerts, ops-email']
+
+
+def test_rule_file_alerts_are_checked_by_name(tmp_path: Path) -> None:
+    path = edited(tmp_path, """  - matchers: ['severity="warning"']""",
+                  """  - matchers: ['team="db"']\n    receivers: [ops-email]\n  - matchers: ['severity="warning"']""")
+    critical = {"alertname": "DBConnectionExhausted", "severity": "critical", "team": "db"}  # matched earlier
+    warning = {"alertname": "DBSlowQueries", "severity": "warning", "team": "db"}
+    assert changes(path, [critical, warning]) == ['{alertname="DBSlowQueries", team="db"}: slack-alerts -> ops-email',
+                                                  '{team="db"}: slack-alerts -> ops-email']
+
+
+async def test_cli_reads_prometheus_rules_and_can_fail_the_build(tmp_path: Path) -> None:
+    path = edited(tmp_path, "receivers: [slack-alerts, ops-email, pagerduty-oncall]", "receivers: [slack-alerts]")
+    rules = tmp_path / "rules.yml"
+    rules.write_text("groups:\n- name: server\n  rules:\n  - alert: PodDown\n    expr: up == 0\n"
+                     "    labels: {severity: critical}\n")
+    code, out = await run_relay("routes", "diff", str(ROUTES), str(path), "--rules", str(rules), "--exit-code",
+                                env=ENV)
+    assert code == 1, out
+    assert '{alertname="PodDown"}: slack-alerts, ops-email, pagerduty-oncall -> slack-alerts\n' in out
+    code, out = await run_relay("routes", "diff", str(ROUTES), str(ROUTES), "--exit-code", env=ENV)
+    assert code == 0 and "no alert changes receivers" in out
