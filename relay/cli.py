@@ -152,14 +152,21 @@ def cmd_test_alert(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_routes_check(args: argparse.Namespace, settings: Settings) -> int:
+    from relay.preview import template_problems
     from relay.routes import load_routes
     from relay.templating import Templates
 
     file = Path(args.file) if args.file else settings.routes
+    templates = Templates(settings.templates)
     try:
-        routes = load_routes(file, Templates(settings.templates))
+        routes = load_routes(file, templates)
     except ConfigError as exc:
         print(f"relay: {exc}", file=sys.stderr)
+        return 1
+    problems = template_problems(routes.receivers, templates)
+    for problem in problems:
+        print(f"relay: {file}: {problem}", file=sys.stderr)
+    if problems:
         return 1
     print(f"{file}: ok ({len(routes.receivers)} receivers, {len(routes.spec.routes)} routes)")
     for name, missing in routes.unconfigured().items():

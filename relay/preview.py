@@ -20,6 +20,7 @@ from relay.channels.email import build_message as email_message
 from relay.channels.email import message_id
 from relay.channels.pagerduty import build_events
 from relay.channels.slack_threads import narrowed
+from relay.errors import DeliveryError
 from relay.fingerprint import fingerprint
 from relay.receivers import ReceiverConfig
 from relay.templating import Templates
@@ -55,6 +56,23 @@ def resolved(group: WebhookMessage, now: datetime) -> WebhookMessage:
 def as_notification(receiver: ReceiverConfig, group: WebhookMessage, now: datetime) -> Notification:
     return Notification(id=0, receiver=receiver.name, integration=receiver.integration,
                         lane=f"{receiver.name}:{group.groupKey}", group=group, received_at=now)
+
+
+def template_problems(receivers: Mapping[str, ReceiverConfig], templates: Templates) -> list[str]:
+    """Render every receiver's templates for sample alerts, firing and resolved; what failed, per receiver."""
+    now = datetime.now(UTC)
+    sample = synthetic_group({"severity": "critical", "namespace": "default", "pod": "app-0", "instance": "10.0.0.1"},
+                             {"summary": "Sample alert from relay routes check", "description": "Sample.",
+                              "runbook_url": "https://runbooks.example/sample"}, now)
+    problems = []
+    for name, receiver in sorted(receivers.items()):
+        for group in (sample, resolved(sample, now)):
+            try:
+                render(receiver, as_notification(receiver, group, now), templates, now)
+            except DeliveryError as exc:
+                problems.append(f"receiver {name} ({group.status}): {exc}")
+                break
+    return problems
 
 
 def render(receiver: ReceiverConfig, notification: Notification, templates: Templates,

@@ -242,7 +242,12 @@ class Templates:
     def render(self, integration: str, part: str, overrides: Mapping[str, str], ctx: Mapping[str, Any]) -> str:
         """Render one part; any template failure is permanent (retrying renders the same)."""
         try:
-            return self._template(integration, part, overrides).render(ctx).strip()
+            template = self._template(integration, part, overrides)
         except jinja2.TemplateError as exc:
             name = self.template_name(integration, part, overrides)
             raise PermanentDeliveryError("template_error", f"{name}: {exc}") from None
+        try:
+            return template.render(ctx).strip()
+        except Exception as exc:  # template code can raise anything (`1 / 0`, `"a" + 1`): it renders the same next time
+            name = self.template_name(integration, part, overrides)
+            raise PermanentDeliveryError("template_error", f"{name}: {type(exc).__name__}: {exc}") from None

@@ -23,7 +23,7 @@ from relay.templating import Templates
 from relay.threads import Threads
 from tests.fakes import notification
 from tests.fakes.slack import DEFAULT_TOKEN, SlackWebhookServer, channel_id
-from tests.helpers import TEMPLATES
+from tests.helpers import TEMPLATES, postgres_database
 
 CHANNEL = "#ojeomneo-alerts"
 
@@ -88,8 +88,17 @@ async def test_resolve_replies_in_the_thread_and_updates_the_original(
     assert len(slack.posted) == 2
 
 
-async def test_threads_survive_a_restart(slack: SlackWebhookServer, tmp_path: Path, bot: Sender) -> None:
-    url = f"sqlite:///{tmp_path / 'restart.db'}"
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'restart.db'}"
+    else:
+        async with postgres_database() as url:
+            yield url
+
+
+async def test_threads_survive_a_restart(slack: SlackWebhookServer, store_url: str, bot: Sender) -> None:
+    url = store_url
     first = open_store(url)
     await first.open()
     await bot().send(notification("firing-poddown", "team-slack"), Threads(first, "team-slack"))
@@ -104,6 +113,7 @@ async def test_threads_survive_a_restart(slack: SlackWebhookServer, tmp_path: Pa
     [original] = slack.top_level()
     assert [r.thread_ts for r in slack.replies(original.ts)] == [original.ts]
     assert [u["ts"] for u in slack.updates] == [original.ts]
+    assert "[RESOLVED] PodDown" in header(original.body) and "*Pod down*" in wire(original.body)
 
 
 async def test_a_group_resolving_alert_by_alert_updates_the_message_each_time(

@@ -1,14 +1,19 @@
-"""The `relay` command as a user runs it: serve's refusals, test-alert over HTTP and --direct."""
+"""The `relay` command as a user runs it: serve's refusals, test-alert over HTTP and --direct, templates render."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
+import shutil
 import sys
+from email import message_from_string, policy
+from email.message import EmailMessage
 from pathlib import Path
 
 from tests.conftest import Providers
-from tests.helpers import REPO, TEMPLATES, relay_settings, repo_routes, running_relay
+from tests.helpers import FIXTURES, REPO, TEMPLATES, relay_settings, repo_routes, running_relay
 
 
 async def run_relay(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO) -> tuple[int, str]:
@@ -73,3 +78,63 @@ async def test_test_alert_shows_dead_letters(tmp_path: Path, providers: Provider
     code, out = await run_relay("test-alert", "--direct", env=env)
     assert code == 1
     assert "slack-alerts" in out and "dead-lettered: unconfigured" in out
+
+
+RENDER_ENV = {"SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/WEBHOOKSECRET",
+              "PAGERDUTY_ROUTING_KEY": "ROUTINGKEYSECRET", "SMTP_PASSWORD": "SMTPSECRET",
+              "RELAY_ROUTES": str(REPO / "routes.yaml"), "RELAY_TEMPLATES": str(TEMPLATES)}
+
+
+def calls(out: str) -> list[tuple[str, str]]:
+    """The `# what` lines of `templates render` and the text after each."""
+    parts = re.split(r"^# (.*)$", out, flags=re.MULTILINE)
+    return list(zip(parts[1::2], (p.strip() for p in parts[2::2]), strict=True))
+
+
+async def test_templates_render_prints_what_each_integration_sends_without_secrets() -> None:
+    poddown = str(FIXTURES / "firing-poddown.json")
+    code, slack = await run_relay("templates", "render", "--receiver", "slack-alerts", "--fixture", poddown,
+                                  env=RENDER_ENV)
+    assert code == 0, slack
+    [(what, body)] = calls(slack)
+    assert what.startswith("POST to the incoming webhook")
+    message = json.loads(body)
+    assert message["blocks"][0]["text"]["text"] == ":red_circle: [FIRING:1] PodDown (critical)"
+    assert message["channel"] == "#ojeomneo-alerts"
+
+    code, pagerduty = await run_relay("templates", "render", "--receiver", "pagerduty-oncall", "--fixture", poddown,
+                                      "--resolve", env=RENDER_ENV)
+    assert code == 0, pagerduty
+    [event] = json.loads(calls(pagerduty)[0][1])
+    assert event["event_action"] == "resolve" and len(event["dedup_key"]) == 32
+
+    code, mail = await run_relay("templates", "render", "--receiver", "ops-email", "alertname=DiskFull",
+                                 "severity=critical", "namespace=결제", "--annotation", "summary=디스크 95%",
+                                 env=RENDER_ENV)
+    assert code == 0, mail
+    message = message_from_string(calls(mail)[0][1], policy=policy.default)
+    assert message["Subject"] == "[FIRING:1] DiskFull 결제"
+    text = message.get_body(("plain",))
+    assert isinstance(text, EmailMessage) and "디스크 95%" in text.get_content()
+    for out in (slack, pagerduty, mail):
+        for secret in ("WEBHOOKSECRET", "ROUTINGKEYSECRET", "SMTPSECRET"):
+            assert secret not in out
+
+
+async def test_templates_render_refuses_unknown_receivers_and_bad_input(tmp_path: Path) -> None:
+    code, out = await run_relay("templates", "render", "--receiver", "nobody", "a=b", env=RENDER_ENV)
+    assert code == 1 and "no receiver 'nobody'" in out and "slack-alerts" in out
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"version": "4"}')
+    code, out = await run_relay("templates", "render", "--receiver", "ops-email", "--fixture", str(broken),
+                                env=RENDER_ENV)
+    assert code == 1 and "cannot read" in out
+
+
+async def test_routes_check_renders_every_receivers_templates(tmp_path: Path) -> None:
+    templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, templates)
+    (templates / "pagerduty" / "summary.j2").write_text("{{ alert.labels.pod | int + 'x' }}")
+    code, out = await run_relay("routes", "check", env={**RENDER_ENV, "RELAY_TEMPLATES": str(templates)})
+    assert code == 1
+    assert "receiver pagerduty-oncall (firing): template_error: pagerduty/summary.j2: TypeError" in out

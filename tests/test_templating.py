@@ -11,6 +11,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -283,3 +284,15 @@ def test_template_context_names_follow_alertmanager() -> None:
     assert rendered == ("firing r 1 1 0 PodDown critical Pod down http://vm:19093 0 1080c9b07277e8d8  "
                         "2026-11-26 07:37 UTC True")
 
+
+
+def test_a_template_failing_at_render_time_is_a_permanent_template_error(tmp_path: Path) -> None:
+    from relay.errors import PermanentDeliveryError
+
+    directory = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, directory)
+    (directory / "bad.j2").write_text('{{ alerts | length + "x" }}')
+    receiver = EMAIL.model_copy(update={"templates": {"subject": "bad.j2"}})
+    with pytest.raises(PermanentDeliveryError) as caught:
+        email_message(notification("firing-poddown"), Templates(directory), receiver, now=NOW)
+    assert caught.value.reason == "template_error" and "bad.j2: TypeError" in caught.value.detail
