@@ -154,7 +154,7 @@ class SlackChannel:
 
     async def _call(self, method: Callable[[AsyncWebClient], Awaitable[AsyncSlackResponse]]) -> AsyncSlackResponse:
         token = self.config.token.get_secret_value() if self.config.token else ""
-        client = AsyncWebClient(token=token, base_url=self.config.api_url, session=self.session,
+        client = AsyncWebClient(token=token, base_url=self.config.api_url.rstrip("/") + "/", session=self.session,
                                 retry_handlers=[], logger=_sdk_log)
         client.proxy = None  # proxies are the session's business (trust_env honours NO_PROXY; slack_sdk does not)
         try:

@@ -96,8 +96,10 @@ class ThreadBook:
 
     async def remember(self, anchor: Anchor, announced: Notification) -> None:
         """Record the message first, then its alerts: a failure in between re-posts, it never loses the thread."""
-        await self._put([anchor.key], json.dumps({"group": announced.group.model_dump(mode="json")}))
         firing = [a for a in announced.alerts if a.status == "firing"]
+        if not firing:  # nothing in it will resolve later
+            return
+        await self._put([anchor.key], json.dumps({"group": announced.group.model_dump(mode="json")}))
         await guard_store(self.threads.remember(firing, json.dumps({"channel": anchor.channel, "ts": anchor.ts})))
 
     async def original(self, anchor: Anchor, notification: Notification,
