@@ -10,6 +10,8 @@ and read the diff (`git diff tests/golden`) before committing it.
 
 from __future__ import annotations
 
+import email
+import email.policy
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,11 +48,28 @@ def fired(group: WebhookMessage) -> WebhookMessage:
     return group.model_copy(update={"alerts": alerts, "status": group_status(alerts)})
 
 
+def readable_email(text: str) -> str:
+    """The email as a reviewer reads it: headers, then each part decoded (no quoted-printable, Korean as is)."""
+    where, _, mime = text.partition("\n")
+    message = email.message_from_string(mime, policy=email.policy.default)
+    lines = [where, *(f"{name}: {value}" for name, value in message.items() if name != "Content-Type")]
+    for part in message.walk():
+        if part.is_multipart():
+            continue
+        payload = part.get_payload(decode=True)
+        assert isinstance(payload, bytes)
+        lines += ["", f"--- {part.get_content_type()} ({part.get_content_charset()}, "
+                      f"{part['Content-Transfer-Encoding']} on the wire) ---",
+                  payload.decode(part.get_content_charset() or "ascii").rstrip("\n")]
+    return "\n".join(lines) + "\n"
+
+
 def rendered(integration: str, fixture: str, state: str) -> str:
     group = WebhookMessage.model_validate_json((FIXTURES / f"{fixture}.json").read_bytes())
     group = resolved(group, NOW) if state == "resolved" else fired(group)
     receiver = RECEIVERS[integration]
-    return render(receiver, as_notification(receiver, group, NOW), Templates(TEMPLATES), NOW)
+    text = render(receiver, as_notification(receiver, group, NOW), Templates(TEMPLATES), NOW)
+    return readable_email(text) if integration == "email" else text
 
 
 def golden_path(integration: str, fixture: str, state: str) -> Path:
