@@ -32,6 +32,7 @@ from bench.common import (
     Sink,
     Stack,
     cancel_on_sigterm,
+    cpu_seconds,
     median,
     postgres_available,
     postgres_database,
@@ -57,8 +58,10 @@ class Result:
     ingest_webhooks: int
     delivered_during_ingest_per_s: float
     backlog_after_ingest: int  # notifications accepted but not yet delivered when the load stopped
+    ingest_cpu_ms_per_alert: float  # relay's CPU time (all threads) per alert, ingest and its deliveries included
     delivery_per_s: float
     delivery_total: int
+    delivery_cpu_ms: float  # relay's CPU time per notification delivered (start-up excluded)
 
 
 async def database(stack: Stack, store: str, name: str) -> str:
@@ -67,8 +70,9 @@ async def database(stack: Stack, store: str, name: str) -> str:
 
 async def ingest(stack: Stack, sink: Sink, store: str, run: int, seconds: float, concurrency: int
                  ) -> tuple[float, int, float, int]:
-    _, url, _ = await start_relay(stack, f"ingest-{store}-{run}", routes_yaml(sink, RECEIVERS),
+    proc, url, _ = await start_relay(stack, f"ingest-{store}-{run}", routes_yaml(sink, RECEIVERS),
                                   await database(stack, store, f"ingest{run}"), NO_RATE_LIMITS)
+    cpu_before = cpu_seconds(proc.pid)
     accepted = 0
     failures: list[str] = []
     counter = iter(range(10**9))
@@ -98,7 +102,9 @@ async def ingest(stack: Stack, sink: Sink, store: str, run: int, seconds: float,
     notifications = accepted * len(RECEIVERS)
     # Let relay finish delivering before the next phase, so phases do not overlap on the CPU.
     await sink.wait_count(before + notifications, timeout=max(60.0, notifications / 100))
-    return accepted * ALERTS_PER_WEBHOOK / elapsed, accepted, delivered / elapsed, notifications - delivered
+    cpu_ms = (cpu_seconds(proc.pid) - cpu_before) * 1000 / max(1, accepted * ALERTS_PER_WEBHOOK)
+    return (accepted * ALERTS_PER_WEBHOOK / elapsed, accepted, delivered / elapsed, notifications - delivered,
+            cpu_ms)
 
 
 async def fill_outbox(database_url: str, routes_text: str, stack: Stack, count: int, run: int) -> None:
@@ -128,40 +134,48 @@ async def fill_outbox(database_url: str, routes_text: str, stack: Stack, count: 
         await store.close()
 
 
-async def deliver(stack: Stack, sink: Sink, store: str, run: int, count: int) -> tuple[float, int]:
+async def deliver(stack: Stack, sink: Sink, store: str, run: int, count: int) -> tuple[float, int, float]:
     routes = routes_yaml(sink, RECEIVERS)
     url = await database(stack, store, f"deliver{run}")
     await fill_outbox(url, routes, stack, count, run)
     total = count // len(RECEIVERS) * len(RECEIVERS)
     before = await sink.count()
-    await start_relay(stack, f"deliver-{store}-{run}", routes, url, NO_RATE_LIMITS, wait=False)
+    proc, _, _ = await start_relay(stack, f"deliver-{store}-{run}", routes, url, NO_RATE_LIMITS, wait=False)
     marks: dict[float, float] = {}
+    cpu: dict[float, float] = {}
+    sink_cpu: dict[float, float] = {}
     deadline = time.monotonic() + max(120.0, total / 50)
     while time.monotonic() < deadline:
         done = await sink.count() - before
         now = time.monotonic()
         for share in (0.1, 0.9):
             if done >= share * total and share not in marks:
-                marks[share] = now
+                marks[share], cpu[share] = now, cpu_seconds(proc.pid)
+                sink_cpu[share] = cpu_seconds(sink.proc.pid)
         if done >= total:
             break
         await asyncio.sleep(0.05)
     else:
         raise RuntimeError(f"delivery: only {await sink.count() - before} of {total} delivered in time")
-    return 0.8 * total / max(1e-9, marks[0.9] - marks[0.1]), total
+    delivered = 0.8 * total
+    print(f"    sink CPU {(sink_cpu[0.9] - sink_cpu[0.1]) * 1000 / delivered:.2f} ms/message")
+    return delivered / max(1e-9, marks[0.9] - marks[0.1]), total, (cpu[0.9] - cpu[0.1]) * 1000 / delivered
 
 
 async def one_run(store: str, run: int, opts: argparse.Namespace) -> Result:
     async with Stack(opts.keep) as stack:
         sink = await start_sink(stack)
-        rate, webhooks, delivered, backlog = await ingest(stack, sink, store, run, opts.seconds, opts.concurrency)
+        rate, webhooks, delivered, backlog, ingest_cpu = await ingest(stack, sink, store, run, opts.seconds,
+                                                                      opts.concurrency)
         print(f"  run {run + 1} {store:<8} ingest {rate:7.0f} alerts/s ({webhooks} webhooks), "
-              f"delivered meanwhile {delivered:6.0f}/s, backlog {backlog}", flush=True)
+              f"delivered meanwhile {delivered:6.0f}/s, backlog {backlog}, relay CPU {ingest_cpu:.2f} ms/alert",
+              flush=True)
     async with Stack(opts.keep) as stack:
         sink = await start_sink(stack)
-        per_s, total = await deliver(stack, sink, store, run, opts.notifications)
-        print(f"  run {run + 1} {store:<8} delivery {per_s:7.0f} notifications/s ({total})", flush=True)
-    return Result(store, run, rate, webhooks, delivered, backlog, per_s, total)
+        per_s, total, delivery_cpu = await deliver(stack, sink, store, run, opts.notifications)
+        print(f"  run {run + 1} {store:<8} delivery {per_s:7.0f} notifications/s ({total}), "
+              f"relay CPU {delivery_cpu:.2f} ms/notification", flush=True)
+    return Result(store, run, rate, webhooks, delivered, backlog, ingest_cpu, per_s, total, delivery_cpu)
 
 
 def report(results: Sequence[Result], stores: Sequence[str], opts: argparse.Namespace, machine: Machine) -> str:
@@ -174,10 +188,12 @@ def report(results: Sequence[Result], stores: Sequence[str], opts: argparse.Name
         rows.append((f"relay ({store})", median([r.ingest_alerts_per_s for r in mine]),
                      f"{min(r.ingest_alerts_per_s for r in mine):.0f}-{max(r.ingest_alerts_per_s for r in mine):.0f}",
                      median([r.delivered_during_ingest_per_s for r in mine]),
+                     f"{median([r.ingest_cpu_ms_per_alert for r in mine]):.2f}",
                      median([r.delivery_per_s for r in mine]),
-                     f"{min(r.delivery_per_s for r in mine):.0f}-{max(r.delivery_per_s for r in mine):.0f}"))
-    lines.append(table(["system", "ingest alerts/s", "range", "delivered during ingest/s", "delivery notif/s",
-                        "range"], rows))
+                     f"{min(r.delivery_per_s for r in mine):.0f}-{max(r.delivery_per_s for r in mine):.0f}",
+                     f"{median([r.delivery_cpu_ms for r in mine]):.2f}"))
+    lines.append(table(["system", "ingest alerts/s", "range", "delivered during ingest/s", "CPU ms/alert",
+                        "delivery notif/s", "range", "CPU ms/notif"], rows))
     return "\n".join(lines)
 
 

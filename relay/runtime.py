@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import urllib.request
 from pathlib import Path
 
 import aiohttp
@@ -36,7 +37,10 @@ class Runtime:
 
     async def start(self) -> None:
         """Load the configuration; a broken one raises ConfigError (relay does not start)."""
-        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30), trust_env=True)
+        # trust_env makes aiohttp read ~/.netrc and the proxy variables on every request, in a worker thread:
+        # pay for that only when a proxy is configured.
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30),
+                                             trust_env=bool(urllib.request.getproxies()))
         await self.reload()
 
     async def reload(self) -> Routes:

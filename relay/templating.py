@@ -206,7 +206,8 @@ class Templates:
         self.directory = directory
         loader = jinja2.FileSystemLoader(str(directory))
         common: dict[str, Any] = {"loader": loader, "undefined": jinja2.ChainableUndefined, "trim_blocks": True,
-                                  "lstrip_blocks": True, "keep_trailing_newline": False}
+                                  "lstrip_blocks": True, "keep_trailing_newline": False,
+                                  "auto_reload": False}  # a reload builds new Templates: no stat per render
         self._envs: dict[Kind, SandboxedEnvironment] = {
             "plain": SandboxedEnvironment(autoescape=False, **common),
             "html": SandboxedEnvironment(autoescape=True, **common),

@@ -49,12 +49,13 @@ INSERT INTO notifications (receiver, integration, lane, status, alertnames, payl
                            next_attempt_at)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
-SQL_HEADS = """
+SQL_NEXT_RECEIVER = "SELECT min(receiver) FROM notifications WHERE state = 'pending' AND receiver > ?"
+SQL_RECEIVER_HEADS = """
 SELECT n.id, n.receiver, n.integration, n.lane, n.payload, n.received_at, n.give_up_at, n.attempts,
        n.next_attempt_at, n.lease_until
-FROM notifications n
-JOIN (SELECT min(id) AS id FROM notifications WHERE state = 'pending' GROUP BY lane) head ON head.id = n.id
-WHERE n.lease_until <= ?
+FROM notifications n INDEXED BY notifications_receiver_due
+WHERE n.state = 'pending' AND n.receiver = ? AND n.lease_until <= ?
+  AND NOT EXISTS (SELECT 1 FROM notifications p WHERE p.state = 'pending' AND p.lane = n.lane AND p.id < n.id)
 ORDER BY n.next_attempt_at, n.id
 """
 SQL_LEASE = "UPDATE notifications SET lease_until = ?, lease_owner = ? WHERE id = ?"
@@ -131,6 +132,37 @@ def _replay(conn: sqlite3.Connection, notification_id: int, now: float) -> bool:
         group = group.model_copy(update={"alerts": kept, "status": group_status(kept)})
         conn.execute("UPDATE notifications SET payload = ? WHERE id = ?", (group.model_dump_json(), notification_id))
     return bool(conn.execute(SQL_REPLAY, (now, now, notification_id)).rowcount)
+
+
+def _pending_receivers(conn: sqlite3.Connection) -> list[str]:
+    """Receivers with pending rows, one index probe each (a loose index scan, not a pass over the rows)."""
+    out: list[str] = []
+    while (receiver := conn.execute(SQL_NEXT_RECEIVER, (out[-1] if out else "",)).fetchone()[0]) is not None:
+        out.append(receiver)
+    return out
+
+
+def _due_heads(conn: sqlite3.Connection, limit: int, now: float, room: Mapping[str, int]
+               ) -> tuple[list[Any], bool, float | None]:
+    """Due lane heads in due order, at most each receiver's room; whether more were due; when the next one is."""
+    heads: list[Any] = []  # sqlite3.Row
+    more, next_due = False, None
+    for receiver in _pending_receivers(conn):
+        share = min(limit, room.get(receiver, limit))
+        if share <= 0:  # this receiver has its share in flight: its completions will wake the dispatcher
+            continue
+        taken = 0
+        for row in conn.execute(SQL_RECEIVER_HEADS, (receiver, now)):
+            if row["next_attempt_at"] > now:
+                next_due = row["next_attempt_at"] if next_due is None else min(next_due, row["next_attempt_at"])
+                break
+            if taken >= share:
+                more = True
+                break
+            heads.append(row)
+            taken += 1
+    heads.sort(key=lambda row: (row["next_attempt_at"], row["id"]))
+    return heads, more, next_due
 
 
 class SqliteStore:
@@ -257,20 +289,11 @@ class SqliteStore:
     async def claim(self, owner: str, limit: int, now: float, lease: float,
                     room: Mapping[str, int] | None = None) -> Claim:
         def op(conn: sqlite3.Connection) -> Claim:
+            due, more, next_due = _due_heads(conn, limit, now, room or {})
+            if len(due) > limit:
+                due, more = due[:limit], True
             claimed: list[Claimed] = []
-            left = dict(room or {})
-            next_due = None
-            for row in conn.execute(SQL_HEADS, (now,)):
-                if row["next_attempt_at"] > now:
-                    next_due = row["next_attempt_at"]
-                    break
-                if len(claimed) >= limit:
-                    next_due = now
-                    break
-                receiver = row["receiver"]
-                if left.get(receiver, limit) <= 0:  # this receiver has its share in flight: others go first
-                    continue
-                left[receiver] = left.get(receiver, limit) - 1
+            for row in due:
                 try:
                     notification = notification_from_row(row)
                 except ValueError as exc:  # unreadable row: set it aside rather than block every lane
@@ -279,7 +302,7 @@ class SqliteStore:
                     continue
                 conn.execute(SQL_LEASE, (now + lease, owner, row["id"]))
                 claimed.append(Claimed(notification, row["give_up_at"], now + lease))
-            return Claim(claimed, next_due)
+            return Claim(claimed, now if more and len(claimed) >= limit else next_due)
 
         return await self._call(op)
 
