@@ -123,22 +123,23 @@ async def start_forwarder(stack: Stack, sink: Sink) -> Target:
     return Target(FORWARDER, f"{url}/webhook", relay_body)
 
 
-async def start_targets(stack: Stack, sink: Sink, systems: Sequence[str]) -> list[Target]:
+async def start_target(stack: Stack, sink: Sink, system: str) -> Target:
     routes = routes_yaml(sink, rate_limit=True)
-    out = []
-    for system in systems:
-        if system == RELAY_SQLITE:
-            _, url, _ = await start_relay(stack, "relay-sqlite", routes, sqlite_url(stack, "relay"))
-            out.append(Target(system, f"{url}/webhook", relay_body))
-        elif system == RELAY_POSTGRES:
-            database = await postgres_database(stack, "latency")
-            _, url, _ = await start_relay(stack, "relay-postgres", routes, database)
-            out.append(Target(system, f"{url}/webhook", relay_body))
-        elif system == FORWARDER:
-            out.append(await start_forwarder(stack, sink))
-        else:
-            out.append(await start_alertmanager(stack, sink))
-    return out
+    if system == FORWARDER:
+        return await start_forwarder(stack, sink)
+    if system == AM:
+        return await start_alertmanager(stack, sink)
+    if system == RELAY_SQLITE:
+        database = sqlite_url(stack, "relay")
+    else:
+        database = await postgres_database(stack, "latency")
+    _, url, _ = await start_relay(stack, f"relay-{system.split('(')[1].rstrip(')')}", routes, database)
+    return Target(system, f"{url}/webhook", relay_body)
+
+
+async def start_targets(stack: Stack, sink: Sink, systems: Sequence[str]) -> list[Target]:
+    """Start every system at once (they are idle until their turn); in the order given."""
+    return list(await asyncio.gather(*(start_target(stack, sink, system) for system in systems)))
 
 
 async def drive(session: aiohttp.ClientSession, target: Target, ids: Sequence[str], rate: float

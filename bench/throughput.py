@@ -103,6 +103,7 @@ async def ingest(stack: Stack, sink: Sink, store: str, run: int, seconds: float,
     # Let relay finish delivering before the next phase, so phases do not overlap on the CPU.
     await sink.wait_count(before + notifications, timeout=max(60.0, notifications / 100))
     cpu_ms = (cpu_seconds(proc.pid) - cpu_before) * 1000 / max(1, accepted * ALERTS_PER_WEBHOOK)
+    await stack.stop(proc)
     return (accepted * ALERTS_PER_WEBHOOK / elapsed, accepted, delivered / elapsed, notifications - delivered,
             cpu_ms)
 
@@ -158,23 +159,19 @@ async def deliver(stack: Stack, sink: Sink, store: str, run: int, count: int) ->
     else:
         raise RuntimeError(f"delivery: only {await sink.count() - before} of {total} delivered in time")
     delivered = 0.8 * total
+    await stack.stop(proc)
     print(f"    sink CPU {(sink_cpu[0.9] - sink_cpu[0.1]) * 1000 / delivered:.2f} ms/message")
     return delivered / max(1e-9, marks[0.9] - marks[0.1]), total, (cpu[0.9] - cpu[0.1]) * 1000 / delivered
 
 
-async def one_run(store: str, run: int, opts: argparse.Namespace) -> Result:
-    async with Stack(opts.keep) as stack:
-        sink = await start_sink(stack)
-        rate, webhooks, delivered, backlog, ingest_cpu = await ingest(stack, sink, store, run, opts.seconds,
-                                                                      opts.concurrency)
-        print(f"  run {run + 1} {store:<8} ingest {rate:7.0f} alerts/s ({webhooks} webhooks), "
-              f"delivered meanwhile {delivered:6.0f}/s, backlog {backlog}, relay CPU {ingest_cpu:.2f} ms/alert",
-              flush=True)
-    async with Stack(opts.keep) as stack:
-        sink = await start_sink(stack)
-        per_s, total, delivery_cpu = await deliver(stack, sink, store, run, opts.notifications)
-        print(f"  run {run + 1} {store:<8} delivery {per_s:7.0f} notifications/s ({total}), "
-              f"relay CPU {delivery_cpu:.2f} ms/notification", flush=True)
+async def one_run(stack: Stack, sink: Sink, store: str, run: int, opts: argparse.Namespace) -> Result:
+    rate, webhooks, delivered, backlog, ingest_cpu = await ingest(stack, sink, store, run, opts.seconds,
+                                                                  opts.concurrency)
+    print(f"  run {run + 1} {store:<8} ingest {rate:7.0f} alerts/s ({webhooks} webhooks), "
+          f"delivered meanwhile {delivered:6.0f}/s, backlog {backlog}, relay CPU {ingest_cpu:.2f} ms/alert", flush=True)
+    per_s, total, delivery_cpu = await deliver(stack, sink, store, run, opts.notifications)
+    print(f"  run {run + 1} {store:<8} delivery {per_s:7.0f} notifications/s ({total}), "
+          f"relay CPU {delivery_cpu:.2f} ms/notification", flush=True)
     return Result(store, run, rate, webhooks, delivered, backlog, ingest_cpu, per_s, total, delivery_cpu)
 
 
@@ -206,10 +203,11 @@ async def main(opts: argparse.Namespace) -> int:
         stores.remove("postgres")
     machine = Machine()
     results = []
-    async with cancel_on_sigterm():
+    async with cancel_on_sigterm(), Stack(opts.keep) as stack:
+        sink = await start_sink(stack)
         for run in range(opts.runs):
             for store in stores if run % 2 == 0 else reversed(stores):
-                results.append(await one_run(store, run, opts))
+                results.append(await one_run(stack, sink, store, run, opts))
     machine.done()
     print("\n" + report(results, stores, opts, machine))
     if opts.json:
@@ -231,7 +229,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="a few seconds: checks the bench works")
     opts = parser.parse_args(argv)
     if opts.smoke:
-        opts.seconds, opts.notifications, opts.runs = 2.0, 400, 1
+        opts.seconds, opts.notifications, opts.runs = 1.0, 200, 1
     return opts
 
 
