@@ -13,7 +13,7 @@ from relay.channels.pagerduty import PagerDutyChannel, build_events, dedup_key
 from relay.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from relay.receivers import ReceiverConfig
 from relay.templating import Templates
-from tests.fakes import notification
+from tests.fakes import notification, webhook_message
 from tests.fakes.pagerduty import PagerDutyServer, problems
 from tests.fakes.smtp import free_port
 from tests.helpers import TEMPLATES
@@ -210,3 +210,59 @@ def test_summary_names_the_pod_once(templates: Templates) -> None:
     events = build_events(notification("firing-highmemory-group3-truncated"), templates,
                           receiver("https://events.pagerduty.com/v2/enqueue"))
     assert events[0]["payload"]["summary"] == "[FIRING] HighMemory: 메모리 사용률 80% 초과 (server-7d9f-0)"
+
+
+KOREAN_LONG = "가" * 70_000  # 3 bytes in UTF-8, 9 once percent-encoded into the Silence link
+
+
+def huge_alert(**labels: str) -> Any:
+    group = notification("firing-poddown").group
+    alert = group.alerts[0]
+    alert = alert.model_copy(update={"labels": {**alert.labels, **labels}})
+    return group.model_copy(update={"alerts": [alert]})
+
+
+async def test_an_alert_with_a_huge_korean_label_still_pages(pd: PagerDutyServer, channel: PagerDutyChannel) -> None:
+    await channel.send(notification(huge_alert(note=KOREAN_LONG), "oncall", "pagerduty"))
+    [event] = await pd.wait_for(1)  # the fake refuses 512 KB and more, like the Events API
+    assert event["payload"]["source"] == "server-abc-123"
+    assert [link["text"] for link in event["links"]] == ["Runbook"]  # the Silence link was 630 KB: dropped
+
+
+async def test_huge_labels_in_every_payload_field_stay_under_the_limit(
+    pd: PagerDutyServer, channel: PagerDutyChannel
+) -> None:
+    group = huge_alert(instance=KOREAN_LONG, service=KOREAN_LONG, namespace=KOREAN_LONG, alertname=KOREAN_LONG)
+    await channel.send(notification(group, "oncall", "pagerduty"))
+    [event] = await pd.wait_for(1)
+    payload = event["payload"]
+    for field in ("source", "component", "group", "class"):
+        assert payload[field].startswith("가가가") and len(payload[field]) <= 255, field
+
+
+async def test_one_refused_event_does_not_stop_the_other_alerts_of_the_group(
+    pd: PagerDutyServer, channel: PagerDutyChannel
+) -> None:
+    group = webhook_message("firing-highmemory-group3-truncated")
+    pd.respond_with(400)  # the first alert's event is refused for good
+    with pytest.raises(PermanentDeliveryError) as caught:
+        await channel.send(notification(group, "oncall", "pagerduty"))
+    assert caught.value.reason == "invalid_event"
+    assert "1 of 3" in caught.value.detail
+    accepted = await pd.wait_for(2)
+    assert [e["payload"]["source"] for e in accepted] == [a.labels["pod"] for a in group.alerts[1:]]
+    assert len(pd.open_incidents()) == 2
+
+
+async def test_a_transient_failure_stops_at_once_and_the_retry_sends_everything(
+    pd: PagerDutyServer, channel: PagerDutyChannel
+) -> None:
+    pd.respond_with(400)  # the first is refused for good, the second meets an outage
+    pd.respond_with(503)
+    with pytest.raises(TransientDeliveryError):  # retried: the rest of the group still has to go out
+        await channel.send(notification("firing-highmemory-group3-truncated", "oncall", "pagerduty"))
+    assert len(pd.requests) == 2
+    pd.respond_with(400)  # the refused event is refused again
+    with pytest.raises(PermanentDeliveryError):  # the retry delivers the others, then gives up on the refused one
+        await channel.send(notification("firing-highmemory-group3-truncated", "oncall", "pagerduty"))
+    assert len(pd.open_incidents()) == 2

@@ -189,13 +189,34 @@ def test_a_huge_group_fits_slack_and_says_what_was_left_out() -> None:
     assert "more characters" in blocks[3]["text"]["text"]
 
 
+def wire_size(event: dict[str, Any]) -> int:
+    """Bytes on the wire with the routing key added, as the client encodes it (UTF-8, not \\u escapes)."""
+    return len(json.dumps({"routing_key": "k" * 32, **event}, ensure_ascii=False).encode())
+
+
 def test_pagerduty_event_stays_under_512_kb() -> None:
     group = with_alert(webhook_message("firing-poddown"),
                        annotations={f"note{i}": "y" * 100_000 for i in range(8)})
     [event] = build_events(notification(group), TEMPLATES_, PAGERDUTY, now=NOW)
-    assert len(json.dumps(event).encode()) < EVENT_LIMIT
+    assert wire_size(event) < EVENT_LIMIT
     assert event["payload"]["custom_details"]["labels"]["pod"] == "server-abc-123"
     assert event["payload"]["custom_details"]["annotations"]["note0"].endswith("more characters")
+
+
+def test_pagerduty_event_stays_under_512_kb_whatever_grows() -> None:
+    huge = "가" * 70_000  # 9 bytes a character once percent-encoded into a link
+    labels = {"alertname": huge, "instance": huge, "service": huge, "namespace": huge,
+              **{f"label{i}": huge[:3000] for i in range(200)}}
+    group = with_alert(webhook_message("firing-poddown"), labels=labels, generatorURL="https://prom.example/" + huge,
+                       annotations={"runbook_url": "https://runbooks.example/" + huge, "summary": huge})
+    receiver = ReceiverConfig.model_validate({"name": "p", "pagerduty": {
+        "routing_key": "k", "client_url": "https://alertmanager.example/" + "a" * 600_000}})
+    [event] = build_events(notification(group), TEMPLATES_, receiver, now=NOW)
+    assert wire_size(event) < EVENT_LIMIT
+    payload = event["payload"]
+    assert all(len(payload[field]) <= 255 for field in ("source", "component", "group", "class"))
+    assert len(payload["summary"]) <= 1024 and payload["severity"] == "critical"
+    assert "too large" in payload["custom_details"]["note"]
 
 
 def test_truncated_alerts_are_shown_everywhere() -> None:

@@ -36,10 +36,16 @@ _lib_log.setLevel(logging.CRITICAL)
 TIMEOUT = 10.0
 ENQUEUE_PATH = "/v2/enqueue"
 SUMMARY_LIMIT = 1024
-# The Events API refuses events of 512 KB or more; the routing key and JSON framing are added by the client.
-EVENT_LIMIT = 512 * 1024 - 1
+# The Events API refuses events of 512 KB or more; like Alertmanager, relay reads that as 512,000 bytes. The
+# routing key and JSON framing are added by the client.
+EVENT_LIMIT = 512_000 - 1
 ROUTING_KEY_ALLOWANCE = 256
 DETAIL_LIMIT = 2048
+# Payload fields taken from labels are names, not documents: PagerDuty shows them in one line.
+FIELD_LIMIT = 255
+FIELDS = ("source", "component", "group", "class")
+# A link longer than this is not one a person follows (a Silence link percent-encodes every label value).
+LINK_LIMIT = 2048
 LINKS = (("runbookURL", "Runbook"), ("sourceURL", "Source"), ("silenceURL", "Silence"))
 # Alertmanager `severity` label -> PagerDuty payload.severity; anything else pages as a warning,
 # so an unlabelled alert neither wakes someone as critical nor disappears as info.
@@ -98,17 +104,26 @@ def build_events(notification: Notification, templates: Templates, receiver: Rec
 
 
 def fit(event: dict[str, Any]) -> dict[str, Any]:
-    """Keep an event under PagerDuty's 512 KB: cut long label and annotation values, then drop them if need be."""
+    """Keep an event under PagerDuty's 512 KB whatever the labels hold: label fields are capped at 255 characters;
+    then long detail values are cut, then the details dropped, then long links dropped, then every link."""
+    payload = event["payload"]
+    for field in FIELDS:
+        if field in payload:
+            payload[field] = cut(payload[field], FIELD_LIMIT)
     if _size(event) <= EVENT_LIMIT:
         return event
-    payload = event["payload"]
     details = payload["custom_details"]
     payload["custom_details"] = {part: {k: cut(str(v), DETAIL_LIMIT) for k, v in values.items()}
                                  for part, values in details.items()}
     if _size(event) > EVENT_LIMIT:
         payload["custom_details"] = {"note": "labels and annotations were too large for PagerDuty; "
                                              "see the alert in Alertmanager"}
-    return event
+    if _size(event) > EVENT_LIMIT:
+        event["links"] = [link for link in event.get("links", []) if len(link["href"]) <= LINK_LIMIT]
+    if _size(event) > EVENT_LIMIT:  # only a huge client_url is left: links are a convenience, paging is not
+        event.pop("links", None)
+        event.pop("client_url", None)
+    return {k: v for k, v in event.items() if v}
 
 
 def _size(event: dict[str, Any]) -> int:
@@ -208,13 +223,24 @@ class PagerDutyChannel:
         return self._client
 
     async def send(self, notification: Notification, threads: Threads | None = None) -> None:
+        """Send every alert's event. PagerDuty refusing one event (400) must not keep the group's other incidents
+        from opening: the rest are sent, then the refusal is raised. Anything else stops at once; a retry sends
+        every event again, which PagerDuty merges by dedup_key."""
         events = build_events(notification, self.templates, self.receiver)
         client = self._events_client()
+        refused: list[PermanentDeliveryError] = []
         for event in events:
             try:
                 await asyncio.to_thread(self._send_event, client, event)
             except (pagerduty.Error, pagerduty.UrlError, ValueError, TypeError) as exc:
-                raise classify(exc, self._key) from None
+                error = classify(exc, self._key)
+                if not (isinstance(error, PermanentDeliveryError) and error.reason == "invalid_event"):
+                    raise error from None
+                refused.append(error)
+        if refused:
+            first = refused[0]
+            raise PermanentDeliveryError(first.reason, f"{len(refused)} of {len(events)} events refused; "
+                                                       f"first: {first.detail}")
 
     @staticmethod
     def _send_event(client: EventsClient, event: dict[str, Any]) -> None:

@@ -1,7 +1,8 @@
 """A local PagerDuty Events API v2 (`POST /v2/enqueue`) that validates events like the real one.
 
 It answers 202 with a dedup_key for a valid event and 400 "invalid event" with
-the list of problems otherwise, keeps incidents (a trigger opens one per
+the list of problems otherwise (also for an event of 512 KB or more, the documented limit; the exact error
+text for that case is ours), keeps incidents (a trigger opens one per
 dedup_key, a resolve closes it) and can be scripted to answer 429 or 5xx.
 """
 
@@ -16,6 +17,7 @@ from aiohttp import web
 from tests.fakes import DEFAULT_TIMEOUT, Answer, FakeHttpServer, answer_response, read_body, wait_until
 
 ACTIONS = ("trigger", "acknowledge", "resolve")
+EVENT_LIMIT = 512 * 1000  # bytes of the JSON body; Alertmanager keeps its PagerDuty events under this too
 SEVERITIES = ("critical", "error", "warning", "info")
 
 # The body PagerDuty sends with each status, used when a test scripts a status without a body.
@@ -115,7 +117,10 @@ class PagerDutyServer(FakeHttpServer):
         event, is_json = await read_body(request)
         answer = await self.next_answer()
         if answer is None or (answer.body is None and 200 <= answer.status < 300):
-            answer = self._process(event if is_json else None)
+            size = len(await request.read())
+            answer = (Answer(400, {"status": "invalid event", "message": "Event object is invalid",
+                                   "errors": [f"Event is {size} bytes; events must be under {EVENT_LIMIT} bytes"]})
+                      if size >= EVENT_LIMIT else self._process(event if is_json else None))
         elif answer.body is None:
             answer = Answer(answer.status, BODIES.get(answer.status, {"status": "error"}), answer.headers)
         await self.record(request, event, answer.status)
