@@ -7,6 +7,7 @@ references in a real SQLite store (closed and reopened to stand for a restart).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from relay.alerts import WebhookMessage, group_status
 from relay.channels.slack import SlackChannel
 from relay.errors import TransientDeliveryError
 from relay.receivers import ReceiverConfig
@@ -21,9 +23,9 @@ from relay.store import open_store
 from relay.store.base import Store
 from relay.templating import Templates
 from relay.threads import Threads
-from tests.fakes import notification
+from tests.fakes import notification, webhook_message
 from tests.fakes.slack import DEFAULT_TOKEN, SlackWebhookServer, channel_id
-from tests.helpers import TEMPLATES, postgres_database
+from tests.helpers import TEMPLATES, poll_until, postgres_database
 
 CHANNEL = "#ojeomneo-alerts"
 
@@ -210,3 +212,76 @@ async def test_incoming_webhook_mode_posts_new_messages(
     assert "[RESOLVED] PodDown" in header(resolved)
     assert [r.path for r in slack.requests] == [slack.requests[0].path] * 2
     assert slack.updates == [] and slack.posted == []
+
+
+def only(fixture: str, *indexes: int) -> WebhookMessage:
+    """The fixture's group holding only these of its alerts, as Alertmanager sends a group that grew or shrank."""
+    group = webhook_message(fixture)
+    alerts = [group.alerts[i] for i in indexes]
+    return group.model_copy(update={"alerts": alerts, "status": group_status(alerts)})
+
+
+async def test_a_group_announced_in_two_messages_is_reminded_and_resolved_in_both(
+    slack: SlackWebhookServer, store: Store, bot: Sender
+) -> None:
+    sender, threads = bot(mention="<!subteam^S0123|oncall>"), Threads(store, "team-slack")
+    await sender.send(notification(only("firing-highlatency-group2", 0), "team-slack", id=1), threads)
+    await sender.send(notification(only("firing-highlatency-group2", 1), "team-slack", id=2), threads)  # joined
+    await sender.send(notification("firing-highlatency-group2", "team-slack", id=3), threads)  # repeat_interval
+    first, second = slack.top_level()  # no third top-level message (nor a third mention)
+    assert [len(slack.replies(m.ts)) for m in (first, second)] == [1, 1]
+    for message, service in ((first, "admin"), (second, "server")):
+        [reminder] = slack.replies(message.ts)
+        assert reminder.body["reply_broadcast"] is True
+        assert f"`service={service}`" in wire(reminder.body) and "[FIRING:1] HighLatency" in header(reminder.body)
+
+    await sender.send(notification("resolved-highlatency-group2", "team-slack", id=4), threads)
+    assert len(slack.top_level()) == 2
+    for message in (first, second):  # both announcements now say resolved, and each thread got the resolve
+        assert "[RESOLVED] HighLatency" in header(message.body)
+        assert "[RESOLVED] HighLatency" in header(slack.replies(message.ts)[-1].body)
+
+
+async def test_a_new_alert_beside_a_reminded_one_gets_its_own_message(
+    slack: SlackWebhookServer, store: Store, bot: Sender
+) -> None:
+    sender, threads = bot(), Threads(store, "team-slack")
+    await sender.send(notification(only("firing-highlatency-group2", 0), "team-slack", id=1), threads)
+    await sender.send(notification("firing-highlatency-group2", "team-slack", id=2), threads)
+    first, second = slack.top_level()
+    [reminder] = slack.replies(first.ts)
+    assert "`service=admin`" in wire(reminder.body) and "server" not in wire(reminder.body)
+    assert "`service=server`" in wire(second.body) and "admin" not in wire(second.body)
+
+    await sender.send(notification("resolved-highlatency-group2", "team-slack", id=3), threads)
+    assert "[RESOLVED] HighLatency" in header(first.body) and "[RESOLVED] HighLatency" in header(second.body)
+
+
+async def test_a_retried_reminder_is_not_posted_twice(slack: SlackWebhookServer, store: Store, bot: Sender) -> None:
+    sender, threads = bot(), Threads(store, "team-slack")
+    await sender.send(notification(only("firing-highlatency-group2", 0), "team-slack", id=1), threads)
+    await sender.send(notification(only("firing-highlatency-group2", 1), "team-slack", id=2), threads)
+    slack.respond_with(200)  # the first reminder goes through, the second meets an outage
+    slack.respond_with(500)
+    with pytest.raises(TransientDeliveryError):
+        await sender.send(notification("firing-highlatency-group2", "team-slack", id=3), threads)
+    await sender.send(notification("firing-highlatency-group2", "team-slack", id=3), threads)
+    first, second = slack.top_level()
+    assert [len(slack.replies(m.ts)) for m in (first, second)] == [1, 1]
+
+
+async def test_reminders_keep_the_thread_past_the_retention_horizon(
+    slack: SlackWebhookServer, store: Store, bot: Sender
+) -> None:
+    sender, threads = bot(), Threads(store, "team-slack")
+    await sender.send(notification("firing-poddown", "team-slack", id=1), threads)
+    horizon = time.time() + 0.001  # everything written before this is older than the retention horizon
+    await poll_until(lambda: time.time() > horizon, interval=0.001)
+    await sender.send(notification("firing-poddown", "team-slack", id=2), threads)  # repeat_interval passed
+    await store.prune(horizon, horizon)  # what relay.retention does once the announcement is RELAY_RETENTION_HOURS old
+
+    await sender.send(notification("resolved-poddown", "team-slack", id=3), threads)
+    [original] = slack.top_level()
+    assert "[RESOLVED] PodDown" in header(slack.replies(original.ts)[-1].body)
+    assert "[RESOLVED] PodDown" in header(original.body)
+    assert "*Pod down*" in wire(original.body)  # the message record survived too: the update shows what it said

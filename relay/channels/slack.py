@@ -66,6 +66,22 @@ def classify(status: int, error: str, retry_after: str | None) -> NoReturn:
     raise PermanentDeliveryError(name or (f"http_{status}" if status >= 300 else "api_error"), detail)
 
 
+def post_call(channel: str | None, message: dict[str, Any], thread: Anchor | None = None) -> dict[str, Any]:
+    """The chat.postMessage arguments: into the channel, or as a reply in a thread."""
+    where = {"channel": thread.channel, "thread_ts": thread.ts} if thread is not None else {"channel": channel}
+    return {**where, "unfurl_links": False, "unfurl_media": False, **message}
+
+
+def reminder_call(anchor: Anchor, message: dict[str, Any]) -> dict[str, Any]:
+    """A reminder is a reply in the alert's thread that is also shown in the channel."""
+    return {**post_call(None, message, anchor), "reply_broadcast": True}
+
+
+def update_call(anchor: Anchor, message: dict[str, Any]) -> dict[str, Any]:
+    """The chat.update arguments (an update cannot change who posted the message)."""
+    return {"channel": anchor.channel, "ts": anchor.ts, **{k: v for k, v in message.items() if k not in _POST_ONLY}}
+
+
 def network_error(exc: BaseException) -> TransientDeliveryError | PermanentDeliveryError:
     """Translate an aiohttp failure; its text may hold the URL, so only the type is kept."""
     if isinstance(exc, TimeoutError):
@@ -108,7 +124,7 @@ class SlackChannel:
                 channel = {"channel": self.config.channel} if self.config.channel else {}
                 await self._post_webhook(webhook_url, {**self.render(notification), **channel})
             elif threads is None:
-                await self._post(channel=self.config.channel, **self.render(notification))
+                await self._post(post_call(self.config.channel, self.render(notification)))
             else:
                 await self._send_threaded(notification, ThreadBook(threads))
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -116,28 +132,27 @@ class SlackChannel:
         log.debug("slack message delivered", extra={"receiver": self.receiver.name, "notification": notification.id})
 
     async def _send_threaded(self, notification: Notification, book: ThreadBook) -> None:
-        """Answer the threads of resolved alerts, then announce whatever is new (or remind in its thread)."""
-        plan = await book.plan(notification.alerts)
+        """Answer the threads of resolved alerts, remind still-firing ones in theirs, then announce what is new."""
+        plan = await book.plan(notification)
         for anchor, alerts in plan.resolves:
             await self._resolve_in_thread(notification, book, anchor, alerts)
-        if not plan.new:
-            return
-        fresh = narrowed(notification, plan.new)
-        if plan.reminder is not None:  # every alert already has its thread: remind there, visible in the channel
-            await self._post(channel=plan.reminder.channel, thread_ts=plan.reminder.ts, reply_broadcast=True,
-                             **self.render(fresh))
-            return
-        answer = await self._post(channel=self.config.channel, **self.render(fresh))
-        await book.remember(Anchor(str(answer["channel"]), str(answer["ts"])), fresh)
+        for anchor, alerts in plan.reminders:  # a reply also shown in the channel
+            reminder = narrowed(notification, alerts)
+            await self._post(reminder_call(anchor, self.render(reminder)))
+            await book.reminded(anchor, reminder)
+        if plan.new:
+            fresh = narrowed(notification, plan.new)
+            answer = await self._post(post_call(self.config.channel, self.render(fresh)))
+            await book.remember(Anchor(str(answer["channel"]), str(answer["ts"])), fresh)
 
     async def _resolve_in_thread(self, notification: Notification, book: ThreadBook, anchor: Anchor,
                                  alerts: list[Alert]) -> None:
         """Update the announcing message first (repeatable), then reply in its thread (not repeated once done)."""
         original, completed = await book.original(anchor, notification, alerts)
         resolved = narrowed(notification, completed)
-        update = {k: v for k, v in self.render(original or resolved).items() if k not in _POST_ONLY}
+        update = update_call(anchor, self.render(original or resolved))
         try:
-            await self._call(lambda client: client.chat_update(channel=anchor.channel, ts=anchor.ts, **update))
+            await self._call(lambda client: client.chat_update(**update))
         except PermanentDeliveryError as exc:
             if exc.reason not in _GONE:
                 raise
@@ -145,12 +160,11 @@ class SlackChannel:
         else:
             if original is not None:
                 await book.save_original(anchor, original)
-        await self._post(channel=anchor.channel, thread_ts=anchor.ts, **self.render(resolved))
+        await self._post(post_call(None, self.render(resolved), anchor))
         await book.mark_resolved(anchor, alerts)
 
-    async def _post(self, **message: Any) -> AsyncSlackResponse:
-        return await self._call(lambda client: client.chat_postMessage(unfurl_links=False, unfurl_media=False,
-                                                                       **message))
+    async def _post(self, call: dict[str, Any]) -> AsyncSlackResponse:
+        return await self._call(lambda client: client.chat_postMessage(**call))
 
     async def _call(self, method: Callable[[AsyncWebClient], Awaitable[AsyncSlackResponse]]) -> AsyncSlackResponse:
         token = self.config.token.get_secret_value() if self.config.token else ""

@@ -2,11 +2,16 @@
 
 Two kinds of records, both through the store's message references:
 - per alert episode (relay.threads): `{"channel": C, "ts": T}` where it was
-  announced, plus `"resolved": true` once its resolve was answered, so a retried
-  notification does not reply twice;
+  announced, plus `"notified": N` (the notification that last posted about it, so
+  a retry of N does not remind twice) or `"resolved": true` once its resolve was
+  answered, so a retried notification does not reply twice;
 - per message (`slack-message:C:T`): the alerts it showed, so the update after a
   resolve can redraw the whole message with those alerts marked resolved, even
   when only some of them resolved.
+An alert is announced once: a group that grew over several notifications lives in
+several messages, and each alert is reminded and resolved in its own message's
+thread. Every reminder writes both records again, so retention (which forgets
+records by age) never forgets the thread of an alert that is still firing.
 A record that cannot be read is treated as absent: the resolve then becomes a new
 message, never an error.
 """
@@ -15,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,11 +45,31 @@ class Anchor:
 
 @dataclass(frozen=True)
 class Plan:
-    """What a notification means for Slack: threads to resolve, alerts to announce, and whether that is a reminder."""
+    """What a notification means for Slack, done in this order: resolves answered in the thread of the message that
+    announced them, still-firing alerts reminded in theirs, and a new message for alerts relay knows nothing about."""
 
     resolves: list[tuple[Anchor, list[Alert]]]
+    reminders: list[tuple[Anchor, list[Alert]]]
     new: list[Alert]
-    reminder: Anchor | None
+
+
+def plan(alerts: Sequence[Alert], refs: Mapping[str, str], notification_id: int) -> Plan:
+    """The Plan for these alerts given the records found for them (alert_key -> record)."""
+    resolves: dict[Anchor, list[Alert]] = {}
+    reminders: dict[Anchor, list[Alert]] = {}
+    new: list[Alert] = []
+    for alert in alerts:
+        ref = _parse(refs.get(alert_key(alert)))
+        anchor = Anchor(ref["channel"], ref["ts"]) if ref and not ref.get("resolved") else None
+        if alert.status == "resolved" and ref is not None and ref.get("resolved"):
+            continue  # already answered by an earlier attempt of this notification
+        if anchor is None:
+            new.append(alert)
+        elif alert.status == "resolved":
+            resolves.setdefault(anchor, []).append(alert)
+        elif ref is not None and ref.get("notified") != notification_id:  # not reminded by an earlier attempt
+            reminders.setdefault(anchor, []).append(alert)
+    return Plan(list(resolves.items()), list(reminders.items()), new)
 
 
 def narrowed(notification: Notification, alerts: Sequence[Alert]) -> Notification:
@@ -75,24 +100,9 @@ class ThreadBook:
     def __init__(self, threads: Threads) -> None:
         self.threads = threads
 
-    async def plan(self, alerts: Sequence[Alert]) -> Plan:
-        refs = await guard_store(self.threads.find(alerts))
-        resolves: dict[Anchor, list[Alert]] = {}
-        new: list[Alert] = []
-        anchors: set[Anchor | None] = set()
-        for alert in alerts:
-            ref = _parse(refs.get(alert_key(alert)))
-            anchor = Anchor(ref["channel"], ref["ts"]) if ref and not ref.get("resolved") else None
-            if alert.status == "resolved":
-                if ref is not None and ref.get("resolved"):
-                    continue  # already answered by an earlier attempt of this notification
-                if anchor is not None:
-                    resolves.setdefault(anchor, []).append(alert)
-                    continue
-            anchors.add(anchor if alert.status == "firing" else None)
-            new.append(alert)
-        reminder = next(iter(anchors)) if len(anchors) == 1 else None
-        return Plan(list(resolves.items()), new, reminder)
+    async def plan(self, notification: Notification) -> Plan:
+        refs = await guard_store(self.threads.find(notification.alerts))
+        return plan(notification.alerts, refs, notification.id)
 
     async def remember(self, anchor: Anchor, announced: Notification) -> None:
         """Record the message first, then its alerts: a failure in between re-posts, it never loses the thread."""
@@ -100,7 +110,15 @@ class ThreadBook:
         if not firing:  # nothing in it will resolve later
             return
         await self._put([anchor.key], json.dumps({"group": announced.group.model_dump(mode="json")}))
-        await guard_store(self.threads.remember(firing, json.dumps({"channel": anchor.channel, "ts": anchor.ts})))
+        await self._point(firing, anchor, announced.id)
+
+    async def reminded(self, anchor: Anchor, reminder: Notification) -> None:
+        """Write the message record and its reminded alerts' records again (same anchor), which refreshes their
+        age: retention forgets records by age, and an alert firing for weeks must keep its thread."""
+        found = await guard_store(self.threads.store.find_refs(self.threads.receiver, [anchor.key]))
+        shown = found.get(anchor.key) or json.dumps({"group": reminder.group.model_dump(mode="json")})
+        await self._put([anchor.key], shown)
+        await self._point(reminder.alerts, anchor, reminder.id)
 
     async def original(self, anchor: Anchor, notification: Notification,
                        resolved: Sequence[Alert]) -> tuple[Notification | None, list[Alert]]:
@@ -123,6 +141,10 @@ class ThreadBook:
 
     async def mark_resolved(self, anchor: Anchor, alerts: Sequence[Alert]) -> None:
         ref = json.dumps({"channel": anchor.channel, "ts": anchor.ts, "resolved": True})
+        await guard_store(self.threads.remember(alerts, ref))
+
+    async def _point(self, alerts: Sequence[Alert], anchor: Anchor, notification_id: int) -> None:
+        ref = json.dumps({"channel": anchor.channel, "ts": anchor.ts, "notified": notification_id})
         await guard_store(self.threads.remember(alerts, ref))
 
     async def _put(self, keys: list[str], value: str) -> None:
