@@ -9,21 +9,24 @@ that only exist at delivery time (a Slack `ts`) are shown as placeholders.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parseaddr
 from typing import Any
 
-from relay.alerts import Notification, WebhookMessage, group_status
+from relay.alerts import Alert, Notification, WebhookMessage, group_status
 from relay.blocks import build_message as slack_message
 from relay.channels.email import build_message as email_message
 from relay.channels.email import message_id
 from relay.channels.pagerduty import build_events
+from relay.channels.slack import post_call, update_call
 from relay.channels.slack_threads import narrowed
+from relay.channels.slack_threads import plan as thread_plan
 from relay.errors import DeliveryError
 from relay.fingerprint import fingerprint
 from relay.receivers import ReceiverConfig
 from relay.templating import Templates
+from relay.threads import alert_key
 
 GO_ZERO_TIME = "0001-01-01T00:00:00Z"
 THREAD_TS = "<ts of the message that announced these alerts>"
@@ -91,20 +94,33 @@ def _json(value: Any) -> str:
 
 
 def _slack(receiver: ReceiverConfig, notification: Notification, templates: Templates, now: datetime) -> str:
+    """The calls SlackChannel.send makes: an incoming webhook wins over a token, as there; in bot-token mode the
+    calls follow the same thread plan, assuming relay announced the resolved alerts and nothing else."""
     config = receiver.slack
     assert config is not None
-    message = slack_message(notification, templates, receiver, now=now)
-    if not (config.token and config.token.get_secret_value().strip()):
+
+    def message(alerts: Sequence[Alert]) -> dict[str, Any]:
+        return slack_message(narrowed(notification, alerts), templates, receiver, now=now)
+
+    webhook = config.webhook_url.get_secret_value().strip() if config.webhook_url else ""
+    token = config.token.get_secret_value().strip() if config.token else ""
+    if webhook or not token:
         channel = {"channel": config.channel} if config.channel else {}
-        return "# POST to the incoming webhook (its URL is a secret: not shown)\n" + _json({**message, **channel})
-    post = {"channel": config.channel, "unfurl_links": False, "unfurl_media": False}
-    if notification.status == "firing":
-        return "# chat.postMessage (its ts is remembered for the resolve)\n" + _json({**post, **message})
-    update = {k: v for k, v in message.items() if k not in ("username", "icon_emoji")}
-    return ("# chat.update of the message that announced these alerts (when relay still knows it)\n"
-            + _json({"channel": THREAD_CHANNEL, "ts": THREAD_TS, **update})
-            + "# chat.postMessage, a reply in that message's thread\n"
-            + _json({**post, "channel": THREAD_CHANNEL, "thread_ts": THREAD_TS, **message}))
+        return "# POST to the incoming webhook (its URL is a secret: not shown)\n" + _json(
+            {**slack_message(notification, templates, receiver, now=now), **channel})
+    known = json.dumps({"channel": THREAD_CHANNEL, "ts": THREAD_TS})
+    steps = thread_plan(notification.alerts, {alert_key(a): known for a in notification.alerts
+                                              if a.status == "resolved"}, notification.id)
+    out = []
+    for anchor, alerts in steps.resolves:
+        resolved = message(alerts)
+        out.append("# chat.update of the message that announced the resolved alerts (assumed: relay knows it, and it "
+                   "showed just these alerts)\n" + _json(update_call(anchor, resolved)))
+        out.append("# chat.postMessage, a reply in that message's thread\n" + _json(post_call(None, resolved, anchor)))
+    if steps.new:
+        out.append("# chat.postMessage of the firing alerts (assumed new: no earlier message known; its ts is "
+                   "remembered for the resolve)\n" + _json(post_call(config.channel, message(steps.new))))
+    return "".join(out)
 
 
 def _email(receiver: ReceiverConfig, notification: Notification, templates: Templates, now: datetime) -> str:

@@ -7,6 +7,7 @@ references in a real SQLite store (closed and reopened to stand for a restart).
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 from relay.alerts import WebhookMessage, group_status
 from relay.channels.slack import SlackChannel
 from relay.errors import TransientDeliveryError
+from relay.preview import THREAD_CHANNEL, THREAD_TS, render
 from relay.receivers import ReceiverConfig
 from relay.store import open_store
 from relay.store.base import Store
@@ -285,3 +287,49 @@ async def test_reminders_keep_the_thread_past_the_retention_horizon(
     assert "[RESOLVED] PodDown" in header(slack.replies(original.ts)[-1].body)
     assert "[RESOLVED] PodDown" in header(original.body)
     assert "*Pod down*" in wire(original.body)  # the message record survived too: the update shows what it said
+
+
+def preview_calls(text: str) -> list[tuple[str, dict[str, Any]]]:
+    """`relay templates render` output as (API method, body) pairs."""
+    parts = re.split(r"^# (.*)$", text, flags=re.MULTILINE)
+    return [(what.split()[0].rstrip(","), json.loads(body)) for what, body in zip(parts[1::2], parts[2::2],
+                                                                                  strict=True)]
+
+
+def sent_calls(slack: SlackWebhookServer, since: int) -> list[tuple[str, dict[str, Any]]]:
+    return [(r.path.rsplit("/", 1)[-1], r.body) for r in slack.requests[since:]]
+
+
+def comparable(calls: list[tuple[str, dict[str, Any]]], announced: Any) -> str:
+    """Calls with the thread's real channel and ts in place of the preview's placeholders, and no clock-dependent
+    `(5m ago)` text."""
+    text = json.dumps(calls, ensure_ascii=False, sort_keys=True)
+    text = text.replace(THREAD_CHANNEL, announced.channel).replace(THREAD_TS, announced.ts)
+    return re.sub(r"\((\d+[dhms] ?)+ (ago|from now)\)", "(…)", text)
+
+
+async def test_templates_render_shows_the_calls_send_makes_for_a_mixed_group(
+    slack: SlackWebhookServer, store: Store, bot: Sender
+) -> None:
+    sender, threads = bot(), Threads(store, "team-slack")
+    firing, resolved = webhook_message("firing-highlatency-group2"), webhook_message("resolved-highlatency-group2")
+    mixed = [resolved.alerts[0], firing.alerts[1]]  # admin resolved, server fires (announced nowhere yet)
+    group = firing.model_copy(update={"alerts": mixed, "status": group_status(mixed)})
+    await sender.send(notification(only("firing-highlatency-group2", 0), "team-slack", id=1), threads)
+    [announced] = slack.top_level()
+    since = len(slack.requests)
+    await sender.send(notification(group, "team-slack", id=2), threads)
+
+    shown = preview_calls(render(sender.receiver, notification(group, "team-slack"), Templates(TEMPLATES)))
+    assert [method for method, _ in shown] == ["chat.update", "chat.postMessage", "chat.postMessage"]
+    assert comparable(shown, announced) == comparable(sent_calls(slack, since), announced)
+
+
+async def test_templates_render_prefers_the_webhook_like_send(slack: SlackWebhookServer, bot: Sender) -> None:
+    sender = bot(webhook_url=slack.url())  # a token and a channel are set too
+    n = notification("firing-poddown", "team-slack")
+    await sender.send(n)
+    [(what, body)] = preview_calls(render(sender.receiver, n, Templates(TEMPLATES)))
+    assert what == "POST"  # to the incoming webhook
+    assert body == slack.requests[0].body
+    assert slack.requests[0].path.startswith("/services/") and slack.posted == []
