@@ -22,7 +22,7 @@ from relay.errors import DeliveryError, PermanentDeliveryError, StoreUnavailable
 from relay.ratelimit import RateLimiter
 from relay.retry import RetryPolicy, next_attempt
 from relay.runtime import Runtime
-from relay.store.base import Attempt, Candidate, Claimed, Store
+from relay.store.base import Attempt, Candidate, Claimed, Handoff, Store
 from relay.threads import Threads
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ class Dispatcher:
         self._stopping = False
         self._inflight: dict[asyncio.Task[None], str] = {}  # task -> receiver
         self._runner: asyncio.Task[object] | None = None
+        self._returns: set[asyncio.Task[None]] = set()
 
     def wake(self) -> None:
         """New work is in the outbox: look now rather than at the next poll."""
@@ -73,14 +74,36 @@ class Dispatcher:
                     log.exception("claiming notifications failed")
                     claim = None
                 if claim is not None and not self._stopping:
-                    for claimed in claim.claimed:
-                        task = asyncio.create_task(self._deliver(claimed))
-                        self._inflight[task] = claimed.notification.receiver
-                        task.add_done_callback(self._done)
+                    self._start(claim.claimed)
                     if claim.next_due is not None:
                         timeout = min(timeout, max(0.0, claim.next_due - time.time()))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def handoff(self) -> Handoff | None:
+        """An offer for the webhook's enqueue to lease new lane heads to us at once (None when full or stopping)."""
+        free = self.options.workers - len(self._inflight)
+        if self._stopping or free <= 0:
+            return None
+        return Handoff(self.owner, self.options.lease, free, self._room())
+
+    def adopt(self, claimed: list[Claimed]) -> None:
+        """Deliver what enqueue leased to us; if we stopped meanwhile, give it back to the outbox at once."""
+        if not self._stopping:
+            self._start(claimed)
+            return
+        for item in claimed:
+            attempt = Attempt(time.time(), 0.0, "deferred", "shutting_down")
+            task = asyncio.create_task(self._store_call(self.store.retry_later(
+                item.notification.id, self.owner, attempt, time.time(), count_attempt=False)))
+            self._returns.add(task)
+            task.add_done_callback(self._returns.discard)
+
+    def _start(self, claimed: list[Claimed]) -> None:
+        for item in claimed:
+            task = asyncio.create_task(self._deliver(item))
+            self._inflight[task] = item.notification.receiver
+            task.add_done_callback(self._done)
 
     def _room(self) -> dict[str, int]:
         """How many more sends each receiver may start: one slow provider must not take every worker."""
@@ -108,6 +131,8 @@ class Dispatcher:
             if pending:
                 log.warning("%d deliveries did not finish in %.0fs; they stay in the outbox", len(pending), grace)
                 await asyncio.wait(pending)
+        if self._returns:
+            await asyncio.wait(set(self._returns))
 
     async def _deliver(self, claimed: Claimed) -> None:
         notification = claimed.notification

@@ -128,13 +128,15 @@ async def handle(request: Request) -> JSONResponse:
         return JSONResponse({"status": "error", "error": exc.message}, status_code=exc.status)
     routes: Routes = state.runtime.routes
     try:
-        results = await state.store.enqueue(candidates(message, routes), received_at)
+        results = await state.store.enqueue(candidates(message, routes), received_at, state.dispatcher.handoff())
     except StoreUnavailable as exc:
         metrics.webhook_requests.labels("503").inc()
         log.error("webhook not accepted, the store cannot commit: %s", exc)
         return JSONResponse({"status": "error", "error": "store unavailable, retry later"}, status_code=503,
                             headers={"Retry-After": "5"})
-    state.dispatcher.wake()
+    state.dispatcher.adopt([r.claimed for r in results if r.claimed is not None])
+    if any(r.notification_id is not None and r.claimed is None for r in results):
+        state.dispatcher.wake()  # the rest waits in its lane (or for room): let the dispatcher look now
     for alert in message.alerts:
         metrics.alerts_received.labels(alert.status).inc()
     for result in results:

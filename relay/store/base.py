@@ -35,20 +35,45 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class Claimed:
+    notification: Notification
+    give_up_at: float
+    lease_until: float
+
+
+@dataclass(frozen=True)
 class Enqueued:
-    """What enqueue did for one candidate: the notification written (if any alert survived) and counts."""
+    """What enqueue did for one candidate: the notification written (if any alert survived) and counts.
+
+    `claimed` is set when the notification was leased to the handoff's owner in the same transaction.
+    """
 
     receiver: str
     notification_id: int | None
     alerts_enqueued: int
     alerts_deduplicated: int
+    claimed: Claimed | None = None
 
 
 @dataclass(frozen=True)
-class Claimed:
-    notification: Notification
-    give_up_at: float
-    lease_until: float
+class Handoff:
+    """A dispatcher's offer to take new notifications straight from enqueue: no claim round trip, no poll.
+
+    Only a notification at the head of its lane is handed off (order holds), at most `limit` of them and at
+    most `room[receiver]` for a named receiver.
+    """
+
+    owner: str
+    lease: float
+    limit: int
+    room: Mapping[str, int] = field(default_factory=dict)
+
+    def take(self, taken: dict[str, int], receiver: str) -> bool:
+        """Count one more for `receiver` if the offer allows it."""
+        if sum(taken.values()) >= self.limit or taken.get(receiver, 0) >= self.room.get(receiver, self.limit):
+            return False
+        taken[receiver] = taken.get(receiver, 0) + 1
+        return True
 
 
 @dataclass(frozen=True)
@@ -96,8 +121,10 @@ class Store(Protocol):
     async def ping(self) -> None:
         """Raise StoreUnavailable if the store cannot answer."""
 
-    async def enqueue(self, candidates: list[Candidate], received_at: float) -> list[Enqueued]:
-        """Dedup and write notifications in one durable transaction (or raise StoreUnavailable, writing nothing)."""
+    async def enqueue(self, candidates: list[Candidate], received_at: float,
+                      handoff: Handoff | None = None) -> list[Enqueued]:
+        """Dedup and write notifications in one durable transaction (or raise StoreUnavailable, writing nothing);
+        with a handoff, lease the new lane heads to its owner in that transaction."""
 
     async def claim(self, owner: str, limit: int, now: float, lease: float,
                     room: Mapping[str, int] | None = None) -> Claim:

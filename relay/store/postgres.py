@@ -23,13 +23,14 @@ from asyncpg.pool import PoolConnectionProxy
 
 from relay.alerts import State, WebhookMessage, group_status
 from relay.errors import StoreUnavailable
-from relay.store.base import Attempt, Candidate, Claim, Claimed, Enqueued, HistoryFilter, OutboxStats
+from relay.store.base import Attempt, Candidate, Claim, Claimed, Enqueued, Handoff, HistoryFilter, OutboxStats
 from relay.store.rows import (
     ATTEMPT_COLUMNS,
     HISTORY_COLUMNS,
     attempt_error,
     dedup_time,
     detail_row,
+    handed_off,
     history_row,
     notification_from_row,
 )
@@ -74,7 +75,12 @@ FOR UPDATE OF n SKIP LOCKED
 SQL_NEXT_DUE = f"SELECT min(next_attempt_at) FROM ({HEADS}) h WHERE lease_until <= $1 AND next_attempt_at > $1"
 SQL_LEASE = """
 UPDATE notifications SET lease_until = $2, lease_owner = $3
-WHERE id = ANY($1::bigint[]) AND state = 'pending' AND lease_until <= $4
+WHERE id = ANY($1::bigint[]) AND state = 'pending' AND lease_until <= $4 AND next_attempt_at <= $4
+RETURNING id
+"""
+SQL_HANDOFF = """
+UPDATE notifications SET lease_until = $3, lease_owner = $4
+WHERE id = $1 AND id = (SELECT min(id) FROM notifications WHERE lane = $2 AND state = 'pending')
 RETURNING id
 """
 SQL_UNREADABLE = "UPDATE notifications SET state = 'dead', finished_at = $2, last_error = 'unreadable' WHERE id = $1"
@@ -218,8 +224,12 @@ class PostgresStore:
 
     # -- the outbox --------------------------------------------------------------------------
 
-    async def enqueue(self, candidates: list[Candidate], received_at: float) -> list[Enqueued]:
+    async def enqueue(self, candidates: list[Candidate], received_at: float,
+                      handoff: Handoff | None = None) -> list[Enqueued]:
         now = received_at
+        taken: dict[str, int] = {}
+        if handoff is not None:
+            await self._hold_owner(handoff.owner)
         rows: list[tuple[str, str, str, str, float]] = []
         seen: set[tuple[str, str, str, str]] = set()
         for cand in candidates:
@@ -228,6 +238,7 @@ class PostgresStore:
                 if key not in seen:  # the same alert twice in one call is one upsert (and one notification)
                     seen.add(key)
                     rows.append((*key, interval.total_seconds()))
+        rows.sort()  # one lock order for every transaction: overlapping webhooks cannot deadlock
         async with self._tx() as conn:
             won: set[tuple[str, str, str, str]] = set()
             if rows:
@@ -249,10 +260,18 @@ class PostgresStore:
                     continue
                 group = cand.group.model_copy(update={"alerts": kept, "status": group_status(kept)})
                 names = ",".join(sorted({a.name for a in kept}))
+                give_up_at = now + cand.give_up_after.total_seconds()
                 notification_id = await conn.fetchval(
                     SQL_INSERT, cand.receiver, cand.integration, cand.lane, group.status, names,
-                    group.model_dump_json(), now, now + cand.give_up_after.total_seconds())
-                out.append(Enqueued(cand.receiver, notification_id, len(kept), dropped))
+                    group.model_dump_json(), now, give_up_at)
+                claimed = None
+                if handoff is not None and handoff.take(taken, cand.receiver):
+                    if await conn.fetchval(SQL_HANDOFF, notification_id, cand.lane, now + handoff.lease,
+                                           handoff.owner):
+                        claimed = handed_off(notification_id, cand, group, now, give_up_at, handoff.lease)
+                    else:  # not the head of its lane: give the slot back
+                        taken[cand.receiver] -= 1
+                out.append(Enqueued(cand.receiver, notification_id, len(kept), dropped, claimed))
         return out
 
     async def claim(self, owner: str, limit: int, now: float, lease: float,

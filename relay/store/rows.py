@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from relay.alerts import Notification, WebhookMessage, parse_time
+from relay.store.base import Candidate, Claimed
 
 
 def dedup_time(starts_at: str) -> str:
@@ -48,6 +49,14 @@ def detail_row(row: Mapping[str, Any], payload: str, attempts: list[dict[str, An
                        "fingerprint": a.fingerprint} for a in group.alerts]
     item["attempt_log"] = attempts
     return item
+
+
+def handed_off(notification_id: int, candidate: Candidate, group: WebhookMessage, now: float, give_up_at: float,
+               lease: float) -> Claimed:
+    """The Claimed for a notification leased in the transaction that wrote it (nothing to read back)."""
+    notification = Notification(notification_id, candidate.receiver, candidate.integration, candidate.lane, group,
+                                datetime.fromtimestamp(now, UTC), 0)
+    return Claimed(notification, give_up_at, now + lease)
 
 
 def attempt_error(reason: str, detail: str) -> str:

@@ -21,13 +21,14 @@ from typing import Any, TypeVar
 
 from relay.alerts import State, WebhookMessage, group_status
 from relay.errors import StoreUnavailable
-from relay.store.base import Attempt, Candidate, Claim, Claimed, Enqueued, HistoryFilter, OutboxStats
+from relay.store.base import Attempt, Candidate, Claim, Claimed, Enqueued, Handoff, HistoryFilter, OutboxStats
 from relay.store.rows import (
     ATTEMPT_COLUMNS,
     HISTORY_COLUMNS,
     attempt_error,
     dedup_time,
     detail_row,
+    handed_off,
     history_row,
     notification_from_row,
 )
@@ -58,6 +59,7 @@ WHERE n.state = 'pending' AND n.receiver = ? AND n.lease_until <= ?
   AND NOT EXISTS (SELECT 1 FROM notifications p WHERE p.state = 'pending' AND p.lane = n.lane AND p.id < n.id)
 ORDER BY n.next_attempt_at, n.id
 """
+SQL_LANE_HEAD = "SELECT min(id) FROM notifications WHERE lane = ? AND state = 'pending'"
 SQL_LEASE = "UPDATE notifications SET lease_until = ?, lease_owner = ? WHERE id = ?"
 SQL_UNREADABLE = "UPDATE notifications SET state = 'dead', finished_at = ?, last_error = 'unreadable' WHERE id = ?"
 SQL_RELEASE_ALL = "UPDATE notifications SET lease_until = 0, lease_owner = NULL WHERE state = 'pending'"
@@ -94,8 +96,10 @@ SQL_PENDING = "SELECT receiver, count(*), min(received_at) FROM notifications WH
 SQL_DEAD = "SELECT receiver, count(*) FROM notifications WHERE state = 'dead' GROUP BY receiver"
 
 
-def _enqueue(conn: sqlite3.Connection, candidates: list[Candidate], now: float) -> list[Enqueued]:
+def _enqueue(conn: sqlite3.Connection, candidates: list[Candidate], now: float,
+             handoff: Handoff | None) -> list[Enqueued]:
     out = []
+    taken: dict[str, int] = {}
     for cand in candidates:
         kept = []
         for alert, interval in zip(cand.group.alerts, cand.repeat_intervals, strict=True):
@@ -111,9 +115,17 @@ def _enqueue(conn: sqlite3.Connection, candidates: list[Candidate], now: float) 
             continue
         group = cand.group.model_copy(update={"alerts": kept, "status": group_status(kept)})
         names = ",".join(sorted({a.name for a in kept}))
+        give_up_at = now + cand.give_up_after.total_seconds()
         cur = conn.execute(SQL_INSERT, (cand.receiver, cand.integration, cand.lane, group.status, names,
-                                        group.model_dump_json(), now, now + cand.give_up_after.total_seconds(), now))
-        out.append(Enqueued(cand.receiver, cur.lastrowid, len(kept), dropped))
+                                        group.model_dump_json(), now, give_up_at, now))
+        notification_id = cur.lastrowid
+        assert notification_id is not None
+        claimed = None
+        if (handoff is not None and conn.execute(SQL_LANE_HEAD, (cand.lane,)).fetchone()[0] == notification_id
+                and handoff.take(taken, cand.receiver)):
+            conn.execute(SQL_LEASE, (now + handoff.lease, handoff.owner, notification_id))
+            claimed = handed_off(notification_id, cand, group, now, give_up_at, handoff.lease)
+        out.append(Enqueued(cand.receiver, notification_id, len(kept), dropped, claimed))
     return out
 
 
@@ -283,8 +295,9 @@ class SqliteStore:
     async def ping(self) -> None:
         await self._call(lambda conn: conn.execute("SELECT 1").fetchone())
 
-    async def enqueue(self, candidates: list[Candidate], received_at: float) -> list[Enqueued]:
-        return await self._call(lambda conn: _enqueue(conn, candidates, received_at))
+    async def enqueue(self, candidates: list[Candidate], received_at: float,
+                      handoff: Handoff | None = None) -> list[Enqueued]:
+        return await self._call(lambda conn: _enqueue(conn, candidates, received_at, handoff))
 
     async def claim(self, owner: str, limit: int, now: float, lease: float,
                     room: Mapping[str, int] | None = None) -> Claim:

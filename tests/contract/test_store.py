@@ -12,7 +12,7 @@ import pytest
 
 from relay.alerts import WebhookMessage
 from relay.store import open_store
-from relay.store.base import Attempt, Candidate, HistoryFilter, Store
+from relay.store.base import Attempt, Candidate, Handoff, HistoryFilter, Store
 from relay.threads import Threads
 from tests.helpers import fixture, postgres_database
 
@@ -251,3 +251,21 @@ async def test_detail_shows_alerts_and_attempts_and_purge_removes_only_dead_lett
     assert await store.detail(result.notification_id) is None
     assert (await store.stats(now)).dead == {}
     assert await store.detail(10**9) is None
+
+
+async def test_handoff_leases_new_lane_heads_only_within_the_offer(store: Store) -> None:
+    now = time.time()
+    offer = Handoff("w1", 60, limit=2, room={"ops-email": 0})
+    [first, mail] = await store.enqueue([candidate("firing-poddown.json"),
+                                         candidate("firing-poddown.json", receiver="ops-email")], now, offer)
+    assert first.claimed is not None and first.claimed.notification.id == first.notification_id
+    assert [a.fingerprint for a in first.claimed.notification.alerts] == ["1080c9b07277e8d8"]
+    assert mail.claimed is None  # no room for that receiver: it waits for a claim
+    # The resolve lands in the same lane behind its firing: never handed off ahead of it.
+    [resolved] = await store.enqueue([candidate("resolved-poddown.json")], now, offer)
+    assert resolved.notification_id is not None and resolved.claimed is None
+    claim = await store.claim("w2", 10, now, 60)
+    assert [c.notification.id for c in claim.claimed] == [mail.notification_id]  # the handed-off head is leased
+    await store.complete(first.notification_id, "w1", Attempt(now, 0.01, "delivered"))
+    [nxt] = (await store.claim("w2", 10, now, 60)).claimed
+    assert nxt.notification.id == resolved.notification_id
