@@ -83,7 +83,9 @@ def build_message(notification: Notification, templates: Templates, receiver: Re
 
     message: dict[str, Any] = {"text": cut(f"{mention} {fallback}".strip(), TEXT_LIMIT, mrkdwn=True), "blocks": top}
     if head + body + tail:
-        message["attachments"] = [{"color": colour(notification.alerts), "fallback": cut(title, HEADER_LIMIT),
+        # The fallback is "plain text" shown in notifications, but Slack may still read `<!channel>` in it: escaped.
+        fallback = cut(slack_escape(title), HEADER_LIMIT, mrkdwn=True)
+        message["attachments"] = [{"color": colour(notification.alerts), "fallback": fallback,
                                    "blocks": head + body + tail}]
     for key in ("username", "icon_emoji"):
         value = getattr(config, key)

@@ -36,8 +36,9 @@ LINK_LABELS = ("Runbook", "Source", "Silence")
 
 
 def mrkdwn_texts(message: dict[str, Any]) -> list[str]:
-    """Every text Slack parses as mrkdwn (where `<…>` would become a mention or a link)."""
-    texts = [message["text"]]
+    """Every text Slack parses as mrkdwn (where `<…>` would become a mention or a link), and the attachment
+    fallback, which phones show in notifications: treated the same, to be safe."""
+    texts = [message["text"], *(a["fallback"] for a in message.get("attachments", []))]
     blocks = list(message["blocks"]) + [b for a in message.get("attachments", []) for b in a["blocks"]]
     for block in blocks:
         if block["type"] == "section":
@@ -106,6 +107,18 @@ def test_the_injection_fixture_shows_its_text_but_cannot_mention_or_link() -> No
     parsed = parse_html(email_message(n, TEMPLATES_, EMAIL, now=NOW))
     assert "Error ratio is 7.3% (<!channel> *bold* <https://evil.example|click>)" in "".join(parsed.text)
     assert not any("evil" in href for href in parsed.hrefs)
+
+
+def test_notification_texts_cannot_mention_either() -> None:
+    group = webhook_message("firing-highlatency-group2")
+    injected = "<!channel> & <https://evil.example|click>"
+    group = group.model_copy(update={"groupLabels": {**group.groupLabels, "namespace": injected}})
+    message = build_message(notification(group), TEMPLATES_, SLACK, now=NOW)
+    assert_slack_safe(message)
+    escaped = "&lt;!channel&gt; &amp; &lt;https://evil.example|click&gt;"
+    assert escaped in message["attachments"][0]["fallback"]  # shown as text, as Slack unescapes it
+    assert escaped in message["text"]
+    assert injected in message["blocks"][0]["text"]["text"]  # plain_text: never parsed, so shown as is
 
 
 DANGEROUS = st.sampled_from(["<!channel>", "<!here>", "<@U024BE7LH>", "<#C024BE7LH>", "<https://evil.example|click>",
