@@ -88,9 +88,12 @@ async def notifications(request: Request) -> Response:
     try:
         query = HistoryFilter(receiver=params.get("receiver"), alertname=params.get("alertname"),
                               state=params.get("state"), ids=_ids(params.get("ids")),
-                              limit=min(int(params.get("limit", "100")), 1000))
+                              limit=int(params.get("limit", "100")))
+        if not 1 <= query.limit <= 1000:
+            raise ValueError(query.limit)
     except ValueError:
-        return JSONResponse({"status": "error", "error": "ids and limit must be integers"}, status_code=400)
+        return JSONResponse({"status": "error", "error": "ids must be positive integers and limit 1 to 1000"},
+                            status_code=400)
     try:
         rows = await request.app.state.store.history(query)
     except StoreUnavailable as exc:
@@ -126,6 +129,15 @@ async def purge_dead_letter(request: Request) -> Response:
     return JSONResponse({"status": "purged", "id": notification_id})
 
 
+REPLAY_REFUSED = {
+    "missing": (404, "no dead letter {id}"),
+    "resolved": (409, "dead letter {id} was not replayed: its alerts have resolved since (and the resolve was "
+                      "sent), so replaying would re-open them; purge it instead"),
+    "too_old": (409, "dead letter {id} was not replayed: it is older than RELAY_RETENTION_HOURS, so relay no "
+                     "longer knows whether its alerts resolved and replaying could re-open them; purge it instead"),
+}
+
+
 async def retry_dead_letter(request: Request) -> Response:
     try:
         notification_id = _id(request.path_params["id"])
@@ -133,10 +145,12 @@ async def retry_dead_letter(request: Request) -> Response:
         return JSONResponse({"status": "error", "error": "id must be a positive integer"}, status_code=400)
     state = request.app.state
     try:
-        replayed = await state.store.replay(notification_id, time.time())
+        now = time.time()
+        outcome = await state.store.replay(notification_id, now, now - state.settings.retention_hours * 3600)
     except StoreUnavailable as exc:
         return JSONResponse({"status": "error", "error": str(exc)}, status_code=503)
-    if not replayed:
-        return JSONResponse({"status": "error", "error": f"no dead letter {notification_id}"}, status_code=404)
+    if outcome != "replayed":
+        status, error = REPLAY_REFUSED[outcome]
+        return JSONResponse({"status": "error", "error": error.format(id=notification_id)}, status_code=status)
     state.dispatcher.wake()
     return JSONResponse({"status": "replayed", "id": notification_id})

@@ -165,3 +165,6 @@ async def test_admin_api_needs_the_token_too(tmp_path: Path) -> None:
                 ).status_code == 400
         assert (await relay.client.post("/api/v1/dead-letters/99999999999999999999999/retry", headers=auth)
                 ).status_code == 400
+        for limit in ("-1", "0", "1001", "x"):
+            answer = await relay.client.get(f"/api/v1/notifications?limit={limit}", headers=auth)
+            assert answer.status_code == 400 and "limit 1 to 1000" in answer.json()["error"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from relay.alerts import Notification, WebhookMessage
 
@@ -32,6 +32,10 @@ class Candidate:
     @property
     def lane(self) -> str:
         return f"{self.receiver}\x1f{self.group.groupKey}"
+
+
+# What a replay did: put back; no such dead letter; nothing left to send (resolved, or too old to know).
+Replay = Literal["replayed", "missing", "resolved", "too_old"]
 
 
 @dataclass(frozen=True)
@@ -137,8 +141,10 @@ class Store(Protocol):
 
     async def dead_letter(self, notification_id: int, owner: str, attempt: Attempt) -> None: ...
 
-    async def replay(self, notification_id: int, now: float) -> bool:
-        """Put a dead letter back in its lane; False if there is no such dead letter."""
+    async def replay(self, notification_id: int, now: float, forgotten_before: float = 0.0) -> Replay:
+        """Put a dead letter back in its lane, minus firing alerts that must not be re-opened: those whose
+        resolve was already notified, and all of them if it was received before `forgotten_before` (the
+        retention horizon, past which relay no longer knows whether they resolved)."""
 
     async def stats(self, now: float) -> OutboxStats: ...
 

@@ -23,7 +23,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from relay.alerts import State, WebhookMessage, group_status
 from relay.errors import StoreUnavailable
-from relay.store.base import Attempt, Candidate, Claim, Claimed, Enqueued, Handoff, HistoryFilter, OutboxStats
+from relay.store.base import Attempt, Candidate, Claim, Claimed, Enqueued, Handoff, HistoryFilter, OutboxStats, Replay
 from relay.store.rows import (
     ATTEMPT_COLUMNS,
     HISTORY_COLUMNS,
@@ -319,26 +319,26 @@ class PostgresStore:
         await self._finish(SQL_RETRY, (int(count_attempt), next_attempt_at, error, notification_id, owner),
                            notification_id, attempt)
 
-    async def replay(self, notification_id: int, now: float) -> bool:
-        """Put a dead letter back, minus firing alerts whose resolve was already notified (no re-opened incidents)."""
+    async def replay(self, notification_id: int, now: float, forgotten_before: float = 0.0) -> Replay:
+        """Put a dead letter back, minus firing alerts that must not re-open an incident (see Store.replay)."""
         async with self._tx() as conn:
-            row = await conn.fetchrow(
-                "SELECT receiver, payload FROM notifications WHERE id = $1 AND state = 'dead' FOR UPDATE",
-                notification_id)
+            row = await conn.fetchrow("SELECT receiver, payload, received_at FROM notifications "
+                                      "WHERE id = $1 AND state = 'dead' FOR UPDATE", notification_id)
             if row is None:
-                return False
+                return "missing"
             group = WebhookMessage.model_validate_json(row["payload"])
+            too_old = row["received_at"] < forgotten_before
             resolved = {(r["fingerprint"], r["starts_at"]) for r in await conn.fetch(
                 SQL_RESOLVED_KEYS, row["receiver"], [a.fingerprint for a in group.alerts])}
-            kept = [a for a in group.alerts
-                    if a.status == "resolved" or (a.fingerprint, dedup_time(a.startsAt)) not in resolved]
+            kept = [a for a in group.alerts if a.status == "resolved"
+                    or (not too_old and (a.fingerprint, dedup_time(a.startsAt)) not in resolved)]
             if not kept:
-                return False
+                return "too_old" if too_old else "resolved"
             payload = None
             if len(kept) != len(group.alerts):
                 payload = group.model_copy(update={"alerts": kept, "status": group_status(kept)}).model_dump_json()
             status = await conn.execute(SQL_REPLAY, now, notification_id, payload)
-            return status.split()[-1] != "0"
+            return "replayed" if status.split()[-1] != "0" else "missing"
 
     async def stats(self, now: float) -> OutboxStats:
         async with self._conn() as conn:

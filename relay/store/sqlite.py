@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from relay.alerts import State, WebhookMessage, group_status
 from relay.errors import StoreUnavailable
-from relay.store.base import Attempt, Candidate, Claim, Claimed, Enqueued, Handoff, HistoryFilter, OutboxStats
+from relay.store.base import Attempt, Candidate, Claim, Claimed, Enqueued, Handoff, HistoryFilter, OutboxStats, Replay
 from relay.store.rows import (
     ATTEMPT_COLUMNS,
     HISTORY_COLUMNS,
@@ -129,21 +129,22 @@ def _enqueue(conn: sqlite3.Connection, candidates: list[Candidate], now: float,
     return out
 
 
-def _replay(conn: sqlite3.Connection, notification_id: int, now: float) -> bool:
-    """Put a dead letter back, minus firing alerts whose resolve was already notified (no re-opened incidents)."""
-    row = conn.execute("SELECT receiver, payload FROM notifications WHERE id = ? AND state = 'dead'",
+def _replay(conn: sqlite3.Connection, notification_id: int, now: float, forgotten_before: float) -> Replay:
+    """Put a dead letter back, minus firing alerts that must not re-open an incident (see Store.replay)."""
+    row = conn.execute("SELECT receiver, payload, received_at FROM notifications WHERE id = ? AND state = 'dead'",
                        (notification_id,)).fetchone()
     if row is None:
-        return False
+        return "missing"
     group = WebhookMessage.model_validate_json(row["payload"])
-    kept = [a for a in group.alerts if a.status == "resolved" or conn.execute(
-        SQL_DEDUP_GET, (row["receiver"], a.fingerprint, dedup_time(a.startsAt), "resolved")).fetchone() is None]
+    too_old = row["received_at"] < forgotten_before
+    kept = [a for a in group.alerts if a.status == "resolved" or (not too_old and conn.execute(
+        SQL_DEDUP_GET, (row["receiver"], a.fingerprint, dedup_time(a.startsAt), "resolved")).fetchone() is None)]
     if not kept:
-        return False
+        return "too_old" if too_old else "resolved"
     if len(kept) != len(group.alerts):
         group = group.model_copy(update={"alerts": kept, "status": group_status(kept)})
         conn.execute("UPDATE notifications SET payload = ? WHERE id = ?", (group.model_dump_json(), notification_id))
-    return bool(conn.execute(SQL_REPLAY, (now, now, notification_id)).rowcount)
+    return "replayed" if conn.execute(SQL_REPLAY, (now, now, notification_id)).rowcount else "missing"
 
 
 def _pending_receivers(conn: sqlite3.Connection) -> list[str]:
@@ -343,8 +344,8 @@ class SqliteStore:
         await self._finish(SQL_RETRY, (int(count_attempt), next_attempt_at, error, notification_id, owner),
                            notification_id, attempt)
 
-    async def replay(self, notification_id: int, now: float) -> bool:
-        return bool(await self._call(lambda conn: _replay(conn, notification_id, now)))
+    async def replay(self, notification_id: int, now: float, forgotten_before: float = 0.0) -> Replay:
+        return await self._call(lambda conn: _replay(conn, notification_id, now, forgotten_before))
 
     async def stats(self, now: float) -> OutboxStats:
         def op(conn: sqlite3.Connection) -> OutboxStats:

@@ -138,8 +138,8 @@ async def test_dead_letter_frees_the_lane_and_can_be_replayed(store: Store) -> N
     assert stats.dead == {"slack-alerts": 1} and stats.pending == {"slack-alerts": 1}
     [row] = await store.history(HistoryFilter(state="dead"))
     assert row["id"] == first.notification_id and "invalid_token" in row["last_error"]
-    assert await store.replay(first.notification_id, now) is True
-    assert await store.replay(first.notification_id, now) is False
+    assert await store.replay(first.notification_id, now) == "replayed"
+    assert await store.replay(first.notification_id, now) == "missing"
     assert (await store.stats(now)).dead == {}
 
 
@@ -182,7 +182,7 @@ async def test_replay_never_reopens_an_alert_that_already_resolved(store: Store)
     [claimed] = (await store.claim("w1", 10, now, 60)).claimed
     await store.dead_letter(claimed.notification.id, "w1", Attempt(now, 0.1, "dead", "unconfigured"))
     await store.enqueue([candidate("resolved-poddown.json")], now + 1)  # the resolve went out meanwhile
-    assert await store.replay(firing.notification_id, now + 2) is False
+    assert await store.replay(firing.notification_id, now + 2) == "resolved"
     assert (await store.stats(now)).dead == {"slack-alerts": 1}
 
 
@@ -269,3 +269,15 @@ async def test_handoff_leases_new_lane_heads_only_within_the_offer(store: Store)
     await store.complete(first.notification_id, "w1", Attempt(now, 0.01, "delivered"))
     [nxt] = (await store.claim("w2", 10, now, 60)).claimed
     assert nxt.notification.id == resolved.notification_id
+
+
+async def test_replay_of_a_dead_letter_older_than_retention_sends_no_firing_alert(store: Store) -> None:
+    now = time.time()
+    [firing] = await store.enqueue([candidate("firing-poddown.json")], now)
+    [claimed] = (await store.claim("w1", 10, now, 60)).claimed
+    await store.dead_letter(claimed.notification.id, "w1", Attempt(now, 0.1, "dead", "unconfigured"))
+    await store.enqueue([candidate("resolved-poddown.json")], now + 1)
+    later = now + 8 * 86400
+    await store.prune(later - 7 * 86400, later - 7 * 86400)  # the resolve's dedup mark is forgotten
+    assert await store.replay(firing.notification_id, later, forgotten_before=later - 7 * 86400) == "too_old"
+    assert (await store.stats(later)).dead == {"slack-alerts": 1}
