@@ -50,7 +50,7 @@ async def reload(request: Request) -> Response:
     try:
         routes = await request.app.state.runtime.reload()
     except ConfigError as exc:
-        return JSONResponse({"status": "error", "error": str(exc)}, status_code=400)
+        return _error(str(exc), 400)
     return JSONResponse({"status": "reloaded", "config_hash": routes.digest})
 
 
@@ -70,17 +70,38 @@ def _ids(text: str | None) -> tuple[int, ...]:
     return tuple(_id(part) for part in text.split(",")[:1000] if part.strip())
 
 
+def _error(message: str, status: int) -> JSONResponse:
+    return JSONResponse({"status": "error", "error": message}, status_code=status)
+
+
 def authorized(handler: Handler) -> Handler:
-    """The admin API answers only to the webhook's bearer token, when one is set."""
+    """The admin API answers only to the webhook's bearer token, when one is set; a store that cannot answer
+    is a 503 saying so."""
 
     async def guarded(request: Request) -> Response:
         try:
             check_auth(request, request.app.state.settings.token)
         except Rejected as exc:
-            return JSONResponse({"status": "error", "error": exc.message}, status_code=exc.status)
-        return await handler(request)
+            return _error(exc.message, exc.status)
+        try:
+            return await handler(request)
+        except StoreUnavailable as exc:
+            return _error(str(exc), 503)
 
     return guarded
+
+
+def by_id(handler: Callable[[Request, int], Awaitable[Response]]) -> Handler:
+    """Handlers of /…/{id}: the id is checked once, here."""
+
+    async def parsed(request: Request) -> Response:
+        try:
+            notification_id = _id(request.path_params["id"])
+        except ValueError:
+            return _error("id must be a positive integer", 400)
+        return await handler(request, notification_id)
+
+    return parsed
 
 
 async def notifications(request: Request) -> Response:
@@ -92,40 +113,22 @@ async def notifications(request: Request) -> Response:
         if not 1 <= query.limit <= 1000:
             raise ValueError(query.limit)
     except ValueError:
-        return JSONResponse({"status": "error", "error": "ids must be positive integers and limit 1 to 1000"},
-                            status_code=400)
-    try:
-        rows = await request.app.state.store.history(query)
-    except StoreUnavailable as exc:
-        return JSONResponse({"status": "error", "error": str(exc)}, status_code=503)
-    return JSONResponse({"notifications": rows})
+        return _error("ids must be positive integers and limit 1 to 1000", 400)
+    return JSONResponse({"notifications": await request.app.state.store.history(query)})
 
 
-async def notification(request: Request) -> Response:
-    try:
-        notification_id = _id(request.path_params["id"])
-    except ValueError:
-        return JSONResponse({"status": "error", "error": "id must be a positive integer"}, status_code=400)
-    try:
-        found = await request.app.state.store.detail(notification_id)
-    except StoreUnavailable as exc:
-        return JSONResponse({"status": "error", "error": str(exc)}, status_code=503)
+@by_id
+async def notification(request: Request, notification_id: int) -> Response:
+    found = await request.app.state.store.detail(notification_id)
     if found is None:
-        return JSONResponse({"status": "error", "error": f"no notification {notification_id}"}, status_code=404)
+        return _error(f"no notification {notification_id}", 404)
     return JSONResponse(found)
 
 
-async def purge_dead_letter(request: Request) -> Response:
-    try:
-        notification_id = _id(request.path_params["id"])
-    except ValueError:
-        return JSONResponse({"status": "error", "error": "id must be a positive integer"}, status_code=400)
-    try:
-        purged = await request.app.state.store.purge(notification_id)
-    except StoreUnavailable as exc:
-        return JSONResponse({"status": "error", "error": str(exc)}, status_code=503)
-    if not purged:
-        return JSONResponse({"status": "error", "error": f"no dead letter {notification_id}"}, status_code=404)
+@by_id
+async def purge_dead_letter(request: Request, notification_id: int) -> Response:
+    if not await request.app.state.store.purge(notification_id):
+        return _error(f"no dead letter {notification_id}", 404)
     return JSONResponse({"status": "purged", "id": notification_id})
 
 
@@ -138,19 +141,13 @@ REPLAY_REFUSED = {
 }
 
 
-async def retry_dead_letter(request: Request) -> Response:
-    try:
-        notification_id = _id(request.path_params["id"])
-    except ValueError:
-        return JSONResponse({"status": "error", "error": "id must be a positive integer"}, status_code=400)
+@by_id
+async def retry_dead_letter(request: Request, notification_id: int) -> Response:
     state = request.app.state
-    try:
-        now = time.time()
-        outcome = await state.store.replay(notification_id, now, now - state.settings.retention_hours * 3600)
-    except StoreUnavailable as exc:
-        return JSONResponse({"status": "error", "error": str(exc)}, status_code=503)
+    now = time.time()
+    outcome = await state.store.replay(notification_id, now, now - state.settings.retention_hours * 3600)
     if outcome != "replayed":
         status, error = REPLAY_REFUSED[outcome]
-        return JSONResponse({"status": "error", "error": error.format(id=notification_id)}, status_code=status)
+        return _error(error.format(id=notification_id), status)
     state.dispatcher.wake()
     return JSONResponse({"status": "replayed", "id": notification_id})
