@@ -52,19 +52,20 @@ def note(mrkdwn: str) -> dict[str, Any]:
 
 
 def build_message(notification: Notification, templates: Templates, receiver: ReceiverConfig,
-                  *, now: datetime | None = None) -> dict[str, Any]:
-    """The Slack message for a notification, the same for an incoming webhook, chat.postMessage and chat.update."""
+                  *, now: datetime | None = None, mention: bool = True) -> dict[str, Any]:
+    """The Slack message for a notification, the same for an incoming webhook, chat.postMessage and chat.update;
+    `mention=False` leaves out routes.yaml's mention (one notification pings people once, not per message)."""
     config = receiver.slack
     assert config is not None
     overrides = receiver.templates
     ctx = context(notification, now=now)
     title = templates.render("slack", "title", overrides, ctx) or notification.status
     fallback = templates.render("slack", "text", overrides, ctx)
-    mention = config.mention if config.mention and notification.status == "firing" else ""
+    ping = config.mention if mention and config.mention and notification.status == "firing" else ""
 
     top = [header(title)]
-    if mention:
-        top.append(section(mention))
+    if ping:
+        top.append(section(ping))
     head: list[dict[str, Any]] = []
     if ctx["commonExtraLabels"]:
         head.append(note(" ".join(f"`{slack_escape(k)}={slack_escape(v)}`" for k, v in
@@ -81,7 +82,7 @@ def build_message(notification: Notification, templates: Templates, receiver: Re
     if len(shown) < len(alerts):
         body.append(note(f"… and {len(alerts) - len(shown)} more alerts"))
 
-    message: dict[str, Any] = {"text": cut(f"{mention} {fallback}".strip(), TEXT_LIMIT, mrkdwn=True), "blocks": top}
+    message: dict[str, Any] = {"text": cut(f"{ping} {fallback}".strip(), TEXT_LIMIT, mrkdwn=True), "blocks": top}
     if head + body + tail:
         # The fallback is "plain text" shown in notifications, but Slack may still read `<!channel>` in it: escaped.
         fallback = cut(slack_escape(title), HEADER_LIMIT, mrkdwn=True)

@@ -236,6 +236,8 @@ async def test_a_group_announced_in_two_messages_is_reminded_and_resolved_in_bot
         [reminder] = slack.replies(message.ts)
         assert reminder.body["reply_broadcast"] is True
         assert f"`service={service}`" in wire(reminder.body) and "[FIRING:1] HighLatency" in header(reminder.body)
+    reminders = [slack.replies(m.ts)[0] for m in (first, second)]  # one notification pings people once
+    assert sum("<!subteam^S0123|oncall>" in wire(r.body) for r in reminders) == 1
 
     await sender.send(notification("resolved-highlatency-group2", "team-slack", id=4), threads)
     assert len(slack.top_level()) == 2
@@ -247,13 +249,15 @@ async def test_a_group_announced_in_two_messages_is_reminded_and_resolved_in_bot
 async def test_a_new_alert_beside_a_reminded_one_gets_its_own_message(
     slack: SlackWebhookServer, store: Store, bot: Sender
 ) -> None:
-    sender, threads = bot(), Threads(store, "team-slack")
+    sender, threads = bot(mention="<!subteam^S0123|oncall>"), Threads(store, "team-slack")
     await sender.send(notification(only("firing-highlatency-group2", 0), "team-slack", id=1), threads)
     await sender.send(notification("firing-highlatency-group2", "team-slack", id=2), threads)
     first, second = slack.top_level()
     [reminder] = slack.replies(first.ts)
     assert "`service=admin`" in wire(reminder.body) and "server" not in wire(reminder.body)
     assert "`service=server`" in wire(second.body) and "admin" not in wire(second.body)
+    # The ping goes with the new alert's message, not also with the reminder beside it.
+    assert "<!subteam^S0123|oncall>" in wire(second.body) and "<!subteam" not in wire(reminder.body)
 
     await sender.send(notification("resolved-highlatency-group2", "team-slack", id=3), threads)
     assert "[RESOLVED] HighLatency" in header(first.body) and "[RESOLVED] HighLatency" in header(second.body)

@@ -114,8 +114,8 @@ class SlackChannel:
         token = config.token.get_secret_value() if config.token is not None else ""
         return "slack:" + secret_digest(f"{token}:{config.channel}")
 
-    def render(self, notification: Notification, now: datetime | None = None) -> dict[str, Any]:
-        return build_message(notification, self.templates, self.receiver, now=now)
+    def render(self, notification: Notification, now: datetime | None = None, mention: bool = True) -> dict[str, Any]:
+        return build_message(notification, self.templates, self.receiver, now=now, mention=mention)
 
     async def send(self, notification: Notification, threads: Threads | None = None) -> None:
         webhook_url = self.config.webhook_url.get_secret_value().strip() if self.config.webhook_url else ""
@@ -136,9 +136,10 @@ class SlackChannel:
         plan = await book.plan(notification)
         for anchor, alerts in plan.resolves:
             await self._resolve_in_thread(notification, book, anchor, alerts)
-        for anchor, alerts in plan.reminders:  # a reply also shown in the channel
+        # The mention pings once per notification: on the new message if there is one, else the first reminder.
+        for i, (anchor, alerts) in enumerate(plan.reminders):  # a reply also shown in the channel
             reminder = narrowed(notification, alerts)
-            await self._post(reminder_call(anchor, self.render(reminder)))
+            await self._post(reminder_call(anchor, self.render(reminder, mention=not plan.new and i == 0)))
             await book.reminded(anchor, reminder)
         if plan.new:
             fresh = narrowed(notification, plan.new)
