@@ -4,7 +4,9 @@ Every operation is a function queued to a single thread that owns the
 connection. The thread takes everything queued, runs each in its own
 savepoint inside one transaction, and commits once: concurrent webhooks share
 one fsync instead of paying one each, and nobody's answer comes back before
-the commit that holds their work.
+the commit that holds their work. Batches holding only leases, completions and
+retry schedules commit without the fsync (WAL `synchronous=NORMAL`: safe from a
+process crash; a power cut can only undo them, which means a repeat, never a loss).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], Any]
+Item = tuple[Op, "asyncio.Future[Any]", bool]  # the op, its caller's future, whether its commit must be durable
 
 MAX_BATCH = 512
 
@@ -181,7 +184,8 @@ def _due_heads(conn: sqlite3.Connection, limit: int, now: float, room: Mapping[s
 class SqliteStore:
     def __init__(self, path: str) -> None:
         self.path = path
-        self._queue: queue.SimpleQueue[tuple[Op, asyncio.Future[Any]] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
+        self._synchronous = "FULL"
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
 
@@ -226,11 +230,15 @@ class SqliteStore:
                 batch.append(nxt)
             self._run_batch(conn, batch)
 
-    def _run_batch(self, conn: sqlite3.Connection, batch: list[tuple[Op, asyncio.Future[Any]]]) -> None:
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[Item]) -> None:
         results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         try:
+            synchronous = "FULL" if any(durable for _, _, durable in batch) else "NORMAL"
+            if synchronous != self._synchronous:
+                conn.execute(f"PRAGMA synchronous = {synchronous}")
+                self._synchronous = synchronous
             conn.execute("BEGIN IMMEDIATE")
-            for op, fut in batch:
+            for op, fut, _ in batch:
                 conn.execute("SAVEPOINT op")
                 try:
                     value = op(conn)
@@ -253,15 +261,16 @@ class SqliteStore:
                 except sqlite3.Error:
                     pass
             failure = StoreUnavailable(f"store cannot commit: {exc}")
-            results = [(fut, None, failure) for _, fut in batch]
+            results = [(fut, None, failure) for _, fut, _ in batch]
         for fut, value, error in results:
             fut.get_loop().call_soon_threadsafe(_settle, fut, value, error)
 
-    async def _call(self, op: Callable[[sqlite3.Connection], T]) -> T:
+    async def _call(self, op: Callable[[sqlite3.Connection], T], durable: bool = True) -> T:
+        """Run `op` in the next batch; `durable=False` for work a power cut may undo (leases, outcomes)."""
         if self._thread is None:
             raise StoreUnavailable("store is not open")
         fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put((op, fut))
+        self._queue.put((op, fut, durable))
         return await fut
 
     # -- the Store protocol ----------------------------------------------------------------
@@ -294,7 +303,7 @@ class SqliteStore:
         await self._call(lambda conn: conn.execute(SQL_RELEASE_ALL))
 
     async def ping(self) -> None:
-        await self._call(lambda conn: conn.execute("SELECT 1").fetchone())
+        await self._call(lambda conn: conn.execute("SELECT 1").fetchone(), durable=False)
 
     async def enqueue(self, candidates: list[Candidate], received_at: float,
                       handoff: Handoff | None = None) -> list[Enqueued]:
@@ -318,15 +327,17 @@ class SqliteStore:
                 claimed.append(Claimed(notification, row["give_up_at"], now + lease))
             return Claim(claimed, now if more and len(claimed) >= limit else next_due)
 
-        return await self._call(op)
+        return await self._call(op, durable=False)  # a lost lease is freed at start anyway
 
-    async def _finish(self, sql: str, params: tuple[Any, ...], notification_id: int, attempt: Attempt) -> None:
+    async def _finish(self, sql: str, params: tuple[Any, ...], notification_id: int, attempt: Attempt,
+                      durable: bool = False) -> None:
+        """Record an outcome; undone by a power cut, it would be tried again (at least once, never lost)."""
         def op(conn: sqlite3.Connection) -> None:
             if conn.execute(sql, params).rowcount:
                 conn.execute(SQL_ATTEMPT, (notification_id, attempt.started_at, attempt.duration, attempt.outcome,
                                            attempt.reason, attempt.detail))
 
-        await self._call(op)
+        await self._call(op, durable)
 
     async def complete(self, notification_id: int, owner: str, attempt: Attempt) -> None:
         end = attempt.started_at + attempt.duration
@@ -336,7 +347,8 @@ class SqliteStore:
     async def dead_letter(self, notification_id: int, owner: str, attempt: Attempt) -> None:
         end = attempt.started_at + attempt.duration
         error = attempt_error(attempt.reason, attempt.detail)
-        await self._finish(SQL_DONE, (State.DEAD.value, end, error, notification_id, owner), notification_id, attempt)
+        await self._finish(SQL_DONE, (State.DEAD.value, end, error, notification_id, owner), notification_id, attempt,
+                           durable=True)  # a fallback may be enqueued next: the dead letter must not come back
 
     async def retry_later(self, notification_id: int, owner: str, attempt: Attempt, next_attempt_at: float,
                           count_attempt: bool = True) -> None:
