@@ -343,6 +343,16 @@ def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def open_files(pid: int) -> int:
+    """Open descriptors that are not sockets (database, WAL, logs, pipes): a leak here is not a connection pool."""
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            if not os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:"):
+                count += 1
+    return count
+
+
 @dataclass
 class Machine:
     """The conditions of a run, printed with every table: the machine is shared, so say how busy it was."""

@@ -37,6 +37,7 @@ from bench.common import (
     cancel_on_sigterm,
     median,
     open_fds,
+    open_files,
     postgres_available,
     postgres_database,
     routes_yaml,
@@ -70,7 +71,8 @@ class Result:
     soak_seconds: float = 0.0
     soak_rate: float = 0.0
     soak_rss: list[tuple[float, float]] = field(default_factory=list)  # (seconds into the soak, MiB)
-    soak_fds: list[tuple[float, int]] = field(default_factory=list)
+    soak_fds: list[tuple[float, int]] = field(default_factory=list)  # all descriptors, sockets included
+    soak_files: list[tuple[float, int]] = field(default_factory=list)  # descriptors that are not sockets
 
     @property
     def rss_growth(self) -> float:
@@ -161,6 +163,7 @@ async def soak(proc: Proc, url: str, sink: Sink, seconds: float, rate: float, re
     def sample(at: float) -> None:
         result.soak_rss.append((round(at, 1), rss_mib(proc.pid)))
         result.soak_fds.append((round(at, 1), open_fds(proc.pid)))
+        result.soak_files.append((round(at, 1), open_files(proc.pid)))
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64),
                                      timeout=aiohttp.ClientTimeout(total=30)) as session:
@@ -211,7 +214,8 @@ async def one_store(stack: Stack, sink: Sink, store: str, opts: argparse.Namespa
     await soak(proc, url, sink, opts.soak_seconds, opts.soak_rate, result)
     print(f"  {store}: soak {opts.soak_seconds:.0f} s at {opts.soak_rate:g}/s, RSS "
           f"{result.soak_rss[0][1]:.1f} -> {result.soak_rss[-1][1]:.1f} MiB ({result.rss_growth:+.1f}%), fds "
-          f"{result.soak_fds[0][1]} -> {result.soak_fds[-1][1]}", flush=True)
+          f"{result.soak_fds[0][1]} -> {result.soak_fds[-1][1]} (not sockets: {result.soak_files[0][1]} -> "
+          f"{result.soak_files[-1][1]})", flush=True)
     await stack.stop(proc)
     again, _, result.ready_after = await start_relay(stack, f"restart-{store}", routes, db, NO_RATE_LIMITS)
     await stack.stop(again)
@@ -228,12 +232,13 @@ def report(results: Sequence[Result], opts: argparse.Namespace, machine: Machine
     for r in results:
         rss = [m for _, m in r.soak_rss]
         fds = [n for _, n in r.soak_fds]
+        files = [n for _, n in r.soak_files]
         rows.append((f"relay ({r.store})", f"{median(r.ready_fresh):.2f}", f"{r.ready_after:.2f}",
                      f"{r.rss_ready:.1f}", f"{r.rss_after:.1f}", f"{r.peak_after:.1f}", r.fds_after,
                      f"{rss[0]:.1f}-{max(rss):.1f}", f"{r.rss_growth:+.1f}%", f"{min(fds)}-{max(fds)}",
-                     f"{r.fds_growth:+d}"))
+                     f"{r.fds_growth:+d}", f"{min(files)}-{max(files)}"))
     lines.append(table(["system", "ready s", "ready (history) s", "RSS ready MiB", "RSS after MiB", "peak MiB",
-                        "fds after", "soak RSS MiB", "RSS growth", "soak fds", "fd growth"], rows))
+                        "fds after", "soak RSS MiB", "RSS growth", "soak fds", "fd growth", "non-socket fds"], rows))
     return "\n".join(lines)
 
 

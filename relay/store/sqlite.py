@@ -89,9 +89,9 @@ INSERT INTO message_refs (receiver, alert_key, ref, created_at) VALUES (?, ?, ?,
 ON CONFLICT (receiver, alert_key) DO UPDATE SET ref = excluded.ref, created_at = excluded.created_at
 """
 SQL_PRUNE = (
-    "DELETE FROM attempts WHERE notification_id IN "
-    "(SELECT id FROM notifications WHERE state = 'delivered' AND finished_at < ?)",
-    "DELETE FROM notifications WHERE state = 'delivered' AND finished_at < ?",
+    "DELETE FROM attempts WHERE notification_id IN (SELECT id FROM notifications "
+    "INDEXED BY notifications_delivered_at WHERE state = 'delivered' AND finished_at < ?)",
+    "DELETE FROM notifications INDEXED BY notifications_delivered_at WHERE state = 'delivered' AND finished_at < ?",
     "DELETE FROM dedup WHERE notified_at < ?",
     "DELETE FROM message_refs WHERE created_at < ?",
 )
