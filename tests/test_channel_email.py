@@ -276,3 +276,30 @@ def test_subject_is_one_line_and_cut(templates: Templates) -> None:
     subject = str(message["Subject"])
     assert "\n" not in subject and len(subject) <= 250
     assert subject.startswith("[FIRING:1] Very Long xxx") and subject.endswith("more characters")
+
+
+@asynccontextmanager
+async def server_that_drops_after_ehlo() -> AsyncIterator[str]:
+    """A mail server that offers STARTTLS, then goes away (a restart): the moment aiosmtplib misreports."""
+
+    async def drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 mail.example ESMTP\r\n")
+        await reader.readline()
+        writer.write(b"250-mail.example\r\n250-STARTTLS\r\n250 AUTH PLAIN LOGIN\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(drop, "127.0.0.1", 0)
+    try:
+        yield f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_server_gone_after_ehlo_is_retried_not_dead_lettered(templates: Templates) -> None:
+    async with server_that_drops_after_ehlo() as smarthost:
+        config = receiver(smarthost=smarthost, require_tls=True, auth_username=USER, auth_password=PASSWORD)
+        with pytest.raises(TransientDeliveryError) as caught:
+            await EmailChannel(config, templates).send(notification("firing-poddown"))
+    assert caught.value.reason == "connection_error"

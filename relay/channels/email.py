@@ -16,7 +16,7 @@ import hashlib
 import logging
 import re
 import ssl
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
@@ -142,6 +142,27 @@ def classify(exc: Exception, password: str | None) -> DeliveryError:
     return PermanentDeliveryError("invalid_config", type(exc).__name__)
 
 
+class _Smtp(aiosmtplib.SMTP):
+    """aiosmtplib forgets what the server offered when the connection drops, then reports STARTTLS or AUTH as
+    "not supported" (a permanent failure); report the lost connection instead, so the send is retried."""
+
+    async def starttls(self, *args: Any, **kwargs: Any) -> aiosmtplib.SMTPResponse:
+        return await self._unless_lost(super().starttls(*args, **kwargs))
+
+    async def login(self, *args: Any, **kwargs: Any) -> aiosmtplib.SMTPResponse:
+        return await self._unless_lost(super().login(*args, **kwargs))
+
+    async def _unless_lost(self, call: Awaitable[aiosmtplib.SMTPResponse]) -> aiosmtplib.SMTPResponse:
+        try:
+            return await call
+        except aiosmtplib.SMTPServerDisconnected:
+            raise
+        except aiosmtplib.SMTPException:
+            if not self.is_connected:
+                raise aiosmtplib.SMTPServerDisconnected("connection lost") from None
+            raise
+
+
 class EmailChannel:
     """Sends each notification as one email to the receiver's `to` list through its smarthost."""
 
@@ -164,7 +185,8 @@ class EmailChannel:
         message = build_message(notification, self.templates, self.receiver, replying_to=replying_to)
         password = self.config.auth_password.get_secret_value() if self.config.auth_password else None
         try:
-            errors, _ = await aiosmtplib.send(message, **connection_options(self.config, self.timeout))
+            async with _Smtp(**connection_options(self.config, self.timeout)) as client:
+                errors, _ = await client.send_message(message)
         except (aiosmtplib.SMTPException, OSError, ValueError) as exc:
             raise classify(exc, password) from None
         if errors:  # some recipients refused, the others got it: retrying would duplicate for them

@@ -3,13 +3,14 @@
 Each alert gets its own event, keyed by `dedup_key(alert)`, so a firing alert
 opens one incident and its resolve closes exactly that one; a repeated trigger
 (a retried notification) is merged by PagerDuty instead of paging twice. The
-client is synchronous and runs in a worker thread, with its built-in retries and
-sleeps turned off: the dispatcher owns retries.
+client is synchronous and runs in worker threads of its own, with its built-in
+retries and sleeps turned off: the dispatcher owns retries.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import json
 import logging
@@ -34,6 +35,9 @@ _lib_log = logging.getLogger(f"{__name__}.lib")
 _lib_log.setLevel(logging.CRITICAL)
 
 TIMEOUT = 10.0
+# Not the event loop's default executor: a slow PagerDuty would fill it, and aiohttp and aiosmtplib resolve
+# Slack's and the mail server's host names there, so every other receiver would wait for PagerDuty.
+_CALLS = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="relay-pagerduty")
 ENQUEUE_PATH = "/v2/enqueue"
 SUMMARY_LIMIT = 1024
 # The Events API refuses events of 512 KB or more; like Alertmanager, relay reads that as 512,000 bytes. The
@@ -231,7 +235,7 @@ class PagerDutyChannel:
         refused: list[PermanentDeliveryError] = []
         for event in events:
             try:
-                await asyncio.to_thread(self._send_event, client, event)
+                await asyncio.get_running_loop().run_in_executor(_CALLS, self._send_event, client, event)
             except (pagerduty.Error, pagerduty.UrlError, ValueError, TypeError) as exc:
                 error = classify(exc, self._key)
                 if not (isinstance(error, PermanentDeliveryError) and error.reason == "invalid_event"):
@@ -249,5 +253,5 @@ class PagerDutyChannel:
 
     async def close(self) -> None:
         if self._client is not None:
-            await asyncio.to_thread(self._client.close)
+            await asyncio.get_running_loop().run_in_executor(_CALLS, self._client.close)
             self._client = None

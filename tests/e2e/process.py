@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -21,8 +23,14 @@ def free_port() -> int:
 
 
 class RelayProcess:
+    """`prefix` runs relay under another command (e.g. `setpriv` to drop root); `pipe_log` has this process write
+    relay's log file, so relay keeps its log even when it cannot write files itself (a disk-full test)."""
+
     def __init__(self, tmp_path: Path, routes: Path, env: dict[str, str], port: int | None = None,
-                 database_url: str | None = None) -> None:
+                 database_url: str | None = None, *, prefix: Sequence[str] = (), pipe_log: bool = False) -> None:
+        self.prefix = list(prefix)
+        self.pipe_log = pipe_log
+        self._copier: asyncio.Task[None] | None = None
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tmp_path / "relay.log"
@@ -40,9 +48,16 @@ class RelayProcess:
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "relay", "serve", cwd=REPO,
-                                                             env=self.env, stdout=out, stderr=out)
+        command = [*self.prefix, sys.executable, "-m", "relay", "serve"]
+        if self.pipe_log:
+            self.proc = await asyncio.create_subprocess_exec(*command, cwd=REPO, env=self.env,
+                                                             stdout=asyncio.subprocess.PIPE,
+                                                             stderr=asyncio.subprocess.STDOUT)
+            self._copier = asyncio.create_task(self._copy_log(self.proc))
+        else:
+            with self.log.open("ab") as out:
+                self.proc = await asyncio.create_subprocess_exec(*command, cwd=REPO, env=self.env, stdout=out,
+                                                                 stderr=out)
 
         async def ready() -> bool:
             assert self.proc is not None
@@ -56,14 +71,31 @@ class RelayProcess:
 
         await poll_until(ready, timeout=20, interval=0.05)
 
+    async def _copy_log(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        with self.log.open("ab") as out:
+            while line := await proc.stdout.readline():
+                out.write(line)
+                out.flush()
+
+    async def _log_copied(self) -> None:
+        if self._copier is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._copier, 10)
+            self._copier = None
+
     async def kill(self) -> None:
         """SIGKILL: no shutdown code runs, as in a crash or an OOM kill."""
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGKILL)
         await self.proc.wait()
+        await self._log_copied()
 
     async def terminate(self) -> int:
         assert self.proc is not None
         if self.proc.returncode is None:
             self.proc.send_signal(signal.SIGTERM)
-        return await asyncio.wait_for(self.proc.wait(), 30)
+        code = await asyncio.wait_for(self.proc.wait(), 30)
+        await self._log_copied()
+        return code

@@ -68,6 +68,9 @@ class FakeHttpServer:
         self.port = port
         self.requests: list[Request] = []
         self.held = 0  # requests stall() is holding open right now
+        self.slowed = 0  # requests slow() is delaying right now
+        self.slowed_peak = 0  # the most it delayed at once
+        self._delay = 0.0
         self._script: deque[Answer] = deque()
         self._outage: Answer | None = None
         self._released = asyncio.Event()
@@ -138,15 +141,28 @@ class FakeHttpServer:
         """An outage: answer every request with `status` until `recover()`; scripted answers wait."""
         self._outage = Answer(status, body, dict(headers or {}))
 
+    def slow(self, seconds: float) -> None:
+        """A slow provider: answer every request `seconds` late until `recover()`."""
+        self._delay = seconds
+
     def recover(self) -> None:
-        """End an outage and stalls: held requests, and later ones, are answered normally."""
+        """End an outage, stalls and slowness: held requests, and later ones, are answered normally."""
         self._outage = None
+        self._delay = 0.0
         self._script = deque(a for a in self._script if not a.stall)
         self._released.set()
         self._released = asyncio.Event()
 
     async def next_answer(self) -> Answer | None:
         """The scripted answer for this request, or None for the normal behaviour."""
+        if self._delay:
+            self.slowed += 1
+            self.slowed_peak = max(self.slowed_peak, self.slowed)
+            await self.notify()
+            try:
+                await asyncio.sleep(self._delay)
+            finally:
+                self.slowed -= 1
         if self._outage is not None:
             return self._outage
         if not self._script:
@@ -175,6 +191,12 @@ class FakeHttpServer:
         """Wait until `count` requests are being held open by `stall()`."""
         assert self._changed is not None, "server not started"
         await wait_until(self._changed, lambda: self.held >= count, timeout, lambda: f"{self.held} request(s) held")
+
+    async def wait_for_slowed(self, count: int, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Wait until `count` requests are being delayed by `slow()` at once."""
+        assert self._changed is not None, "server not started"
+        await wait_until(self._changed, lambda: self.slowed >= count, timeout,
+                         lambda: f"{self.slowed} request(s) being slowed")
 
     async def wait_for_requests(self, count: int, timeout: float = DEFAULT_TIMEOUT) -> list[Request]:
         """Wait until `count` requests arrived, whatever they were answered."""

@@ -14,6 +14,7 @@ import ssl
 import tempfile
 import threading
 import time
+import weakref
 from collections import deque
 from dataclasses import dataclass
 from email import message_from_bytes, policy
@@ -84,6 +85,31 @@ class _Handler:
         return "250 Message accepted for delivery"
 
 
+class _Controller(Controller):
+    """aiosmtpd's Controller stops its loop without closing open sessions (their sockets leak); this one resets
+    them first, as a mail server going down does."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sessions: weakref.WeakSet[SMTP] = weakref.WeakSet()
+
+    def factory(self) -> SMTP:
+        session = super().factory()
+        self.sessions.add(session)
+        return session
+
+    def stop(self, no_assert: bool = False) -> None:
+        async def reset() -> None:
+            for session in list(self.sessions):
+                if session.transport is not None:
+                    session.transport.abort()
+            await asyncio.sleep(0)  # let the aborted transports close their sockets
+
+        if self._thread is not None and self.loop.is_running():
+            asyncio.run_coroutine_threadsafe(reset(), self.loop).result(timeout=5)
+        super().stop(no_assert)
+
+
 class SmtpServer:
     """`async with SmtpServer(require_starttls=True, auth={"user": "pw"}) as smtp:`; point relay at `smtp.smarthost`.
 
@@ -105,10 +131,11 @@ class SmtpServer:
         self._script: dict[str, deque[str]] = {"MAIL": deque(), "RCPT": deque(), "DATA": deque()}
         self._outage: tuple[Stage, str] | None = None
         self._lock = threading.Lock()
-        self._controller: Controller | None = None
+        self._controller: _Controller | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed: asyncio.Event | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._options: dict[str, Any] = {}
 
     @property
     def smarthost(self) -> str:
@@ -131,15 +158,26 @@ class SmtpServer:
         if self.auth:
             kwargs["authenticator"] = self._authenticate
             kwargs["auth_required"] = True
+        self._options = kwargs
         self.port = free_port(self.host)
-        self._controller = Controller(_Handler(self), hostname=self.host, port=self.port,
-                                      server_hostname="smtp.relay.test", **kwargs)
+        await self.go_online()
+
+    async def go_online(self) -> None:
+        """Listen (again, after `go_offline()`) on the same port."""
+        if self._controller is not None:
+            return
+        self._controller = _Controller(_Handler(self), hostname=self.host, port=self.port,
+                                      server_hostname="smtp.relay.test", **self._options)
         await asyncio.to_thread(self._controller.start)
 
-    async def stop(self) -> None:
+    async def go_offline(self) -> None:
+        """The mail server is down: connections are refused until `go_online()`; what arrived is kept."""
         if self._controller is not None:
             await asyncio.to_thread(self._controller.stop)
             self._controller = None
+
+    async def stop(self) -> None:
+        await self.go_offline()
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None

@@ -1,0 +1,203 @@
+"""Steady load like a busy Alertmanager, and a ledger of what each provider received.
+
+Each alert has its own group (its own lane): a firing webhook, and for most
+alerts a resolved one a little later. The generator resends a webhook until
+relay answers 200, as Alertmanager does, and remembers which were accepted:
+those are the ones relay promised to deliver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from relay.alerts import Alert
+from relay.channels.pagerduty import dedup_key
+from relay.fingerprint import fingerprint
+from tests.reliability.conftest import Stack
+
+STARTS_AT = "2026-11-26T07:40:12.571836967Z"
+NAME = re.compile(r"\bRel[0-9a-z]*x\d{5}\b")
+MAX_CONCURRENT_POSTS = 64
+
+
+def destinations(i: int) -> tuple[str, ...]:
+    """A mix like the monitoring plan's: every alert to Slack, half also by email, a quarter also paged."""
+    return (("slack", "email", "pagerduty"), ("slack", "email"), ("slack",), ("slack",))[i % 4]
+
+
+def alert(name: str, to: Iterable[str], status: str) -> dict[str, Any]:
+    labels = {"alertname": name, "severity": "critical", "to": ",".join(to), "service": "server"}
+    return {"status": status, "labels": labels, "annotations": {"summary": f"{name} summary"},
+            "startsAt": STARTS_AT,
+            "endsAt": "2026-11-26T07:45:00Z" if status == "resolved" else "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prometheus:9090/graph", "fingerprint": fingerprint(labels)}
+
+
+def webhook(name: str, to: Iterable[str], status: str = "firing") -> dict[str, Any]:
+    one = alert(name, to, status)
+    return {"receiver": "relay", "status": status, "alerts": [one], "groupLabels": {"alertname": name},
+            "commonLabels": one["labels"], "commonAnnotations": one["annotations"], "externalURL": "http://am:9093",
+            "version": "4", "groupKey": f'{{}}:{{alertname="{name}"}}', "truncatedAlerts": 0}
+
+
+@dataclass
+class Load:
+    """Offers `rate` alerts a second to relay at `url`; each accepted webhook is recorded in `accepted`."""
+
+    url: str
+    token: str
+    rate: float
+    prefix: str = "Rel"
+    resolve_every: int = 4  # alerts whose index is a multiple of this stay firing
+    accepted: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # name -> {"firing", ...}
+    to: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    answers: Counter[str] = field(default_factory=Counter)  # "200", "503", "ConnectError", ...
+    error_bodies: list[str] = field(default_factory=list)
+    sent: int = 0
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def name(self, i: int) -> str:
+        return f"{self.prefix}x{i:05d}"
+
+    async def run(self, seconds: float) -> None:
+        """Offer load for `seconds` (or until `stop()`), then wait until every webhook offered was accepted."""
+        limit = asyncio.Semaphore(MAX_CONCURRENT_POSTS)
+        async with httpx.AsyncClient(base_url=self.url, timeout=10,
+                                     headers={"Authorization": f"Bearer {self.token}"}) as client:
+            start = time.monotonic()
+            i = 0
+            while not self._stop.is_set() and time.monotonic() - start < seconds:
+                name = self.name(i)
+                self.to[name] = destinations(i)
+                self._spawn(self._deliver(client, limit, name, "firing", 0.0))
+                if i % self.resolve_every:
+                    self._spawn(self._deliver(client, limit, name, "resolved", 1.0))
+                i += 1
+                delay = start + i / self.rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            while self._tasks:
+                await asyncio.gather(*list(self._tasks))
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(self, client: httpx.AsyncClient, limit: asyncio.Semaphore, name: str, status: str,
+                       after: float) -> None:
+        """POST until 200, backing off like Alertmanager; a resolve waits for its firing to be accepted first."""
+        await asyncio.sleep(after)
+        while status == "resolved" and "firing" not in self.accepted[name]:
+            await asyncio.sleep(0.05)
+        body = webhook(name, self.to[name], status)
+        backoff = 0.1
+        while True:
+            async with limit:
+                self.sent += 1
+                try:
+                    answer = await client.post("/webhook", json=body)
+                except httpx.HTTPError as exc:
+                    self.answers[type(exc).__name__] += 1
+                else:
+                    self.answers[str(answer.status_code)] += 1
+                    if answer.status_code == 200:
+                        self.accepted[name].add(status)
+                        return
+                    self.error_bodies.append(answer.text)
+                    assert answer.status_code >= 500, f"relay refused a valid webhook: {answer.text}"
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 1.0)
+
+    @property
+    def accepted_count(self) -> int:
+        return sum(len(kinds) for kinds in self.accepted.values())
+
+
+# -- what arrived -----------------------------------------------------------------------------------------------
+
+Arrival = tuple[float, str]  # (time.time(), "firing" | "resolved")
+
+
+def arrivals(stack: Stack, names: Iterable[str]) -> dict[tuple[str, str], list[Arrival]]:
+    """(integration, alert name) -> every message that provider accepted for it, in arrival order."""
+    out: dict[tuple[str, str], list[Arrival]] = defaultdict(list)
+    for at, _, message in stack.slack.received:
+        text = str(message)
+        kind = "resolved" if "[RESOLVED]" in text else "firing"
+        for name in set(NAME.findall(text)):
+            out[("slack", name)].append((at, kind))
+    for mail in stack.smtp.messages:
+        subject = str(mail.message["Subject"])
+        kind = "resolved" if subject.startswith("[RESOLVED]") else "firing"
+        for name in set(NAME.findall(subject)):
+            out[("email", name)].append((mail.at, kind))
+    keys = {}
+    for name in names:
+        model = Alert.model_validate(alert(name, ("slack", "email", "pagerduty"), "firing"))
+        keys[dedup_key(model)] = name
+    for request in stack.pagerduty.requests:
+        if request.status == 202 and isinstance(request.body, dict) and request.body.get("dedup_key") in keys:
+            kind = "resolved" if request.body.get("event_action") == "resolve" else "firing"
+            out[("pagerduty", keys[request.body["dedup_key"]])].append((request.at, kind))
+    return out
+
+
+@dataclass
+class Outcome:
+    expected: int  # messages relay promised (accepted webhooks x their destinations)
+    delivered: int  # distinct messages that arrived
+    lost: list[tuple[str, str, str]]  # (integration, name, kind) accepted but never arrived
+    duplicates: list[tuple[str, str, str, list[float]]]  # (integration, name, kind, arrival times)
+    out_of_order: list[tuple[str, str]]  # a firing arrived after its resolve
+
+    def summary(self) -> dict[str, int]:
+        return {"messages_expected": self.expected, "delivered": self.delivered, "lost": len(self.lost),
+                "duplicates": sum(len(times) - 1 for *_, times in self.duplicates),
+                "out_of_order": len(self.out_of_order)}
+
+
+def outcome(load: Load, stack: Stack) -> Outcome:
+    """Compare what relay accepted with what the providers received."""
+    got = arrivals(stack, load.to)
+    lost, duplicates, disorder = [], [], []
+    expected = delivered = 0
+    for name, kinds in load.accepted.items():
+        # PagerDuty hears a firing alert's dedup key only once per episode, Slack and email each time it is sent.
+        for integration in load.to[name]:
+            seen = got.get((integration, name), [])
+            for kind in sorted(kinds):
+                expected += 1
+                times = [at for at, k in seen if k == kind]
+                if not times:
+                    lost.append((integration, name, kind))
+                    continue
+                delivered += 1
+                if len(times) > 1:
+                    duplicates.append((integration, name, kind, times))
+            kinds_in_order = [k for _, k in sorted(seen)]
+            if "resolved" in kinds_in_order and "firing" in kinds_in_order[kinds_in_order.index("resolved"):]:
+                disorder.append((integration, name))
+    return Outcome(expected, delivered, lost, duplicates, disorder)
+
+
+async def settled(stack: Stack, load: Load, timeout: float) -> Outcome:
+    """Wait until every accepted message arrived (or `timeout`), then give the outcome."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = outcome(load, stack)
+        if not result.lost or time.monotonic() > deadline:
+            return result
+        await asyncio.sleep(0.2)

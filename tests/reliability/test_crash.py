@@ -1,0 +1,64 @@
+"""relay SIGKILLed every few seconds under steady load: every webhook answered 200 is delivered, and the only
+duplicates are sends a killed process made but had not yet recorded (at most its in-flight sends per receiver).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from pathlib import Path
+
+from relay.settings import Settings
+from tests.e2e.process import RelayProcess
+from tests.reliability.conftest import Profile, Stack, expose, record
+from tests.reliability.load import Load, settled
+
+# What a killed process can have sent but not recorded: its in-flight sends, capped per receiver.
+IN_FLIGHT_PER_RECEIVER = Settings.model_fields["workers_per_receiver"].default
+# A send the killed process wrote can reach the provider a moment after the kill; a new relay process cannot send
+# anything this soon after it is spawned (importing Python alone takes longer).
+IN_FLIGHT_GRACE = 0.25
+
+
+async def test_sigkill_every_few_seconds_loses_nothing(tmp_path: Path, stack: Stack, profile: Profile) -> None:
+    relay = RelayProcess(tmp_path, stack.routes, {**stack.env, "RELAY_SEND_TIMEOUT_SECONDS": "5",
+                                                  "RELAY_LEASE_SECONDS": "10"})
+    await relay.start()
+    load = Load(relay.url, stack.token, profile.rate, prefix="Relk")
+    kills: list[float] = []  # time.time() of each SIGKILL
+    spawns: list[float] = []  # ... and of the restart that followed it
+    offering = asyncio.create_task(load.run(profile.load_seconds))
+    rng = random.Random(3)  # kills land at different phases of the work, reproducibly
+    started, started_at = time.monotonic(), time.time()
+    try:
+        while time.monotonic() - started < profile.load_seconds:
+            await asyncio.sleep(profile.kill_every * rng.uniform(0.5, 1.5))
+            kills.append(time.time())
+            await relay.kill()
+            spawns.append(time.time())
+            await relay.start()
+        await offering  # every webhook offered has been answered 200 by now
+        result = await settled(stack, load, timeout=60)
+        await expose(stack, relay.url, None)
+    finally:
+        offering.cancel()
+        await relay.terminate()
+    stack.exposure.add("log", relay.log.read_text(errors="replace"))
+    stack.exposure.add("error body", "\n".join(load.error_bodies))
+
+    per_kill: dict[tuple[int, str], int] = {}
+    for integration, name, kind, times in result.duplicates:
+        # A duplicate is a send the killed process made before it died and its successor repeated.
+        between = [k for k, (kill, spawn) in enumerate(zip(kills, spawns, strict=True))
+                   if times[0] <= spawn + IN_FLIGHT_GRACE and times[-1] >= kill]
+        assert between, (f"{integration} got {name} ({kind}) twice without a crash in between: at "
+                         f"{[round(t - started_at, 2) for t in times]}s, "
+                         f"kills at {[round(k - started_at, 2) for k in kills]}s")
+        per_kill[(between[0], integration)] = per_kill.get((between[0], integration), 0) + len(times) - 1
+    record("sigkill under load", profile=profile.name, seconds=profile.load_seconds, rate=profile.rate,
+           kills=len(kills), webhooks_accepted=load.accepted_count, posts=load.sent, answers=dict(load.answers),
+           **result.summary(), most_duplicates_in_one_kill=max(per_kill.values(), default=0))
+    assert result.lost == [] and result.out_of_order == []
+    assert len(kills) >= 2 and load.accepted_count >= profile.rate * profile.load_seconds * 0.5
+    assert all(count <= IN_FLIGHT_PER_RECEIVER for count in per_kill.values()), per_kill
