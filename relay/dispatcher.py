@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -50,6 +50,7 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._stopping = False
         self._inflight: dict[asyncio.Task[None], str] = {}  # task -> receiver
+        self._offered: dict[str, int] = {}  # receiver -> slots offered to enqueues still in progress
         self._runner: asyncio.Task[object] | None = None
         self._returns: set[asyncio.Task[None]] = set()
 
@@ -61,7 +62,7 @@ class Dispatcher:
         self._runner = asyncio.current_task()
         while not self._stopping:
             timeout = IDLE_POLL_SECONDS
-            free = self.options.workers - len(self._inflight)
+            free = self._free()
             self._wake.clear()
             if free > 0:
                 now = time.time()
@@ -80,15 +81,37 @@ class Dispatcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
-    def handoff(self) -> Handoff | None:
-        """An offer for the webhook's enqueue to lease new lane heads to us at once (None when full or stopping)."""
-        free = self.options.workers - len(self._inflight)
+    def handoff(self, receivers: Iterable[str]) -> Handoff | None:
+        """An offer for one webhook's enqueue to lease its new lane heads to us at once (None when full or stopping).
+
+        The offer names each of the webhook's receivers with the slots it reserves for it, so webhooks enqueued
+        concurrently, and claims meanwhile, cannot together exceed the worker limits; `adopt` ends the reservation.
+        """
+        free = self._free()
         if self._stopping or free <= 0:
             return None
-        return Handoff(self.owner, self.options.lease, free, self._room())
+        room = self._room()
+        offer: dict[str, int] = {}
+        for receiver in receivers:
+            fits = free > 0 and room.get(receiver, self.options.workers_per_receiver) - offer.get(receiver, 0) > 0
+            offer[receiver] = offer.get(receiver, 0) + int(fits)
+            free -= int(fits)
+        if not any(offer.values()):
+            return None
+        for receiver, slots in offer.items():
+            self._offered[receiver] = self._offered.get(receiver, 0) + slots
+        return Handoff(self.owner, self.options.lease, sum(offer.values()), offer)
 
-    def adopt(self, claimed: list[Claimed]) -> None:
-        """Deliver what enqueue leased to us; if we stopped meanwhile, give it back to the outbox at once."""
+    def adopt(self, claimed: list[Claimed], offer: Handoff | None = None) -> None:
+        """Deliver what enqueue leased to us and end the offer's reservation (also when enqueue failed: no claims);
+        if we stopped meanwhile, give the notifications back to the outbox at once."""
+        if offer is not None:
+            for receiver, slots in offer.room.items():
+                left = self._offered.get(receiver, 0) - slots
+                if left > 0:
+                    self._offered[receiver] = left
+                else:
+                    self._offered.pop(receiver, None)
         if not self._stopping:
             self._start(claimed)
             return
@@ -105,9 +128,12 @@ class Dispatcher:
             self._inflight[task] = item.notification.receiver
             task.add_done_callback(self._done)
 
+    def _free(self) -> int:
+        return self.options.workers - len(self._inflight) - sum(self._offered.values())
+
     def _room(self) -> dict[str, int]:
         """How many more sends each receiver may start: one slow provider must not take every worker."""
-        room: dict[str, int] = {}
+        room = {receiver: self.options.workers_per_receiver - slots for receiver, slots in self._offered.items()}
         for receiver in self._inflight.values():
             room[receiver] = room.get(receiver, self.options.workers_per_receiver) - 1
         return room

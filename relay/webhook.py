@@ -127,14 +127,18 @@ async def handle(request: Request) -> JSONResponse:
         log.info("webhook refused (%d): %s", exc.status, exc.message)
         return JSONResponse({"status": "error", "error": exc.message}, status_code=exc.status)
     routes: Routes = state.runtime.routes
+    chosen = candidates(message, routes)
+    offer = state.dispatcher.handoff(c.receiver for c in chosen)
+    results: list[Enqueued] = []
     try:
-        results = await state.store.enqueue(candidates(message, routes), received_at, state.dispatcher.handoff())
+        results = await state.store.enqueue(chosen, received_at, offer)
     except StoreUnavailable as exc:
         metrics.webhook_requests.labels("503").inc()
         log.error("webhook not accepted, the store cannot commit: %s", exc)
         return JSONResponse({"status": "error", "error": "store unavailable, retry later"}, status_code=503,
                             headers={"Retry-After": "5"})
-    state.dispatcher.adopt([r.claimed for r in results if r.claimed is not None])
+    finally:
+        state.dispatcher.adopt([r.claimed for r in results if r.claimed is not None], offer)
     if any(r.notification_id is not None and r.claimed is None for r in results):
         state.dispatcher.wake()  # the rest waits in its lane (or for room): let the dispatcher look now
     for alert in message.alerts:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from relay.dispatcher import Dispatcher, DispatcherOptions
 from relay.ratelimit import TokenBucket
 from relay.retry import RetryPolicy, next_attempt
 from tests.conftest import Providers
@@ -105,3 +106,16 @@ async def test_a_hanging_provider_does_not_hold_every_worker(tmp_path: Path, pro
         providers.slack.recover()
         await providers.slack.wait_for(7)
     assert event["event_action"] == "trigger" and "PodDown" in mail.message["Subject"]
+
+
+async def test_concurrent_webhooks_cannot_take_more_than_the_worker_limits() -> None:
+    dispatcher = Dispatcher(None, None, DispatcherOptions(workers=5, workers_per_receiver=3))  # type: ignore[arg-type]
+    offers = [dispatcher.handoff(["pagerduty", "slack"]) for _ in range(4)]  # enqueues in progress at once
+    granted = [o for o in offers if o is not None]
+    assert sum(o.room["pagerduty"] for o in granted) == 3  # the per-receiver cap
+    assert sum(o.limit for o in granted) == 5  # the worker limit
+    assert dispatcher.handoff(["email"]) is None
+    for offer in offers:
+        dispatcher.adopt([], offer)  # the enqueues finished without leasing anything
+    again = dispatcher.handoff(["pagerduty", "pagerduty"])
+    assert again is not None and again.room == {"pagerduty": 2}
