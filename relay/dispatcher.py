@@ -51,6 +51,7 @@ class Dispatcher:
         self._stopping = False
         self._inflight: dict[asyncio.Task[None], str] = {}  # task -> receiver
         self._offered: dict[str, int] = {}  # receiver -> slots offered to enqueues still in progress
+        self._claiming = 0  # slots a claim in progress may fill
         self._runner: asyncio.Task[object] | None = None
         self._returns: set[asyncio.Task[None]] = set()
 
@@ -66,14 +67,18 @@ class Dispatcher:
             self._wake.clear()
             if free > 0:
                 now = time.time()
+                room = self._room()
+                self._claiming = free  # no webhook may be offered these slots until the claim is in
                 try:
-                    claim = await self.store.claim(self.owner, free, now, self.options.lease, self._room())
+                    claim = await self.store.claim(self.owner, free, now, self.options.lease, room)
                 except StoreUnavailable as exc:
                     log.error("cannot claim notifications: %s", exc)
                     claim = None
                 except Exception:  # never let one bad row or bug stop all delivery
                     log.exception("claiming notifications failed")
                     claim = None
+                finally:
+                    self._claiming = 0
                 if claim is not None and not self._stopping:
                     self._start(claim.claimed)
                     if claim.next_due is not None:
@@ -129,13 +134,21 @@ class Dispatcher:
             task.add_done_callback(self._done)
 
     def _free(self) -> int:
-        return self.options.workers - len(self._inflight) - sum(self._offered.values())
+        return self.options.workers - len(self._inflight) - sum(self._offered.values()) - self._claiming
 
     def _room(self) -> dict[str, int]:
-        """How many more sends each receiver may start: one slow provider must not take every worker."""
-        room = {receiver: self.options.workers_per_receiver - slots for receiver, slots in self._offered.items()}
+        """How many more sends each receiver may start: one slow provider must not take every worker.
+
+        Every configured receiver is named, also those with nothing in flight (a claim or an offer would let an
+        unnamed receiver take every free worker, e.g. a backlog after a restart).
+        """
+        per = self.options.workers_per_receiver
+        routes = self.runtime.routes
+        room = dict.fromkeys(routes.receivers if routes else (), per)
+        for receiver, slots in self._offered.items():
+            room[receiver] = room.get(receiver, per) - slots
         for receiver in self._inflight.values():
-            room[receiver] = room.get(receiver, self.options.workers_per_receiver) - 1
+            room[receiver] = room.get(receiver, per) - 1
         return room
 
     def _done(self, task: asyncio.Task[None]) -> None:

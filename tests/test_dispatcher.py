@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from relay.dispatcher import Dispatcher, DispatcherOptions
@@ -109,7 +110,8 @@ async def test_a_hanging_provider_does_not_hold_every_worker(tmp_path: Path, pro
 
 
 async def test_concurrent_webhooks_cannot_take_more_than_the_worker_limits() -> None:
-    dispatcher = Dispatcher(None, None, DispatcherOptions(workers=5, workers_per_receiver=3))  # type: ignore[arg-type]
+    runtime = SimpleNamespace(routes=None)
+    dispatcher = Dispatcher(None, runtime, DispatcherOptions(workers=5, workers_per_receiver=3))  # type: ignore[arg-type]
     offers = [dispatcher.handoff(["pagerduty", "slack"]) for _ in range(4)]  # enqueues in progress at once
     granted = [o for o in offers if o is not None]
     assert sum(o.room["pagerduty"] for o in granted) == 3  # the per-receiver cap
