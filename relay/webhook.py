@@ -134,7 +134,7 @@ async def handle(request: Request) -> JSONResponse:
         results = await state.store.enqueue(chosen, received_at, offer)
     except StoreUnavailable as exc:
         metrics.webhook_requests.labels("503").inc()
-        log.error("webhook not accepted, the store cannot commit: %s", exc)
+        log.error("webhook not accepted (503, Alertmanager will retry): %s", exc)
         return JSONResponse({"status": "error", "error": "store unavailable, retry later"}, status_code=503,
                             headers={"Retry-After": "5"})
     finally:
