@@ -34,6 +34,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from relay.app import create_app
+    from relay.client_timeouts import http_protocol
     from relay.routes import load_routes
     from relay.templating import Templates
 
@@ -53,6 +54,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         print(f"relay: {exc}", file=sys.stderr)
         return 1
     config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_config=None,
+                            http=http_protocol(settings.request_read_timeout_seconds),
                             access_log=False, lifespan="on", timeout_graceful_shutdown=int(
                                 settings.shutdown_grace_seconds) + 5)
     uvicorn.Server(config).run()

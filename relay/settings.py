@@ -19,6 +19,8 @@ class Settings(BaseSettings):
     port: int = 8080
     webhook_token: SecretStr | None = None
     max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    # How long a client may take to send a request's headers, and again its body (slow or idle clients).
+    request_read_timeout_seconds: float = Field(default=30.0, gt=0)
     log_format: Literal["json", "console"] = "console"
     log_level: str = "INFO"
     # Dispatcher tuning: concurrent deliveries, lease on a claimed notification, grace on SIGTERM.

@@ -6,6 +6,7 @@ anything is written, so a rejected request changes no state.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -47,7 +48,16 @@ def check_auth(request: Request, token: str | None) -> None:
         raise Rejected(401, "invalid bearer token")
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, timeout: float = 30.0) -> bytes:
+    """The body, refused when too large (413) or too slow to arrive (408): a slow client holds no worker long."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await _read_body(request, limit)
+    except TimeoutError:
+        raise Rejected(408, f"the request body did not arrive within {timeout:.0f}s") from None
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise Rejected(413, f"body of {declared} bytes is over the limit of {limit} bytes (RELAY_MAX_BODY_BYTES)")
@@ -121,11 +131,14 @@ async def handle(request: Request) -> JSONResponse:
     received_at = time.time()
     try:
         check_auth(request, state.settings.token)
-        message = parse(await read_body(request, state.settings.max_body_bytes))
+        message = parse(await read_body(request, state.settings.max_body_bytes,
+                                         state.settings.request_read_timeout_seconds))
     except Rejected as exc:
         metrics.webhook_requests.labels(str(exc.status)).inc()
         log.info("webhook refused (%d): %s", exc.status, exc.message)
-        return JSONResponse({"status": "error", "error": exc.message}, status_code=exc.status)
+        # A client too slow to send its body must not keep the connection by trickling the rest of it.
+        closing = {"Connection": "close"} if exc.status == 408 else None
+        return JSONResponse({"status": "error", "error": exc.message}, status_code=exc.status, headers=closing)
     routes: Routes = state.runtime.routes
     chosen = candidates(message, routes)
     offer = state.dispatcher.handoff(c.receiver for c in chosen)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -168,3 +169,16 @@ async def test_admin_api_needs_the_token_too(tmp_path: Path) -> None:
         for limit in ("-1", "0", "1001", "x"):
             answer = await relay.client.get(f"/api/v1/notifications?limit={limit}", headers=auth)
             assert answer.status_code == 400 and "limit 1 to 1000" in answer.json()["error"]
+
+
+async def test_body_too_slow_to_arrive_is_408_and_closes(tmp_path: Path) -> None:
+    async with running_relay(settings(tmp_path, request_read_timeout_seconds=0.5)) as relay:
+        reader, writer = await asyncio.open_connection("127.0.0.1", int(relay.url.rsplit(":", 1)[1]))
+        writer.write(f"POST /webhook HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer {TOKEN}\r\n"
+                     "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{".encode())
+        await writer.drain()  # ...and the other 999 bytes never come
+        answer = (await asyncio.wait_for(reader.read(), 10)).decode()  # read() to EOF: relay closed it
+        writer.close()
+        assert answer.startswith("HTTP/1.1 408") and "connection: close" in answer.lower()
+        assert "did not arrive within" in answer
+        assert await relay.history() == []

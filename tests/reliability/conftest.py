@@ -37,7 +37,7 @@ class Profile:
 
 
 SHORT = Profile("short", load_seconds=20, rate=15, kill_every=3, outage_seconds=4, slow_seconds=10,
-                slow_notifications=12, hostile_examples=5000, idle_connections=300)
+                slow_notifications=12, hostile_examples=5000, idle_connections=1100)
 LONG = Profile("long", load_seconds=300, rate=40, kill_every=5, outage_seconds=60, slow_seconds=10,
                slow_notifications=40, hostile_examples=50000, idle_connections=3000)
 
