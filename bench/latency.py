@@ -41,6 +41,7 @@ from bench.common import (
     Stack,
     api_alert,
     cancel_on_sigterm,
+    cpu_seconds,
     free_port,
     median,
     pct,
@@ -98,6 +99,7 @@ class Sample:
     max_lag: float  # how far the load generator fell behind its schedule (ms)
     failed: int = 0  # sends refused or timed out (the client waits 30 s)
     kept_up: bool = True  # everything arrived within the drain time after the load
+    cpu_ms: float = float("nan")  # the system's CPU time (all threads) per alert sent, its backlog included
 
 
 def relay_body(bench_id: str) -> bytes:
@@ -209,12 +211,16 @@ async def one_run(run: int, rates: Sequence[int], seconds: float, systems: Seque
                 turn = run % len(targets)
                 for target in targets[turn:] + targets[:turn]:
                     tag = f"r{run}s{systems.index(target.name)}x{rate}"
+                    cpu_before = cpu_seconds(target.proc.pid) if target.proc else float("nan")
                     lat, sent, lag, failed, kept_up = await measure(session, sink, target, rate, seconds, tag)
+                    cpu_ms = ((cpu_seconds(target.proc.pid) - cpu_before) * 1000 / max(1, sent + WARMUP)
+                              if target.proc else float("nan"))
                     mean = sum(lat) / len(lat) if lat else float("nan")
                     samples.append(Sample(target.name, rate, run, sent, len(lat), pct(lat, 50), pct(lat, 95),
-                                          pct(lat, 99), mean, lag, failed, kept_up))
+                                          pct(lat, 99), mean, lag, failed, kept_up, cpu_ms))
                     print(f"  run {run + 1} {target.name:<17} {rate:>4}/s  n={len(lat):<6} p50 {pct(lat, 50):6.1f} "
                           f"p99 {pct(lat, 99):7.1f} ms  late {sent - failed - len(lat)}  failed {failed}  "
+                          f"CPU {cpu_ms:.2f} ms/alert  "
                           f"lag {lag:.0f} ms{'' if kept_up else '  DID NOT KEEP UP: stopped for this run'}",
                           flush=True)
                     if not kept_up and target.proc is not None:  # its backlog must not load the others' turns
@@ -234,15 +240,16 @@ def report(samples: Sequence[Sample], systems: Sequence[str], rates: Sequence[in
         for system in systems:
             mine = [s for s in samples if s.system == system and s.rate == rate]
             if not mine:
-                rows.append((system, rate, f"0/{runs}", *["-"] * 9))  # stopped after missing a lower rate
+                rows.append((system, rate, f"0/{runs}", *["-"] * 10))  # stopped after missing a lower rate
                 continue
             rows.append((system, rate, f"{sum(s.kept_up for s in mine)}/{runs}", sum(s.received for s in mine),
                          sum(s.sent - s.failed - s.received for s in mine), sum(s.failed for s in mine),
                          median([s.p50 for s in mine]), median([s.p95 for s in mine]), median([s.p99 for s in mine]),
                          f"{min(s.p99 for s in mine):.1f}-{max(s.p99 for s in mine):.1f}",
-                         median([s.mean for s in mine]), max(s.max_lag for s in mine)))
+                         median([s.mean for s in mine]), max(s.max_lag for s in mine),
+                         f"{median([s.cpu_ms for s in mine]):.2f}"))
     lines.append(table(["system", "rate/s", "kept up", "n", "late", "failed", "p50 ms", "p95 ms", "p99 ms",
-                        "p99 range", "mean ms", "gen lag ms"], rows))
+                        "p99 range", "mean ms", "gen lag ms", "CPU ms/alert"], rows))
     ratios = []
     for rate in rates:
         for num, den in ((RELAY_SQLITE, AM), (RELAY_SQLITE, FORWARDER), (RELAY_POSTGRES, RELAY_SQLITE),
