@@ -29,6 +29,7 @@ class Profile:
     load_seconds: float  # steady load while relay is SIGKILLed
     rate: float  # alerts per second offered by the load generator
     kill_every: float  # seconds between SIGKILLs
+    restart_every: float  # seconds between PostgreSQL restarts
     outage_seconds: float  # a provider down or refusing
     slow_seconds: float  # how late a slow provider answers
     slow_notifications: int  # notifications queued for the slow provider
@@ -36,9 +37,9 @@ class Profile:
     idle_connections: int  # connections opened and left idle
 
 
-SHORT = Profile("short", load_seconds=20, rate=15, kill_every=3, outage_seconds=4, slow_seconds=10,
+SHORT = Profile("short", load_seconds=12, rate=15, kill_every=3, restart_every=5, outage_seconds=4, slow_seconds=10,
                 slow_notifications=12, hostile_examples=5000, idle_connections=1100)
-LONG = Profile("long", load_seconds=300, rate=40, kill_every=5, outage_seconds=60, slow_seconds=10,
+LONG = Profile("long", load_seconds=300, rate=40, kill_every=5, restart_every=20, outage_seconds=60, slow_seconds=10,
                slow_notifications=40, hostile_examples=50000, idle_connections=3000)
 
 

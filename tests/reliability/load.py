@@ -9,6 +9,7 @@ those are the ones relay promised to deliver.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections import Counter, defaultdict
@@ -56,6 +57,7 @@ class Load:
     token: str
     rate: float
     prefix: str = "Rel"
+    mirrors: tuple[str, ...] = ()  # also post every webhook here, as the other half of an HA Alertmanager pair
     resolve_every: int = 4  # alerts whose index is a multiple of this stay firing
     accepted: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # name -> {"firing", ...}
     to: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -71,16 +73,19 @@ class Load:
     async def run(self, seconds: float) -> None:
         """Offer load for `seconds` (or until `stop()`), then wait until every webhook offered was accepted."""
         limit = asyncio.Semaphore(MAX_CONCURRENT_POSTS)
-        async with httpx.AsyncClient(base_url=self.url, timeout=10,
-                                     headers={"Authorization": f"Bearer {self.token}"}) as client:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        async with contextlib.AsyncExitStack() as clients:
+            targets = [await clients.enter_async_context(httpx.AsyncClient(base_url=url, timeout=10, headers=headers))
+                       for url in (self.url, *self.mirrors)]
             start = time.monotonic()
             i = 0
             while not self._stop.is_set() and time.monotonic() - start < seconds:
                 name = self.name(i)
                 self.to[name] = destinations(i)
-                self._spawn(self._deliver(client, limit, name, "firing", 0.0))
-                if i % self.resolve_every:
-                    self._spawn(self._deliver(client, limit, name, "resolved", 1.0))
+                for client in targets:
+                    self._spawn(self._deliver(client, limit, name, "firing", 0.0))
+                    if i % self.resolve_every:
+                        self._spawn(self._deliver(client, limit, name, "resolved", 1.0))
                 i += 1
                 delay = start + i / self.rate - time.monotonic()
                 if delay > 0:
