@@ -132,7 +132,9 @@ ON CONFLICT (receiver, alert_key) DO UPDATE SET ref = excluded.ref, created_at =
 # What asyncpg raises when the server is gone, restarting, refusing, or out of space: relay answers 503.
 Conn = asyncpg.Connection | PoolConnectionProxy
 
-UNAVAILABLE = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+# InternalClientError: e.g. a pooled connection still consuming the server's "terminating connection" notice
+# while PostgreSQL restarts ("cannot switch to state 15; another operation (2) is in progress").
+UNAVAILABLE = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, TimeoutError)
 
 
 class PostgresStore:

@@ -63,6 +63,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # -- figures -----------------------------------------------------------------------------------------------------
 
 FIGURES: list[dict[str, Any]] = []
+SCANNED = {"tests": 0, "texts": 0, "bytes": 0, "leaks": 0}  # the secret scan, over the whole run
 
 
 def record(test: str, **figures: Any) -> None:
@@ -74,6 +75,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not FIGURES:
         return
     terminalreporter.section("reliability figures")
+    FIGURES.append({"test": "secret scan", **SCANNED})
     for entry in FIGURES:
         rest = ", ".join(f"{k}={v}" for k, v in entry.items() if k != "test")
         terminalreporter.write_line(f"{entry['test']}: {rest}")
@@ -176,6 +178,11 @@ def exposure() -> Iterator[Exposure]:
     finally:
         root.removeHandler(handler)
         root.setLevel(level)
+    texts = [text for group in seen.texts.values() for text in group]
+    SCANNED["tests"] += 1
+    SCANNED["texts"] += len(texts)
+    SCANNED["bytes"] += sum(len(text) for text in texts)
+    SCANNED["leaks"] += len(seen.leaks())
     assert seen.leaks() == [], "a secret appeared in: " + ", ".join(f"{w} (secret #{i})" for w, i in seen.leaks())
 
 

@@ -61,7 +61,7 @@ async def test_sigkill_every_few_seconds_loses_nothing(tmp_path: Path, stack: St
     record("sigkill under load", profile=profile.name, seconds=profile.load_seconds, rate=profile.rate,
            kills=len(kills), webhooks_accepted=load.accepted_count, posts=load.sent, answers=dict(load.answers),
            **result.summary(), most_duplicates_in_one_kill=max(per_kill.values(), default=0))
-    assert result.lost == [] and result.out_of_order == []
+    assert result.lost == [] and result.out_of_order == [] and "500" not in load.answers
     assert len(kills) >= 2 and load.accepted_count >= profile.rate * profile.load_seconds * 0.5
     # Each kill can repeat at most what one receiver had in flight; summed per receiver, so that a repeat whose first
     # copy reached the provider late (and is charged to the next kill) cannot fail the bound.

@@ -71,6 +71,7 @@ async def test_postgresql_restarted_under_load(tmp_path: Path, stack: Stack, pro
            webhooks_accepted=load.accepted_count, posts=load.sent, answers=dict(load.answers), **result.summary(),
            most_duplicates_in_one_outage=max(per_outage.values(), default=0))
     assert result.lost == [] and result.out_of_order == []
+    assert "500" not in load.answers  # while PostgreSQL was away relay said 503 (retry), never 500
     assert len(outages) >= 2 and load.answers["503"] + sum(v for k, v in load.answers.items() if "Error" in k) > 0
     for integration in ("slack", "email", "pagerduty"):  # at most what every replica had in flight, per outage
         repeats = sum(n for (_, i), n in per_outage.items() if i == integration)
