@@ -11,7 +11,7 @@ import pytest
 from tests.fakes.pagerduty import PagerDutyServer
 from tests.fakes.slack import SlackWebhookServer
 from tests.fakes.smtp import SmtpServer
-from tests.helpers import provider_env, repo_routes
+from tests.helpers import postgres_database, provider_env, repo_routes
 
 
 @dataclass
@@ -30,3 +30,13 @@ async def providers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIte
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         yield Providers(slack, smtp, pagerduty, repo_routes(tmp_path, pagerduty.url), env)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """The same test on the embedded store and on a fresh PostgreSQL database (dropped afterwards)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'relay.db'}"
+    else:
+        async with postgres_database() as url:
+            yield url

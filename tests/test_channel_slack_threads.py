@@ -27,7 +27,7 @@ from relay.templating import Templates
 from relay.threads import Threads
 from tests.fakes import notification, webhook_message
 from tests.fakes.slack import DEFAULT_TOKEN, SlackWebhookServer, channel_id
-from tests.helpers import TEMPLATES, poll_until, postgres_database
+from tests.helpers import TEMPLATES, poll_until
 
 CHANNEL = "#ojeomneo-alerts"
 
@@ -92,17 +92,8 @@ async def test_resolve_replies_in_the_thread_and_updates_the_original(
     assert len(slack.posted) == 2
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'restart.db'}"
-    else:
-        async with postgres_database() as url:
-            yield url
-
-
-async def test_threads_survive_a_restart(slack: SlackWebhookServer, store_url: str, bot: Sender) -> None:
-    url = store_url
+async def test_threads_survive_a_restart(slack: SlackWebhookServer, database_url: str, bot: Sender) -> None:
+    url = database_url
     first = open_store(url)
     await first.open()
     await bot().send(notification("firing-poddown", "team-slack"), Threads(first, "team-slack"))

@@ -6,7 +6,6 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -14,23 +13,14 @@ from relay.alerts import WebhookMessage
 from relay.store import open_store
 from relay.store.base import Attempt, Candidate, Handoff, HistoryFilter, Store
 from relay.threads import Threads
-from tests.helpers import fixture, postgres_database
+from tests.helpers import fixture
 
 HOUR = timedelta(hours=1)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'relay.db'}"
-    else:
-        async with postgres_database() as url:
-            yield url
-
-
 @pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Store]:
-    s = open_store(store_url)
+async def store(database_url: str) -> AsyncIterator[Store]:
+    s = open_store(database_url)
     await s.open()
     yield s
     await s.close()
@@ -158,8 +148,8 @@ async def test_history_filters(store: Store) -> None:
     assert [r["receiver"] for r in await store.history(HistoryFilter(receiver="ops-email"))] == ["ops-email"]
 
 
-async def test_outbox_survives_reopen(store_url: str) -> None:
-    url = store_url
+async def test_outbox_survives_reopen(database_url: str) -> None:
+    url = database_url
     first = open_store(url)
     await first.open()
     now = time.time()
