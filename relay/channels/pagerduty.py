@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import hashlib
 import json
 import logging
@@ -214,7 +215,7 @@ class PagerDutyChannel:
         self._client: EventsClient | None = None
         self.timeout = timeout
 
-    @property
+    @functools.cached_property
     def destination(self) -> str:
         return "pagerduty:" + secret_digest(self._key)
 

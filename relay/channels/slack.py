@@ -14,6 +14,7 @@ print the webhook URL, which is the secret.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -106,7 +107,7 @@ class SlackChannel:
         self.session = session
         self.timeout = timeout
 
-    @property
+    @functools.cached_property
     def destination(self) -> str:
         config = self.config
         if config.webhook_url is not None and config.webhook_url.get_secret_value().strip():

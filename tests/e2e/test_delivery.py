@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from relay.fingerprint import fingerprint
 from tests.conftest import Providers
 from tests.e2e.process import RelayProcess
 from tests.e2e.test_routing_table import webhook
@@ -26,7 +27,11 @@ def names_in(messages: list[dict[str, Any]]) -> list[str]:
 
 async def test_sigkill_before_delivery_then_restart_delivers_everything(tmp_path: Path, providers: Providers,
                                                                        database_url: str) -> None:
-    providers.slack.fail_all(500)  # nothing can be delivered before the crash
+    # Nothing can be delivered before the crash (a send that got out just before a SIGKILL would be sent again:
+    # the duplicates such a crash may cause are counted by tests/reliability/test_crash.py).
+    providers.slack.fail_all(500)
+    providers.pagerduty.fail_all(500)
+    providers.smtp.fail_all()
     relay = RelayProcess(tmp_path, providers.routes, providers.env, database_url=database_url)
     await relay.start()
     accepted = []
@@ -37,10 +42,12 @@ async def test_sigkill_before_delivery_then_restart_delivers_everything(tmp_path
             accepted.append(f"Warn{i:02d}")
         answer = await client.post("/webhook", json=fixture("firing-poddown.json"))
         assert answer.status_code == 200
-    await poll_until(lambda: len(providers.slack.requests) >= 3)
+    await poll_until(lambda: len(providers.slack.requests) >= 3 and len(providers.pagerduty.requests) >= 1)
     await relay.kill()
 
     providers.slack.recover()
+    providers.pagerduty.recover()
+    providers.smtp.recover()
     await relay.start()
     try:
         await providers.slack.wait_for(len(accepted) + 1, timeout=30)
@@ -102,6 +109,46 @@ async def test_ha_pair_posting_the_same_webhook_notifies_once(tmp_path: Path, pr
 
         await poll_until(settled)
     assert len(providers.slack.messages) == 1
+
+
+def pod_group(*pods: str) -> dict[str, Any]:
+    """One PodDown group (every integration hears of it) with an alert per pod."""
+    body = webhook("PodDown", "critical")
+    template = body["alerts"][0]
+    body["alerts"] = []
+    for pod in pods:
+        labels = {**template["labels"], "pod": pod}
+        body["alerts"].append({**template, "labels": labels, "fingerprint": fingerprint(labels)})
+    return body
+
+
+async def test_a_group_resent_with_one_new_alert_tells_only_of_the_new_one(tmp_path: Path, providers: Providers,
+                                                                          database_url: str) -> None:
+    """Dedup is per alert, not per group: Alertmanager re-sending a group that gained an alert makes each
+    integration tell of the new alert only, not of the one its people already heard about."""
+    settings = relay_settings(tmp_path, providers.routes, database_url=database_url)
+    async with running_relay(settings) as relay:
+        assert (await relay.post(pod_group("api-7d9f"))).status_code == 200
+        await providers.slack.wait_for(1)
+        await providers.smtp.wait_for(1)
+        await providers.pagerduty.wait_for(1)
+        answer = await relay.post(pod_group("api-7d9f", "worker-5c2b"))
+        assert answer.json()["alerts_deduplicated"] == 3  # the first pod, for each of the three receivers
+        await providers.slack.wait_for(2)
+        await providers.smtp.wait_for(2)
+        await providers.pagerduty.wait_for(2)
+        await poll_until(lambda: _settled(relay))
+    second_slack = slack_text(providers.slack.messages[1])
+    assert "worker-5c2b" in second_slack and "api-7d9f" not in second_slack
+    mail = providers.smtp.messages[1].message
+    second_mail = "".join(str(part.get_content()) for part in mail.walk() if not part.is_multipart())
+    assert "worker-5c2b" in second_mail and "api-7d9f" not in second_mail
+    assert [e["payload"]["custom_details"]["labels"]["pod"] for e in providers.pagerduty.events] == [
+        "api-7d9f", "worker-5c2b"]
+
+
+async def _settled(relay: Any) -> bool:
+    return all(r["state"] == "delivered" for r in await relay.history())
 
 
 async def test_sigterm_lets_inflight_finish_and_keeps_the_rest(tmp_path: Path, providers: Providers) -> None:
