@@ -106,19 +106,25 @@ WHERE state = 'pending' AND lease_owner IS NOT NULL AND NOT EXISTS (
     WHERE l.locktype = 'advisory' AND l.classid = $1::oid AND l.objid = hashtext(lease_owner)::oid
       AND l.objsubid = 2 AND l.granted)
 """
+# An outcome is one statement (one round trip, atomic): the row's new state, and its attempt if the lease held.
+_RECORD_ATTEMPT = """
+INSERT INTO attempts (notification_id, started_at, duration, outcome, reason, detail)
+SELECT id, $6::double precision, $7::double precision, $8::text, $9::text, $10::text FROM finished
+"""
 SQL_DONE = """
-UPDATE notifications SET state = $1, attempts = attempts + 1, finished_at = $2, last_error = $3,
-       lease_until = 0, lease_owner = NULL
-WHERE id = $4 AND state = 'pending' AND lease_owner = $5
-"""
+WITH finished AS (
+    UPDATE notifications SET state = $1, attempts = attempts + 1, finished_at = $2, last_error = $3,
+           lease_until = 0, lease_owner = NULL
+    WHERE id = $4 AND state = 'pending' AND lease_owner = $5
+    RETURNING id)
+""" + _RECORD_ATTEMPT
 SQL_RETRY = """
-UPDATE notifications SET attempts = attempts + $1, next_attempt_at = $2, last_error = $3, lease_until = 0,
-       lease_owner = NULL
-WHERE id = $4 AND state = 'pending' AND lease_owner = $5
-"""
-SQL_ATTEMPT = """
-INSERT INTO attempts (notification_id, started_at, duration, outcome, reason, detail) VALUES ($1, $2, $3, $4, $5, $6)
-"""
+WITH finished AS (
+    UPDATE notifications SET attempts = attempts + $1, next_attempt_at = $2, last_error = $3, lease_until = 0,
+           lease_owner = NULL
+    WHERE id = $4 AND state = 'pending' AND lease_owner = $5
+    RETURNING id)
+""" + _RECORD_ATTEMPT
 SQL_RESOLVED_KEYS = """
 SELECT fingerprint, starts_at FROM dedup
 WHERE receiver = $1 AND status = 'resolved' AND fingerprint = ANY($2::text[])
@@ -152,6 +158,15 @@ Conn = asyncpg.Connection | PoolConnectionProxy
 UNAVAILABLE = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, TimeoutError)
 
 
+class _Connection(asyncpg.Connection):
+    """A pooled connection that is not reset when it goes back to the pool: relay never leaves session state on
+    one (no LISTEN, cursors, SET or advisory locks: those live on connections of their own), so the reset would
+    only cost a round trip per store call."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 class PostgresStore:
     def __init__(self, dsn: str, pool_size: int = 10) -> None:
         self.dsn = dsn
@@ -180,12 +195,15 @@ class PostgresStore:
 
     async def open(self) -> None:
         try:
+            migrating = await asyncpg.connect(self.dsn, timeout=10)  # its advisory lock ends with it, whatever happens
+            try:
+                await self._migrate(migrating)
+            finally:
+                await migrating.close()
             self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.pool_size, timeout=10,
-                                                   command_timeout=30)
+                                                   command_timeout=30, connection_class=_Connection)
         except UNAVAILABLE as exc:
             raise StoreUnavailable(f"cannot connect to PostgreSQL: {_describe(exc)}") from None
-        async with self._conn() as conn:
-            await self._migrate(conn)
 
     async def _migrate(self, conn: Conn) -> None:
         """Apply numbered scripts once, under an advisory lock so replicas starting together do not race."""
@@ -313,28 +331,26 @@ class PostgresStore:
             next_due = now if len(rows) >= limit else await conn.fetchval(SQL_NEXT_DUE, now)
         return Claim(claimed, next_due)
 
-    async def _finish(self, sql: str, params: tuple[Any, ...], notification_id: int, attempt: Attempt) -> None:
-        async with self._tx() as conn:
-            status = await conn.execute(sql, *params)
-            if status.split()[-1] != "0":
-                await conn.execute(SQL_ATTEMPT, notification_id, attempt.started_at, attempt.duration,
-                                   attempt.outcome, attempt.reason, attempt.detail)
+    async def _finish(self, sql: str, params: tuple[Any, ...], attempt: Attempt) -> None:
+        async with self._conn() as conn:
+            await conn.execute(sql, *params, attempt.started_at, attempt.duration, attempt.outcome, attempt.reason,
+                               attempt.detail)
 
     async def complete(self, notification_id: int, owner: str, attempt: Attempt) -> None:
         end = attempt.started_at + attempt.duration
         await self._finish(SQL_DONE, (State.DELIVERED.value, end, None, notification_id, owner),
-                           notification_id, attempt)
+                           attempt)
 
     async def dead_letter(self, notification_id: int, owner: str, attempt: Attempt) -> None:
         end = attempt.started_at + attempt.duration
         error = attempt_error(attempt.reason, attempt.detail)
-        await self._finish(SQL_DONE, (State.DEAD.value, end, error, notification_id, owner), notification_id, attempt)
+        await self._finish(SQL_DONE, (State.DEAD.value, end, error, notification_id, owner), attempt)
 
     async def retry_later(self, notification_id: int, owner: str, attempt: Attempt, next_attempt_at: float,
                           count_attempt: bool = True) -> None:
         error = attempt_error(attempt.reason, attempt.detail)
         await self._finish(SQL_RETRY, (int(count_attempt), next_attempt_at, error, notification_id, owner),
-                           notification_id, attempt)
+                           attempt)
 
     async def replay(self, notification_id: int, now: float, forgotten_before: float = 0.0) -> Replay:
         """Put a dead letter back, minus firing alerts that must not re-open an incident (see Store.replay)."""
