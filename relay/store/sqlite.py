@@ -300,7 +300,7 @@ class SqliteStore:
 
     async def release_leases(self) -> None:
         """Free every lease: at start of the one process serving this file, its previous self's leases are dead."""
-        await self._call(lambda conn: conn.execute(SQL_RELEASE_ALL))
+        await self._call(lambda conn: _run(conn, SQL_RELEASE_ALL))
 
     async def ping(self) -> None:
         await self._call(lambda conn: conn.execute("SELECT 1").fetchone(), durable=False)
@@ -437,7 +437,18 @@ class SqliteStore:
 
     async def remember_refs(self, receiver: str, keys: Sequence[str], ref: str) -> None:
         now = time.time()
-        await self._call(lambda conn: conn.executemany(SQL_REF_PUT, [(receiver, key, ref, now) for key in keys]))
+        await self._call(lambda conn: _run_many(conn, SQL_REF_PUT, [(receiver, key, ref, now) for key in keys]))
+
+
+def _run(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> None:
+    """Execute for effect. An op must never hand its cursor to the event loop: a cursor dropped there resets its
+    statement from the wrong thread, while the writer may be running that same cached statement
+    ("bad parameter or other API misuse")."""
+    conn.execute(sql, params).close()
+
+
+def _run_many(conn: sqlite3.Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    conn.executemany(sql, rows).close()
 
 
 def _settle(fut: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:

@@ -200,6 +200,22 @@ async def test_message_refs_are_per_receiver_and_alert_episode(store: Store) -> 
     assert sorted((await slack.find(firing.alerts)).values()) == ['{"ts": "1.0"}', '{"ts": "2.0"}']
 
 
+async def test_many_deliveries_recording_threads_at_once_never_fail(store: Store) -> None:
+    """Deliveries record where they announced alerts while others do the same: every record must stick.
+
+    (SQLite once handed each record's cursor to the event loop, which reset the cached statement from the wrong
+    thread while the writer was running it: about 1 in 1,000 records failed with "API misuse", and that email
+    was sent again.)"""
+    async def deliveries(n: int) -> None:
+        for i in range(100):
+            await store.remember_refs("ops-email", [f"{n}-{i}-{j}" for j in range(20)], f"<{n}.{i}@relay>")
+
+    await asyncio.gather(*(deliveries(n) for n in range(40)))
+    keys = [f"{n}-99-{j}" for n in range(40) for j in range(20)]
+    assert await store.find_refs("ops-email", keys) == {f"{n}-99-{j}": f"<{n}.99@relay>"
+                                                        for n in range(40) for j in range(20)}
+
+
 async def test_prune_forgets_old_deliveries_and_marks_but_keeps_pending_and_dead_letters(store: Store) -> None:
     now = time.time()
     [delivered] = await store.enqueue([candidate("firing-poddown.json")], now)
