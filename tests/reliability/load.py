@@ -75,7 +75,12 @@ class Load:
         limit = asyncio.Semaphore(MAX_CONCURRENT_POSTS)
         headers = {"Authorization": f"Bearer {self.token}"}
         async with contextlib.AsyncExitStack() as clients:
-            targets = [await clients.enter_async_context(httpx.AsyncClient(base_url=url, timeout=10, headers=headers))
+            # Idle connections are dropped before the server's 5 s keep-alive ends, as Alertmanager's Go client in
+            # effect does (it retries a request on a connection the server closed while idle): else a post can race
+            # the server's close and end in ReadError, which says nothing about relay.
+            keepalive = httpx.Limits(keepalive_expiry=2.0)
+            targets = [await clients.enter_async_context(httpx.AsyncClient(base_url=url, timeout=10, headers=headers,
+                                                                           limits=keepalive))
                        for url in (self.url, *self.mirrors)]
             start = time.monotonic()
             i = 0
