@@ -14,7 +14,7 @@ from relay.fingerprint import fingerprint
 from tests.conftest import Providers
 from tests.e2e.process import RelayProcess
 from tests.e2e.test_routing_table import webhook
-from tests.helpers import fixture, poll_until, relay_settings, running_relay, slack_text
+from tests.helpers import RunningRelay, fixture, poll_until, relay_settings, running_relay, slack_text
 
 
 def names_in(messages: list[dict[str, Any]]) -> list[str]:
@@ -23,6 +23,10 @@ def names_in(messages: list[dict[str, Any]]) -> list[str]:
         text = slack_text(message)
         out.extend(name for name in (f"Warn{i:02d}" for i in range(100)) if f'"{name}' in text or f" {name}" in text)
     return out
+
+
+async def all_delivered(relay: RunningRelay) -> bool:
+    return all(r["state"] == "delivered" for r in await relay.history())
 
 
 async def test_sigkill_before_delivery_then_restart_delivers_everything(tmp_path: Path, providers: Providers,
@@ -74,11 +78,7 @@ async def test_outage_then_recovery_delivers_in_lane_order_once(tmp_path: Path, 
         assert providers.slack.messages == []
         providers.slack.recover()
         await providers.slack.wait_for(6)
-
-        async def settled() -> bool:
-            return all(r["state"] == "delivered" for r in await relay.history())
-
-        await poll_until(settled)
+        await poll_until(lambda: all_delivered(relay))
     delivered = [(names_in([m])[0], "RESOLVED" in slack_text(m).upper()) for m in providers.slack.messages]
     assert len(delivered) == len(set(delivered)) == 6  # none lost, none twice
     for i in range(3):
@@ -103,11 +103,7 @@ async def test_ha_pair_posting_the_same_webhook_notifies_once(tmp_path: Path, pr
         assert [a.status_code for a in answers] == [200, 200]
         assert sorted(a.json()["notifications_enqueued"] for a in answers) == [0, 1]
         await providers.slack.wait_for(1)
-
-        async def settled() -> bool:
-            return all(r["state"] == "delivered" for r in await relay.history())
-
-        await poll_until(settled)
+        await poll_until(lambda: all_delivered(relay))
     assert len(providers.slack.messages) == 1
 
 
@@ -137,7 +133,7 @@ async def test_a_group_resent_with_one_new_alert_tells_only_of_the_new_one(tmp_p
         await providers.slack.wait_for(2)
         await providers.smtp.wait_for(2)
         await providers.pagerduty.wait_for(2)
-        await poll_until(lambda: _settled(relay))
+        await poll_until(lambda: all_delivered(relay))
     second_slack = slack_text(providers.slack.messages[1])
     assert "worker-5c2b" in second_slack and "api-7d9f" not in second_slack
     mail = providers.smtp.messages[1].message
@@ -145,10 +141,6 @@ async def test_a_group_resent_with_one_new_alert_tells_only_of_the_new_one(tmp_p
     assert "worker-5c2b" in second_mail and "api-7d9f" not in second_mail
     assert [e["payload"]["custom_details"]["labels"]["pod"] for e in providers.pagerduty.events] == [
         "api-7d9f", "worker-5c2b"]
-
-
-async def _settled(relay: Any) -> bool:
-    return all(r["state"] == "delivered" for r in await relay.history())
 
 
 async def test_sigterm_lets_inflight_finish_and_keeps_the_rest(tmp_path: Path, providers: Providers) -> None:
