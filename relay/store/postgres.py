@@ -1,7 +1,8 @@
 """The shared store: PostgreSQL through an asyncpg pool, for several relay replicas on one outbox.
 
-Each enqueue is one transaction whose dedup decisions are single upserts, so
-replicas receiving an HA pair's copies at once notify exactly once. Claims
+Each enqueue is one statement (one round trip, atomic) whose dedup decisions
+are upserts, so replicas receiving an HA pair's copies at once notify exactly
+once. Claims
 re-check the lease inside the UPDATE that takes it, so two replicas never
 send one notification at the same time. Every replica holds a session
 advisory lock named after its dispatcher while it lives; at start, relay
@@ -40,19 +41,55 @@ log = logging.getLogger(__name__)
 LOCK_CLASS = 0x52454C  # "REL": the first key of every advisory lock relay takes
 MIGRATION_LOCK = 0
 
-SQL_DEDUP = """
-INSERT INTO dedup AS d (receiver, fingerprint, starts_at, status, notified_at, interval_seconds)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::float8[])
-ON CONFLICT (receiver, fingerprint, starts_at, status) DO UPDATE
-    SET notified_at = excluded.notified_at, interval_seconds = excluded.interval_seconds
-    WHERE excluded.status = 'firing' AND excluded.notified_at - d.notified_at >= excluded.interval_seconds
-RETURNING receiver, fingerprint, starts_at, status
-"""
-SQL_INSERT = """
-INSERT INTO notifications (receiver, integration, lane, status, alertnames, payload, received_at, give_up_at,
-                           next_attempt_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $7)
-RETURNING id
+# An enqueue is this one statement (atomic on its own, one round trip): the dedup upserts decide which alerts are
+# new; every candidate with a new alert becomes a notification whose payload keeps only those (rebuilt here only
+# when some were dropped), leased at once to the handoff's owner when offered and at the head of its lane.
+# $1-$5 the dedup marks (sorted: one lock order for every enqueue, so overlapping webhooks cannot deadlock),
+# $6 now; $7-$11 every alert: candidate, position in its group, mark, name, firing; $12-$19 every candidate;
+# $20 lease until, $21 owner.
+SQL_ENQUEUE = """
+WITH mark AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[])
+        WITH ORDINALITY AS m (receiver, fingerprint, starts_at, status, interval_seconds, k)
+),
+won AS (
+    INSERT INTO dedup AS d (receiver, fingerprint, starts_at, status, notified_at, interval_seconds)
+    SELECT receiver, fingerprint, starts_at, status, $6, interval_seconds FROM mark ORDER BY k
+    ON CONFLICT (receiver, fingerprint, starts_at, status) DO UPDATE
+        SET notified_at = excluded.notified_at, interval_seconds = excluded.interval_seconds
+        WHERE excluded.status = 'firing' AND excluded.notified_at - d.notified_at >= excluded.interval_seconds
+    RETURNING receiver, fingerprint, starts_at, status
+),
+kept AS (  -- an alert twice in one enqueue is notified once, in its first place
+    SELECT DISTINCT ON (mark.k) a.*
+    FROM won JOIN mark USING (receiver, fingerprint, starts_at, status)
+    JOIN unnest($7::int[], $8::int[], $9::int[], $10::text[], $11::bool[]) AS a (cand, pos, k, name, firing)
+        ON a.k = mark.k
+    ORDER BY mark.k, a.cand, a.pos
+),
+notice AS (
+    SELECT c.*, nextval('notifications_id_seq') AS id, s.positions, s.firing, s.names
+    FROM unnest($12::int[], $13::text[], $14::text[], $15::text[], $16::text[], $17::int[], $18::float8[],
+                $19::bool[]) AS c (cand, receiver, integration, lane, payload, total, give_up_at, offered)
+    JOIN (SELECT cand, array_agg(pos ORDER BY pos) AS positions, bool_or(firing) AS firing,
+                 string_agg(DISTINCT name COLLATE "C", ',' ORDER BY name COLLATE "C") AS names
+          FROM kept GROUP BY cand) s USING (cand)
+),
+written AS (
+    INSERT INTO notifications (id, receiver, integration, lane, status, alertnames, payload, received_at, give_up_at,
+                               next_attempt_at, lease_until, lease_owner)
+    SELECT id, receiver, integration, lane, CASE WHEN firing THEN 'firing' ELSE 'resolved' END, names,
+           CASE WHEN cardinality(positions) = total THEN payload ELSE (payload::jsonb || jsonb_build_object(
+               'status', CASE WHEN firing THEN 'firing' ELSE 'resolved' END,
+               'alerts', (SELECT jsonb_agg(e ORDER BY i) FROM jsonb_array_elements(payload::jsonb -> 'alerts')
+                              WITH ORDINALITY AS x (e, i) WHERE i - 1 = ANY(positions))))::text END,
+           $6, give_up_at, $6, CASE WHEN head THEN $20::float8 ELSE 0 END, CASE WHEN head THEN $21::text END
+    FROM (SELECT *, offered AND NOT EXISTS (SELECT 1 FROM notifications p WHERE p.lane = notice.lane
+                                                                           AND p.state = 'pending') AS head
+          FROM notice) AS heads
+    RETURNING id, lease_owner IS NOT NULL AS leased
+)
+SELECT notice.cand, notice.id, notice.positions, written.leased FROM notice JOIN written USING (id)
 """
 # Due lane heads, at most `room` per receiver (and `limit` in all), skipping rows another replica is claiming right
 # now. Receivers are walked with one index probe each and each receiver's rows are read in due order until its share
@@ -91,11 +128,6 @@ SELECT min(next_attempt_at) FROM notifications WHERE state = 'pending' AND next_
 SQL_LEASE = """
 UPDATE notifications SET lease_until = $2, lease_owner = $3
 WHERE id = ANY($1::bigint[]) AND state = 'pending' AND lease_until <= $4 AND next_attempt_at <= $4
-RETURNING id
-"""
-SQL_HANDOFF = """
-UPDATE notifications SET lease_until = $3, lease_owner = $4
-WHERE id = $1 AND id = (SELECT min(id) FROM notifications WHERE lane = $2 AND state = 'pending')
 RETURNING id
 """
 SQL_UNREADABLE = "UPDATE notifications SET state = 'dead', finished_at = $2, last_error = 'unreadable' WHERE id = $1"
@@ -262,51 +294,46 @@ class PostgresStore:
     async def enqueue(self, candidates: list[Candidate], received_at: float,
                       handoff: Handoff | None = None) -> list[Enqueued]:
         now = received_at
-        taken: dict[str, int] = {}
         if handoff is not None:
             await self._hold_owner(handoff.owner)
-        rows: list[tuple[str, str, str, str, float]] = []
-        seen: set[tuple[str, str, str, str]] = set()
-        for cand in candidates:
-            for alert, interval in zip(cand.group.alerts, cand.repeat_intervals, strict=True):
+        marks: dict[tuple[str, str, str, str], float] = {}
+        alerts: list[tuple[int, int, tuple[str, str, str, str], str, bool]] = []
+        notices: list[tuple[int, str, str, str, str, int, float, bool]] = []
+        taken: dict[str, int] = {}
+        lanes: set[str] = set()
+        for c, cand in enumerate(candidates):
+            for pos, (alert, interval) in enumerate(zip(cand.group.alerts, cand.repeat_intervals, strict=True)):
                 key = (cand.receiver, alert.fingerprint, dedup_time(alert.startsAt), alert.status)
-                if key not in seen:  # the same alert twice in one call is one upsert (and one notification)
-                    seen.add(key)
-                    rows.append((*key, interval.total_seconds()))
-        rows.sort()  # one lock order for every transaction: overlapping webhooks cannot deadlock
-        async with self._tx() as conn:
-            won: set[tuple[str, str, str, str]] = set()
-            if rows:
-                columns = list(zip(*rows, strict=True))
-                result = await conn.fetch(SQL_DEDUP, columns[0], columns[1], columns[2], columns[3],
-                                          [now] * len(rows), columns[4])
-                won = {(r["receiver"], r["fingerprint"], r["starts_at"], r["status"]) for r in result}
-            out = []
-            for cand in candidates:
-                kept = []
-                for alert in cand.group.alerts:
-                    key = (cand.receiver, alert.fingerprint, dedup_time(alert.startsAt), alert.status)
-                    if key in won:
-                        won.discard(key)
-                        kept.append(alert)
-                dropped = len(cand.group.alerts) - len(kept)
-                if not kept:
-                    out.append(Enqueued(cand.receiver, None, 0, dropped))
-                    continue
+                marks.setdefault(key, interval.total_seconds())
+                alerts.append((c, pos, key, alert.name, alert.status == "firing"))
+            status = group_status(cand.group.alerts)
+            group = cand.group if status == cand.group.status else cand.group.model_copy(update={"status": status})
+            # Only the first of a lane in this call can be its head; the rest queue behind it.
+            offered = handoff is not None and cand.lane not in lanes and handoff.take(taken, cand.receiver)
+            lanes.add(cand.lane)
+            notices.append((c, cand.receiver, cand.integration, cand.lane, group.model_dump_json(),
+                            len(cand.group.alerts), now + cand.give_up_after.total_seconds(), offered))
+        order = sorted(marks)  # one lock order for every enqueue: overlapping webhooks cannot deadlock
+        index = {key: k for k, key in enumerate(order, start=1)}
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                SQL_ENQUEUE, *_columns([(*key, marks[key]) for key in order], 5), now,
+                *_columns([(c, pos, index[key], name, firing) for c, pos, key, name, firing in alerts], 5),
+                *_columns(notices, 8), now + handoff.lease if handoff else 0.0, handoff.owner if handoff else None)
+        written = {row["cand"]: row for row in rows}
+        out = []
+        for c, cand in enumerate(candidates):
+            row = written.get(c)
+            if row is None:
+                out.append(Enqueued(cand.receiver, None, 0, len(cand.group.alerts)))
+                continue
+            kept = [cand.group.alerts[p] for p in row["positions"]]
+            claimed = None
+            if row["leased"]:
+                assert handoff is not None
                 group = cand.group.model_copy(update={"alerts": kept, "status": group_status(kept)})
-                names = ",".join(sorted({a.name for a in kept}))
-                give_up_at = now + cand.give_up_after.total_seconds()
-                notification_id = await conn.fetchval(
-                    SQL_INSERT, cand.receiver, cand.integration, cand.lane, group.status, names,
-                    group.model_dump_json(), now, give_up_at)
-                claimed = None
-                if handoff is not None and handoff.take(taken, cand.receiver):
-                    if await conn.fetchval(SQL_HANDOFF, notification_id, cand.lane, now + handoff.lease,
-                                           handoff.owner):
-                        claimed = handed_off(notification_id, cand, group, now, give_up_at, handoff.lease)
-                    else:  # not the head of its lane: give the slot back
-                        taken[cand.receiver] -= 1
-                out.append(Enqueued(cand.receiver, notification_id, len(kept), dropped, claimed))
+                claimed = handed_off(row["id"], cand, group, now, notices[c][6], handoff.lease)
+            out.append(Enqueued(cand.receiver, row["id"], len(kept), len(cand.group.alerts) - len(kept), claimed))
         return out
 
     async def claim(self, owner: str, limit: int, now: float, lease: float,
@@ -442,6 +469,11 @@ class PostgresStore:
         if keys:
             async with self._conn() as conn:
                 await conn.execute(SQL_REFS_PUT, receiver, list(keys), ref, time.time())
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as one list per column: the arrays an `unnest` turns back into rows."""
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
 
 
 def _describe(exc: BaseException) -> str:

@@ -73,6 +73,23 @@ async def test_partial_dedup_keeps_only_new_alerts(store: Store) -> None:
     await store.enqueue([Candidate("slack-alerts", "slack", msg, (HOUR,), HOUR)], now)
     [result] = await store.enqueue([candidate("firing-highlatency-group2.json")], now)
     assert (result.alerts_enqueued, result.alerts_deduplicated) == (1, 1)
+    detail = await store.detail(result.notification_id or 0)
+    assert detail is not None and [a["fingerprint"] for a in detail["alerts"]] == ["ac877533ed9eda06"]
+    # The group again with its second alert resolved: only the resolve is new, and the message is a resolve.
+    both = fixture("firing-highlatency-group2.json")
+    both["alerts"][1] = {**both["alerts"][1], "status": "resolved", "endsAt": "2026-11-20T10:15:00Z"}
+    mixed = WebhookMessage.model_validate(both)
+    [resolve] = await store.enqueue([Candidate("slack-alerts", "slack", mixed, (HOUR, HOUR), HOUR)], now)
+    assert (resolve.alerts_enqueued, resolve.alerts_deduplicated) == (1, 1)
+    [row] = await store.history(HistoryFilter(ids=(resolve.notification_id or 0,)))
+    assert (row["status"], row["alertnames"]) == ("resolved", ["HighLatency"])
+    sent = []  # the lane delivered in order, as a worker sees it
+    while claimed := (await store.claim("w1", 10, now, 60)).claimed:
+        [head] = claimed
+        sent.append((head.notification.group.status, [(a.fingerprint, a.status) for a in head.notification.alerts]))
+        await store.complete(head.notification.id, "w1", Attempt(now, 0.01, "delivered"))
+    assert sent == [("firing", [("818fa104f282a75c", "firing")]), ("firing", [("ac877533ed9eda06", "firing")]),
+                    ("resolved", [("ac877533ed9eda06", "resolved")])]
 
 
 async def test_lane_is_fifo_and_a_head_blocks_its_lane(store: Store) -> None:
