@@ -54,6 +54,7 @@ class Dispatcher:
         self._claiming = 0  # slots a claim in progress may fill
         self._runner: asyncio.Task[object] | None = None
         self._returns: set[asyncio.Task[None]] = set()
+        self._backing_off: set[str] = set()  # receivers whose last failure scheduled a backoff (not a rate limit)
 
     def wake(self) -> None:
         """New work is in the outbox: look now rather than at the next poll."""
@@ -239,6 +240,21 @@ class Dispatcher:
                 metrics.alert_to_delivery.labels(integration).observe(max(0.0, now - since.timestamp()))
         log.info("delivered notification %d to %s (%s, %d alerts, attempt %d)", notification.id,
                  notification.receiver, notification.status, len(notification.alerts), notification.attempts + 1)
+        if notification.receiver in self._backing_off:
+            await self._recovered(notification.receiver, now)
+
+    async def _recovered(self, receiver: str, now: float) -> None:
+        """The receiver answers again: what backed off while it was down is due now, not up to
+        `retry_max_seconds` later (a page from the start of an outage would otherwise wait out its backoff)."""
+        self._backing_off.discard(receiver)
+        try:
+            due = await self.store.retry_now(receiver, now)
+        except StoreUnavailable as exc:
+            log.error("cannot bring %s's retries forward (they keep their backoff): %s", receiver, exc)
+            return
+        if due:
+            log.info("%s answers again: %d notifications that were backing off are due now", receiver, due)
+            self.wake()
 
     async def _failed(self, claimed: Claimed, started: float, exc: DeliveryError) -> None:
         notification = claimed.notification
@@ -248,6 +264,8 @@ class Dispatcher:
             when = next_attempt(self.options.policy, notification.attempts + 1, now, claimed.give_up_at,
                                 exc.retry_after)
             if when is not None:
+                if exc.reason != "rate_limited":  # a rate limit keeps its wait even when other sends get through
+                    self._backing_off.add(notification.receiver)
                 log.warning("notification %d to %s failed (%s), retrying in %.1fs", notification.id,
                             notification.receiver, exc, when - now)
                 await self._store_call(self.store.retry_later(notification.id, self.owner, attempt, when))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -61,6 +63,24 @@ async def test_fallback_receiver_gets_what_the_primary_dead_letters(tmp_path: Pa
         await relay.post(webhook("Warn03", "warning"))
         [mail] = await providers.smtp.wait_for(1)
     assert "Warn03" in mail.message["Subject"]
+
+
+async def test_when_a_provider_answers_again_what_backed_off_is_sent_at_once(tmp_path: Path,
+                                                                            providers: Providers) -> None:
+    # Backoff long enough that, without the recovery, the first page would wait far past this test's bounds.
+    settings = relay_settings(tmp_path, providers.routes, retry_initial_seconds=600, retry_max_seconds=600)
+    providers.slack.fail_all(503)
+    async with running_relay(settings) as relay:
+        await relay.post(webhook("Outage01", "warning"))
+        await providers.slack.wait_for_requests(1)
+        await poll_until(lambda: _has(relay, ["pending"]))
+        [waiting] = await relay.history()
+        assert waiting["attempts"] == 1 and waiting["next_attempt_at"] > time.time() + 500
+        providers.slack.recover()
+        await relay.post(webhook("Outage02", "warning"))  # another group: its first send finds Slack back
+        messages = await providers.slack.wait_for(2)
+        assert await states(relay) == ["delivered", "delivered"]
+    assert ["Outage02" in json.dumps(messages[0]), "Outage01" in json.dumps(messages[1])] == [True, True]
 
 
 async def test_broken_reload_keeps_the_last_good_routes(tmp_path: Path, providers: Providers) -> None:

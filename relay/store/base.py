@@ -141,6 +141,10 @@ class Store(Protocol):
 
     async def dead_letter(self, notification_id: int, owner: str, attempt: Attempt) -> None: ...
 
+    async def retry_now(self, receiver: str, now: float) -> int:
+        """Make the receiver's backed-off retries due now (it answers again), except those waiting out a rate
+        limit (its Retry-After or a token); returns how many."""
+
     async def replay(self, notification_id: int, now: float, forgotten_before: float = 0.0) -> Replay:
         """Put a dead letter back in its lane, minus firing alerts that must not be re-opened: those whose
         resolve was already notified, and all of them if it was received before `forgotten_before` (the

@@ -157,6 +157,12 @@ WITH finished AS (
     WHERE id = $4 AND state = 'pending' AND lease_owner = $5
     RETURNING id)
 """ + _RECORD_ATTEMPT
+# A retry waiting out a rate limit keeps its time: its last error is `rate_limited` (see relay.dispatcher).
+SQL_RETRY_NOW = """
+UPDATE notifications SET next_attempt_at = $1
+WHERE state = 'pending' AND receiver = $2 AND attempts > 0 AND next_attempt_at > $1 AND lease_until <= $1
+  AND last_error NOT LIKE 'rate_limited%'
+"""
 SQL_RESOLVED_KEYS = """
 SELECT fingerprint, starts_at FROM dedup
 WHERE receiver = $1 AND status = 'resolved' AND fingerprint = ANY($2::text[])
@@ -378,6 +384,10 @@ class PostgresStore:
         error = attempt_error(attempt.reason, attempt.detail)
         await self._finish(SQL_RETRY, (int(count_attempt), next_attempt_at, error, notification_id, owner),
                            attempt)
+
+    async def retry_now(self, receiver: str, now: float) -> int:
+        async with self._conn() as conn:
+            return int((await conn.execute(SQL_RETRY_NOW, now, receiver)).split()[-1])
 
     async def replay(self, notification_id: int, now: float, forgotten_before: float = 0.0) -> Replay:
         """Put a dead letter back, minus firing alerts that must not re-open an incident (see Store.replay)."""

@@ -76,6 +76,12 @@ UPDATE notifications SET attempts = attempts + ?, next_attempt_at = ?, last_erro
        lease_owner = NULL
 WHERE id = ? AND state = 'pending' AND lease_owner = ?
 """
+# A retry waiting out a rate limit keeps its time: its last error is `rate_limited` (see relay.dispatcher).
+SQL_RETRY_NOW = """
+UPDATE notifications SET next_attempt_at = ?
+WHERE state = 'pending' AND receiver = ? AND attempts > 0 AND next_attempt_at > ? AND lease_until <= ?
+  AND last_error NOT LIKE 'rate_limited%'
+"""
 SQL_ATTEMPT = """
 INSERT INTO attempts (notification_id, started_at, duration, outcome, reason, detail) VALUES (?, ?, ?, ?, ?, ?)
 """
@@ -355,6 +361,10 @@ class SqliteStore:
         error = attempt_error(attempt.reason, attempt.detail)
         await self._finish(SQL_RETRY, (int(count_attempt), next_attempt_at, error, notification_id, owner),
                            notification_id, attempt)
+
+    async def retry_now(self, receiver: str, now: float) -> int:
+        return await self._call(lambda conn: conn.execute(SQL_RETRY_NOW, (now, receiver, now, now)).rowcount,
+                                durable=False)  # undone by a power cut, the retries keep their backoff
 
     async def replay(self, notification_id: int, now: float, forgotten_before: float = 0.0) -> Replay:
         return await self._call(lambda conn: _replay(conn, notification_id, now, forgotten_before))

@@ -132,6 +132,33 @@ async def test_expired_lease_is_claimed_again(store: Store) -> None:
     assert row["state"] == "pending"
 
 
+async def test_retry_now_brings_a_receivers_backoffs_forward_but_not_its_rate_limits(store: Store) -> None:
+    now = time.time()
+    lanes = ["backoff", "rate-limited", "in-flight", "new"]
+    ids = {}
+    for lane in lanes:  # four alerts, each its own group
+        body = fixture("firing-poddown.json")
+        body["groupKey"], body["alerts"][0]["fingerprint"] = lane, f"{lane}-fingerprint"
+        group = WebhookMessage.model_validate(body)
+        [result] = await store.enqueue([Candidate("slack-alerts", "slack", group, (HOUR,), HOUR)], now)
+        ids[lane] = result.notification_id
+    [mail] = await store.enqueue([candidate("firing-poddown.json", receiver="ops-email")], now)
+    claimed = {c.notification.id for c in (await store.claim("w1", 4, now, 60)).claimed}
+    assert claimed == {ids["backoff"], ids["rate-limited"], ids["in-flight"], ids["new"]}
+    await store.retry_later(ids["backoff"], "w1", Attempt(now, 0.1, "retry", "connection_error"), now + 300)
+    await store.retry_later(ids["rate-limited"], "w1", Attempt(now, 0.1, "retry", "rate_limited"), now + 300)
+    await store.retry_later(ids["new"], "w1", Attempt(now, 0, "deferred", "rate_limited"), now + 300,
+                            count_attempt=False)
+    [other] = (await store.claim("w2", 10, now, 60)).claimed
+    assert other.notification.id == mail.notification_id
+    await store.retry_later(mail.notification_id or 0, "w2", Attempt(now, 0.1, "retry", "smtp_4xx"), now + 300)
+
+    assert await store.retry_now("slack-alerts", now + 1) == 1
+    due = (await store.claim("w3", 10, now + 1, 60)).claimed
+    assert [c.notification.id for c in due] == [ids["backoff"]]  # not the other receiver's, nor a rate limit's
+    assert await store.retry_now("slack-alerts", now + 1) == 0
+
+
 async def test_dead_letter_frees_the_lane_and_can_be_replayed(store: Store) -> None:
     now = time.time()
     [first] = await store.enqueue([candidate("firing-poddown.json")], now)
