@@ -1,7 +1,7 @@
 """Run every bench in turn: `python -m bench --smoke` is CI's check that the benches themselves still work.
 
 Without --smoke each bench runs at full size (about an hour in all); run them
-one by one (`python -m bench.latency`, `bench.throughput`, `bench.footprint`) to
+one by one (`python -m bench.latency`, `bench.throughput`, `bench.store`, `bench.footprint`) to
 choose their sizes. Timings never fail a run: only a bench that breaks does.
 """
 
@@ -11,12 +11,12 @@ import argparse
 import asyncio
 import time
 
-from bench import footprint, latency, throughput
+from bench import footprint, latency, store, throughput
 
 
 async def run_all(smoke: bool, require_postgres: bool) -> int:
     extra = (["--smoke"] if smoke else []) + (["--require-postgres"] if require_postgres else [])
-    for module in (latency, throughput, footprint):
+    for module in (latency, throughput, store, footprint):
         started = time.monotonic()
         print(f"== {module.__name__}", flush=True)
         await module.main(module.parse_args(extra))
