@@ -28,6 +28,9 @@ from relay.threads import Threads
 log = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 1.0
+# A provider that flaps (failing, answering, failing) gets its backlog again at most this often, not on every
+# success after a failure; in between, retries keep their backoff.
+BRING_FORWARD_EVERY = 30.0
 
 
 @dataclass
@@ -55,6 +58,7 @@ class Dispatcher:
         self._runner: asyncio.Task[object] | None = None
         self._returns: set[asyncio.Task[None]] = set()
         self._backing_off: set[str] = set()  # receivers whose last failure scheduled a backoff (not a rate limit)
+        self._brought_forward: dict[str, float] = {}  # receiver -> when its retries were last made due at once
 
     def wake(self) -> None:
         """New work is in the outbox: look now rather than at the next poll."""
@@ -240,13 +244,15 @@ class Dispatcher:
                 metrics.alert_to_delivery.labels(integration).observe(max(0.0, now - since.timestamp()))
         log.info("delivered notification %d to %s (%s, %d alerts, attempt %d)", notification.id,
                  notification.receiver, notification.status, len(notification.alerts), notification.attempts + 1)
-        if notification.receiver in self._backing_off:
-            await self._recovered(notification.receiver, now)
+        receiver = notification.receiver
+        if receiver in self._backing_off and now - self._brought_forward.get(receiver, 0.0) >= BRING_FORWARD_EVERY:
+            await self._recovered(receiver, now)
 
     async def _recovered(self, receiver: str, now: float) -> None:
         """The receiver answers again: what backed off while it was down is due now, not up to
         `retry_max_seconds` later (a page from the start of an outage would otherwise wait out its backoff)."""
         self._backing_off.discard(receiver)
+        self._brought_forward[receiver] = now
         try:
             due = await self.store.retry_now(receiver, now)
         except StoreUnavailable as exc:

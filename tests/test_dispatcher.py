@@ -36,6 +36,10 @@ async def test_permanent_error_dead_letters_at_once_and_frees_the_lane(tmp_path:
     assert providers.slack.url() not in metrics and "XXXXSECRET" not in dead["last_error"]
 
 
+async def _failed_once(relay: Any) -> bool:
+    return any(r["state"] == "pending" and r["attempts"] == 1 for r in await relay.history())
+
+
 async def _has(relay: Any, expected: list[str]) -> bool:
     return await states(relay) == expected
 
@@ -80,7 +84,19 @@ async def test_when_a_provider_answers_again_what_backed_off_is_sent_at_once(tmp
         await relay.post(webhook("Outage02", "warning"))  # another group: its first send finds Slack back
         messages = await providers.slack.wait_for(2)
         assert await states(relay) == ["delivered", "delivered"]
-    assert ["Outage02" in json.dumps(messages[0]), "Outage01" in json.dumps(messages[1])] == [True, True]
+        assert ["Outage02" in json.dumps(messages[0]), "Outage01" in json.dumps(messages[1])] == [True, True]
+
+        # It flaps: down again and back within 30 s. This time the backlog keeps its backoff (no retry storm on
+        # every success of a flapping provider).
+        providers.slack.fail_all(503)
+        await relay.post(webhook("Outage03", "warning"))
+        await poll_until(lambda: _failed_once(relay))
+        providers.slack.recover()
+        await relay.post(webhook("Outage04", "warning"))
+        await providers.slack.wait_for(3)
+        await poll_until(lambda: not relay.app.state.dispatcher._inflight)  # its outcome and what follows done
+        waiting = [r for r in await relay.history() if r["state"] != "delivered"]
+    assert [(r["attempts"], r["next_attempt_at"] > time.time() + 500) for r in waiting] == [(1, True)]
 
 
 async def test_broken_reload_keeps_the_last_good_routes(tmp_path: Path, providers: Providers) -> None:
