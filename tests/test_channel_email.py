@@ -96,6 +96,7 @@ TABLE = [
     pytest.param(reply("554 5.6.0 message rejected", "DATA"), {}, PERMANENT, "smtp_5xx", id="data-554"),
     pytest.param(nothing, {"auth_password": "wrong-" + PASSWORD}, PERMANENT, "auth_failed", id="auth-535"),
     pytest.param(nothing, {"tls_ca_file": None}, PERMANENT, "tls_error", id="untrusted-certificate"),
+    pytest.param(nothing, {"tls_ca_file": "/nonexistent/ca.pem"}, TRANSIENT, "connection_error", id="no-ca-file"),
     pytest.param("refused", {}, TRANSIENT, "connection_error", id="connection-refused"),
     pytest.param("timeout", {}, TRANSIENT, "timeout", id="timeout"),
 ]
@@ -232,6 +233,21 @@ def test_connection_options(settings: dict[str, Any], expected: dict[str, Any]) 
     options = connection_options(email)
     assert {key: options[key] for key in expected} == expected
     assert "username" not in options
+
+
+async def test_a_ca_file_that_appears_later_is_read_at_the_next_send(templates: Templates, tmp_path: Path) -> None:
+    ca_file = tmp_path / "ca.pem"  # e.g. a secret still being mounted when relay starts
+    async with SmtpServer(require_starttls=True, auth={USER: PASSWORD}) as smtp:
+        channel = EmailChannel(receiver(smarthost=smtp.smarthost, require_tls=True, tls_ca_file=str(ca_file),
+                                        auth_username=USER, auth_password=PASSWORD), templates)
+        with pytest.raises(TransientDeliveryError) as missing:
+            await channel.send(notification("firing-poddown"))
+        ca_file.write_bytes(Path(smtp.ca_file).read_bytes())
+        await channel.send(notification("firing-poddown"))
+        await channel.send(notification("resolved-poddown"))  # the same TLS context serves every connection
+        mails = await smtp.wait_for(2)
+    assert missing.value.reason == "connection_error"
+    assert [m.tls for m in mails] == [True, True]
 
 
 def test_destination_names_the_smarthost_only() -> None:
