@@ -2,9 +2,8 @@
 
 Each enqueue is one statement (one round trip, atomic) whose dedup decisions
 are upserts, so replicas receiving an HA pair's copies at once notify exactly
-once. Claims
-re-check the lease inside the UPDATE that takes it, so two replicas never
-send one notification at the same time. Every replica holds a session
+once. Claims re-check the lease inside the UPDATE that takes it, so two
+replicas never send one notification at the same time. Every replica holds a session
 advisory lock named after its dispatcher while it lives; at start, relay
 frees only the leases whose owner no longer holds its lock.
 """
