@@ -267,6 +267,11 @@ class Dispatcher:
         now = time.time()
         attempt = Attempt(started, now - started, "retry", exc.reason, exc.detail)
         if isinstance(exc, TransientDeliveryError):
+            honoured = self.options.policy.honoured(exc.retry_after)
+            if exc.retry_after is not None and honoured is not None and honoured < exc.retry_after:
+                log.warning("notification %d to %s: the provider asked to wait %gs (Retry-After); waiting at most "
+                            "%gs (RELAY_RETRY_MAX_SECONDS) and trying again until give-up", notification.id,
+                            notification.receiver, exc.retry_after, honoured)
             when = next_attempt(self.options.policy, notification.attempts + 1, now, claimed.give_up_at,
                                 exc.retry_after)
             if when is not None:

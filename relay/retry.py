@@ -2,11 +2,14 @@
 
 The wait comes from tenacity's `wait_exponential_jitter`; the dispatcher
 persists the resulting time in the store, so a restart continues the schedule
-instead of starting it over.
+instead of starting it over. A provider's Retry-After is honoured up to the
+policy's maximum: `Retry-After: 999999` (or `inf`, or a date in 2100) would
+otherwise put the next attempt past give-up and dead-letter a page at once.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from tenacity import RetryCallState, wait_exponential_jitter
@@ -24,9 +27,16 @@ class RetryPolicy:
         state.attempt_number = max(1, attempts)
         jitter = self.initial if self.jitter is None else self.jitter
         wait = wait_exponential_jitter(multiplier=self.initial, max=self.maximum, jitter=jitter)(state)
-        if retry_after is not None:
-            wait = max(wait, retry_after)
+        honoured = self.honoured(retry_after)
+        if honoured is not None:
+            wait = max(wait, honoured)
         return float(wait)
+
+    def honoured(self, retry_after: float | None) -> float | None:
+        """The part of a provider's Retry-After relay waits for: at most `maximum`; NaN is no hint at all."""
+        if retry_after is None or math.isnan(retry_after):
+            return None
+        return min(max(0.0, retry_after), self.maximum)
 
 
 def next_attempt(policy: RetryPolicy, attempts: int, now: float, give_up_at: float,
