@@ -2,7 +2,7 @@ FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     RELAY_HOST=0.0.0.0 RELAY_PORT=8080 \
-    RELAY_ROUTES=/app/routes.yaml RELAY_TEMPLATES=/app/templates \
+    RELAY_ROUTES=/app/routes.yaml \
     RELAY_DATABASE_URL=sqlite:////data/relay.db RELAY_LOG_FORMAT=json
 
 WORKDIR /app
@@ -11,7 +11,6 @@ COPY relay ./relay
 RUN pip install --no-cache-dir . && useradd --system --uid 10001 --home /data relay \
     && mkdir -p /data && chown relay /data
 COPY routes.yaml ./
-COPY templates ./templates
 
 USER relay
 VOLUME ["/data"]

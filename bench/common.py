@@ -225,7 +225,7 @@ async def start_relay(stack: Stack, name: str, routes: str, database_url: str,
     routes_file.write_text(routes)
     port = free_port()
     proc = await stack.spawn(name, [sys.executable, "-m", "relay", "serve"], {
-        "RELAY_ROUTES": str(routes_file), "RELAY_TEMPLATES": str(REPO / "templates"),
+        "RELAY_ROUTES": str(routes_file),
         "RELAY_DATABASE_URL": database_url, "RELAY_PORT": str(port), "RELAY_LOG_LEVEL": "INFO",
         **(env or {})})
     url = f"http://127.0.0.1:{port}"

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 class Runtime:
-    def __init__(self, routes_file: Path, templates_dir: Path) -> None:
+    def __init__(self, routes_file: Path, templates_dir: Path | None) -> None:
         self.routes_file = routes_file
         self.templates_dir = templates_dir
         self.routes: Routes | None = None

@@ -13,7 +13,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RELAY_", extra="ignore")
 
     routes: Path = Path("routes.yaml")
-    templates: Path = Path("templates")
+    templates: Path | None = None  # a directory whose files override the packaged default templates, by name
     database_url: str = "sqlite:///relay.db"
     host: str = "127.0.0.1"
     port: int = 8080

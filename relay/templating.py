@@ -24,7 +24,7 @@ from relay.errors import ConfigError, PermanentDeliveryError
 
 Kind = Literal["plain", "mrkdwn", "html"]
 
-# The parts each integration renders: the default file under templates/ and how values are escaped in it.
+# The parts each integration renders: the default file (packaged under relay/templates/) and how values are escaped.
 PARTS: dict[str, dict[str, tuple[str, Kind]]] = {
     "slack": {"title": ("slack/title.j2", "plain"), "alert": ("slack/alert.j2", "mrkdwn"),
               "text": ("slack/text.j2", "mrkdwn")},
@@ -200,11 +200,17 @@ def context(notification: Notification, extra: Mapping[str, Any] | None = None,
 
 
 class Templates:
-    """The default templates directory plus a receiver's overrides, syntax-checked at load."""
+    """The packaged default templates, overridden file by file from a directory, syntax-checked at load.
 
-    def __init__(self, directory: Path) -> None:
+    A file in `directory` (RELAY_TEMPLATES) wins over the packaged one of the same name, so a deployment can
+    replace one part and keep relay's defaults, from an installed wheel, for the rest.
+    """
+
+    def __init__(self, directory: Path | None = None) -> None:
         self.directory = directory
-        loader = jinja2.FileSystemLoader(str(directory))
+        packaged = jinja2.PackageLoader("relay", "templates")
+        loader: jinja2.BaseLoader = (
+            packaged if directory is None else jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(directory)), packaged]))
         common: dict[str, Any] = {"loader": loader, "undefined": jinja2.ChainableUndefined, "trim_blocks": True,
                                   "lstrip_blocks": True, "keep_trailing_newline": False,
                                   "auto_reload": False}  # a reload builds new Templates: no stat per render
@@ -216,6 +222,11 @@ class Templates:
         for env in self._envs.values():
             env.filters.update(reltime=_reltime, clock=clock, lasted=lasted, safe_url=safe_url)
             env.globals.update(silence_url=silence_url, slack_link=slack_link)
+
+    @property
+    def where(self) -> str:
+        """Where templates are looked up, for error messages."""
+        return "the packaged defaults" if self.directory is None else f"{self.directory} or the packaged defaults"
 
     def template_name(self, integration: str, part: str, overrides: Mapping[str, str]) -> str:
         return overrides.get(part) or PARTS[integration][part][0]
@@ -235,10 +246,10 @@ class Templates:
             try:
                 self._template(integration, part, overrides)
             except jinja2.TemplateSyntaxError as exc:
-                raise ConfigError(f"template syntax error: {exc.message}", file=str(self.directory / name),
+                raise ConfigError(f"template syntax error: {exc.message}", file=exc.filename or name,
                                   line=exc.lineno) from None
             except jinja2.TemplateNotFound:
-                raise ConfigError(f"{where}: template {name!r} not found in {self.directory}") from None
+                raise ConfigError(f"{where}: template {name!r} not found in {self.where}") from None
 
     def render(self, integration: str, part: str, overrides: Mapping[str, str], ctx: Mapping[str, Any]) -> str:
         """Render one part; any template failure is permanent (retrying renders the same)."""

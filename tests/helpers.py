@@ -21,7 +21,7 @@ from relay.settings import Settings
 REPO = Path(__file__).resolve().parent.parent
 # An unchanged copy of ../shared/fixtures/alertmanager (real Alertmanager 0.25 bodies).
 FIXTURES = REPO / "tests" / "fixtures" / "alertmanager"
-TEMPLATES = REPO / "templates"
+TEMPLATES = REPO / "relay" / "templates"  # the packaged defaults
 ROUTES = REPO / "routes.yaml"
 PD_URL_COMMENT = "# url: defaults to https://events.pagerduty.com/v2/enqueue"
 

@@ -19,8 +19,9 @@ from relay.alerts import WebhookMessage
 from relay.blocks import BLOCK_LIMIT, build_message
 from relay.channels.email import build_message as email_message
 from relay.channels.pagerduty import EVENT_LIMIT, build_events
+from relay.errors import ConfigError
 from relay.receivers import ReceiverConfig
-from relay.templating import Templates, cut, relative_time, safe_url, silence_url, slack_link
+from relay.templating import Templates, context, cut, relative_time, safe_url, silence_url, slack_link
 from tests.fakes import notification, webhook_message
 from tests.fakes.slack import block_problems
 from tests.helpers import TEMPLATES
@@ -330,3 +331,26 @@ def test_a_template_failing_at_render_time_is_a_permanent_template_error(tmp_pat
     with pytest.raises(PermanentDeliveryError) as caught:
         email_message(notification("firing-poddown"), Templates(directory), receiver, now=NOW)
     assert caught.value.reason == "template_error" and "bad.j2: TypeError" in caught.value.detail
+
+
+# where templates come from ------------------------------------------------------------------------------------------
+
+def test_a_templates_directory_overrides_only_the_files_it_has(tmp_path: Path) -> None:
+    directory = tmp_path / "templates"
+    (directory / "slack").mkdir(parents=True)
+    (directory / "slack" / "title.j2").write_text("OURS {{ status }}")
+    ctx = context(notification("firing-higherrorrate"), now=NOW)
+    mine, packaged = Templates(directory), Templates()
+    assert mine.render("slack", "title", {}, ctx) == "OURS firing"
+    assert "OURS firing" in mine.render("slack", "text", {}, ctx)  # the packaged text.j2 includes the override
+    assert "OURS" not in packaged.render("slack", "text", {}, ctx)
+    for integration, part in [("email", "subject"), ("email", "html"), ("pagerduty", "summary")]:
+        assert mine.render(integration, part, {}, ctx) == packaged.render(integration, part, {}, ctx) != ""
+    mine.check("slack", {}, "receiver s")
+
+
+def test_a_missing_override_says_where_it_was_looked_for(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=rf"'slack/nope.j2' not found in {re.escape(str(tmp_path))} or the packaged"):
+        Templates(tmp_path).check("slack", {"title": "slack/nope.j2"}, "receiver s")
+    with pytest.raises(ConfigError, match=r"'slack/nope.j2' not found in the packaged defaults"):
+        Templates().check("slack", {"title": "slack/nope.j2"}, "receiver s")

@@ -38,7 +38,6 @@ class RelayProcess:
             **os.environ,
             **env,
             "RELAY_ROUTES": str(routes),
-            "RELAY_TEMPLATES": str(REPO / "templates"),
             "RELAY_DATABASE_URL": database_url or f"sqlite:///{tmp_path / 'relay.db'}",
             "RELAY_PORT": str(self.port),
             "RELAY_RETRY_INITIAL_SECONDS": "0.05",
