@@ -18,6 +18,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
     webhook_token: SecretStr | None = None
+    # The admin API (history, replay, cancel, purge, reload) and the CLI's admin commands; never the webhook token.
+    admin_token: SecretStr | None = None
     max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
     # How long a client may take to send a request's headers, and again its body (slow or idle clients).
     request_read_timeout_seconds: float = Field(default=30.0, gt=0)
@@ -43,8 +45,24 @@ class Settings(BaseSettings):
                              "or a slow send could be claimed and sent twice")
         return self
 
+    @model_validator(mode="after")
+    def _admin_token_is_its_own(self) -> Settings:
+        if self.admin is not None and self.admin == self.token:
+            raise ValueError("RELAY_ADMIN_TOKEN must differ from RELAY_WEBHOOK_TOKEN: Alertmanager holds the "
+                             "webhook token, and it must not open the admin API")
+        return self
+
     @property
     def token(self) -> str | None:
-        if self.webhook_token is None or not self.webhook_token.get_secret_value():
-            return None
-        return self.webhook_token.get_secret_value()
+        """The webhook token, trimmed like Alertmanager trims a credentials file (a Secret made with `echo`)."""
+        return _trimmed(self.webhook_token)
+
+    @property
+    def admin(self) -> str | None:
+        """The admin API's token, trimmed the same way."""
+        return _trimmed(self.admin_token)
+
+
+def _trimmed(secret: SecretStr | None) -> str | None:
+    value = secret.get_secret_value().strip() if secret is not None else ""
+    return value or None

@@ -15,7 +15,8 @@ TOKEN = "webhook-token-SECRET-123"
 
 
 def settings(tmp_path: Path, **overrides: Any):  # type: ignore[no-untyped-def]
-    return relay_settings(tmp_path, repo_routes(tmp_path), webhook_token=TOKEN, max_body_bytes=64 * 1024, **overrides)
+    return relay_settings(tmp_path, repo_routes(tmp_path), **{"webhook_token": TOKEN, "max_body_bytes": 64 * 1024,
+                                                              **overrides})
 
 
 async def test_accepted_webhook_answers_summary_per_receiver(tmp_path: Path) -> None:
@@ -182,3 +183,11 @@ async def test_body_too_slow_to_arrive_is_408_and_closes(tmp_path: Path) -> None
         assert answer.startswith("HTTP/1.1 408") and "connection: close" in answer.lower()
         assert "did not arrive within" in answer
         assert await relay.history() == []
+
+
+async def test_a_configured_token_with_a_trailing_newline_still_matches(tmp_path: Path) -> None:
+    """A Kubernetes Secret made with `echo tok | kubectl create secret …` holds "tok\\n"; Alertmanager trims its
+    credentials file and sends "tok", so relay trims its configured token too."""
+    async with running_relay(settings(tmp_path, webhook_token=f"{TOKEN}\n")) as relay:
+        assert (await relay.post(fixture("firing-poddown.json"), token=TOKEN)).status_code == 200
+        assert (await relay.post(fixture("firing-poddown.json"), token=TOKEN + "x")).status_code == 401
