@@ -1,0 +1,1 @@
+"""Test exporters: loopback /metrics endpoints serving real exporters' metric names with values a test sets."""
