@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from relay import admin, logs, testalert
+from relay import __version__, admin, logs, testalert
 from relay.errors import ConfigError
 from relay.settings import Settings
 
@@ -261,6 +261,7 @@ def cmd_routes_diff(args: argparse.Namespace, settings: Settings) -> int:
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="relay", description=__doc__)
+    top.add_argument("--version", action="version", version=f"relay {__version__}")
     sub = top.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the service")

@@ -6,7 +6,9 @@ URLs, tokens or keys.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, Info
+
+from relay import __version__
 
 # Latencies from a few milliseconds (a local provider) to minutes (retries through an outage).
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)
@@ -41,6 +43,9 @@ config_last_reload_successful = Gauge("relay_config_last_reload_successful",
                                       "Whether the last routes.yaml reload succeeded.")
 config_last_reload_success_timestamp = Gauge("relay_config_last_reload_success_timestamp_seconds",
                                              "When routes.yaml was last loaded successfully.")
+# relay_build_info{version} 1: which release runs, to join onto other series or spot a half-done rollout.
+build_info = Info("relay_build", "The running relay's version.")
+build_info.info({"version": __version__})
 
 
 def set_outbox(pending: dict[str, int], oldest_age: float, dead: dict[str, int], receivers: list[str]) -> None:
