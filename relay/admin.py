@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from relay.auth import REQUEST_HEADER
 from relay.settings import Settings
 
 
@@ -21,11 +22,21 @@ class AdminError(Exception):
     """The running relay could not be reached or refused; the message is for the terminal."""
 
 
-def _client(args: argparse.Namespace, settings: Settings) -> httpx.Client:
+def base_url(args: argparse.Namespace, settings: Settings) -> str:
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
-    url = args.url or f"http://{host}:{settings.port}"
-    headers = {"Authorization": f"Bearer {settings.token}"} if settings.token else {}
-    return httpx.Client(base_url=url, headers=headers, timeout=10)
+    return str(args.url or f"http://{host}:{settings.port}")
+
+
+def admin_headers(settings: Settings) -> dict[str, str]:
+    """RELAY_ADMIN_TOKEN when set, and the header that tells relay a request is not a browser's (relay.auth)."""
+    headers = {REQUEST_HEADER: "1"}
+    if settings.admin:
+        headers["Authorization"] = f"Bearer {settings.admin}"
+    return headers
+
+
+def _client(args: argparse.Namespace, settings: Settings) -> httpx.Client:
+    return httpx.Client(base_url=base_url(args, settings), headers=admin_headers(settings), timeout=10)
 
 
 def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:

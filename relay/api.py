@@ -10,9 +10,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from relay import metrics
+from relay.auth import Rejected, check_admin
 from relay.errors import ConfigError, StoreUnavailable
 from relay.store.base import HistoryFilter
-from relay.webhook import Rejected, check_auth
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -75,12 +75,11 @@ def _error(message: str, status: int) -> JSONResponse:
 
 
 def authorized(handler: Handler) -> Handler:
-    """The admin API answers only to the webhook's bearer token, when one is set; a store that cannot answer
-    is a 503 saying so."""
+    """The admin API answers only as relay.auth.check_admin allows; a store that cannot answer is a 503 saying so."""
 
     async def guarded(request: Request) -> Response:
         try:
-            check_auth(request, request.app.state.settings.token)
+            check_admin(request, request.app.state.settings)
         except Rejected as exc:
             return _error(exc.message, exc.status)
         try:

@@ -10,9 +10,11 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from relay import api, webhook
+from relay.auth import LoopbackOnly
 from relay.dispatcher import Dispatcher, DispatcherOptions
 from relay.retention import prune_forever
 from relay.retry import RetryPolicy
@@ -92,5 +94,6 @@ def create_app(settings: Settings) -> Starlette:
             Route("/api/v1/dead-letters/{id}/retry", api.authorized(api.retry_dead_letter), methods=["POST"]),
             Route("/api/v1/dead-letters/{id}", api.authorized(api.purge_dead_letter), methods=["DELETE"]),
         ],
+        middleware=[Middleware(LoopbackOnly, settings=settings)],
         lifespan=lifespan,
     )

@@ -72,7 +72,7 @@ def _labels(pairs: list[str]) -> dict[str, str]:
 
 
 async def _test_alert_http(args: argparse.Namespace, settings: Settings, payload: dict[str, Any]) -> int:
-    url = args.url or f"http://{'127.0.0.1' if settings.host in ('0.0.0.0', '::') else settings.host}:{settings.port}"
+    url = admin.base_url(args, settings)
     headers = {"Authorization": f"Bearer {settings.token}"} if settings.token else {}
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=10) as client:
         try:
@@ -88,8 +88,13 @@ async def _test_alert_http(args: argparse.Namespace, settings: Settings, payload
         async def fetch(ids: list[int]) -> list[dict[str, Any]]:
             if not ids:
                 return []
-            rows = (await client.get("/api/v1/notifications", params={"ids": ",".join(map(str, ids))})).json()
-            return list(rows["notifications"])
+            answer = await client.get("/api/v1/notifications", params={"ids": ",".join(map(str, ids))},
+                                      headers=admin.admin_headers(settings))
+            body = answer.json() if answer.headers.get("content-type", "").startswith("application/json") else {}
+            if answer.status_code != 200:
+                raise admin.AdminError(f"the alert was accepted, but its delivery cannot be followed: "
+                                       f"{body.get('error') or answer.status_code}")
+            return list(body["notifications"])
 
         return _print_outcome(summary, await testalert.follow(fetch, _ids(summary), args.timeout))
 

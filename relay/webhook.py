@@ -7,7 +7,6 @@ anything is written, so a rejected request changes no state.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import time
 from collections import defaultdict
@@ -21,6 +20,7 @@ from starlette.responses import JSONResponse
 
 from relay import metrics
 from relay.alerts import Alert, WebhookMessage
+from relay.auth import Rejected, check_webhook
 from relay.errors import StoreUnavailable
 from relay.routes import Routes
 from relay.store.base import Candidate, Enqueued
@@ -28,24 +28,6 @@ from relay.store.base import Candidate, Enqueued
 log = logging.getLogger(__name__)
 
 MAX_REPORTED_ERRORS = 5
-
-
-class Rejected(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def check_auth(request: Request, token: str | None) -> None:
-    if token is None:
-        return
-    given = request.headers.get("authorization", "")
-    scheme, _, credentials = given.partition(" ")
-    if scheme.lower() != "bearer" or not credentials:
-        raise Rejected(401, "missing bearer token: send 'Authorization: Bearer <RELAY_WEBHOOK_TOKEN>'")
-    if not hmac.compare_digest(credentials.strip().encode(), token.encode()):
-        raise Rejected(401, "invalid bearer token")
 
 
 async def read_body(request: Request, limit: int, timeout: float = 30.0) -> bytes:
@@ -130,7 +112,7 @@ async def handle(request: Request) -> JSONResponse:
     state = request.app.state
     received_at = time.time()
     try:
-        check_auth(request, state.settings.token)
+        check_webhook(request, state.settings)
         message = parse(await read_body(request, state.settings.max_body_bytes,
                                          state.settings.request_read_timeout_seconds))
     except Rejected as exc:

@@ -77,14 +77,22 @@ class RunningRelay:
     client: httpx.AsyncClient
     app: Any
     token: str | None = None
+    admin_token: str | None = None
 
     async def post(self, body: Any, token: str | None = None, **kwargs: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return await self.client.post("/webhook", json=body, headers=headers, **kwargs)
 
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """What the relay command sends to the admin API (relay.admin.admin_headers)."""
+        return {"X-Relay-Request": "1", **({"Authorization": f"Bearer {self.admin_token}"} if self.admin_token else {})}
+
+    async def admin(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return await self.client.request(method, path, headers=self.admin_headers, **kwargs)
+
     async def history(self, **params: str) -> list[dict[str, Any]]:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        answer = await self.client.get("/api/v1/notifications", params=params, headers=headers)
+        answer = await self.admin("GET", "/api/v1/notifications", params=params)
         return list(answer.json()["notifications"])
 
 
@@ -104,7 +112,7 @@ async def running_relay(settings: Settings) -> AsyncIterator[RunningRelay]:
     url = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient(base_url=url, timeout=10) as client:
         try:
-            yield RunningRelay(url, client, app, settings.token)
+            yield RunningRelay(url, client, app, settings.token, settings.admin)
         finally:
             server.should_exit = True
             await task

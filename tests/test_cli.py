@@ -42,8 +42,10 @@ async def test_serve_refuses_a_broken_routes_file_with_file_and_line(tmp_path: P
 
 
 async def test_test_alert_reports_delivery_per_receiver(tmp_path: Path, providers: Providers) -> None:
-    env = {**providers.env, "RELAY_WEBHOOK_TOKEN": "tok-SECRET", "XDG_STATE_HOME": str(tmp_path / "state")}
-    async with running_relay(relay_settings(tmp_path, providers.routes, webhook_token="tok-SECRET")) as relay:
+    env = {**providers.env, "RELAY_WEBHOOK_TOKEN": "tok-SECRET", "RELAY_ADMIN_TOKEN": "adm-SECRET",
+           "XDG_STATE_HOME": str(tmp_path / "state")}
+    settings = relay_settings(tmp_path, providers.routes, webhook_token="tok-SECRET", admin_token="adm-SECRET")
+    async with running_relay(settings) as relay:
         code, out = await run_relay("test-alert", "--alertname", "PodDown", "--severity", "critical",
                                     "--label", "pod=api-0", "--url", relay.url, env=env)
         assert code == 0, out
@@ -56,7 +58,7 @@ async def test_test_alert_reports_delivery_per_receiver(tmp_path: Path, provider
         assert code == 0, out
     resolve = providers.pagerduty.events[1]
     assert (resolve["event_action"], resolve["dedup_key"]) == ("resolve", trigger["dedup_key"])
-    assert "tok-SECRET" not in out
+    assert "tok-SECRET" not in out and "adm-SECRET" not in out
 
 
 async def test_test_alert_direct_delivers_in_process(tmp_path: Path, providers: Providers) -> None:

@@ -104,7 +104,7 @@ async def test_broken_reload_keeps_the_last_good_routes(tmp_path: Path, provider
         good = providers.routes.read_text()
         broken = good.replace("receivers: [slack-alerts]\n\ndefault", "receivers: [nope]\n\ndefault")
         providers.routes.write_text(broken)
-        answer = await relay.client.post("/-/reload")
+        answer = await relay.admin("POST", "/-/reload")
         assert answer.status_code == 400
         assert f"{providers.routes}:29: route 3 names unknown receiver 'nope'" in answer.json()["error"]
         assert "relay_config_last_reload_successful 0.0" in (await relay.client.get("/metrics")).text

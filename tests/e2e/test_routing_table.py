@@ -71,8 +71,8 @@ async def test_unconfigured_receiver_dead_letters_and_replays(tmp_path: Path, pr
 
         # The operator sets the key and replays the dead letter.
         monkeypatch.setenv("PAGERDUTY_ROUTING_KEY", "R0UTINGKEYSECRET0000000000000000")
-        assert (await relay.client.post("/-/reload")).status_code == 200
-        answer = await relay.client.post(f"/api/v1/dead-letters/{pd_id}/retry")
+        assert (await relay.admin("POST", "/-/reload")).status_code == 200
+        answer = await relay.admin("POST", f"/api/v1/dead-letters/{pd_id}/retry")
         assert answer.json() == {"status": "replayed", "id": pd_id}
         [event] = await providers.pagerduty.wait_for(1)
         assert event["event_action"] == "trigger"

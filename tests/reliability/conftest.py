@@ -87,11 +87,13 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 # -- providers holding secrets -----------------------------------------------------------------------------------
 
 WEBHOOK_TOKEN = "WEBHOOKTOKEN-rel-5ecret-0001"
+ADMIN_TOKEN = "ADMINTOKEN-rel-5ecret-0001"
+ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN_TOKEN}", "X-Relay-Request": "1"}
 SLACK_PATH = "/services/T0REL/B0REL/SLACKURLSECRET0001"
 ROUTING_KEY = "R0UTINGKEYREL5ECRET000000000001"
 SMTP_USER = "relay"
 SMTP_PASSWORD = "SMTPPASSW0RD-rel-5ecret"
-SECRETS = (WEBHOOK_TOKEN, "SLACKURLSECRET0001", ROUTING_KEY, SMTP_PASSWORD)
+SECRETS = (WEBHOOK_TOKEN, "SLACKURLSECRET0001", ROUTING_KEY, SMTP_PASSWORD, ADMIN_TOKEN)
 
 ROUTES = """\
 global:
@@ -197,6 +199,7 @@ async def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exposure: Expos
             "SMTP_PASSWORD": SMTP_PASSWORD,
             "PAGERDUTY_ROUTING_KEY": ROUTING_KEY,
             "RELAY_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
+            "RELAY_ADMIN_TOKEN": ADMIN_TOKEN,
         }
         for key, value in env.items():
             monkeypatch.setenv(key, value)
@@ -210,8 +213,7 @@ async def expose(stack: Stack, url: str, log: Path | None = None) -> None:
     """Collect what an operator sees of relay: metrics, history and its log, for the secret scan."""
     import httpx
 
-    headers = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
-    async with httpx.AsyncClient(base_url=url, timeout=10, headers=headers) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=10, headers=ADMIN_HEADERS) as client:
         stack.exposure.add("metrics", (await client.get("/metrics")).text)
         for state in ("pending", "delivered", "dead"):
             answer = await client.get("/api/v1/notifications", params={"state": state, "limit": "1000"})

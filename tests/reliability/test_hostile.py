@@ -23,7 +23,15 @@ from relay.app import create_app
 from relay.fingerprint import fingerprint
 from tests.fakes.slack import SlackWebhookServer
 from tests.helpers import FIXTURES, poll_until, relay_settings
-from tests.reliability.conftest import SLACK_PATH, WEBHOOK_TOKEN, Exposure, Profile, record
+from tests.reliability.conftest import (
+    ADMIN_HEADERS,
+    ADMIN_TOKEN,
+    SLACK_PATH,
+    WEBHOOK_TOKEN,
+    Exposure,
+    Profile,
+    record,
+)
 
 MAX_BODY = 64 * 1024
 REFUSALS = {400, 401, 413, 415}
@@ -151,6 +159,7 @@ def test_generated_webhooks_never_500_and_refusals_change_nothing(
         runner.run(slack.start())
         monkeypatch.setenv("SLACK_WEBHOOK_URL", slack.url(SLACK_PATH))
         monkeypatch.setenv("RELAY_WEBHOOK_TOKEN", WEBHOOK_TOKEN)
+        monkeypatch.setenv("RELAY_ADMIN_TOKEN", ADMIN_TOKEN)
         app = create_app(relay_settings(tmp_path, routes, max_body_bytes=MAX_BODY))
         lifespan = app.router.lifespan_context(app)
         runner.run(lifespan.__aenter__())
@@ -176,7 +185,7 @@ def test_generated_webhooks_never_500_and_refusals_change_nothing(
             runner.run(poll_until(lambda: _all_delivered(client), timeout=60))
             metrics = runner.run(client.get("/metrics")).text
             history = runner.run(client.get("/api/v1/notifications", params={"limit": "1000"},
-                                            headers={"Authorization": f"Bearer {WEBHOOK_TOKEN}"})).text
+                                            headers=ADMIN_HEADERS)).text
         finally:
             kept.db.close()
             runner.run(client.aclose())
@@ -194,6 +203,6 @@ def test_generated_webhooks_never_500_and_refusals_change_nothing(
 
 async def _all_delivered(client: httpx.AsyncClient) -> bool:
     answer = await client.get("/api/v1/notifications", params={"limit": "1000"},
-                              headers={"Authorization": f"Bearer {WEBHOOK_TOKEN}"})
+                              headers=ADMIN_HEADERS)
     return all(row["state"] == "delivered" for row in answer.json()["notifications"])
 

@@ -28,7 +28,7 @@ import pytest
 
 from tests.e2e.process import RelayProcess
 from tests.helpers import poll_until
-from tests.reliability.conftest import Stack, expose, record
+from tests.reliability.conftest import ADMIN_HEADERS, Stack, expose, record
 from tests.reliability.load import webhook
 
 TMPFS_BYTES = 4 * 1024 * 1024
@@ -106,7 +106,8 @@ async def test_store_that_cannot_write_answers_503_keeps_nothing_and_recovers(tm
                     answer = await client.post("/webhook", json=webhook(f"Reldx{i:05d}", ["slack", "email"]))
                     refused.append(answer.status_code)
                     stack.exposure.add("error body", answer.text)
-                during = await client.get("/api/v1/notifications", params={"alertname": "Reldx00000"})
+                during = await client.get("/api/v1/notifications", params={"alertname": "Reldx00000"},
+                                          headers=ADMIN_HEADERS)
                 ready_during = (await client.get("/readyz")).status_code
                 await fault.end(relay)
 
@@ -140,7 +141,8 @@ async def test_store_that_cannot_write_answers_503_keeps_nothing_and_recovers(tm
 
 
 async def _settled(client: httpx.AsyncClient) -> bool:
-    rows = (await client.get("/api/v1/notifications", params={"limit": "1000"})).json()["notifications"]
+    rows = (await client.get("/api/v1/notifications", params={"limit": "1000"},
+                             headers=ADMIN_HEADERS)).json()["notifications"]
     return all(row["state"] == "delivered" for row in rows)
 
 
