@@ -2,16 +2,19 @@
 
 The payload models accept unknown fields, because newer Alertmanager versions
 add some (`notification_reason`, `routeLabels`) and relay must not refuse them.
+A NUL character anywhere in a payload becomes U+FFFD (see `without_nul`).
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 Status = Literal["firing", "resolved"]
 
@@ -41,6 +44,44 @@ def parse_time(value: str) -> datetime | None:
     if parsed.year <= _GO_ZERO_YEAR:
         return None
     return parsed
+
+
+# NUL cannot be stored in PostgreSQL text or jsonb (SQLite takes it): one NUL in a label made the whole group
+# 503 forever on PostgreSQL. Both stores get the same text instead, with a replacement a reader can see.
+NUL, NUL_SHOWN_AS = "\x00", "\ufffd"
+# A JSON `\u0000` escape, not an escaped backslash followed by the text "u0000".
+_NUL_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def without_nul(value: Any) -> Any:
+    """`value` (decoded JSON) with every NUL in its strings, keys included, replaced by U+FFFD."""
+    if isinstance(value, str):
+        return value.replace(NUL, NUL_SHOWN_AS) if NUL in value else value
+    if isinstance(value, dict):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_nul(v) for v in value]
+    return value
+
+
+def json_without_nul(body: bytes) -> bytes:
+    """A JSON body with every `\\u0000` escape replaced by U+FFFD's (a raw NUL byte is not valid JSON anyway);
+    a search for the escape costs little next to parsing, so bodies without one are not walked at all."""
+    if b"\\u0000" not in body:
+        return body
+    return _NUL_ESCAPE.sub(rb"\1\\ufffd", body)
+
+
+# PostgreSQL refuses an index row over ~2.7 KB (SQLite has no such limit): a huge fingerprint or groupKey made its
+# group 503 forever there. Store keys hold a digest of such a value instead (Alertmanager's own are far shorter).
+KEY_LIMIT = 256
+
+
+def key_part(value: str) -> str:
+    """`value` as part of a store key (dedup mark, lane, message reference): itself, or a digest when it is long."""
+    if len(value) <= KEY_LIMIT:
+        return value
+    return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class Alert(BaseModel):
@@ -93,6 +134,17 @@ class WebhookMessage(BaseModel):
     commonAnnotations: dict[str, str] = Field(default_factory=dict)
     externalURL: str = ""
     truncatedAlerts: int = Field(default=0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any, info: ValidationInfo) -> Any:
+        """Python input is cleaned here; JSON input is cleaned before parsing by `from_json` (much cheaper)."""
+        return without_nul(data) if info.mode == "python" else data
+
+    @classmethod
+    def from_json(cls, body: bytes | str) -> WebhookMessage:
+        """Parse a webhook body (the one way untrusted JSON becomes a WebhookMessage: it removes NUL)."""
+        return cls.model_validate_json(json_without_nul(body.encode() if isinstance(body, str) else body))
 
 
 class State(enum.StrEnum):

@@ -26,7 +26,7 @@ async def readyz(request: Request) -> Response:
     if state.runtime.routes is None:
         return PlainTextResponse("routes not loaded\n", status_code=503)
     try:
-        await state.store.ping()
+        await state.store.ready()
     except StoreUnavailable as exc:
         return PlainTextResponse(f"store unavailable: {exc}\n", status_code=503)
     return PlainTextResponse("ready\n")

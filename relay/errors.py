@@ -3,6 +3,7 @@
     RelayError
     ├── ConfigError                 routes.yaml or a template is unusable (file, line, reason)
     ├── StoreUnavailable            the outbox cannot commit; the webhook answers 503
+    ├── StoreRejected               the store refuses the data itself (not an outage); the webhook answers 400
     └── DeliveryError               a channel failed to deliver a notification
         ├── TransientDeliveryError  try again later (connection, timeout, 5xx, 429, SMTP 4xx)
         └── PermanentDeliveryError  dead-letter at once (4xx, bad token, unset secret, template error)
@@ -38,6 +39,11 @@ class ConfigError(RelayError):
 
 class StoreUnavailable(RelayError):
     """The store could not commit or answer; callers must not assume anything was written."""
+
+
+class StoreRejected(RelayError):
+    """The store refused a value it cannot hold; nothing was written, and sending the same data again cannot help,
+    so it must never be reported as an outage (Alertmanager would re-send it, and its group, forever)."""
 
 
 class DeliveryError(RelayError):

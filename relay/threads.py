@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from relay.alerts import Alert, parse_time
+from relay.alerts import Alert, key_part, parse_time
 from relay.store.base import Store
 
 
 def alert_key(alert: Alert) -> str:
     """One alert episode: its fingerprint and when it started (normalised, as Alertmanager's ns timestamps vary)."""
     started = parse_time(alert.startsAt)
-    return f"{alert.fingerprint}@{started.isoformat() if started else alert.startsAt}"
+    return f"{key_part(alert.fingerprint)}@{started.isoformat() if started else alert.startsAt}"
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse
 from relay import metrics
 from relay.alerts import Alert, WebhookMessage
 from relay.auth import Rejected, check_webhook
-from relay.errors import StoreUnavailable
+from relay.errors import StoreRejected, StoreUnavailable
 from relay.routes import Routes
 from relay.store.base import Candidate, Enqueued
 
@@ -70,7 +70,7 @@ def _problem(err: ErrorDetails) -> str:
 def parse(body: bytes) -> WebhookMessage:
     """Parse with the same parser the outbox uses to read it back, so whatever is accepted can be delivered."""
     try:
-        return WebhookMessage.model_validate_json(body)
+        return WebhookMessage.from_json(body)
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False)
         problems = [_problem(err) for err in errors[:MAX_REPORTED_ERRORS]]
@@ -132,6 +132,10 @@ async def handle(request: Request) -> JSONResponse:
         log.error("webhook not accepted (503, Alertmanager will retry): %s", exc)
         return JSONResponse({"status": "error", "error": "store unavailable, retry later"}, status_code=503,
                             headers={"Retry-After": "5"})
+    except StoreRejected as exc:  # the data, not an outage: sending it again cannot help
+        metrics.webhook_requests.labels("400").inc()
+        log.error("webhook refused (400): the store cannot hold its data: %s", exc)
+        return JSONResponse({"status": "error", "error": f"nothing was stored: {exc}"}, status_code=400)
     finally:
         state.dispatcher.adopt([r.claimed for r in results if r.claimed is not None], offer)
     if any(r.notification_id is not None and r.claimed is None for r in results):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal, Protocol
 
-from relay.alerts import Notification, WebhookMessage
+from relay.alerts import Notification, WebhookMessage, key_part
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class Candidate:
 
     @property
     def lane(self) -> str:
-        return f"{self.receiver}\x1f{self.group.groupKey}"
+        return f"{self.receiver}\x1f{key_part(self.group.groupKey)}"
 
 
 # What a replay did: put back; no such dead letter; nothing left to send (resolved, or too old to know).
@@ -125,10 +125,16 @@ class Store(Protocol):
     async def ping(self) -> None:
         """Raise StoreUnavailable if the store cannot answer."""
 
+    async def ready(self) -> None:
+        """Raise StoreUnavailable if a webhook could not be accepted now: the store does not answer, or its last
+        durable write failed (a full disk) and a write probe fails too. A store that answers reads but cannot
+        commit must not look ready, or every webhook gets 503 while /readyz says 200."""
+
     async def enqueue(self, candidates: list[Candidate], received_at: float,
                       handoff: Handoff | None = None) -> list[Enqueued]:
-        """Dedup and write notifications in one durable transaction (or raise StoreUnavailable, writing nothing);
-        with a handoff, lease the new lane heads to its owner in that transaction."""
+        """Dedup and write notifications in one durable transaction (or raise StoreUnavailable, writing nothing;
+        StoreRejected when the data itself cannot be stored); with a handoff, lease the new lane heads to its
+        owner in that transaction."""
 
     async def claim(self, owner: str, limit: int, now: float, lease: float,
                     room: Mapping[str, int] | None = None) -> Claim:

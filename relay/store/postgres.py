@@ -21,8 +21,8 @@ from typing import Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from relay.alerts import State, WebhookMessage, group_status
-from relay.errors import StoreUnavailable
+from relay.alerts import State, WebhookMessage, group_status, key_part
+from relay.errors import StoreRejected, StoreUnavailable
 from relay.store.base import Attempt, Candidate, Claim, Claimed, Enqueued, Handoff, HistoryFilter, OutboxStats, Replay
 from relay.store.rows import (
     ATTEMPT_COLUMNS,
@@ -33,6 +33,7 @@ from relay.store.rows import (
     handed_off,
     history_row,
     notification_from_row,
+    storable,
 )
 
 log = logging.getLogger(__name__)
@@ -187,9 +188,19 @@ SELECT $1, k, $3, $4 FROM unnest($2::text[]) AS k
 ON CONFLICT (receiver, alert_key) DO UPDATE SET ref = excluded.ref, created_at = excluded.created_at
 """
 
-# What asyncpg raises when the server is gone, restarting, refusing, or out of space: relay answers 503.
+# Readiness after a failed write: a write of about a large webhook's size, undone in the same transaction.
+SQL_PROBE = ("INSERT INTO message_refs (receiver, alert_key, ref, created_at) VALUES ('', 'relay:probe', $1, 0) "
+             "ON CONFLICT (receiver, alert_key) DO UPDATE SET ref = excluded.ref",
+             "DELETE FROM message_refs WHERE receiver = '' AND alert_key = 'relay:probe'")
+PROBE_BYTES = 64 * 1024
+
 Conn = asyncpg.Connection | PoolConnectionProxy
 
+# What asyncpg raises about the data itself (a value PostgreSQL cannot hold, an index row over its size limit, a
+# value the driver cannot encode): retrying cannot help, so it is StoreRejected, never "store unavailable".
+DATA_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, asyncpg.ProgramLimitExceededError,
+               ValueError)
+# What asyncpg raises when the server is gone, restarting, refusing, or out of space: relay answers 503.
 # InternalClientError: e.g. a pooled connection still consuming the server's "terminating connection" notice
 # while PostgreSQL restarts ("cannot switch to state 15; another operation (2) is in progress").
 UNAVAILABLE = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, TimeoutError)
@@ -212,6 +223,7 @@ class PostgresStore:
         self._liveness: asyncpg.Connection | None = None
         self._owners: set[str] = set()
         self._liveness_lock = asyncio.Lock()
+        self._write_failure: str | None = None  # why the last enqueue could not commit (None: it did)
 
     @contextlib.asynccontextmanager
     async def _conn(self) -> AsyncIterator[Conn]:
@@ -220,6 +232,8 @@ class PostgresStore:
         try:
             async with self._pool.acquire(timeout=10) as conn:
                 yield conn
+        except DATA_ERRORS as exc:  # before UNAVAILABLE: both are PostgresErrors (the driver's are ValueErrors)
+            raise StoreRejected(f"the store refused the data: {_describe(exc)}") from None
         except UNAVAILABLE as exc:
             raise StoreUnavailable(f"store error: {_describe(exc)}") from None
 
@@ -294,6 +308,15 @@ class PostgresStore:
         async with self._conn() as conn:
             await conn.fetchval("SELECT 1")
 
+    async def ready(self) -> None:
+        if self._write_failure is None:
+            await self.ping()
+            return
+        async with self._tx() as conn:
+            await conn.execute(SQL_PROBE[0], "x" * PROBE_BYTES)
+            await conn.execute(SQL_PROBE[1])
+        self._write_failure = None
+
     # -- the outbox --------------------------------------------------------------------------
 
     async def enqueue(self, candidates: list[Candidate], received_at: float,
@@ -308,7 +331,7 @@ class PostgresStore:
         lanes: set[str] = set()
         for c, cand in enumerate(candidates):
             for pos, (alert, interval) in enumerate(zip(cand.group.alerts, cand.repeat_intervals, strict=True)):
-                key = (cand.receiver, alert.fingerprint, dedup_time(alert.startsAt), alert.status)
+                key = (cand.receiver, key_part(alert.fingerprint), dedup_time(alert.startsAt), alert.status)
                 marks.setdefault(key, interval.total_seconds())
                 alerts.append((c, pos, key, alert.name, alert.status == "firing"))
             status = group_status(cand.group.alerts)
@@ -316,15 +339,20 @@ class PostgresStore:
             # Only the first of a lane in this call can be its head; the rest queue behind it.
             offered = handoff is not None and cand.lane not in lanes and handoff.take(taken, cand.receiver)
             lanes.add(cand.lane)
-            notices.append((c, cand.receiver, cand.integration, cand.lane, group.model_dump_json(),
+            notices.append((c, cand.receiver, cand.integration, cand.lane, storable(group.model_dump_json()),
                             len(cand.group.alerts), now + cand.give_up_after.total_seconds(), offered))
         order = sorted(marks)  # one lock order for every enqueue: overlapping webhooks cannot deadlock
         index = {key: k for k, key in enumerate(order, start=1)}
-        async with self._conn() as conn:
-            rows = await conn.fetch(
-                SQL_ENQUEUE, *_columns([(*key, marks[key]) for key in order], 5), now,
-                *_columns([(c, pos, index[key], name, firing) for c, pos, key, name, firing in alerts], 5),
-                *_columns(notices, 8), now + handoff.lease if handoff else 0.0, handoff.owner if handoff else None)
+        try:
+            async with self._conn() as conn:
+                rows = await conn.fetch(
+                    SQL_ENQUEUE, *_columns([(*key, marks[key]) for key in order], 5), now,
+                    *_columns([(c, pos, index[key], name, firing) for c, pos, key, name, firing in alerts], 5),
+                    *_columns(notices, 8), now + handoff.lease if handoff else 0.0, handoff.owner if handoff else None)
+        except StoreUnavailable as exc:
+            self._write_failure = str(exc)
+            raise
+        self._write_failure = None
         written = {row["cand"]: row for row in rows}
         out = []
         for c, cand in enumerate(candidates):
@@ -398,9 +426,9 @@ class PostgresStore:
             group = WebhookMessage.model_validate_json(row["payload"])
             too_old = row["received_at"] < forgotten_before
             resolved = {(r["fingerprint"], r["starts_at"]) for r in await conn.fetch(
-                SQL_RESOLVED_KEYS, row["receiver"], [a.fingerprint for a in group.alerts])}
+                SQL_RESOLVED_KEYS, row["receiver"], [key_part(a.fingerprint) for a in group.alerts])}
             kept = [a for a in group.alerts if a.status == "resolved"
-                    or (not too_old and (a.fingerprint, dedup_time(a.startsAt)) not in resolved)]
+                    or (not too_old and (key_part(a.fingerprint), dedup_time(a.startsAt)) not in resolved)]
             if not kept:
                 return "too_old" if too_old else "resolved"
             payload = None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from relay.alerts import Notification, WebhookMessage, parse_time
+from relay.errors import StoreRejected
 from relay.store.base import Candidate, Claimed
 
 
@@ -57,6 +59,14 @@ def handed_off(notification_id: int, candidate: Candidate, group: WebhookMessage
     notification = Notification(notification_id, candidate.receiver, candidate.integration, candidate.lane, group,
                                 datetime.fromtimestamp(now, UTC), 0)
     return Claimed(notification, give_up_at, now + lease)
+
+
+def storable(payload: str) -> str:
+    """A payload both stores can hold, or StoreRejected. WebhookMessage never holds NUL (it becomes U+FFFD); one
+    built around validation could, and PostgreSQL would refuse it where SQLite takes it: both refuse it here."""
+    if "\\u0000" in payload and re.search(r"(?<!\\)(?:\\\\)*\\u0000", payload):
+        raise StoreRejected("a NUL character (\\u0000) cannot be stored")
+    return payload
 
 
 def attempt_error(reason: str, detail: str) -> str:

@@ -21,8 +21,8 @@ from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from typing import Any, TypeVar
 
-from relay.alerts import State, WebhookMessage, group_status
-from relay.errors import StoreUnavailable
+from relay.alerts import State, WebhookMessage, group_status, key_part
+from relay.errors import StoreRejected, StoreUnavailable
 from relay.store.base import Attempt, Candidate, Claim, Claimed, Enqueued, Handoff, HistoryFilter, OutboxStats, Replay
 from relay.store.rows import (
     ATTEMPT_COLUMNS,
@@ -33,6 +33,7 @@ from relay.store.rows import (
     handed_off,
     history_row,
     notification_from_row,
+    storable,
 )
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,14 @@ SQL_PRUNE = (
     "DELETE FROM dedup WHERE notified_at < ?",
     "DELETE FROM message_refs WHERE created_at < ?",
 )
+# Readiness after a failed write: a write of about a large webhook's size, undone in the same transaction.
+SQL_PROBE = ("INSERT OR REPLACE INTO message_refs (receiver, alert_key, ref, created_at) "
+             "VALUES ('', 'relay:probe', ?, 0)",
+             "DELETE FROM message_refs WHERE receiver = '' AND alert_key = 'relay:probe'")
+PROBE_BYTES = 64 * 1024
+# Errors about the data itself (retrying cannot help): everything else from sqlite3 is the store failing.
+DATA_ERRORS = (sqlite3.DataError, sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError,
+               UnicodeError)
 SQL_PENDING = "SELECT receiver, count(*), min(received_at) FROM notifications WHERE state = 'pending' GROUP BY receiver"
 SQL_DEAD = "SELECT receiver, count(*) FROM notifications WHERE state = 'dead' GROUP BY receiver"
 
@@ -117,7 +126,7 @@ def _enqueue(conn: sqlite3.Connection, candidates: list[Candidate], now: float,
     for cand in candidates:
         kept = []
         for alert, interval in zip(cand.group.alerts, cand.repeat_intervals, strict=True):
-            key = (cand.receiver, alert.fingerprint, dedup_time(alert.startsAt), alert.status)
+            key = (cand.receiver, key_part(alert.fingerprint), dedup_time(alert.startsAt), alert.status)
             row = conn.execute(SQL_DEDUP_GET, key).fetchone()
             if row is not None and (alert.status == "resolved" or now - row[0] < interval.total_seconds()):
                 continue
@@ -131,7 +140,7 @@ def _enqueue(conn: sqlite3.Connection, candidates: list[Candidate], now: float,
         names = ",".join(sorted({a.name for a in kept}))
         give_up_at = now + cand.give_up_after.total_seconds()
         cur = conn.execute(SQL_INSERT, (cand.receiver, cand.integration, cand.lane, group.status, names,
-                                        group.model_dump_json(), now, give_up_at, now))
+                                        storable(group.model_dump_json()), now, give_up_at, now))
         notification_id = cur.lastrowid
         assert notification_id is not None
         claimed = None
@@ -143,6 +152,11 @@ def _enqueue(conn: sqlite3.Connection, candidates: list[Candidate], now: float,
     return out
 
 
+def _probe(conn: sqlite3.Connection) -> None:
+    conn.execute(SQL_PROBE[0], ("x" * PROBE_BYTES,)).close()
+    conn.execute(SQL_PROBE[1]).close()
+
+
 def _replay(conn: sqlite3.Connection, notification_id: int, now: float, forgotten_before: float) -> Replay:
     """Put a dead letter back, minus firing alerts that must not re-open an incident (see Store.replay)."""
     row = conn.execute("SELECT receiver, payload, received_at FROM notifications WHERE id = ? AND state = 'dead'",
@@ -152,7 +166,8 @@ def _replay(conn: sqlite3.Connection, notification_id: int, now: float, forgotte
     group = WebhookMessage.model_validate_json(row["payload"])
     too_old = row["received_at"] < forgotten_before
     kept = [a for a in group.alerts if a.status == "resolved" or (not too_old and conn.execute(
-        SQL_DEDUP_GET, (row["receiver"], a.fingerprint, dedup_time(a.startsAt), "resolved")).fetchone() is None)]
+        SQL_DEDUP_GET, (row["receiver"], key_part(a.fingerprint), dedup_time(a.startsAt), "resolved")
+    ).fetchone() is None)]
     if not kept:
         return "too_old" if too_old else "resolved"
     if len(kept) != len(group.alerts):
@@ -202,6 +217,7 @@ class SqliteStore:
         self._conn: sqlite3.Connection | None = None
         self._checkpointer: threading.Thread | None = None
         self._stop_checkpoints = threading.Event()
+        self._write_failure: str | None = None  # why the last durable batch could not commit (None: it did)
 
     # -- the writer thread ---------------------------------------------------------------
 
@@ -265,28 +281,34 @@ class SqliteStore:
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[Item]) -> None:
         results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        durable = any(durable for _, _, durable in batch)
+        unavailable: str | None = None  # a durable op's store error (not its data's)
+        changes = conn.total_changes
         try:
-            synchronous = "FULL" if any(durable for _, _, durable in batch) else "NORMAL"
+            synchronous = "FULL" if durable else "NORMAL"
             if synchronous != self._synchronous:
                 conn.execute(f"PRAGMA synchronous = {synchronous}")
                 self._synchronous = synchronous
             conn.execute("BEGIN IMMEDIATE")
-            for op, fut, _ in batch:
+            for op, fut, op_durable in batch:
                 conn.execute("SAVEPOINT op")
                 try:
                     value = op(conn)
-                except sqlite3.Error as exc:
-                    conn.execute("ROLLBACK TO op")
-                    results.append((fut, None, StoreUnavailable(f"store error: {exc}")))
-                    continue
                 except Exception as exc:
                     conn.execute("ROLLBACK TO op")
-                    results.append((fut, None, exc))
+                    refused = _classify(exc)
+                    if isinstance(refused, StoreUnavailable) and op_durable:
+                        unavailable = str(exc)
+                    results.append((fut, None, refused))
                     continue
                 conn.execute("RELEASE op")
                 results.append((fut, value, None))
             conn.execute("COMMIT")
+            if unavailable is not None or (durable and conn.total_changes > changes):  # reads prove nothing
+                self._write_failure = unavailable
         except sqlite3.Error as exc:
+            if durable:
+                self._write_failure = str(exc)
             log.error("store commit failed: %s", exc)
             if conn.in_transaction:
                 try:
@@ -345,6 +367,12 @@ class SqliteStore:
 
     async def ping(self) -> None:
         await self._call(lambda conn: conn.execute("SELECT 1").fetchone(), durable=False)
+
+    async def ready(self) -> None:
+        if self._write_failure is None:
+            await self.ping()
+        else:  # committing the probe clears the failure; failing to raises StoreUnavailable
+            await self._call(_probe)
 
     async def enqueue(self, candidates: list[Candidate], received_at: float,
                       handoff: Handoff | None = None) -> list[Enqueued]:
@@ -494,6 +522,15 @@ def _run(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> None
 
 def _run_many(conn: sqlite3.Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
     conn.executemany(sql, rows).close()
+
+
+def _classify(exc: Exception) -> Exception:
+    """An op's error as the caller sees it: the data refused, the store failing, or (a bug) the error itself."""
+    if isinstance(exc, DATA_ERRORS):
+        return StoreRejected(f"the store refused the data: {exc}")
+    if isinstance(exc, sqlite3.Error):
+        return StoreUnavailable(f"store error: {exc}")
+    return exc
 
 
 def _settle(fut: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -16,14 +15,6 @@ from relay.threads import Threads
 from tests.helpers import fixture
 
 HOUR = timedelta(hours=1)
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    s = open_store(database_url)
-    await s.open()
-    yield s
-    await s.close()
 
 
 def candidate(name: str, receiver: str = "slack-alerts", interval: timedelta = HOUR,

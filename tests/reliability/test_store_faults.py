@@ -108,8 +108,10 @@ async def test_store_that_cannot_write_answers_503_keeps_nothing_and_recovers(tm
                     stack.exposure.add("error body", answer.text)
                 during = await client.get("/api/v1/notifications", params={"alertname": "Reldx00000"},
                                           headers=ADMIN_HEADERS)
-                ready_during = (await client.get("/readyz")).status_code
+                ready_during = (await client.get("/readyz")).status_code  # it cannot take a webhook: not ready
                 await fault.end(relay)
+                # Ready again once a write succeeds (its probe), before any webhook comes back to prove it.
+                await poll_until(lambda: _ready(client), timeout=10)
 
                 # Alertmanager retries the refused webhooks: each is taken in full, not seen as a duplicate.
                 retried = [await client.post("/webhook", json=webhook(f"Reldx{i:05d}", ["slack", "email"]))
@@ -132,12 +134,17 @@ async def test_store_that_cannot_write_answers_503_keeps_nothing_and_recovers(tm
            retried_accepted=sum(a.status_code == 200 for a in retried),
            slack_messages=len(stack.slack.messages), emails=len(stack.smtp.messages), integrity=integrity)
     assert refused == [503] * 5
+    assert ready_during == 503
     assert during.status_code == 200 and during.json()["notifications"] == []  # nothing of them was kept
     assert [a.json()["notifications_enqueued"] for a in retried] == [2] * 5  # no dedup mark was left behind
     assert names == sorted(before + [f"Reldx{i:05d}" for i in range(5)])  # everything, once
     assert len(stack.smtp.messages) == 5
     assert len(said) == 5 and "store cannot commit" in said[0]  # the operator is told why
     assert integrity == "ok"
+
+
+async def _ready(client: httpx.AsyncClient) -> bool:
+    return (await client.get("/readyz")).status_code == 200
 
 
 async def _settled(client: httpx.AsyncClient) -> bool:
