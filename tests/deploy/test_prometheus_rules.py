@@ -37,7 +37,7 @@ def alerting_rules(path: Path) -> list[dict[str, Any]]:
 
 def test_there_are_rule_files_with_their_tests() -> None:
     names = {p.name for p in RULE_FILES}
-    assert "rules.yml" in names
+    assert {"rules.yml", "relay-rules.yml"} <= names
     for path in RULE_FILES:
         assert path.with_suffix(".test.yml").exists(), f"{path.name} has no promtool test file"
 
