@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,10 @@ from tests.helpers import REPO
 
 KUSTOMIZE = REPO / "deploy" / "kubernetes"
 OVERLAYS = sorted(p.name for p in (KUSTOMIZE / "overlays").iterdir() if (p / "kustomization.yaml").exists())
+COMPONENTS = sorted(p.name for p in (KUSTOMIZE / "components").iterdir() if (p / "kustomization.yaml").exists())
+# Each overlay as shipped and with every component added.
+VARIANTS = [pytest.param((name, ()), id=name) for name in OVERLAYS] + [
+    pytest.param((name, tuple(COMPONENTS)), id=f"{name}+{'+'.join(COMPONENTS)}") for name in OVERLAYS]
 SCHEMAS = Path(__file__).resolve().parent / "schemas" / "prometheus-operator"
 CRD_FILES = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitoring.coreos.com_servicemonitors.yaml",
@@ -47,17 +52,28 @@ def require_kubectl() -> str:
     return found
 
 
-@functools.cache
-def render(target: str) -> list[Resource]:
-    """`kubectl kustomize deploy/kubernetes/<target>`: what `kubectl apply -k` would send."""
-    done = subprocess.run([require_kubectl(), "kustomize", str(KUSTOMIZE / target)], capture_output=True,
-                          text=True, timeout=60, check=False)
-    assert done.returncode == 0, f"kubectl kustomize {target} failed: {done.stderr}"
+def render(directory: Path) -> list[Resource]:
+    """`kubectl kustomize DIR`: what `kubectl apply -k DIR` would send."""
+    done = subprocess.run([require_kubectl(), "kustomize", str(directory)], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, f"kubectl kustomize {directory} failed: {done.stderr}"
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
 
 
-def overlay(name: str) -> list[Resource]:
-    return render(f"overlays/{name}")
+@functools.cache
+def overlay(name: str, components: tuple[str, ...] = ()) -> list[Resource]:
+    """An overlay as shipped, or with components added the way a user adds them to its kustomization.yaml."""
+    if not components:
+        return render(KUSTOMIZE / "overlays" / name)
+    shipped = yaml.safe_load((KUSTOMIZE / "overlays" / name / "kustomization.yaml").read_text())
+    with tempfile.TemporaryDirectory(prefix="relay-kustomize-") as tmp:
+        # kustomize takes no absolute path to a base or component, relative ones outside its folder it does.
+        def rel(path: Path) -> str:
+            return os.path.relpath(path, tmp)
+        kustomization = {"namespace": shipped["namespace"], "resources": [rel(KUSTOMIZE / "overlays" / name)],
+                         "components": [rel(KUSTOMIZE / "components" / c) for c in components]}
+        (Path(tmp) / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+        return render(Path(tmp))
 
 
 def one(resources: list[Resource], kind: str, name: str | None = None) -> Resource:

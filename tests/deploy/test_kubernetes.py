@@ -25,6 +25,7 @@ from tests.deploy.kube import (
     CRD_FILES,
     KUSTOMIZE,
     OVERLAYS,
+    VARIANTS,
     Resource,
     container,
     crd_errors,
@@ -53,10 +54,10 @@ def test_base_routes_is_the_repository_routes() -> None:
     assert rendered["data"]["routes.yaml"] == original.read_text()
 
 
-@pytest.mark.parametrize("name", OVERLAYS)
-def test_core_kinds_validate_strictly_on_every_kubernetes_version(name: str) -> None:
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_core_kinds_validate_strictly_on_every_kubernetes_version(variant: tuple[str, tuple[str, ...]]) -> None:
     """`kubernetes-validate --strict` for each Kubernetes minor it ships schemas of."""
-    resources = overlay(name)
+    resources = overlay(*variant)
     assert {r["kind"] for r in resources if "monitoring.coreos.com" not in r["apiVersion"]} <= CORE_KINDS
     errors = []
     for version in KUBERNETES_VERSIONS:
@@ -71,9 +72,9 @@ def test_core_kinds_validate_strictly_on_every_kubernetes_version(name: str) -> 
     assert not errors, "\n".join(errors)
 
 
-@pytest.mark.parametrize("name", OVERLAYS)
-def test_monitoring_kinds_validate_against_prometheus_operator_crds(name: str) -> None:
-    resources = [r for r in overlay(name) if "monitoring.coreos.com" in r["apiVersion"]]
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_monitoring_kinds_validate_against_prometheus_operator_crds(variant: tuple[str, tuple[str, ...]]) -> None:
+    resources = [r for r in overlay(*variant) if "monitoring.coreos.com" in r["apiVersion"]]
     assert {r["kind"] for r in resources} >= {"ServiceMonitor"}
     for resource in resources:
         assert (resource["apiVersion"], resource["kind"]) in CRD_FILES
@@ -127,10 +128,10 @@ def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
 
 
-@pytest.mark.parametrize("name", OVERLAYS)
-def test_service_servicemonitor_and_probes_point_at_relays_port(name: str) -> None:
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_service_servicemonitor_and_probes_point_at_relays_port(variant: tuple[str, tuple[str, ...]]) -> None:
     """The chain Prometheus and the kubelet follow: ServiceMonitor -> Service port -> container port -> relay."""
-    resources = overlay(name)
+    resources = overlay(*variant)
     deployment, service = one(resources, "Deployment", "relay"), one(resources, "Service", "relay")
     monitor = one(resources, "ServiceMonitor", "relay")
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
@@ -153,9 +154,9 @@ def test_service_servicemonitor_and_probes_point_at_relays_port(name: str) -> No
     assert relay["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
 
 
-@pytest.mark.parametrize("name", OVERLAYS)
-def test_pod_runs_as_non_root_with_a_read_only_root_filesystem(name: str) -> None:
-    deployment = one(overlay(name), "Deployment", "relay")
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_pod_runs_as_non_root_with_a_read_only_root_filesystem(variant: tuple[str, tuple[str, ...]]) -> None:
+    deployment = one(overlay(*variant), "Deployment", "relay")
     pod = deployment["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] == 10001  # the image's USER
@@ -168,8 +169,8 @@ def test_pod_runs_as_non_root_with_a_read_only_root_filesystem(name: str) -> Non
     assert security["allowPrivilegeEscalation"] is False
     assert security["capabilities"] == {"drop": ["ALL"]}
     mounts = {m["mountPath"]: m for m in container(deployment)["volumeMounts"]}
-    assert "/tmp" in mounts and mounts["/etc/relay"]["readOnly"] is True
-    assert "subPath" not in mounts["/etc/relay"], "a subPath mount never sees ConfigMap updates"
+    assert "/tmp" in mounts and mounts["/etc/relay/routes"]["readOnly"] is True
+    assert "subPath" not in mounts["/etc/relay/routes"], "a subPath mount never sees ConfigMap updates"
     resources = container(deployment)["resources"]
     assert resources["requests"]["memory"] == "128Mi" and resources["limits"]["memory"] == "256Mi"
     assert pod["terminationGracePeriodSeconds"] > 10  # RELAY_SHUTDOWN_GRACE_SECONDS: in-flight sends finish
@@ -208,11 +209,11 @@ def test_postgres_overlay_is_two_pods_without_a_volume() -> None:
     assert selects(spread["labelSelector"]["matchLabels"], deployment["spec"]["template"]["metadata"]["labels"])
 
 
-@pytest.mark.parametrize("name", OVERLAYS)
-def test_every_variable_routes_yaml_reads_is_set_by_the_deployment(name: str) -> None:
-    deployment = one(overlay(name), "Deployment", "relay")
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_variable_routes_yaml_reads_is_set_by_the_deployment(variant: tuple[str, tuple[str, ...]]) -> None:
+    deployment = one(overlay(*variant), "Deployment", "relay")
     env = env_of(deployment)
-    routes = one(overlay(name), "ConfigMap", "relay-routes")["data"]["routes.yaml"]
+    routes = one(overlay(*variant), "ConfigMap", "relay-routes")["data"]["routes.yaml"]
     assert variables_read(routes) <= set(env)
     assert {"SLACK_WEBHOOK_URL", "PAGERDUTY_ROUTING_KEY"} <= variables_read(routes)
     for variable in env.values():
@@ -298,3 +299,20 @@ def test_alertmanagerconfig_example_reaches_relay_with_the_token_from_a_secret()
     assert webhook["sendResolved"] is True
     authorization = webhook["httpConfig"]["authorization"]
     assert authorization["type"] == "Bearer" and set(authorization["credentials"]) == {"name", "key"}
+
+
+def test_templates_component_mounts_overrides_where_relay_looks() -> None:
+    """Each file of the templates ConfigMap lands at a template path relay knows, in RELAY_TEMPLATES."""
+    resources = overlay("sqlite", ("templates",))
+    deployment = one(resources, "Deployment", "relay")
+    data = one(resources, "ConfigMap", "relay-templates")["data"]
+    mount = next(m for m in container(deployment)["volumeMounts"] if m["name"] == "templates")
+    assert env_of(deployment)["RELAY_TEMPLATES"]["value"] == mount["mountPath"]
+    volume = next(v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "templates")
+    items = volume["configMap"]["items"]
+    assert {item["key"] for item in items} == set(data), "a key without an item is not mounted"
+    packaged = REPO / "relay" / "templates"
+    for item in items:
+        assert (packaged / item["path"]).is_file(), f"{item['path']} overrides no packaged template"
+    # The example starts as the default it overrides, so adding the component changes nothing until edited.
+    assert data["slack-title.j2"] == (packaged / "slack" / "title.j2").read_text()
