@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
@@ -43,7 +44,19 @@ async def metrics_endpoint(request: Request) -> Response:
         oldest = now - stats.oldest_pending_received_at if stats.oldest_pending_received_at else 0.0
         receivers = list(state.runtime.routes.receivers) if state.runtime.routes else []
         metrics.set_outbox(stats.pending, oldest, stats.dead, receivers)
+    await _heartbeat_metrics(state, now)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _heartbeat_metrics(state: Any, now: float) -> None:
+    """Read from the store, so every replica exports the same values (not what reached this one)."""
+    beats = [h.name for h in state.runtime.routes.spec.heartbeats] if state.runtime.routes else []
+    try:
+        stored = {s.name: s for s in await state.store.heartbeats((), now)} if beats else {}
+    except StoreUnavailable:
+        return
+    metrics.set_heartbeats({name: (stored[name].last_seen, stored[name].missing_since is not None) if name in stored
+                            else (None, False) for name in beats})
 
 
 async def reload(request: Request) -> Response:

@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from relay import api, webhook
 from relay.auth import LoopbackOnly
+from relay.deadman import DeadMan
 from relay.dispatcher import Dispatcher, DispatcherOptions
 from relay.retention import prune_forever
 from relay.retry import RetryPolicy
@@ -64,13 +65,15 @@ def create_app(settings: Settings) -> Starlette:
         dispatcher = Dispatcher(store, runtime, dispatcher_options(settings))
         app.state.settings, app.state.store, app.state.runtime, app.state.dispatcher = (
             settings, store, runtime, dispatcher)
+        app.state.deadman = deadman = DeadMan(store, runtime, dispatcher.wake)
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGHUP, _on_sighup, runtime)
         tasks = [asyncio.create_task(dispatcher.run(), name="dispatcher"),
                  asyncio.create_task(_watch(runtime), name="routes-watch"),
                  asyncio.create_task(prune_forever(store, runtime, timedelta(hours=settings.retention_hours)),
-                                     name="retention")]
+                                     name="retention"),
+                 asyncio.create_task(deadman.run(), name="heartbeats")]
         try:
             yield
         finally:

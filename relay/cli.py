@@ -175,7 +175,8 @@ def cmd_routes_check(args: argparse.Namespace, settings: Settings) -> int:
         print(f"relay: {file}: {problem}", file=sys.stderr)
     if problems:
         return 1
-    print(f"{file}: ok ({len(routes.receivers)} receivers, {len(routes.spec.routes)} routes)")
+    beats = f", {len(routes.spec.heartbeats)} heartbeat(s)" if routes.spec.heartbeats else ""
+    print(f"{file}: ok ({len(routes.receivers)} receivers, {len(routes.spec.routes)} routes{beats})")
     for name, missing in routes.unconfigured().items():
         print(f"warning: receiver {name} is unconfigured ({missing} is unset)")
     return 0
@@ -190,8 +191,12 @@ def cmd_routes_test(args: argparse.Namespace, settings: Settings) -> int:
     except ConfigError as exc:
         print(f"relay: {exc}", file=sys.stderr)
         return 1
-    names = [t.receiver for t in routes.targets(_labels(args.labels))]
+    labels = _labels(args.labels)
+    beats = [h.name for h in routes.spec.heartbeats if h.matches(labels)]
+    names = [] if beats else [t.receiver for t in routes.targets(labels)]
     print(",".join(names))
+    if beats:
+        print(f"heartbeat {', '.join(beats)}: consumed by relay's dead man's switch, not routed", file=sys.stderr)
     if args.verify_receivers is not None and names != [n for n in args.verify_receivers.split(",") if n]:
         print(f"WARNING: expected receivers did not match resolved receivers: {args.verify_receivers}",
               file=sys.stderr)

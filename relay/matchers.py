@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 _MATCHER = re.compile(
     r"""^\s*(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*(?P<op>=~|!~|!=|=)\s*(?P<value>"(?:[^"\\]|\\.)*"|[^"]*?)\s*$"""
@@ -50,3 +51,10 @@ def parse_matcher(text: str) -> Matcher:
         except re.error as exc:
             raise ValueError(f"bad regex in matcher {text!r}: {exc}") from None
     return Matcher(match.group("name"), op, value, regex)
+
+
+def parse_matchers(value: Any) -> Any:
+    """A routes.yaml `matchers:` list, for a pydantic `before` validator: strings become Matchers."""
+    if not isinstance(value, list):
+        raise ValueError("matchers must be a list of strings like 'severity=\"critical\"'")
+    return [parse_matcher(v) if isinstance(v, str) else v for v in value]

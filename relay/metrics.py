@@ -55,3 +55,18 @@ def set_outbox(pending: dict[str, int], oldest_age: float, dead: dict[str, int],
     for name in set(receivers) | set(dead):
         dead_letters.labels(name).set(dead.get(name, 0))
     outbox_oldest_pending.set(oldest_age)
+
+heartbeat_last_seen = Gauge("relay_heartbeat_last_seen_timestamp_seconds",
+                            "When a configured heartbeat (e.g. the Watchdog) last arrived, as the store knows it "
+                            "(0: never).", ["heartbeat"])
+heartbeat_missing = Gauge("relay_heartbeat_missing", "1 while relay reports a configured heartbeat as missing.",
+                          ["heartbeat"])
+
+
+def set_heartbeats(states: dict[str, tuple[float | None, bool]]) -> None:
+    """Publish the heartbeats configured now (name -> last seen, missing); removed ones disappear."""
+    heartbeat_last_seen.clear()
+    heartbeat_missing.clear()
+    for name, (last_seen, missing) in states.items():
+        heartbeat_last_seen.labels(name).set(last_seen or 0.0)
+        heartbeat_missing.labels(name).set(int(missing))

@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from relay import yamlconfig
 from relay.durations import Duration, parse_duration
 from relay.errors import ConfigError
-from relay.matchers import Matcher, parse_matcher
+from relay.heartbeat import HeartbeatConfig
+from relay.matchers import Matcher, parse_matchers
 from relay.receivers import GlobalConfig, ReceiverConfig, with_globals
 from relay.templating import Templates
 
@@ -39,9 +40,7 @@ class Route(BaseModel):
     @field_validator("matchers", mode="before")
     @classmethod
     def _parse(cls, value: Any) -> Any:
-        if not isinstance(value, list):
-            raise ValueError("matchers must be a list of strings like 'severity=\"critical\"'")
-        return [parse_matcher(v) if isinstance(v, str) else v for v in value]
+        return parse_matchers(value)
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all(m.matches(labels) for m in self.matchers)
@@ -54,6 +53,7 @@ class RoutesFile(BaseModel):
     receivers: list[ReceiverConfig] = Field(min_length=1)
     routes: list[Route] = Field(default_factory=list)
     default_receivers: list[str] = Field(default_factory=list)
+    heartbeats: list[HeartbeatConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _names_resolve(self) -> RoutesFile:
@@ -122,6 +122,7 @@ def _check_names(spec: RoutesFile, lines: dict[yamlconfig.Path_, int], file: str
         if name not in names:
             raise ConfigError(f"default_receivers names unknown receiver {name!r}; known: {sorted(names)}",
                               file=file, line=yamlconfig.line_of(lines, ("default_receivers", j)))
+    _check_heartbeats(spec, names, lines, file)
     fallbacks = {r.name: r.fallback for r in spec.receivers if r.fallback}
     for i, receiver in enumerate(spec.receivers):
         if receiver.fallback and receiver.fallback not in names:
@@ -135,6 +136,20 @@ def _check_names(spec: RoutesFile, lines: dict[yamlconfig.Path_, int], file: str
                                   line=yamlconfig.line_of(lines, ("receivers", i, "fallback")))
             chain.append(nxt)
             nxt = fallbacks.get(nxt)
+
+
+def _check_heartbeats(spec: RoutesFile, receivers: set[str], lines: dict[yamlconfig.Path_, int], file: str) -> None:
+    seen: set[str] = set()
+    for i, beat in enumerate(spec.heartbeats):
+        if beat.name in seen:  # its state in the store is keyed by name
+            raise ConfigError(f"duplicate heartbeat name {beat.name!r}", file=file,
+                              line=yamlconfig.line_of(lines, ("heartbeats", i, "name")))
+        seen.add(beat.name)
+        for j, name in enumerate(beat.receivers):
+            if name not in receivers:
+                raise ConfigError(f"heartbeat {beat.name!r} names unknown receiver {name!r}; "
+                                  f"known: {sorted(receivers)}",
+                                  file=file, line=yamlconfig.line_of(lines, ("heartbeats", i, "receivers", j)))
 
 
 def _validation_error(exc: ValidationError, lines: dict[yamlconfig.Path_, int], file: str) -> ConfigError:

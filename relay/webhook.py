@@ -22,6 +22,7 @@ from relay import metrics
 from relay.alerts import Alert, WebhookMessage
 from relay.auth import Rejected, check_webhook
 from relay.errors import StoreRejected, StoreUnavailable
+from relay.heartbeat import arrived, is_heartbeat
 from relay.routes import Routes
 from relay.store.base import Candidate, Enqueued
 
@@ -80,9 +81,12 @@ def parse(body: bytes) -> WebhookMessage:
 
 
 def candidates(message: WebhookMessage, routes: Routes) -> list[Candidate]:
-    """One candidate per receiver holding the alerts routed to it, in the webhook's order."""
+    """One candidate per receiver holding the alerts routed to it, in the webhook's order (heartbeats are consumed,
+    not routed)."""
     chosen: dict[str, list[tuple[Alert, timedelta]]] = defaultdict(list)
     for alert in message.alerts:
+        if is_heartbeat(routes.spec.heartbeats, alert):
+            continue
         for target in routes.targets(alert.labels):
             chosen[target.receiver].append((alert, target.repeat_interval))
     out = []
@@ -93,7 +97,9 @@ def candidates(message: WebhookMessage, routes: Routes) -> list[Candidate]:
     return out
 
 
-def summary(message: WebhookMessage, results: list[Enqueued]) -> dict[str, Any]:
+def summary(message: WebhookMessage, results: list[Enqueued], heartbeats: tuple[list[str], int] = ([], 0)
+            ) -> dict[str, Any]:
+    """The 200 answer; `heartbeats` is what `relay.heartbeat.arrived` found (such alerts are not routed)."""
     receivers = {
         r.receiver: {"notification_id": r.notification_id, "enqueued": r.alerts_enqueued,
                      "deduplicated": r.alerts_deduplicated}
@@ -105,6 +111,8 @@ def summary(message: WebhookMessage, results: list[Enqueued]) -> dict[str, Any]:
         "notifications_enqueued": sum(1 for r in results if r.notification_id is not None),
         "alerts_deduplicated": sum(r.alerts_deduplicated for r in results),
         "receivers": receivers,
+        "heartbeats": heartbeats[0],
+        "heartbeat_alerts": heartbeats[1],
     }
 
 
@@ -122,11 +130,16 @@ async def handle(request: Request) -> JSONResponse:
         closing = {"Connection": "close"} if exc.status == 408 else None
         return JSONResponse({"status": "error", "error": exc.message}, status_code=exc.status, headers=closing)
     routes: Routes = state.runtime.routes
+    beats = arrived(routes.spec.heartbeats, message.alerts)
     chosen = candidates(message, routes)
     offer = state.dispatcher.handoff(c.receiver for c in chosen)
     results: list[Enqueued] = []
     try:
-        results = await state.store.enqueue(chosen, received_at, offer)
+        if chosen:
+            results = await state.store.enqueue(chosen, received_at, offer)
+        if beats[0]:  # after the enqueue: a refused webhook records nothing, a 503's resend is deduplicated
+            await state.store.heartbeat_seen(beats[0], received_at)
+            state.deadman.wake()
     except StoreUnavailable as exc:
         metrics.webhook_requests.labels("503").inc()
         log.error("webhook not accepted (503, Alertmanager will retry): %s", exc)
@@ -148,4 +161,4 @@ async def handle(request: Request) -> JSONResponse:
         if result.alerts_deduplicated:
             metrics.notifications_deduplicated.labels(result.receiver).inc(result.alerts_deduplicated)
     metrics.webhook_requests.labels("200").inc()
-    return JSONResponse(summary(message, results))
+    return JSONResponse(summary(message, results, beats))

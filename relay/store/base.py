@@ -105,6 +105,17 @@ class OutboxStats:
 
 
 @dataclass(frozen=True)
+class HeartbeatState:
+    """What the store knows of one heartbeat (epoch seconds): relay's clock when it last arrived (None: never),
+    since when it is watched, and since when it is missing (None: it is not)."""
+
+    name: str
+    last_seen: float | None
+    watched_since: float
+    missing_since: float | None
+
+
+@dataclass(frozen=True)
 class HistoryFilter:
     receiver: str | None = None
     alertname: str | None = None
@@ -176,3 +187,20 @@ class Store(Protocol):
 
     async def remember_refs(self, receiver: str, keys: Sequence[str], ref: str) -> None:
         """Durably remember `ref` for each alert key; a later call for the same key replaces it."""
+
+    async def heartbeat_seen(self, names: Sequence[str], now: float) -> None:
+        """A firing heartbeat alert arrived: its last-seen time becomes `now` (never goes back)."""
+
+    async def heartbeats(self, watch: Sequence[str], now: float) -> list[HeartbeatState]:
+        """Every stored heartbeat; those named in `watch` that are not stored yet are watched from `now` on."""
+
+    async def heartbeat_missing(self, name: str, silent_since: float, now: float,
+                                notice: list[Candidate]) -> list[Enqueued] | None:
+        """If the heartbeat is not missing and neither arrived nor was watched since `silent_since`, mark it missing
+        since `now` and enqueue `notice` in the same transaction; None when it arrived meanwhile or another replica
+        already did it (only one replica's notice is written)."""
+
+    async def heartbeat_recovered(self, name: str, missing_since: float, now: float,
+                                  notice: list[Candidate]) -> list[Enqueued] | None:
+        """If the heartbeat is missing since `missing_since` and arrived after that, mark it no longer missing and
+        enqueue `notice` in the same transaction; None when that is not so (or another replica did it)."""

@@ -23,7 +23,18 @@ from asyncpg.pool import PoolConnectionProxy
 
 from relay.alerts import State, WebhookMessage, group_status, key_part
 from relay.errors import StoreRejected, StoreUnavailable
-from relay.store.base import Attempt, Candidate, Claim, Claimed, Enqueued, Handoff, HistoryFilter, OutboxStats, Replay
+from relay.store.base import (
+    Attempt,
+    Candidate,
+    Claim,
+    Claimed,
+    Enqueued,
+    Handoff,
+    HeartbeatState,
+    HistoryFilter,
+    OutboxStats,
+    Replay,
+)
 from relay.store.rows import (
     ATTEMPT_COLUMNS,
     HISTORY_COLUMNS,
@@ -180,6 +191,28 @@ SQL_PRUNE = (
     "DELETE FROM message_refs WHERE created_at < $1",
 )
 SQL_PENDING = "SELECT receiver, count(*), min(received_at) FROM notifications WHERE state = 'pending' GROUP BY receiver"
+# Names sorted by the caller: one lock order for concurrent heartbeat webhooks. GREATEST ignores NULL (never seen).
+SQL_HEARTBEAT_SEEN = """
+INSERT INTO heartbeats (name, last_seen, watched_since) SELECT n, $2, $2 FROM unnest($1::text[]) AS n
+ON CONFLICT (name) DO UPDATE SET last_seen = GREATEST(heartbeats.last_seen, excluded.last_seen)
+"""
+# The rows this statement adds are not visible to its own scan of the table: they come from `added`.
+SQL_HEARTBEATS = """
+WITH added AS (
+    INSERT INTO heartbeats (name, watched_since) SELECT n, $2 FROM unnest($1::text[]) AS n
+    ON CONFLICT (name) DO NOTHING
+    RETURNING name, last_seen, watched_since, missing_since)
+SELECT * FROM added UNION ALL SELECT name, last_seen, watched_since, missing_since FROM heartbeats ORDER BY name
+"""
+# Replicas race here: the row lock serialises them, and the later one's re-checked WHERE no longer holds.
+SQL_HEARTBEAT_MISSING = """
+UPDATE heartbeats SET missing_since = $3
+WHERE name = $1 AND missing_since IS NULL AND coalesce(last_seen, watched_since) < $2
+RETURNING name
+"""
+SQL_HEARTBEAT_BACK = """
+UPDATE heartbeats SET missing_since = NULL WHERE name = $1 AND missing_since = $2 AND last_seen > $2 RETURNING name
+"""
 SQL_DEAD = "SELECT receiver, count(*) FROM notifications WHERE state = 'dead' GROUP BY receiver"
 SQL_REFS_GET = "SELECT alert_key, ref FROM message_refs WHERE receiver = $1 AND alert_key = ANY($2::text[])"
 SQL_REFS_PUT = """
@@ -320,7 +353,8 @@ class PostgresStore:
     # -- the outbox --------------------------------------------------------------------------
 
     async def enqueue(self, candidates: list[Candidate], received_at: float,
-                      handoff: Handoff | None = None) -> list[Enqueued]:
+                      handoff: Handoff | None = None, within: Conn | None = None) -> list[Enqueued]:
+        """See Store.enqueue; `within` runs it in that connection's open transaction (a heartbeat's change)."""
         now = received_at
         if handoff is not None:
             await self._hold_owner(handoff.owner)
@@ -344,7 +378,7 @@ class PostgresStore:
         order = sorted(marks)  # one lock order for every enqueue: overlapping webhooks cannot deadlock
         index = {key: k for k, key in enumerate(order, start=1)}
         try:
-            async with self._conn() as conn:
+            async with self._conn() if within is None else contextlib.nullcontext(within) as conn:
                 rows = await conn.fetch(
                     SQL_ENQUEUE, *_columns([(*key, marks[key]) for key in order], 5), now,
                     *_columns([(c, pos, index[key], name, firing) for c, pos, key, name, firing in alerts], 5),
@@ -506,6 +540,33 @@ class PostgresStore:
         if keys:
             async with self._conn() as conn:
                 await conn.execute(SQL_REFS_PUT, receiver, list(keys), ref, time.time())
+
+    # -- heartbeats (relay.heartbeat) --------------------------------------------------------
+
+    async def heartbeat_seen(self, names: Sequence[str], now: float) -> None:
+        async with self._conn() as conn:
+            await conn.execute(SQL_HEARTBEAT_SEEN, sorted(names), now)
+
+    async def heartbeats(self, watch: Sequence[str], now: float) -> list[HeartbeatState]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(SQL_HEARTBEATS, sorted(watch), now)
+        return [HeartbeatState(*row) for row in rows]
+
+    async def heartbeat_missing(self, name: str, silent_since: float, now: float,
+                                notice: list[Candidate]) -> list[Enqueued] | None:
+        return await self._heartbeat_turn(SQL_HEARTBEAT_MISSING, (name, silent_since, now), now, notice)
+
+    async def heartbeat_recovered(self, name: str, missing_since: float, now: float,
+                                  notice: list[Candidate]) -> list[Enqueued] | None:
+        return await self._heartbeat_turn(SQL_HEARTBEAT_BACK, (name, missing_since), now, notice)
+
+    async def _heartbeat_turn(self, sql: str, params: tuple[Any, ...], now: float,
+                              notice: list[Candidate]) -> list[Enqueued] | None:
+        """The state change and its notice commit together: a crash between them cannot lose the notice."""
+        async with self._tx() as conn:
+            if await conn.fetchval(sql, *params) is None:
+                return None
+            return await self.enqueue(notice, now, within=conn)
 
 
 def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:

@@ -23,7 +23,18 @@ from typing import Any, TypeVar
 
 from relay.alerts import State, WebhookMessage, group_status, key_part
 from relay.errors import StoreRejected, StoreUnavailable
-from relay.store.base import Attempt, Candidate, Claim, Claimed, Enqueued, Handoff, HistoryFilter, OutboxStats, Replay
+from relay.store.base import (
+    Attempt,
+    Candidate,
+    Claim,
+    Claimed,
+    Enqueued,
+    Handoff,
+    HeartbeatState,
+    HistoryFilter,
+    OutboxStats,
+    Replay,
+)
 from relay.store.rows import (
     ATTEMPT_COLUMNS,
     HISTORY_COLUMNS,
@@ -116,6 +127,17 @@ PROBE_BYTES = 64 * 1024
 DATA_ERRORS = (sqlite3.DataError, sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError,
                UnicodeError)
 SQL_PENDING = "SELECT receiver, count(*), min(received_at) FROM notifications WHERE state = 'pending' GROUP BY receiver"
+SQL_HEARTBEAT_SEEN = """
+INSERT INTO heartbeats (name, last_seen, watched_since) VALUES (?, ?, ?)
+ON CONFLICT (name) DO UPDATE SET last_seen = max(coalesce(last_seen, excluded.last_seen), excluded.last_seen)
+"""
+SQL_HEARTBEAT_WATCH = "INSERT INTO heartbeats (name, watched_since) VALUES (?, ?) ON CONFLICT (name) DO NOTHING"
+SQL_HEARTBEATS = "SELECT name, last_seen, watched_since, missing_since FROM heartbeats ORDER BY name"
+SQL_HEARTBEAT_MISSING = """
+UPDATE heartbeats SET missing_since = ?
+WHERE name = ? AND missing_since IS NULL AND coalesce(last_seen, watched_since) < ?
+"""
+SQL_HEARTBEAT_BACK = "UPDATE heartbeats SET missing_since = NULL WHERE name = ? AND missing_since = ? AND last_seen > ?"
 SQL_DEAD = "SELECT receiver, count(*) FROM notifications WHERE state = 'dead' GROUP BY receiver"
 
 
@@ -511,6 +533,39 @@ class SqliteStore:
     async def remember_refs(self, receiver: str, keys: Sequence[str], ref: str) -> None:
         now = time.time()
         await self._call(lambda conn: _run_many(conn, SQL_REF_PUT, [(receiver, key, ref, now) for key in keys]))
+
+    # -- heartbeats (relay.heartbeat) --------------------------------------------------------
+
+    async def heartbeat_seen(self, names: Sequence[str], now: float) -> None:
+        # Not fsynced: a power cut may undo it, and the next heartbeat (a minute later) says the same again.
+        await self._call(lambda conn: _run_many(conn, SQL_HEARTBEAT_SEEN, [(n, now, now) for n in sorted(names)]),
+                         durable=False)
+
+    async def heartbeats(self, watch: Sequence[str], now: float) -> list[HeartbeatState]:
+        def op(conn: sqlite3.Connection) -> list[HeartbeatState]:
+            if watch:
+                _run_many(conn, SQL_HEARTBEAT_WATCH, [(name, now) for name in watch])
+            return [HeartbeatState(*row) for row in conn.execute(SQL_HEARTBEATS)]
+
+        return await self._call(op, durable=False)  # undone by a power cut, it is watched again from the next check
+
+    async def heartbeat_missing(self, name: str, silent_since: float, now: float,
+                                notice: list[Candidate]) -> list[Enqueued] | None:
+        def op(conn: sqlite3.Connection) -> list[Enqueued] | None:
+            if not conn.execute(SQL_HEARTBEAT_MISSING, (now, name, silent_since)).rowcount:
+                return None
+            return _enqueue(conn, notice, now, None)
+
+        return await self._call(op)
+
+    async def heartbeat_recovered(self, name: str, missing_since: float, now: float,
+                                  notice: list[Candidate]) -> list[Enqueued] | None:
+        def op(conn: sqlite3.Connection) -> list[Enqueued] | None:
+            if not conn.execute(SQL_HEARTBEAT_BACK, (name, missing_since, missing_since)).rowcount:
+                return None
+            return _enqueue(conn, notice, now, None)
+
+        return await self._call(op)
 
 
 def _run(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> None:

@@ -1,0 +1,130 @@
+"""Heartbeats (a dead man's switch): alerts that must keep arriving, and relay's own notice when one stops.
+
+Prometheus fires an always-on `Watchdog` alert that Alertmanager re-sends every
+`repeat_interval`; when it stops arriving, the pipeline in front of relay is
+broken and nothing else would tell anyone. A heartbeat alert is consumed (never
+routed); its absence and its return become an ordinary Alertmanager-style group
+(`RelayHeartbeatMissing`, firing then resolved), so it is rendered, deduplicated,
+threaded and resolved like any other alert. relay.deadman runs the checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from relay.alerts import Alert, Status, WebhookMessage
+from relay.durations import Duration, format_duration
+from relay.fingerprint import fingerprint
+from relay.matchers import Matcher, parse_matchers
+from relay.preview import GO_ZERO_TIME, rfc3339
+from relay.receivers import ReceiverConfig
+from relay.store.base import Candidate
+
+ALERTNAME = "RelayHeartbeatMissing"
+# The notice is sent once per episode: a reminder would only repeat what the firing message already says.
+NO_REMINDER = timedelta(days=3650)
+
+
+class HeartbeatConfig(BaseModel):
+    """One `heartbeats:` entry of routes.yaml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=64)
+    matchers: list[Matcher] = Field(min_length=1)
+    max_silence: Duration
+    receivers: list[str] = Field(min_length=1)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("matchers", mode="before")
+    @classmethod
+    def _parse(cls, value: Any) -> Any:
+        return parse_matchers(value)
+
+    @field_validator("max_silence")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("max_silence must be longer than 0s")
+        return value
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return all(m.matches(labels) for m in self.matchers)
+
+    @property
+    def alert_label(self) -> str:
+        """What people call the heartbeat alert: its alertname when the matchers name one."""
+        return next((m.value for m in self.matchers if m.name == "alertname" and m.op == "="), self.name)
+
+
+def is_heartbeat(heartbeats: list[HeartbeatConfig], alert: Alert) -> bool:
+    """Whether an alert belongs to a heartbeat: then it is consumed, never routed."""
+    return any(h.matches(alert.labels) for h in heartbeats)
+
+
+def arrived(heartbeats: list[HeartbeatConfig], alerts: list[Alert]) -> tuple[list[str], int]:
+    """The heartbeats a webhook brings (a firing alert of theirs), and how many of its alerts are heartbeats.
+
+    A resolved heartbeat alert does not count as arriving: Alertmanager resolves the Watchdog when Prometheus
+    stopped sending it, which is the very failure to report.
+    """
+    names: set[str] = set()
+    consumed = 0
+    for alert in alerts:
+        found = [h.name for h in heartbeats if h.matches(alert.labels)]
+        consumed += bool(found)
+        if alert.status == "firing":
+            names.update(found)
+    return sorted(names), consumed
+
+
+def _when(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def notice_group(beat: HeartbeatConfig, missing_since: float, last_seen: float | None, watched_since: float,
+                 returned_at: float | None = None) -> WebhookMessage:
+    """The missing notice as Alertmanager would have sent it: one alert, startsAt = when relay found it missing;
+    with `returned_at`, its resolve.
+
+    The resolve carries the same labels and startsAt, so dedup, Slack threads and PagerDuty's dedup_key treat it
+    as the end of that episode.
+    """
+    status: Status = "firing" if returned_at is None else "resolved"
+    labels = {"alertname": ALERTNAME, "severity": "critical", "heartbeat": beat.name}
+    silence = format_duration(beat.max_silence)
+    if returned_at is not None:
+        description = (f"relay receives the {beat.alert_label} heartbeat again (at {_when(returned_at)}); it was "
+                       f"missing from {_when(missing_since)}. Alerts raised meanwhile may have been lost or delayed.")
+    else:
+        since = (f"since {_when(last_seen)}" if last_seen is not None
+                 else f"since it started watching for it at {_when(watched_since)}")
+        description = (f"relay has received no firing {beat.alert_label} alert "
+                       f"({', '.join(str(m) for m in beat.matchers)}) {since}, and tolerates {silence}. "
+                       "Until it returns, alerts may not reach anyone: check that Prometheus and Alertmanager "
+                       "are up and can reach relay.")
+    annotations = {
+        "summary": f"No {beat.alert_label} heartbeat from Alertmanager for {silence} — "
+                   "Prometheus or Alertmanager may be down",
+        "description": description,
+        **beat.annotations,
+    }
+    alert = {"status": status, "labels": labels, "annotations": annotations,
+             "startsAt": rfc3339(datetime.fromtimestamp(missing_since, UTC)),
+             "endsAt": rfc3339(datetime.fromtimestamp(returned_at, UTC)) if returned_at is not None else GO_ZERO_TIME,
+             "generatorURL": "", "fingerprint": fingerprint(labels)}
+    return WebhookMessage.model_validate({
+        "version": "4", "groupKey": f'{{}}/relay-heartbeat:{{heartbeat="{beat.name}"}}', "status": status,
+        "receiver": "relay", "alerts": [alert], "groupLabels": {"alertname": ALERTNAME, "heartbeat": beat.name},
+        "commonLabels": labels, "commonAnnotations": annotations, "externalURL": "",
+    })
+
+
+def notice(beat: HeartbeatConfig, receivers: Mapping[str, ReceiverConfig], group: WebhookMessage) -> list[Candidate]:
+    """One candidate per receiver of the heartbeat that the loaded routes.yaml still has."""
+    return [Candidate(name, receivers[name].integration, group, (NO_REMINDER,), receivers[name].give_up_after)
+            for name in beat.receivers if name in receivers]

@@ -1,0 +1,131 @@
+"""routes.yaml `heartbeats:` and heartbeat webhooks: checked like the rest of the file, consumed, never routed."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from relay.errors import ConfigError
+from relay.fingerprint import fingerprint
+from relay.routes import load_routes
+from relay.templating import Templates
+from tests.helpers import REPO, TEMPLATES, fixture, relay_settings, repo_routes, running_relay
+from tests.test_cli import run_relay
+
+HEARTBEAT = """
+heartbeats:
+  - name: watchdog
+    matchers: ['alertname="Watchdog"']
+    max_silence: {max_silence}
+    receivers: [{receivers}]
+"""
+
+
+def heartbeat_section(max_silence: str = "5m", receivers: str = "slack-alerts, pagerduty-oncall") -> str:
+    return HEARTBEAT.format(max_silence=max_silence, receivers=receivers)
+
+
+def watchdog(status: str = "firing") -> dict[str, Any]:
+    """Alertmanager's webhook for Prometheus' Watchdog, as the kube-prometheus rules define it."""
+    labels = {"alertname": "Watchdog", "severity": "none", "prometheus": "monitoring/k8s"}
+    alert = {"status": status, "labels": labels,
+             "annotations": {"summary": "An alert that should always be firing to certify that Alertmanager "
+                                        "is working properly."},
+             "startsAt": "2026-11-26T07:00:00.000Z",
+             "endsAt": "2026-11-26T08:00:00Z" if status == "resolved" else "0001-01-01T00:00:00Z",
+             "generatorURL": "http://prometheus:9090/graph", "fingerprint": fingerprint(labels)}
+    return {"receiver": "relay", "status": status, "alerts": [alert], "groupLabels": {"alertname": "Watchdog"},
+            "commonLabels": labels, "commonAnnotations": alert["annotations"], "externalURL": "http://am:9093",
+            "version": "4", "groupKey": '{}/{alertname="Watchdog"}:{alertname="Watchdog"}', "truncatedAlerts": 0}
+
+
+def test_repo_routes_example_loads_when_uncommented(tmp_path: Path) -> None:
+    text = (REPO / "routes.yaml").read_text()
+    start = text.index("# heartbeats:")
+    example = "\n".join(line.removeprefix("# ") for line in text[start:].splitlines()) + "\n"
+    path = tmp_path / "routes.yaml"
+    path.write_text(text[:start] + example)
+    routes = load_routes(path, Templates(TEMPLATES), {})
+    [beat] = routes.spec.heartbeats
+    assert (beat.name, beat.max_silence, beat.receivers) == ("watchdog", timedelta(minutes=5),
+                                                             ["slack-alerts", "pagerduty-oncall"])
+    assert beat.matches({"alertname": "Watchdog"}) and not beat.matches({"alertname": "PodDown"})
+
+
+ROUTES_LINES = len((REPO / "routes.yaml").read_text().splitlines())
+
+
+@pytest.mark.parametrize(
+    ("section", "line", "reason"),
+    [
+        (heartbeat_section(receivers="slack-alerts, nobody"), 6,
+         "heartbeat 'watchdog' names unknown receiver 'nobody'"),
+        (heartbeat_section(max_silence="soon"), 5, "heartbeats.0.max_silence: invalid duration 'soon'"),
+        (heartbeat_section(max_silence="0s"), 5, "max_silence must be longer than 0s"),
+        (heartbeat_section().replace("matchers: ['alertname=\"Watchdog\"']", "matchers: []"), 4,
+         "heartbeats.0.matchers: List should have at least 1 item"),
+        (heartbeat_section().replace("alertname=", "alertname=~").replace('"Watchdog"', '"(Watchdog"'), 4,
+         "bad regex"),
+        (heartbeat_section() + HEARTBEAT.split("\n", 2)[2].format(max_silence="1m", receivers="slack-alerts"), 7,
+         "duplicate heartbeat name 'watchdog'"),
+        (heartbeat_section().replace("watchdog", "watch dog"), 3, "heartbeats.0.name: String should match pattern"),
+    ],
+)
+def test_broken_heartbeat_is_refused_with_file_line_and_reason(tmp_path: Path, section: str, line: int,
+                                                               reason: str) -> None:
+    path = repo_routes(tmp_path, extra=section)
+    with pytest.raises(ConfigError) as caught:
+        load_routes(path, Templates(TEMPLATES), {})
+    assert str(caught.value).startswith(f"{path}:{ROUTES_LINES + line}: "), str(caught.value)
+    assert reason in str(caught.value)
+
+
+async def test_routes_check_names_file_line_and_reason(tmp_path: Path) -> None:
+    path = repo_routes(tmp_path, extra=heartbeat_section(receivers="slack-alerts, nobody"))
+    code, out = await run_relay("routes", "check", str(path), env={"RELAY_TEMPLATES": str(TEMPLATES)})
+    assert code == 1
+    assert f"{path}:{ROUTES_LINES + 6}: heartbeat 'watchdog' names unknown receiver 'nobody'" in out
+    good = repo_routes(tmp_path, extra=heartbeat_section())
+    code, out = await run_relay("routes", "check", str(good), env={"RELAY_TEMPLATES": str(TEMPLATES)})
+    assert code == 0, out
+    assert "1 heartbeat" in out
+
+
+async def test_routes_test_says_a_heartbeat_is_not_routed(tmp_path: Path) -> None:
+    env = {"RELAY_ROUTES": str(repo_routes(tmp_path, extra=heartbeat_section())), "RELAY_TEMPLATES": str(TEMPLATES)}
+    code, out = await run_relay("routes", "test", "alertname=Watchdog", "severity=none", env=env)
+    assert code == 0, out
+    assert "heartbeat watchdog" in out and "slack-alerts" not in out
+    code, out = await run_relay("routes", "test", "alertname=PodDown", env=env)
+    assert out.strip() == "slack-alerts,ops-email,pagerduty-oncall"
+
+
+async def test_heartbeat_webhook_is_consumed_and_the_answer_says_so(tmp_path: Path) -> None:
+    routes = repo_routes(tmp_path, extra=heartbeat_section())
+    async with running_relay(relay_settings(tmp_path, routes)) as relay:
+        answer = (await relay.post(watchdog())).json()
+        assert answer["heartbeats"] == ["watchdog"] and answer["heartbeat_alerts"] == 1
+        assert (answer["notifications_enqueued"], answer["receivers"]) == (0, {})
+        # A resolved Watchdog means Prometheus stopped sending it: consumed, but it is no heartbeat.
+        answer = (await relay.post(watchdog("resolved"))).json()
+        assert (answer["heartbeats"], answer["heartbeat_alerts"], answer["receivers"]) == ([], 1, {})
+        # In one group with a real alert, only the real alert is routed.
+        mixed = fixture("firing-poddown.json")
+        mixed["alerts"].append(watchdog()["alerts"][0])
+        answer = (await relay.post(mixed)).json()
+        assert answer["heartbeats"] == ["watchdog"] and answer["notifications_enqueued"] == 3
+        assert all(r["enqueued"] == 1 for r in answer["receivers"].values())
+        history = await relay.history()
+        assert len(history) == 3 and all(row["alertnames"] == ["PodDown"] for row in history)
+        metrics = (await relay.client.get("/metrics")).text
+        assert 'relay_heartbeat_last_seen_timestamp_seconds{heartbeat="watchdog"}' in metrics
+        assert 'relay_heartbeat_missing{heartbeat="watchdog"} 0.0' in metrics
+
+
+async def test_without_heartbeats_a_watchdog_is_an_ordinary_alert(tmp_path: Path) -> None:
+    async with running_relay(relay_settings(tmp_path, repo_routes(tmp_path))) as relay:
+        answer = (await relay.post(watchdog())).json()
+        assert answer["heartbeats"] == [] and list(answer["receivers"]) == ["slack-alerts"]
