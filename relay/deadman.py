@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 
 from relay import metrics
+from relay.durations import format_duration
 from relay.errors import StoreUnavailable
 from relay.heartbeat import HeartbeatConfig, notice, notice_group
 from relay.routes import Routes
@@ -84,7 +85,8 @@ class DeadMan:
             results = await self.store.heartbeat_missing(beat.name, silent_since, now,
                                                          notice(beat, routes.receivers, group))
             if results is not None:
-                log.error("heartbeat %s is missing: none arrived for %s; telling %s", beat.name, beat.max_silence,
+                log.error("heartbeat %s is missing: none arrived for %s; telling %s", beat.name,
+                          format_duration(beat.max_silence),
                           ", ".join(r.receiver for r in results) or "nobody (no receiver left)")
         elif state.last_seen is not None and state.last_seen > state.missing_since:
             group = notice_group(beat, state.missing_since, state.last_seen, state.watched_since, state.last_seen)

@@ -10,7 +10,8 @@ import pytest
 
 from relay.errors import StoreUnavailable
 from relay.store import open_store
-from relay.store.base import Attempt, Store
+from relay.store.base import Attempt, HistoryFilter, Store
+from tests.contract.test_heartbeats import notice
 from tests.contract.test_store import candidate
 from tests.helpers import postgres_database
 
@@ -81,3 +82,22 @@ async def test_unreachable_server_is_store_unavailable_without_the_password() ->
     with pytest.raises(StoreUnavailable) as caught:
         await store.open()
     assert "hunter2secret" not in str(caught.value)
+
+
+async def test_replicas_marking_a_heartbeat_missing_write_one_notice(url: str) -> None:
+    a, b = await opened(url), await opened(url)
+    try:
+        now = time.time()
+        await a.heartbeat_seen(["watchdog"], now)
+        results = await asyncio.gather(*(s.heartbeat_missing("watchdog", now + 300, now + 301, notice(now + 301))
+                                         for _ in range(5) for s in (a, b)))
+        assert len([r for r in results if r is not None]) == 1
+        await b.heartbeat_seen(["watchdog"], now + 400)
+        results = await asyncio.gather(*(s.heartbeat_recovered("watchdog", now + 301, now + 401,
+                                                               notice(now + 301, now + 400))
+                                         for _ in range(5) for s in (a, b)))
+        assert len([r for r in results if r is not None]) == 1
+        assert [row["status"] for row in await a.history(HistoryFilter())] == ["resolved", "firing"]
+    finally:
+        await a.close()
+        await b.close()
