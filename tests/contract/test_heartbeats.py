@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from datetime import timedelta
-
-import pytest
 
 from relay.heartbeat import HeartbeatConfig, notice_group
 from relay.store import open_store
@@ -15,14 +12,6 @@ from relay.store.base import Candidate, HeartbeatState, HistoryFilter, Store
 
 BEAT = HeartbeatConfig.model_validate({"name": "watchdog", "matchers": ['alertname="Watchdog"'],
                                        "max_silence": "5m", "receivers": ["slack-alerts"]})
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    s = open_store(database_url)
-    await s.open()
-    yield s
-    await s.close()
 
 
 def notice(missing_since: float, returned_at: float | None = None, receivers: tuple[str, ...] = ("slack-alerts",)
