@@ -66,3 +66,41 @@ def test_the_plans_alerts_are_all_there_with_the_plans_severities() -> None:
         "HighErrorRate": "critical", "HighLatency": "warning", "PodDown": "critical", "HighMemory": "warning",
         "DBConnectionExhausted": "critical", "RedisCacheHitLow": "warning", "RedisMemoryHigh": "warning",
         "Watchdog": "none"}
+
+
+@pytest.mark.parametrize("path", RULE_FILES, ids=lambda p: p.name)
+def test_every_alert_says_how_bad_what_and_where_its_runbook_is(path: Path) -> None:
+    rules = alerting_rules(path)
+    assert rules
+    for rule in rules:
+        name = rule["alert"]
+        assert rule["labels"]["severity"] in {"critical", "warning", "none"}, name
+        annotations = rule["annotations"]
+        assert annotations["summary"].strip() and annotations["description"].strip(), name
+        match = RUNBOOK_URL.match(annotations["runbook_url"])
+        assert match, f"{name}: runbook_url {annotations['runbook_url']!r} is not a docs/runbooks link"
+        assert match.group(1) == f"docs/runbooks/{name}.md", name
+        assert (REPO / match.group(1)).is_file(), f"{name}: {match.group(1)} does not exist"
+
+
+def test_every_runbook_belongs_to_an_alert() -> None:
+    """A runbook without an alert is a renamed alert's leftover: links in old messages would lead there."""
+    alerts = {rule["alert"] for path in RULE_FILES for rule in alerting_rules(path)}
+    documented = {p.stem for p in RUNBOOKS.glob("*.md") if p.stem != "README"}
+    assert documented - alerts <= {"RelayHeartbeatMissing"}, "runbooks for no alert: " + ", ".join(
+        sorted(documented - alerts - {"RelayHeartbeatMissing"}))
+
+
+def test_every_runbook_answers_the_on_call_questions() -> None:
+    """What it means for users, how to confirm, likely causes, mitigation, when to escalate (Watchdog pages no one)."""
+    for page in RUNBOOKS.glob("*.md"):
+        if page.stem in {"README", "Watchdog"}:
+            continue
+        headings = re.findall(r"^## (.+)$", page.read_text(), flags=re.MULTILINE)
+        assert headings == ["What it means for users", "Confirm", "Likely causes", "Mitigate", "Escalate"], page.name
+
+
+def test_links_between_runbooks_resolve() -> None:
+    for page in RUNBOOKS.glob("*.md"):
+        for target in re.findall(r"\]\(([A-Za-z]+\.md)(?:#[a-z-]+)?\)", page.read_text()):
+            assert (RUNBOOKS / target).is_file(), f"{page.name} links to missing {target}"
