@@ -53,11 +53,11 @@ def below(limit: float, color: str = RED) -> dashboard.ThresholdsConfig:
     return steps((None, color), (limit, GREEN))
 
 
-def state(off: str, on: str) -> list[model.ValueMapping]:
-    """A 0/1 gauge shown as words: 0 is `off` (red), 1 is `on` (green)."""
+def state(off: str, on: str, *, bad: str = "0") -> list[model.ValueMapping]:
+    """A 0/1 gauge shown as words: 0 is `off`, 1 is `on`; the `bad` one red, the other green."""
     return [model.ValueMap(options={
-        "0": model.ValueMappingResult(text=off, color=RED, index=0),
-        "1": model.ValueMappingResult(text=on, color=GREEN, index=1),
+        "0": model.ValueMappingResult(text=off, color=RED if bad == "0" else GREEN, index=0),
+        "1": model.ValueMappingResult(text=on, color=RED if bad == "1" else GREEN, index=1),
     })]
 
 

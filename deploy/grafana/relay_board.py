@@ -186,12 +186,28 @@ def config_row(board: Board) -> None:
         "short", [Query("count by (version) (relay_build_info)")]), width=8)
 
 
+def heartbeat_row(board: Board) -> None:
+    board.row("Heartbeat")
+    board.add(stat_panel(
+        "Heartbeats", "Each configured heartbeat (routes.yaml heartbeats:, e.g. the Watchdog): missing means relay "
+        "has told its receivers that Prometheus or Alertmanager may be down.", "none",
+        [Query("max by (heartbeat) (relay_heartbeat_missing)", "{{heartbeat}}")],
+        mappings=state("arriving", "missing", bad="1"), thresholds=above(1), no_value="none configured",
+        graph=False), width=8)
+    board.add(timeseries_panel(
+        "Since last heartbeat", "Time since each heartbeat last arrived (as the store knows it, shared by "
+        "replicas); relay reports it missing past its max_silence.", "s",
+        [Query("time() - max by (heartbeat) (relay_heartbeat_last_seen_timestamp_seconds > 0)", "{{heartbeat}}")]),
+        width=16)
+
+
 def build() -> Board:
     board = Board("relay", "relay / Alert delivery",
                   "relay's delivery of Alertmanager notifications to Slack, email and PagerDuty: latency against "
-                  "the plan's 1-minute target, outcomes, outbox, dedup and configuration.", ["relay", "alerting"])
+                  "the plan's 1-minute target, outcomes, outbox, dedup, configuration and heartbeats.",
+                  ["relay", "alerting"])
     board.variable("receiver", "Receiver", "label_values(relay_outbox_pending, receiver)")
     board.variable("integration", "Integration", "label_values(relay_notification_requests_total, integration)")
-    for row in (now_row, latency_row, outcomes_row, outbox_row, ingest_row, config_row):
+    for row in (now_row, latency_row, outcomes_row, outbox_row, ingest_row, config_row, heartbeat_row):
         row(board)
     return board

@@ -40,7 +40,8 @@ from tests.deploy.dashboards import (
 from tests.deploy.kube import render
 from tests.e2e.process import RelayProcess
 from tests.exporters.plan import NAMESPACE, PlanExporter
-from tests.helpers import poll_until
+from tests.helpers import poll_until, repo_routes
+from tests.test_heartbeat import heartbeat_section, watchdog
 
 RELAY = [p for p in DASHBOARDS if p.stem == "relay"]
 PLAN = [p for p in DASHBOARDS if p.stem.startswith("ojeomneo-")]
@@ -136,6 +137,11 @@ def test_kustomize_renders_one_sidecar_configmap_per_dashboard() -> None:
         kubernetes_validate.validate(configmap, newest, strict=True)
 
 
+def routes_with_heartbeat(tmp_path: Path, providers: Providers) -> Path:
+    """The repository's routes.yaml with its Watchdog heartbeat example switched on."""
+    return repo_routes(tmp_path, providers.pagerduty.url, extra=heartbeat_section())
+
+
 def alert(alertname: str, severity: str, **labels: str) -> dict[str, Any]:
     """An Alertmanager webhook with one alert that fired just now."""
     labels = {"alertname": alertname, "severity": severity, "namespace": NAMESPACE, **labels}
@@ -149,7 +155,7 @@ def alert(alertname: str, severity: str, **labels: str) -> dict[str, Any]:
 
 async def deliver_round(relay: RelayProcess, providers: Providers, round_no: int) -> None:
     """What fills every relay panel: a page to all three integrations through one 429, a warning Slack refuses
-    for good (a dead letter), and the page again from the HA twin (deduplicated)."""
+    for good (a dead letter), the page again from the HA twin (deduplicated), and the Watchdog (a heartbeat)."""
     async with httpx.AsyncClient(base_url=relay.url, timeout=10) as client:
         providers.slack.respond_with(429, headers={"Retry-After": "0"})
         page = alert("PodDown", "critical", pod=f"api-{round_no}")
@@ -168,10 +174,11 @@ async def deliver_round(relay: RelayProcess, providers: Providers, round_no: int
         await poll_until(dead_lettered, timeout=10, interval=0.05)
         answer = await client.post("/webhook", json=page)
         assert answer.json()["alerts_deduplicated"] == 3
+        assert (await client.post("/webhook", json=watchdog())).status_code == 200
 
 
 async def test_relay_panels_read_only_metrics_relay_exports(tmp_path: Path, providers: Providers) -> None:
-    relay = RelayProcess(tmp_path, providers.routes, providers.env)
+    relay = RelayProcess(tmp_path, routes_with_heartbeat(tmp_path, providers), providers.env)
     await relay.start()
     try:
         await deliver_round(relay, providers, 0)
@@ -201,7 +208,7 @@ async def test_every_panel_shows_data_from_a_real_prometheus(tmp_path: Path, pro
     """Prometheus scrapes a relay that delivered, failed, dead-lettered and deduplicated, and the plan's exporters,
     and evaluates the plan's rules; each variable then offers values and each query, as Grafana sends it, returns
     a number."""
-    relay = RelayProcess(tmp_path, providers.routes, providers.env)
+    relay = RelayProcess(tmp_path, routes_with_heartbeat(tmp_path, providers), providers.env)
     await relay.start()
     started = time.time()
     try:
