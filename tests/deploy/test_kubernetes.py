@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import tomllib
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -21,6 +22,7 @@ import yaml
 from kubernetes_validate.utils import SchemaNotFoundError, all_versions
 
 from relay.yamlconfig import expand
+from tests.deploy import prometheusrule
 from tests.deploy.kube import (
     CRD_FILES,
     KUSTOMIZE,
@@ -32,6 +34,7 @@ from tests.deploy.kube import (
     one,
     overlay,
 )
+from tests.deploy.prometheusrule import GENERATED
 from tests.helpers import REPO
 
 KUBERNETES_VERSIONS = sorted(set(all_versions()), key=lambda v: tuple(map(int, v.split("."))))
@@ -52,6 +55,32 @@ def test_base_routes_is_the_repository_routes() -> None:
         "RELAY_UPDATE_GOLDEN=1 pytest tests/deploy/test_kubernetes.py copies it")
     rendered = one(overlay("sqlite"), "ConfigMap", "relay-routes")
     assert rendered["data"]["routes.yaml"] == original.read_text()
+
+
+@pytest.mark.parametrize("target", sorted(GENERATED), ids=lambda p: str(p.relative_to(KUSTOMIZE)))
+def test_prometheusrules_hold_the_rule_files(target: Path) -> None:
+    source, name = GENERATED[target]
+    if os.environ.get("RELAY_UPDATE_GOLDEN"):
+        target.write_text(prometheusrule.text(source, name))
+    assert target.read_text() == prometheusrule.text(source, name), (
+        f"{target.relative_to(REPO)} is not {source.relative_to(REPO)}: "
+        "RELAY_UPDATE_GOLDEN=1 pytest tests/deploy/test_kubernetes.py rewrites it")
+    assert yaml.safe_load(target.read_text())["spec"]["groups"] == yaml.safe_load(source.read_text())["groups"]
+
+
+def test_relays_rules_see_the_job_the_servicemonitor_gives() -> None:
+    """Without `jobLabel`, prometheus-operator names the job after the Service: relay-rules.yml's job matchers
+    must match it, or RelayDown would fire (absent) for a relay that is scraped fine."""
+    resources = overlay("sqlite")
+    monitor, service = one(resources, "ServiceMonitor", "relay"), one(resources, "Service", "relay")
+    assert "jobLabel" not in monitor["spec"]
+    job = service["metadata"]["name"]
+    rules = one(resources, "PrometheusRule", "relay")["spec"]["groups"]
+    matchers = [m for group in rules for rule in group["rules"]
+                for m in re.findall(r'job(=~?)"([^"]*)"', rule["expr"])]
+    assert matchers, "relay-rules.yml selects relay's series by job"
+    for op, value in matchers:
+        assert re.fullmatch(value, job) if op == "=~" else value == job, f"job{op}{value!r} misses job {job!r}"
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -75,7 +104,7 @@ def test_core_kinds_validate_strictly_on_every_kubernetes_version(variant: tuple
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_monitoring_kinds_validate_against_prometheus_operator_crds(variant: tuple[str, tuple[str, ...]]) -> None:
     resources = [r for r in overlay(*variant) if "monitoring.coreos.com" in r["apiVersion"]]
-    assert {r["kind"] for r in resources} >= {"ServiceMonitor"}
+    assert {r["kind"] for r in resources} == {"ServiceMonitor", "PrometheusRule"}
     for resource in resources:
         assert (resource["apiVersion"], resource["kind"]) in CRD_FILES
         assert crd_errors(resource) == []
@@ -96,6 +125,10 @@ def test_the_validators_refuse_a_misspelt_field() -> None:
     monitor["spec"]["endpoints"][0]["port"] = monitor["spec"]["endpoints"][0].pop("prot")
     monitor["spec"]["endpoints"][0]["interval"] = "30 seconds"
     assert any("interval" in e for e in crd_errors(monitor))
+    rule = yaml.safe_load(yaml.safe_dump(one(overlay("sqlite"), "PrometheusRule", "relay")))
+    alert = next(r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r)
+    alert["for"] = "2 minutes"
+    assert any(".for: '2 minutes' does not match" in e for e in crd_errors(rule))
 
 
 class _Seen(dict[str, str]):
