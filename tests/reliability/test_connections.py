@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 
 from tests.e2e.process import RelayProcess
+from tests.helpers import poll_until
 from tests.reliability.conftest import Profile, Stack, expose, record
 from tests.reliability.load import NAME, alert, webhook
 
@@ -28,12 +29,13 @@ MAX_BODY = 8 * 1024 * 1024  # relay's default RELAY_MAX_BODY_BYTES
 
 
 @contextlib.asynccontextmanager
-async def relay_process(tmp_path: Path, stack: Stack, **env: str) -> AsyncIterator[RelayProcess]:
-    relay = RelayProcess(tmp_path, stack.routes, {**stack.env, "RELAY_REQUEST_READ_TIMEOUT_SECONDS": str(READ_TIMEOUT),
+async def relay_process(tmp_path: Path, stack: Stack, open_files: int = OPEN_FILES, read_timeout: float = READ_TIMEOUT,
+                        **env: str) -> AsyncIterator[RelayProcess]:
+    relay = RelayProcess(tmp_path, stack.routes, {**stack.env, "RELAY_REQUEST_READ_TIMEOUT_SECONDS": str(read_timeout),
                                                   **env})
     await relay.start()
     assert relay.proc is not None
-    resource.prlimit(relay.proc.pid, resource.RLIMIT_NOFILE, (OPEN_FILES, OPEN_FILES))
+    resource.prlimit(relay.proc.pid, resource.RLIMIT_NOFILE, (open_files, open_files))
     try:
         yield relay
     finally:
@@ -106,6 +108,8 @@ async def test_idle_and_slow_clients_cannot_keep_a_webhook_out(tmp_path: Path, s
                                                               deadline=started + 10 * READ_TIMEOUT + 30)
                 waited = time.monotonic() - started
                 [message] = await stack.slack.wait_for(1, timeout=30)
+            # The webhook got in at once (the oldest held connections make room): give the slow ones their deadline.
+            await asyncio.sleep(max(0.0, started + READ_TIMEOUT + 1.5 - time.monotonic()))
         finally:
             stop.set()
             closed = await asyncio.gather(*holders)
@@ -172,3 +176,98 @@ async def test_huge_and_malformed_requests_are_refused_while_others_pass(tmp_pat
     assert any("Relnx00001" in str(m) for m in messages)
     [big] = [m for m in messages if "Relmx00000" in str(m)]
     assert "more" in str(big)  # cut to Slack's limits, saying so
+
+
+# -- slow bodies, before and whatever the authentication (issue 11, item 1) -------------------------------------
+
+SMALL_OPEN_FILES = 256  # the relay's limit in this test: more slow clients than it has descriptors
+SLOW_BODIES = 300
+BODY_READ_TIMEOUT = 4.0
+DECLARED = 2**30  # a 1 GB body, trickled a byte a second
+
+
+def _slow_body_heads(token: str) -> list[bytes]:
+    """Requests that declare a huge body, on every kind of path: unauthenticated, wrong token, no token, GET."""
+    heads = [f"GET /healthz HTTP/1.1\r\nHost: relay\r\nContent-Length: {DECLARED}\r\n\r\n",
+             f"GET /metrics HTTP/1.1\r\nHost: relay\r\nContent-Length: {DECLARED}\r\n\r\n",
+             f"POST /webhook HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer wrong-{token[:4]}\r\n"
+             f"Content-Type: application/json\r\nContent-Length: {DECLARED}\r\n\r\n{{",
+             f"POST /webhook HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n"
+             f"Content-Length: {DECLARED}\r\n\r\n{{"]
+    return [head.encode() for head in heads]
+
+
+async def _attack(port: int, head: bytes, stop: asyncio.Event, lifetimes: list[float], held: list[int]) -> None:
+    """Send `head`, trickle the body a byte a second; when relay hangs up, note how long it took and come back."""
+    while not stop.is_set():
+        opened = time.monotonic()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(1)
+            continue
+        held[0] += 1  # held now
+        held[1] += 1  # connections made
+        try:
+            writer.write(head)
+            await writer.drain()
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    while await asyncio.wait_for(reader.read(65536), 1.0):
+                        pass  # an answer (/healthz answers at once): the body is still owed
+                    lifetimes.append(time.monotonic() - opened)  # relay hung up
+                    break
+                writer.write(b" ")
+                await writer.drain()
+        except OSError:
+            lifetimes.append(time.monotonic() - opened)
+        finally:
+            held[0] -= 1
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+        await asyncio.sleep(1)  # then come back, as an attacker would
+
+
+async def test_slow_bodies_on_any_path_are_cut_and_cannot_keep_a_webhook_out(tmp_path: Path, stack: Stack) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < SLOW_BODIES + 500:  # this process holds the other ends
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, SLOW_BODIES + 500), hard))
+    async with relay_process(tmp_path, stack, open_files=SMALL_OPEN_FILES, read_timeout=BODY_READ_TIMEOUT) as relay:
+        stop, lifetimes, held = asyncio.Event(), [], [0, 0]  # type: asyncio.Event, list[float], list[int]
+        heads = _slow_body_heads(stack.token)
+        attackers = [asyncio.create_task(_attack(relay.port, heads[i % len(heads)], stop, lifetimes, held))
+                     for i in range(SLOW_BODIES)]
+        try:
+            await poll_until(lambda: held[1] >= SLOW_BODIES, timeout=20)  # every one of them connected and sent
+            started = time.monotonic()
+            async with httpx.AsyncClient(base_url=relay.url, timeout=30,
+                                         headers={"Authorization": f"Bearer {stack.token}"}) as client:
+                answer, tries = await _post_like_alertmanager(client, webhook("Relsx00001", ["slack"]),
+                                                              deadline=started + 30)
+                waited = time.monotonic() - started
+                [message] = await stack.slack.wait_for(1, timeout=30)
+            # Every connection of the first round has had its deadline by now.
+            await asyncio.sleep(max(0.0, started + BODY_READ_TIMEOUT + 2 - time.monotonic()))
+        finally:
+            stop.set()
+            await asyncio.gather(*attackers)
+        # A few, far under the bound: nothing evicts them, the deadline alone cuts them off.
+        alone: list[float] = []
+        stop = asyncio.Event()
+        few = [asyncio.create_task(_attack(relay.port, head, stop, alone, held)) for head in heads * 3]
+        await poll_until(lambda: len(alone) >= len(few), timeout=3 * BODY_READ_TIMEOUT)
+        stop.set()
+        await asyncio.gather(*few)
+        log = relay.log.read_text(errors="replace")
+    record("slow bodies on every path", open_file_limit=SMALL_OPEN_FILES, slow_clients=SLOW_BODIES,
+           read_timeout_seconds=BODY_READ_TIMEOUT, closed_by_relay=len(lifetimes),
+           longest_held_seconds=round(max(lifetimes, default=0.0), 1), webhook_answered=answer.status_code,
+           webhook_tries=tries, webhook_waited_seconds=round(waited, 2),
+           alone_cut_after_seconds=[round(min(alone), 1), round(max(alone), 1)])
+    assert answer.status_code == 200 and set(NAME.findall(str(message))) == {"Relsx00001"}
+    assert waited < BODY_READ_TIMEOUT  # it got in while they all held on, not once a deadline freed a descriptor
+    assert len(lifetimes) >= SLOW_BODIES  # every slow body was cut off by relay...
+    assert max(lifetimes) < BODY_READ_TIMEOUT + 1.5  # ...within the deadline
+    assert "closing the oldest" in log
+    assert BODY_READ_TIMEOUT - 0.5 < min(alone) and max(alone) < BODY_READ_TIMEOUT + 1.5
