@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import timedelta
 
 from starlette.applications import Starlette
@@ -22,6 +23,7 @@ from relay.retry import RetryPolicy
 from relay.runtime import Runtime
 from relay.settings import Settings
 from relay.store import open_store
+from relay.store.base import Store
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +56,37 @@ def _on_sighup(runtime: Runtime) -> None:
     asyncio.get_running_loop().create_task(reload())
 
 
-def create_app(settings: Settings) -> Starlette:
+@dataclass(frozen=True)
+class Services:
+    """The store and configuration a relay serves with; the app's lifespan closes them."""
+
+    store: Store
+    runtime: Runtime
+
+
+async def open_services(settings: Settings) -> Services:
+    """Open the store (migrating it), free the leases of this database's previous relay, load the configuration.
+
+    `relay serve` calls this before uvicorn starts, so a failure is its one-line error, not a lifespan traceback.
+    """
+    store = open_store(settings.database_url)
+    runtime = Runtime(settings.routes, settings.templates)
+    await store.open()
+    try:
+        await store.release_leases()
+        await runtime.start()
+    except BaseException:
+        await runtime.close()
+        await store.close()
+        raise
+    return Services(store, runtime)
+
+
+def create_app(settings: Settings, services: Services | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        store = open_store(settings.database_url)
-        runtime = Runtime(settings.routes, settings.templates)
-        await runtime.start()
-        await store.open()
-        await store.release_leases()
+        opened = services or await open_services(settings)
+        store, runtime = opened.store, opened.runtime
         dispatcher = Dispatcher(store, runtime, dispatcher_options(settings))
         app.state.settings, app.state.store, app.state.runtime, app.state.dispatcher = (
             settings, store, runtime, dispatcher)

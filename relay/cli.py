@@ -8,14 +8,17 @@ import ipaddress
 import logging
 import sys
 import time
+import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
-from relay import __version__, admin, logs, testalert
-from relay.errors import ConfigError
+from relay import __version__, admin, logs, startup, testalert
+from relay.errors import ConfigError, StartupError
 from relay.settings import Settings
 
 log = logging.getLogger("relay")
@@ -31,10 +34,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
-
-    from relay.app import create_app
-    from relay.client_timeouts import http_protocol
+    from relay import serve
     from relay.routes import load_routes
     from relay.templating import Templates
 
@@ -42,23 +42,16 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         settings = settings.model_copy(update={"host": args.host})
     if args.port:
         settings = settings.model_copy(update={"port": args.port})
-    if settings.token is None:
-        if not _is_loopback(settings.host):
-            print(f"relay: refusing to listen on {settings.host} without RELAY_WEBHOOK_TOKEN; set a token or "
-                  "listen on 127.0.0.1", file=sys.stderr)
-            return 2
-        log.warning("RELAY_WEBHOOK_TOKEN is not set: accepting webhooks without authentication, on loopback only")
+    if settings.token is None and not _is_loopback(settings.host):
+        print(f"relay: refusing to listen on {settings.host} without RELAY_WEBHOOK_TOKEN; set a token or "
+              "listen on 127.0.0.1", file=sys.stderr)
+        return 2
     try:
         load_routes(settings.routes, Templates(settings.templates))
     except ConfigError as exc:
         print(f"relay: {exc}", file=sys.stderr)
         return 1
-    config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_config=None,
-                            http=http_protocol(settings.request_read_timeout_seconds),
-                            access_log=False, lifespan="on", timeout_graceful_shutdown=int(
-                                settings.shutdown_grace_seconds) + 5)
-    uvicorn.Server(config).run()
-    return 0
+    return serve.run(settings)
 
 
 def _labels(pairs: list[str]) -> dict[str, str]:
@@ -100,6 +93,22 @@ async def _test_alert_http(args: argparse.Namespace, settings: Settings, payload
 
 
 async def _test_alert_direct(args: argparse.Namespace, settings: Settings, payload: dict[str, Any]) -> int:
+    """In this process, on the database itself: refused while `relay serve` holds that SQLite file, whose leases
+    and deliveries a second dispatcher would compete with (PostgreSQL allows several)."""
+    from relay.store.filelock import lock_database
+
+    try:
+        lock = lock_database(settings.database_url)
+    except StartupError as exc:
+        raise StartupError(f"{exc}; without --direct, test-alert sends through the running relay") from exc
+    try:
+        return await _deliver_here(args, settings, payload)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+async def _deliver_here(args: argparse.Namespace, settings: Settings, payload: dict[str, Any]) -> int:
     from relay.alerts import WebhookMessage
     from relay.app import dispatcher_options
     from relay.dispatcher import Dispatcher
@@ -323,10 +332,26 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    settings = Settings()
-    logs.configure(settings.log_format, settings.log_level)
+    try:
+        settings = Settings()
+    except (ValidationError, SettingsError) as exc:
+        lines = startup.settings_problems(exc) if isinstance(exc, ValidationError) else [str(exc)]
+        for line in lines:
+            print(f"relay: {line}", file=sys.stderr)
+        return 2
+    try:
+        logs.configure(settings.log_format, settings.log_level)
+    except ValueError:
+        print(f"relay: RELAY_LOG_LEVEL={settings.log_level!r} is not valid: expected debug, info, warning or error",
+              file=sys.stderr)
+        return 2
     try:
         return int(args.func(args, settings))
     except admin.AdminError as exc:
+        print(f"relay: {exc}", file=sys.stderr)
+        return 1
+    except StartupError as exc:  # a mistake the user can fix: one line; the traceback only when asked for
+        if settings.log_level.upper() == "DEBUG":
+            traceback.print_exc()
         print(f"relay: {exc}", file=sys.stderr)
         return 1

@@ -4,6 +4,7 @@
     ├── ConfigError                 routes.yaml or a template is unusable (file, line, reason)
     ├── StoreUnavailable            the outbox cannot commit; the webhook answers 503
     ├── StoreRejected               the store refuses the data itself (not an outage); the webhook answers 400
+    ├── StartupError                relay cannot start: one line for the person starting it, no traceback
     └── DeliveryError               a channel failed to deliver a notification
         ├── TransientDeliveryError  try again later (connection, timeout, 5xx, 429, SMTP 4xx)
         └── PermanentDeliveryError  dead-letter at once (4xx, bad token, unset secret, template error)
@@ -44,6 +45,10 @@ class StoreUnavailable(RelayError):
 class StoreRejected(RelayError):
     """The store refused a value it cannot hold; nothing was written, and sending the same data again cannot help,
     so it must never be reported as an outage (Alertmanager would re-send it, and its group, forever)."""
+
+
+class StartupError(RelayError):
+    """A start-up mistake the user can fix (a path, an address, a setting); the message is the whole story."""
 
 
 class DeliveryError(RelayError):

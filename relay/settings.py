@@ -15,8 +15,10 @@ class Settings(BaseSettings):
     routes: Path = Path("routes.yaml")
     templates: Path | None = None  # a directory whose files override the packaged default templates, by name
     database_url: str = "sqlite:///relay.db"
+    # How long `relay serve` waits for a PostgreSQL that is not up yet (pods often start before their database).
+    database_wait_seconds: float = Field(default=60.0, ge=0)
     host: str = "127.0.0.1"
-    port: int = 8080
+    port: int = Field(default=8080, ge=0, le=65535)
     webhook_token: SecretStr | None = None
     # The admin API (history, replay, cancel, purge, reload) and the CLI's admin commands; never the webhook token.
     admin_token: SecretStr | None = None
