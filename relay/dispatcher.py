@@ -18,7 +18,8 @@ from datetime import timedelta
 
 from relay import metrics
 from relay.alerts import Notification
-from relay.errors import DeliveryError, PermanentDeliveryError, StoreUnavailable, TransientDeliveryError
+from relay.channels.base import DETAIL_LIMIT, scrub
+from relay.errors import DeliveryError, PermanentDeliveryError, Reason, StoreUnavailable, TransientDeliveryError
 from relay.ratelimit import RateLimiter
 from relay.retry import RetryPolicy, next_attempt
 from relay.runtime import Runtime
@@ -196,10 +197,10 @@ class Dispatcher:
         routes = self.runtime.routes
         receiver = routes.receivers.get(notification.receiver) if routes else None
         if receiver is None:  # renamed or removed by a reload: keep it until give-up, it may come back
-            raise TransientDeliveryError("unknown_receiver", f"no receiver {notification.receiver!r} in routes.yaml")
+            raise TransientDeliveryError(Reason.CONFIG, f"no receiver {notification.receiver!r} in routes.yaml")
         missing = receiver.missing_secret()
         if missing:
-            raise PermanentDeliveryError("unconfigured", f"{missing} is not set for receiver {receiver.name!r}")
+            raise PermanentDeliveryError(Reason.UNCONFIGURED, f"{missing} is not set for receiver {receiver.name!r}")
         channel = self.runtime.channels[receiver.name]
         wait = 0.0
         if receiver.rate_limit is not None or self.options.default_rate_limits:
@@ -213,15 +214,19 @@ class Dispatcher:
             async with asyncio.timeout(self._timeout(notification)):  # in this task: no task per send
                 await channel.send(notification, Threads(self.store, receiver.name))
         except TimeoutError:
-            metrics.notification_requests_failed.labels(*labels, "timeout").inc()
-            raise TransientDeliveryError("timeout", f"no answer in {self._timeout(notification):.0f}s") from None
+            metrics.notification_requests_failed.labels(*labels, Reason.TIMEOUT).inc()
+            raise TransientDeliveryError(Reason.TIMEOUT,
+                                         f"no answer in {self._timeout(notification):.0f}s") from None
         except DeliveryError as exc:
+            # The one place every failure passes before history, logs and the CLI see it: whatever a channel
+            # quoted, no secret of this receiver (nor its URL-encoded or JSON-escaped form) goes further.
+            exc.detail = scrub(exc.detail, receiver.secrets(), DETAIL_LIMIT)
             metrics.notification_requests_failed.labels(*labels, exc.reason).inc()
             raise
         except Exception as exc:  # a bug in a channel must not lose the notification
             log.exception("channel %s raised unexpectedly", receiver.integration)
-            metrics.notification_requests_failed.labels(*labels, "internal_error").inc()
-            raise TransientDeliveryError("internal_error", type(exc).__name__) from None
+            metrics.notification_requests_failed.labels(*labels, Reason.INTERNAL).inc()
+            raise TransientDeliveryError(Reason.INTERNAL, type(exc).__name__) from None
         finally:
             metrics.notification_latency.labels(*labels).observe(time.perf_counter() - call_started)
 
@@ -275,13 +280,13 @@ class Dispatcher:
             when = next_attempt(self.options.policy, notification.attempts + 1, now, claimed.give_up_at,
                                 exc.retry_after)
             if when is not None:
-                if exc.reason != "rate_limited":  # a rate limit keeps its wait even when other sends get through
+                if exc.reason is not Reason.RATE_LIMITED:  # a rate limit keeps its wait even when others get through
                     self._backing_off.add(notification.receiver)
                 log.warning("notification %d to %s failed (%s), retrying in %.1fs", notification.id,
                             notification.receiver, exc, when - now)
                 await self._store_call(self.store.retry_later(notification.id, self.owner, attempt, when))
                 return
-            reason = "gave_up"
+            reason = Reason.GAVE_UP
         else:
             reason = exc.reason
         log.error("notification %d to %s is a dead letter: %s", notification.id, notification.receiver, exc)

@@ -12,10 +12,56 @@
 Library errors (aiohttp, httpx, aiosmtplib, sqlite3, asyncpg) are translated
 into this tree where they are caught and never travel further up. Messages
 never contain secrets: channels build them from status codes and provider
-error names, not from URLs or request bodies.
+error names, not from URLs or request bodies, and scrub what they quote.
+
+A DeliveryError's `reason` is one of the closed `Reason` set, because it is a
+metric label: a provider's own error name (Slack has hundreds) goes into the
+`detail` and `code`, which history shows and metrics never do.
 """
 
 from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    """Why a delivery failed, as metrics count it; the closed set of `reason` label values."""
+
+    CONNECTION = "connection"  # refused, reset, DNS
+    TIMEOUT = "timeout"
+    RATE_LIMITED = "rate_limited"  # 429 or the provider's own rate-limit answer
+    SERVER_ERROR = "server_error"  # 5xx, SMTP 4xx, a provider's internal error
+    CLIENT_ERROR = "client_error"  # the provider refused what relay sent (400, SMTP 5xx)
+    AUTH = "auth"  # 401/403, a revoked token, SMTP authentication
+    NOT_FOUND = "not_found"  # 404/410, a channel or service that does not exist
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    INVALID_RESPONSE = "invalid_response"  # an answer relay cannot read as success or failure
+    TLS = "tls"  # the server's certificate is not trusted
+    CONFIG = "config"  # the receiver's settings cannot work (bad URL, no STARTTLS offered, unknown receiver)
+    UNCONFIGURED = "unconfigured"  # a secret or required setting is unset
+    TEMPLATE = "template"
+    STORE_UNAVAILABLE = "store_unavailable"  # relay's own store failed during the delivery
+    INTERNAL = "internal"  # a bug in relay
+    GAVE_UP = "gave_up"  # retried until give_up_after (dead letters only)
+
+
+def http_reason(status: int) -> Reason:
+    """The Reason for an HTTP answer that is not a success."""
+    if status == 429:
+        return Reason.RATE_LIMITED
+    if status == 408:
+        return Reason.TIMEOUT
+    if status >= 500:
+        return Reason.SERVER_ERROR
+    if status in (401, 403):
+        return Reason.AUTH
+    if status in (404, 410):
+        return Reason.NOT_FOUND
+    if status == 413:
+        return Reason.PAYLOAD_TOO_LARGE
+    if 400 <= status < 500:
+        return Reason.CLIENT_ERROR
+    return Reason.INVALID_RESPONSE
 
 
 class RelayError(Exception):
@@ -52,19 +98,24 @@ class StartupError(RelayError):
 
 
 class DeliveryError(RelayError):
-    """A channel could not deliver; `reason` is a short, secret-free label used in metrics."""
+    """A channel could not deliver: `reason` for metrics, `detail` (secret-free) and the provider's own error
+    name `code` (e.g. Slack's `channel_not_found`) for history and logs."""
 
-    def __init__(self, reason: str, detail: str = "") -> None:
-        self.reason = reason
+    def __init__(self, reason: Reason, detail: str = "", *, code: str = "") -> None:
+        self.reason = Reason(reason)
         self.detail = detail
-        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.code = code
+        super().__init__(self.reason.value)  # not the detail: the detail may be scrubbed after this
+
+    def __str__(self) -> str:  # from the fields, so a detail scrubbed later is what is shown
+        return f"{self.reason}: {self.detail}" if self.detail else str(self.reason)
 
 
 class TransientDeliveryError(DeliveryError):
     """Delivery may succeed later; `retry_after` is the provider's own hint in seconds."""
 
-    def __init__(self, reason: str, detail: str = "", retry_after: float | None = None) -> None:
-        super().__init__(reason, detail)
+    def __init__(self, reason: Reason, detail: str = "", retry_after: float | None = None, *, code: str = "") -> None:
+        super().__init__(reason, detail, code=code)
         self.retry_after = retry_after
 
 

@@ -110,6 +110,12 @@ class ReceiverConfig(_Strict):
             return "email"
         return "pagerduty"
 
+    def secrets(self) -> list[str]:
+        """Every secret value of this receiver, for scrubbing texts that quote a provider."""
+        config = self.slack or self.email or self.pagerduty
+        values = [getattr(config, name, None) for name in ("webhook_url", "token", "routing_key", "auth_password")]
+        return [v.get_secret_value() for v in values if isinstance(v, SecretStr) and v.get_secret_value().strip()]
+
     def missing_secret(self) -> str | None:
         """The name of the unset setting that keeps this receiver from sending, if any."""
         config = self.slack or self.email or self.pagerduty

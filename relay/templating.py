@@ -20,7 +20,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
 from relay.alerts import Alert, Notification, parse_time
-from relay.errors import ConfigError, PermanentDeliveryError
+from relay.errors import ConfigError, PermanentDeliveryError, Reason
 
 Kind = Literal["plain", "mrkdwn", "html"]
 
@@ -257,9 +257,9 @@ class Templates:
             template = self._template(integration, part, overrides)
         except jinja2.TemplateError as exc:
             name = self.template_name(integration, part, overrides)
-            raise PermanentDeliveryError("template_error", f"{name}: {exc}") from None
+            raise PermanentDeliveryError(Reason.TEMPLATE, f"{name}: {exc}") from None
         try:
             return template.render(ctx).strip()
         except Exception as exc:  # template code can raise anything (`1 / 0`, `"a" + 1`): it renders the same next time
             name = self.template_name(integration, part, overrides)
-            raise PermanentDeliveryError("template_error", f"{name}: {type(exc).__name__}: {exc}") from None
+            raise PermanentDeliveryError(Reason.TEMPLATE, f"{name}: {type(exc).__name__}: {exc}") from None

@@ -58,16 +58,16 @@ OK, TRANSIENT, PERMANENT = "ok", "transient", "permanent"
 # provider answer -> outcome; the same shape as the Slack and email tables.
 TABLE = [
     pytest.param(202, {}, OK, None, None, id="202-ok"),
-    pytest.param(400, {}, PERMANENT, "invalid_event", None, id="400-invalid-event"),
-    pytest.param(401, {}, PERMANENT, "http_401", None, id="401"),
-    pytest.param(403, {}, PERMANENT, "http_403", None, id="403"),
-    pytest.param(404, {}, PERMANENT, "http_404", None, id="404"),
+    pytest.param(400, {}, PERMANENT, "client_error", None, id="400-invalid-event"),
+    pytest.param(401, {}, PERMANENT, "auth", None, id="401"),
+    pytest.param(403, {}, PERMANENT, "auth", None, id="403"),
+    pytest.param(404, {}, PERMANENT, "not_found", None, id="404"),
     pytest.param(429, {"Retry-After": "30"}, TRANSIENT, "rate_limited", 30.0, id="429-retry-after"),
     pytest.param(429, {}, TRANSIENT, "rate_limited", None, id="429-no-retry-after"),
-    pytest.param(500, {}, TRANSIENT, "http_500", None, id="500"),
-    pytest.param(502, {}, TRANSIENT, "http_502", None, id="502"),
-    pytest.param(503, {}, TRANSIENT, "http_503", None, id="503"),
-    pytest.param("refused", {}, TRANSIENT, "connection_error", None, id="connection-refused"),
+    pytest.param(500, {}, TRANSIENT, "server_error", None, id="500"),
+    pytest.param(502, {}, TRANSIENT, "server_error", None, id="502"),
+    pytest.param(503, {}, TRANSIENT, "server_error", None, id="503"),
+    pytest.param("refused", {}, TRANSIENT, "connection", None, id="connection-refused"),
     pytest.param("timeout", {}, TRANSIENT, "timeout", None, id="timeout"),
 ]
 
@@ -247,7 +247,7 @@ async def test_one_refused_event_does_not_stop_the_other_alerts_of_the_group(
     pd.respond_with(400)  # the first alert's event is refused for good
     with pytest.raises(PermanentDeliveryError) as caught:
         await channel.send(notification(group, "oncall", "pagerduty"))
-    assert caught.value.reason == "invalid_event"
+    assert caught.value.reason == "client_error"
     assert "1 of 3" in caught.value.detail
     accepted = await pd.wait_for(2)
     assert [e["payload"]["source"] for e in accepted] == [a.labels["pod"] for a in group.alerts[1:]]

@@ -67,20 +67,20 @@ OK, TRANSIENT, PERMANENT = "ok", "transient", "permanent"
 # provider answer -> outcome; the same shape as the email and PagerDuty tables.
 TABLE = [
     pytest.param(200, None, {}, OK, None, None, id="200-ok"),
-    pytest.param(400, "invalid_payload", {}, PERMANENT, "invalid_payload", None, id="400-invalid_payload"),
-    pytest.param(400, "no_text", {}, PERMANENT, "no_text", None, id="400-no_text"),
-    pytest.param(401, "", {}, PERMANENT, "http_401", None, id="401"),
-    pytest.param(403, "invalid_token", {}, PERMANENT, "invalid_token", None, id="403-invalid_token"),
-    pytest.param(403, "action_prohibited", {}, PERMANENT, "action_prohibited", None, id="403-action_prohibited"),
-    pytest.param(404, "channel_not_found", {}, PERMANENT, "channel_not_found", None, id="404-channel_not_found"),
-    pytest.param(404, "no_service", {}, PERMANENT, "no_service", None, id="404-no_service"),
-    pytest.param(404, f"Not Found: {DEFAULT_WEBHOOK_PATH}", {}, PERMANENT, "http_404", None, id="404-proxy-echo"),
-    pytest.param(410, "channel_is_archived", {}, PERMANENT, "channel_is_archived", None, id="410-archived"),
+    pytest.param(400, "invalid_payload", {}, PERMANENT, "client_error", None, id="400-invalid_payload"),
+    pytest.param(400, "no_text", {}, PERMANENT, "client_error", None, id="400-no_text"),
+    pytest.param(401, "", {}, PERMANENT, "auth", None, id="401"),
+    pytest.param(403, "invalid_token", {}, PERMANENT, "auth", None, id="403-invalid_token"),
+    pytest.param(403, "action_prohibited", {}, PERMANENT, "auth", None, id="403-action_prohibited"),
+    pytest.param(404, "channel_not_found", {}, PERMANENT, "not_found", None, id="404-channel_not_found"),
+    pytest.param(404, "no_service", {}, PERMANENT, "not_found", None, id="404-no_service"),
+    pytest.param(404, f"Not Found: {DEFAULT_WEBHOOK_PATH}", {}, PERMANENT, "not_found", None, id="404-proxy-echo"),
+    pytest.param(410, "channel_is_archived", {}, PERMANENT, "not_found", None, id="410-archived"),
     pytest.param(429, "rate_limited", {"Retry-After": "7"}, TRANSIENT, "rate_limited", 7.0, id="429-retry-after"),
     pytest.param(429, "rate_limited", {}, TRANSIENT, "rate_limited", None, id="429-no-retry-after"),
-    pytest.param(500, "internal_error", {}, TRANSIENT, "http_500", None, id="500"),
-    pytest.param(503, "service_unavailable", {}, TRANSIENT, "http_503", None, id="503"),
-    pytest.param("refused", None, {}, TRANSIENT, "connection_error", None, id="connection-refused"),
+    pytest.param(500, "internal_error", {}, TRANSIENT, "server_error", None, id="500"),
+    pytest.param(503, "service_unavailable", {}, TRANSIENT, "server_error", None, id="503"),
+    pytest.param("refused", None, {}, TRANSIENT, "connection", None, id="connection-refused"),
     pytest.param("timeout", None, {}, TRANSIENT, "timeout", None, id="timeout"),
 ]
 
@@ -116,6 +116,8 @@ async def test_provider_answers_map_to_outcomes(
         expected = TransientDeliveryError if outcome == TRANSIENT else PermanentDeliveryError
         assert isinstance(exc, expected), exc
         assert exc.reason == reason
+        if body and body.isidentifier():  # Slack's own error name: in the detail (history), not the metric reason
+            assert exc.code == body and f"HTTP {answer} {body}" == exc.detail
         if isinstance(exc, TransientDeliveryError):
             assert exc.retry_after == retry_after
         assert slack.messages == []
@@ -189,10 +191,10 @@ async def test_destination_is_stable_and_secret_free(
     ("token", "script", "outcome", "reason"),
     [
         pytest.param(DEFAULT_TOKEN, None, OK, None, id="ok"),
-        pytest.param("xoxb-wrong-SECRETTOKEN", None, PERMANENT, "invalid_auth", id="invalid_auth"),
-        pytest.param(DEFAULT_TOKEN, (200, "channel_not_found"), PERMANENT, "channel_not_found", id="channel"),
+        pytest.param("xoxb-wrong-SECRETTOKEN", None, PERMANENT, "auth", id="invalid_auth"),
+        pytest.param(DEFAULT_TOKEN, (200, "channel_not_found"), PERMANENT, "not_found", id="channel"),
         pytest.param(DEFAULT_TOKEN, (429, None), TRANSIENT, "rate_limited", id="429"),
-        pytest.param(DEFAULT_TOKEN, (500, None), TRANSIENT, "http_500", id="500"),
+        pytest.param(DEFAULT_TOKEN, (500, None), TRANSIENT, "server_error", id="500"),
     ],
 )
 async def test_bot_token_mode_posts_with_chat_post_message(
@@ -218,6 +220,8 @@ async def test_bot_token_mode_posts_with_chat_post_message(
     else:
         assert isinstance(exc, TransientDeliveryError if outcome == TRANSIENT else PermanentDeliveryError)
         assert exc.reason == reason
+        if token != DEFAULT_TOKEN or (script is not None and script[1]):
+            assert exc.code in ("invalid_auth", "channel_not_found") and exc.code in exc.detail
         if script is not None and script[0] == 429:
             assert isinstance(exc, TransientDeliveryError) and exc.retry_after == 3.0
     assert_no_secret("SECRETTOKEN", exc, caplog)

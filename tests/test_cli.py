@@ -139,4 +139,4 @@ async def test_routes_check_renders_every_receivers_templates(tmp_path: Path) ->
     (templates / "pagerduty" / "summary.j2").write_text("{{ alert.labels.pod | int + 'x' }}")
     code, out = await run_relay("routes", "check", env={**RENDER_ENV, "RELAY_TEMPLATES": str(templates)})
     assert code == 1
-    assert "receiver pagerduty-oncall (firing): template_error: pagerduty/summary.j2: TypeError" in out
+    assert "receiver pagerduty-oncall (firing): template: pagerduty/summary.j2: TypeError" in out

@@ -330,7 +330,7 @@ def test_a_template_failing_at_render_time_is_a_permanent_template_error(tmp_pat
     receiver = EMAIL.model_copy(update={"templates": {"subject": "bad.j2"}})
     with pytest.raises(PermanentDeliveryError) as caught:
         email_message(notification("firing-poddown"), Templates(directory), receiver, now=NOW)
-    assert caught.value.reason == "template_error" and "bad.j2: TypeError" in caught.value.detail
+    assert caught.value.reason == "template" and "bad.j2: TypeError" in caught.value.detail
 
 
 # where templates come from ------------------------------------------------------------------------------------------

@@ -8,12 +8,16 @@ own: the dispatcher owns retries, so the schedule survives restarts.
 
 from __future__ import annotations
 
+import base64
 import hashlib
-from collections.abc import Awaitable
+import json
+import re
+from collections.abc import Awaitable, Iterable
 from typing import Protocol, TypeVar
+from urllib.parse import quote, quote_plus, urlsplit
 
 from relay.alerts import Notification
-from relay.errors import StoreUnavailable, TransientDeliveryError
+from relay.errors import Reason, StoreUnavailable, TransientDeliveryError
 from relay.threads import Threads
 
 
@@ -40,7 +44,40 @@ async def guard_store(call: Awaitable[T]) -> T:
     try:
         return await call
     except StoreUnavailable as exc:
-        raise TransientDeliveryError("store_unavailable", str(exc)[:200]) from None
+        raise TransientDeliveryError(Reason.STORE_UNAVAILABLE, str(exc)[:200]) from None
+
+
+# How much of a provider's answer a failure's detail keeps (history, logs, the CLI).
+DETAIL_LIMIT = 300
+_REDACTED = "***"
+_WHITESPACE = re.compile(r"\s+")
+
+
+def scrub(text: str, secrets: Iterable[str | None], limit: int = DETAIL_LIMIT) -> str:
+    """Text quoted from a provider or a library, safe to keep: every secret removed, then cut to `limit`.
+
+    Cutting first would keep the start of a secret that straddles the limit. A provider echoing a request may
+    quote a secret URL-encoded (`%2F`, `+`), JSON-escaped (`\\/`, `\\u00xx`) or base64-encoded (SMTP AUTH),
+    so those forms go too, in either case of hex digit.
+    """
+    forms = sorted({form for secret in secrets if secret for form in secret_forms(secret)}, key=len, reverse=True)
+    if forms:  # before whitespace is collapsed, which would change a secret holding some
+        text = re.sub("|".join(re.escape(form) for form in forms), _REDACTED, text, flags=re.IGNORECASE)
+    return _WHITESPACE.sub(" ", text).strip()[:limit]
+
+
+def secret_forms(secret: str) -> set[str]:
+    """A secret as it may be quoted back: as is, URL-encoded, JSON-escaped, base64; a URL's path on its own too."""
+    secret = secret.strip()
+    if not secret:
+        return set()
+    forms = {secret, quote(secret, safe=""), quote(secret, safe="/"), quote_plus(secret), quote_plus(secret, safe="/"),
+             json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1],
+             json.dumps(secret).replace("/", "\\/")[1:-1], base64.b64encode(secret.encode()).decode()}
+    path = urlsplit(secret).path if "://" in secret else ""
+    if len(path) >= 8:  # a Slack webhook URL's secret is its path, which a proxy may quote without the host
+        forms |= secret_forms(path)
+    return {form for form in forms if form}
 
 
 def secret_digest(value: str) -> str:

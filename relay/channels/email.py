@@ -26,8 +26,8 @@ from typing import Any
 import aiosmtplib
 
 from relay.alerts import Notification
-from relay.channels.base import guard_store
-from relay.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from relay.channels.base import guard_store, scrub
+from relay.errors import DeliveryError, PermanentDeliveryError, Reason, TransientDeliveryError
 from relay.receivers import EmailConfig, ReceiverConfig
 from relay.templating import Templates, context, cut
 from relay.threads import Threads, alert_key
@@ -38,6 +38,7 @@ TIMEOUT = 20.0
 IMPLICIT_TLS_PORT = 465
 DEFAULT_PORT = 25
 SUBJECT_LIMIT = 250
+SMTP_DETAIL_LIMIT = 200
 _MSGID = re.compile(r"<[^<>\s]+@[^<>\s]+>")
 
 
@@ -92,7 +93,7 @@ def build_message(notification: Notification, templates: Templates, receiver: Re
     config = receiver.email
     assert config is not None
     if not config.from_:
-        raise PermanentDeliveryError("no_sender", "email.from (or global.smtp_from) is not set")
+        raise PermanentDeliveryError(Reason.UNCONFIGURED, "email.from (or global.smtp_from) is not set")
     now = now or datetime.now(UTC)
     ctx = context(notification, now=now)
     subject = " ".join(templates.render("email", "subject", receiver.templates, ctx).split())
@@ -119,8 +120,12 @@ def build_message(notification: Notification, templates: Templates, receiver: Re
 
 
 def _scrub(text: str, secret: str | None) -> str:
-    text = " ".join(text.split())[:200]
-    return text.replace(secret, "***") if secret else text
+    return scrub(text, [secret], SMTP_DETAIL_LIMIT)
+
+
+# SMTP replies relay reads as "authentication needed or refused" (RFC 4954), and "message too large" (RFC 5321).
+_AUTH_CODES = {530, 534, 535, 538}
+_TOO_LARGE_CODES = {552}
 
 
 def classify(exc: Exception, password: str | None) -> DeliveryError:
@@ -129,27 +134,29 @@ def classify(exc: Exception, password: str | None) -> DeliveryError:
         refused = [(r.code, r.recipient) for r in exc.recipients]
         detail = _scrub("; ".join(f"{code} {rcpt}" for code, rcpt in refused), password)
         if refused and all(400 <= code < 500 for code, _ in refused):
-            return TransientDeliveryError("smtp_4xx", f"recipients deferred: {detail}")
-        return PermanentDeliveryError("recipients_refused", detail)
+            return TransientDeliveryError(Reason.SERVER_ERROR, f"recipients deferred: {detail}")
+        return PermanentDeliveryError(Reason.CLIENT_ERROR, f"recipients refused: {detail}")
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         detail = _scrub(f"{exc.code} {exc.message}", password)
         if 400 <= exc.code < 500:
-            return TransientDeliveryError("smtp_4xx", detail)
-        if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
-            return PermanentDeliveryError("auth_failed", detail)
+            return TransientDeliveryError(Reason.SERVER_ERROR, detail)
+        if isinstance(exc, aiosmtplib.SMTPAuthenticationError) or exc.code in _AUTH_CODES:
+            return PermanentDeliveryError(Reason.AUTH, detail)
+        if exc.code in _TOO_LARGE_CODES:
+            return PermanentDeliveryError(Reason.PAYLOAD_TOO_LARGE, detail)
         if 500 <= exc.code < 600:
-            return PermanentDeliveryError("smtp_5xx", detail)
-        return TransientDeliveryError("smtp_error", detail)
+            return PermanentDeliveryError(Reason.CLIENT_ERROR, detail)
+        return TransientDeliveryError(Reason.INVALID_RESPONSE, detail)
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return PermanentDeliveryError("tls_error", _scrub(exc.verify_message or type(exc).__name__, password))
+        return PermanentDeliveryError(Reason.TLS, _scrub(exc.verify_message or type(exc).__name__, password))
     # aiosmtplib raises the bare base class for missing STARTTLS or AUTH support: a configuration mismatch.
     if isinstance(exc, aiosmtplib.SMTPNotSupported) or type(exc) is aiosmtplib.SMTPException:
-        return PermanentDeliveryError("smtp_not_supported", _scrub(str(exc), password))
+        return PermanentDeliveryError(Reason.CONFIG, _scrub(str(exc), password))
     if isinstance(exc, TimeoutError):
-        return TransientDeliveryError("timeout", type(exc).__name__)
+        return TransientDeliveryError(Reason.TIMEOUT, type(exc).__name__)
     if isinstance(exc, aiosmtplib.SMTPException | OSError):
-        return TransientDeliveryError("connection_error", _scrub(f"{type(exc).__name__}: {exc}", password))
-    return PermanentDeliveryError("invalid_config", type(exc).__name__)
+        return TransientDeliveryError(Reason.CONNECTION, _scrub(f"{type(exc).__name__}: {exc}", password))
+    return PermanentDeliveryError(Reason.CONFIG, type(exc).__name__)
 
 
 class _Smtp(aiosmtplib.SMTP):

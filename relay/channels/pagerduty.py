@@ -22,8 +22,8 @@ import httpx2
 import pagerduty
 
 from relay.alerts import Alert, Notification
-from relay.channels.base import parse_retry_after, secret_digest
-from relay.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from relay.channels.base import parse_retry_after, scrub, secret_digest
+from relay.errors import DeliveryError, PermanentDeliveryError, Reason, TransientDeliveryError, http_reason
 from relay.receivers import PagerDutyConfig, ReceiverConfig
 from relay.templating import Templates, context, cut, safe_url
 from relay.threads import Threads
@@ -162,23 +162,19 @@ class EventsClient(pagerduty.EventsApiV2Client):
         return self.enqueue_url if url == ENQUEUE_PATH else str(super().normalize_url(url))
 
 
-def _scrub(text: str, secret: str) -> str:
-    return " ".join(text.split())[:300].replace(secret, "***")
-
-
 def classify(exc: Exception, routing_key: str) -> DeliveryError:
     """Translate a library error; messages are built here, never copied with the key in them."""
     response = getattr(exc, "response", None)
     if isinstance(exc, pagerduty.HttpError) and response is not None:
         return _classify_response(response, routing_key)
     if isinstance(exc, pagerduty.UrlError):
-        return PermanentDeliveryError("invalid_url", "the configured PagerDuty URL is not usable")
+        return PermanentDeliveryError(Reason.CONFIG, "the configured PagerDuty URL is not usable")
     if isinstance(exc, pagerduty.Error):
         cause = exc.__cause__
         if isinstance(cause, httpx2.TimeoutException):
-            return TransientDeliveryError("timeout", type(cause).__name__)
-        return TransientDeliveryError("connection_error", type(cause or exc).__name__)
-    return PermanentDeliveryError("invalid_event", type(exc).__name__)
+            return TransientDeliveryError(Reason.TIMEOUT, type(cause).__name__)
+        return TransientDeliveryError(Reason.CONNECTION, type(cause or exc).__name__)
+    return PermanentDeliveryError(Reason.CLIENT_ERROR, f"invalid event: {type(exc).__name__}")
 
 
 def _classify_response(response: httpx2.Response, routing_key: str) -> DeliveryError:
@@ -188,16 +184,15 @@ def _classify_response(response: httpx2.Response, routing_key: str) -> DeliveryE
     except ValueError:
         body = {}
     errors = body.get("errors") if isinstance(body, dict) else None
-    detail = _scrub(f"HTTP {status}" + (f": {'; '.join(map(str, errors))}" if errors else ""), routing_key)
+    detail = scrub(f"HTTP {status}" + (f": {'; '.join(map(str, errors))}" if errors else ""), [routing_key])
     if status == 429:
-        return TransientDeliveryError("rate_limited", detail, parse_retry_after(response.headers.get("Retry-After")))
+        return TransientDeliveryError(Reason.RATE_LIMITED, detail,
+                                      parse_retry_after(response.headers.get("Retry-After")))
     if status >= 500 or status == 408:
-        return TransientDeliveryError(f"http_{status}", detail)
+        return TransientDeliveryError(http_reason(status), detail)
     if 200 <= status < 300:  # accepted, but the answer had no dedup_key: sending again is harmless
-        return TransientDeliveryError("invalid_response", detail)
-    if status == 400:
-        return PermanentDeliveryError("invalid_event", detail)
-    return PermanentDeliveryError(f"http_{status}", detail)
+        return TransientDeliveryError(Reason.INVALID_RESPONSE, detail)
+    return PermanentDeliveryError(http_reason(status), detail)
 
 
 class PagerDutyChannel:
@@ -224,7 +219,7 @@ class PagerDutyChannel:
             try:
                 self._client = EventsClient(self._key, self.config.url, self.timeout)
             except pagerduty.UrlError:
-                raise PermanentDeliveryError("invalid_url", "the configured PagerDuty URL is not usable") from None
+                raise PermanentDeliveryError(Reason.CONFIG, "the configured PagerDuty URL is not usable") from None
         return self._client
 
     async def send(self, notification: Notification, threads: Threads | None = None) -> None:
@@ -239,7 +234,7 @@ class PagerDutyChannel:
                 await asyncio.get_running_loop().run_in_executor(_CALLS, self._send_event, client, event)
             except (pagerduty.Error, pagerduty.UrlError, ValueError, TypeError) as exc:
                 error = classify(exc, self._key)
-                if not (isinstance(error, PermanentDeliveryError) and error.reason == "invalid_event"):
+                if not (isinstance(error, PermanentDeliveryError) and error.reason is Reason.CLIENT_ERROR):
                     raise error from None
                 refused.append(error)
         if refused:

@@ -31,7 +31,7 @@ from relay.alerts import Alert, Notification
 from relay.blocks import build_message
 from relay.channels.base import parse_retry_after, secret_digest
 from relay.channels.slack_threads import Anchor, ThreadBook, narrowed
-from relay.errors import PermanentDeliveryError, TransientDeliveryError
+from relay.errors import PermanentDeliveryError, Reason, TransientDeliveryError, http_reason
 from relay.receivers import ReceiverConfig, SlackConfig
 from relay.templating import Templates
 from relay.threads import Threads
@@ -44,10 +44,22 @@ _sdk_log.setLevel(logging.INFO)
 
 TIMEOUT = 10.0
 
-# Slack's own error names (webhook bodies, Web API `error` fields) double as metric reasons.
+# Slack's own error names (webhook bodies, Web API `error` fields) go into the detail, mapped onto relay's closed
+# set of metric reasons; a name Slack adds later is a client error until it is listed here.
 _SLACK_ERROR = re.compile(r"[a-z][a-z_]{1,48}")
-_RETRYABLE_ERRORS = {"rate_limited", "ratelimited", "internal_error", "fatal_error", "service_unavailable",
-                     "request_timeout"}
+_SLACK_REASONS: dict[str, Reason] = {
+    **dict.fromkeys(("rate_limited", "ratelimited"), Reason.RATE_LIMITED),
+    **dict.fromkeys(("internal_error", "fatal_error", "service_unavailable"), Reason.SERVER_ERROR),
+    "request_timeout": Reason.TIMEOUT,
+    **dict.fromkeys(("invalid_token", "invalid_auth", "not_authed", "account_inactive", "token_revoked",
+                     "token_expired", "no_permission", "missing_scope", "not_allowed_token_type", "ekm_access_denied",
+                     "action_prohibited", "restricted_action"), Reason.AUTH),
+    **dict.fromkeys(("channel_not_found", "channel_is_archived", "is_archived", "no_service", "no_service_id",
+                     "no_team", "team_disabled", "not_in_channel", "thread_not_found", "message_not_found",
+                     "user_not_found"), Reason.NOT_FOUND),
+    **dict.fromkeys(("msg_too_long", "too_many_attachments", "msg_blocks_too_long"), Reason.PAYLOAD_TOO_LARGE),
+}
+_TRANSIENT = {Reason.RATE_LIMITED, Reason.SERVER_ERROR, Reason.TIMEOUT}
 # chat.update answers meaning the original message cannot be changed any more: reply anyway, do not fail.
 _GONE = {"message_not_found", "cant_update_message", "edit_window_closed", "channel_not_found", "is_archived",
          "not_in_channel", "thread_not_found"}
@@ -55,16 +67,18 @@ _POST_ONLY = ("unfurl_links", "unfurl_media", "username", "icon_emoji")
 
 
 def classify(status: int, error: str, retry_after: str | None) -> NoReturn:
-    """Raise the DeliveryError for a Slack answer that is not a success; `error` is Slack's error name."""
+    """Raise the DeliveryError for a Slack answer that is not a success; `error` is Slack's error name, kept as the
+    error's `code` and in its detail."""
     name = error.strip() if _SLACK_ERROR.fullmatch(error.strip()) else ""
     detail = f"HTTP {status}" + (f" {name}" if name else "")
-    if status == 429 or name in ("rate_limited", "ratelimited"):
-        raise TransientDeliveryError("rate_limited", detail, parse_retry_after(retry_after))
-    if status >= 500 or status == 408:
-        raise TransientDeliveryError(f"http_{status}", detail)
-    if name in _RETRYABLE_ERRORS:
-        raise TransientDeliveryError(name, detail)
-    raise PermanentDeliveryError(name or (f"http_{status}" if status >= 300 else "api_error"), detail)
+    if status == 429 or status >= 500 or status == 408:
+        reason = http_reason(status)
+    else:
+        reason = _SLACK_REASONS.get(name) or (http_reason(status) if status >= 300 else Reason.CLIENT_ERROR)
+    if reason in _TRANSIENT:
+        hint = parse_retry_after(retry_after) if reason is Reason.RATE_LIMITED else None
+        raise TransientDeliveryError(reason, detail, hint, code=name)
+    raise PermanentDeliveryError(reason, detail, code=name)
 
 
 def post_call(channel: str | None, message: dict[str, Any], thread: Anchor | None = None) -> dict[str, Any]:
@@ -86,10 +100,10 @@ def update_call(anchor: Anchor, message: dict[str, Any]) -> dict[str, Any]:
 def network_error(exc: BaseException) -> TransientDeliveryError | PermanentDeliveryError:
     """Translate an aiohttp failure; its text may hold the URL, so only the type is kept."""
     if isinstance(exc, TimeoutError):
-        return TransientDeliveryError("timeout", type(exc).__name__)
+        return TransientDeliveryError(Reason.TIMEOUT, type(exc).__name__)
     if isinstance(exc, aiohttp.InvalidURL):
-        return PermanentDeliveryError("invalid_url", "the configured Slack URL is not a valid URL")
-    return TransientDeliveryError("connection_error", type(exc).__name__)
+        return PermanentDeliveryError(Reason.CONFIG, "the configured Slack URL is not a valid URL")
+    return TransientDeliveryError(Reason.CONNECTION, type(exc).__name__)
 
 
 class SlackChannel:
@@ -156,9 +170,9 @@ class SlackChannel:
         try:
             await self._call(lambda client: client.chat_update(**update))
         except PermanentDeliveryError as exc:
-            if exc.reason not in _GONE:
+            if exc.code not in _GONE:
                 raise
-            log.warning("slack message %s can no longer be updated (%s); replying only", anchor.ts, exc.reason)
+            log.warning("slack message %s can no longer be updated (%s); replying only", anchor.ts, exc.code)
         else:
             if original is not None:
                 await book.save_original(anchor, original)
