@@ -87,7 +87,8 @@ def container(deployment: Resource, name: str = "relay") -> Resource:
 
 
 def strict(schema: Any) -> Any:
-    """A CRD schema that refuses unknown fields: the API server prunes them, `kubectl apply` refuses them."""
+    """A CRD schema that refuses unknown fields: the API server prunes them, `kubectl apply` refuses them.
+    What the CRD types only as `object` (metadata) stays open: the API server checks metadata itself."""
     schema = copy.deepcopy(schema)
 
     def walk(node: Any) -> None:
@@ -110,9 +111,7 @@ def crd_validator(api_version: str, kind: str) -> jsonschema.Draft7Validator:
     crd = yaml.safe_load((SCHEMAS / CRD_FILES[(api_version, kind)]).read_text())
     version = api_version.split("/")[1]
     served = next(v for v in crd["spec"]["versions"] if v["name"] == version and v["served"])
-    schema = strict(served["schema"]["openAPIV3Schema"])
-    # Objects the CRD only types as `object` (metadata) stay open; the API server checks metadata itself.
-    return jsonschema.Draft7Validator(schema)
+    return jsonschema.Draft7Validator(strict(served["schema"]["openAPIV3Schema"]))
 
 
 def crd_errors(resource: Resource) -> list[str]:
