@@ -113,9 +113,13 @@ def podman_run(image: Image, providers: Providers, port: int) -> Iterator[Runnin
         pid = int(run("podman", "inspect", "--format", "{{.State.Pid}}", name))
 
         def healthcheck(**overrides: str) -> int:
-            extra = [arg for key, value in overrides.items() for arg in ("--env", f"{key}={value}")]
-            return subprocess.run(["podman", "--runtime", "runc", "exec", *extra, name, *image.healthcheck[1:]],
-                                  capture_output=True, timeout=30, check=False).returncode
+            """podman's own run of the HEALTHCHECK; with overrides, its command through `podman exec`."""
+            if not overrides:
+                command = ["podman", "healthcheck", "run", name]
+            else:
+                extra = [arg for key, value in overrides.items() for arg in ("--env", f"{key}={value}")]
+                command = ["podman", "--runtime", "runc", "exec", *extra, name, *image.healthcheck[1:]]
+            return subprocess.run(command, capture_output=True, timeout=30, check=False).returncode
 
         yield Running(f"http://127.0.0.1:{port}", pid, healthcheck, lambda: logs(name),
                       lambda: not Path(f"/proc/{pid}").exists())
