@@ -124,7 +124,7 @@ def outcomes_row(board: Board) -> None:
         maximum=1), width=6)
     board.add(timeseries_panel(
         "Failed attempts by reason", "Provider calls that failed, by integration and reason (timeout, "
-        "rate_limited, http_5xx, ...). Transient reasons are retried.", "ops",
+        "rate_limited, server_error, not_found, ...). Transient reasons are retried.", "ops",
         [Query(f"sum by (integration, reason) (rate(relay_notification_requests_failed_total{{{SEL}}}[{RATE}]))",
                "{{integration}}: {{reason}}")]), width=6)
     board.add(timeseries_panel(
