@@ -25,6 +25,8 @@ def run(settings: Settings) -> int:
         try:
             with asyncio.Runner(loop_factory=_loop_factory()) as runner:
                 return runner.run(_serve(settings, sock))
+        except KeyboardInterrupt:  # Ctrl-C while waiting for PostgreSQL, or re-raised by uvicorn after shutdown
+            return 130
         finally:
             sock.close()
     finally:
