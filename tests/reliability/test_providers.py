@@ -67,7 +67,9 @@ FAULTS = [
 @pytest.mark.parametrize("faults", FAULTS, ids=["down", "refusing"])
 async def test_providers_down_then_up_deliver_everything_once_in_order(tmp_path: Path, stack: Stack,
                                                                          profile: Profile, faults: Faults) -> None:
-    async with running_relay(relay_settings(tmp_path, stack.routes)) as relay:
+    # Retry-After is honoured up to RELAY_RETRY_MAX_SECONDS (issue 11 item 4): keep the cap above the 429s' hint.
+    settings = relay_settings(tmp_path, stack.routes, retry_max_seconds=RETRY_AFTER + 1)
+    async with running_relay(settings) as relay:
         load = Load(relay.url, stack.token, profile.rate, prefix="Relo")
         offering = asyncio.create_task(load.run(profile.outage_seconds + 2))
         await asyncio.sleep(1)  # load flowing normally first
