@@ -19,7 +19,15 @@ from datetime import timedelta
 from relay import metrics
 from relay.alerts import Notification
 from relay.channels.base import DETAIL_LIMIT, scrub
-from relay.errors import DeliveryError, PermanentDeliveryError, Reason, StoreUnavailable, TransientDeliveryError
+from relay.channels.deadline import send_deadline
+from relay.errors import (
+    DeliveryError,
+    DeliveryUnfinished,
+    PermanentDeliveryError,
+    Reason,
+    StoreUnavailable,
+    TransientDeliveryError,
+)
 from relay.ratelimit import RateLimiter
 from relay.retry import RetryPolicy, next_attempt
 from relay.runtime import Runtime
@@ -190,6 +198,12 @@ class Dispatcher:
             attempt = Attempt(started, 0.0, "deferred", "rate_limited")
             await self._store_call(self.store.retry_later(notification.id, self.owner, attempt,
                                                           started + deferred.wait, count_attempt=False))
+        except DeliveryUnfinished as unfinished:  # progress kept: the rest at once, no backoff, no attempt counted
+            now = time.time()
+            log.info("notification %d to %s: %s", notification.id, notification.receiver, unfinished)
+            attempt = Attempt(started, now - started, "deferred", "unfinished", str(unfinished))
+            await self._store_call(self.store.retry_later(notification.id, self.owner, attempt, now,
+                                                          count_attempt=False))
         else:
             await self._delivered(notification, started)
 
@@ -211,8 +225,12 @@ class Dispatcher:
         metrics.notification_requests.labels(*labels).inc()
         call_started = time.perf_counter()
         try:
-            async with asyncio.timeout(self._timeout(notification)):  # in this task: no task per send
-                await channel.send(notification, Threads(self.store, receiver.name))
+            timeout = self._timeout(notification)
+            with send_deadline(timeout):  # a channel of many calls stops starting them in time
+                async with asyncio.timeout(timeout):  # in this task: no task per send
+                    await channel.send(notification, Threads(self.store, receiver.name))
+        except DeliveryUnfinished:
+            raise
         except TimeoutError:
             metrics.notification_requests_failed.labels(*labels, Reason.TIMEOUT).inc()
             raise TransientDeliveryError(Reason.TIMEOUT,

@@ -5,6 +5,7 @@
     ├── StoreUnavailable            the outbox cannot commit; the webhook answers 503
     ├── StoreRejected               the store refuses the data itself (not an outage); the webhook answers 400
     ├── StartupError                relay cannot start: one line for the person starting it, no traceback
+    ├── DeliveryUnfinished          a channel made progress but its time is up: continue at once (not a failure)
     └── DeliveryError               a channel failed to deliver a notification
         ├── TransientDeliveryError  try again later (connection, timeout, 5xx, 429, SMTP 4xx)
         └── PermanentDeliveryError  dead-letter at once (4xx, bad token, unset secret, template error)
@@ -95,6 +96,11 @@ class StoreRejected(RelayError):
 
 class StartupError(RelayError):
     """A start-up mistake the user can fix (a path, an address, a setting); the message is the whole story."""
+
+
+class DeliveryUnfinished(RelayError):
+    """Part of a notification went out (a large PagerDuty group) and the channel remembered which part; the
+    attempt's time is up, so the rest is sent by another attempt started at once, without a backoff."""
 
 
 class DeliveryError(RelayError):

@@ -1,22 +1,27 @@
-"""PagerDuty channel against a local Events API v2, through the real `pagerduty` client."""
+"""PagerDuty channel against a local Events API v2 (tests/fakes/pagerduty.py speaks the documented API)."""
 
 from __future__ import annotations
 
 import logging
+import time
 import traceback
+from collections import Counter
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from relay.channels.pagerduty import PagerDutyChannel, build_events, dedup_key
 from relay.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from relay.receivers import ReceiverConfig
 from relay.templating import Templates
+from tests.conftest import Providers
 from tests.fakes import notification, webhook_message
 from tests.fakes.pagerduty import PagerDutyServer, problems
 from tests.fakes.smtp import free_port
-from tests.helpers import TEMPLATES
+from tests.helpers import TEMPLATES, RunningRelay, poll_until, relay_settings, running_relay
 
 ROUTING_KEY = "R0UT1NGKEYSECRET0000000000000042"
 
@@ -25,6 +30,12 @@ ROUTING_KEY = "R0UT1NGKEYSECRET0000000000000042"
 async def pd() -> AsyncIterator[PagerDutyServer]:
     async with PagerDutyServer(routing_keys={ROUTING_KEY}) as server:
         yield server
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +49,9 @@ def receiver(url: str, **config: Any) -> ReceiverConfig:
 
 
 @pytest.fixture
-async def channel(pd: PagerDutyServer, templates: Templates) -> AsyncIterator[PagerDutyChannel]:
-    sender = PagerDutyChannel(receiver(pd.url), templates, timeout=5.0)
+async def channel(pd: PagerDutyServer, templates: Templates,
+                  session: aiohttp.ClientSession) -> AsyncIterator[PagerDutyChannel]:
+    sender = PagerDutyChannel(receiver(pd.url), templates, session, timeout=5.0)
     yield sender
     await sender.close()
 
@@ -74,7 +86,7 @@ TABLE = [
 
 @pytest.mark.parametrize(("answer", "headers", "outcome", "reason", "retry_after"), TABLE)
 async def test_provider_answers_map_to_outcomes(
-    pd: PagerDutyServer, templates: Templates, caplog: pytest.LogCaptureFixture,
+    pd: PagerDutyServer, templates: Templates, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture,
     answer: int | str, headers: dict[str, str], outcome: str, reason: str | None, retry_after: float | None,
 ) -> None:
     caplog.set_level(logging.DEBUG)
@@ -87,7 +99,7 @@ async def test_provider_answers_map_to_outcomes(
     elif answer != 202:
         assert isinstance(answer, int)
         pd.respond_with(answer, None, headers)
-    sender = PagerDutyChannel(receiver(url), templates, timeout=timeout)
+    sender = PagerDutyChannel(receiver(url), templates, session, timeout=timeout)
 
     exc: DeliveryError | None = None
     try:
@@ -199,11 +211,12 @@ async def test_summary_is_cut_to_the_api_limit(pd: PagerDutyServer, channel: Pag
     assert len(event["payload"]["summary"]) == 1024
 
 
-def test_destination_is_secret_free(templates: Templates) -> None:
-    sender = PagerDutyChannel(receiver("https://events.pagerduty.com/v2/enqueue"), templates)
+async def test_destination_is_secret_free(templates: Templates, session: aiohttp.ClientSession) -> None:
+    sender = PagerDutyChannel(receiver("https://events.pagerduty.com/v2/enqueue"), templates, session)
     assert sender.destination.startswith("pagerduty:")
     assert ROUTING_KEY not in sender.destination
-    assert sender.destination == PagerDutyChannel(receiver("https://x.example/v2/enqueue"), templates).destination
+    assert sender.destination == PagerDutyChannel(receiver("https://x.example/v2/enqueue"), templates,
+                                                  session).destination
 
 
 def test_summary_names_the_pod_once(templates: Templates) -> None:
@@ -266,3 +279,82 @@ async def test_a_transient_failure_stops_at_once_and_the_retry_sends_everything(
     with pytest.raises(PermanentDeliveryError):  # the retry delivers the others, then gives up on the refused one
         await channel.send(notification("firing-highmemory-group3-truncated", "oncall", "pagerduty"))
     assert len(pd.open_incidents()) == 2
+
+
+# -- one slow endpoint, large groups (issue 11, items 5 and 6) -----------------------------------------------------
+
+TWO_PAGERDUTY = """\
+receivers:
+  - name: slow-oncall
+    pagerduty:
+      routing_key: ${PAGERDUTY_ROUTING_KEY}
+      url: %(slow)s
+  - name: oncall
+    pagerduty:
+      routing_key: ${PAGERDUTY_ROUTING_KEY}
+      url: %(healthy)s
+routes:
+  - matchers: ['to="slow"']
+    receivers: [slow-oncall]
+default_receivers: [oncall]
+"""
+
+
+def page(name: str, to: str = "", alerts: int = 1) -> dict[str, Any]:
+    """A webhook of `alerts` firing alerts named `name`, each its own PagerDuty incident."""
+    labels = [{"alertname": name, "severity": "critical", "to": to, "pod": f"pod-{i:04d}"} for i in range(alerts)]
+    return {"version": "4", "groupKey": f"{{}}:{{alertname=\"{name}\"}}", "status": "firing", "receiver": "relay",
+            "groupLabels": {"alertname": name}, "commonLabels": {"alertname": name}, "externalURL": "http://am:9093",
+            "alerts": [{"status": "firing", "labels": lab, "annotations": {"summary": f"{name} {lab['pod']}"},
+                        "startsAt": "2026-11-26T07:40:12.571836967Z", "fingerprint": f"{name}-{i:04d}"}
+                       for i, lab in enumerate(labels)]}
+
+
+async def test_an_endpoint_that_drips_does_not_stall_another_pagerduty_receiver(
+    tmp_path: Path, providers: Providers
+) -> None:
+    async with PagerDutyServer() as slow:
+        slow.drip(3.0)  # 202, then a byte every 3 s: a per-read timeout never fires
+        routes = tmp_path / "two-pagerduty.yaml"
+        routes.write_text(TWO_PAGERDUTY % {"slow": slow.url, "healthy": providers.pagerduty.url})
+        settings = relay_settings(tmp_path, routes, send_timeout_seconds=1, lease_seconds=3)
+        async with running_relay(settings) as relay:
+            for i in range(12):
+                assert (await relay.post(page(f"Slow{i:02d}", to="slow"))).status_code == 200
+            # The pool of 32 threads the `pagerduty` client ran in would now be full of calls nobody can stop.
+            await slow.wait_for_requests(40, timeout=30)
+            started = time.monotonic()
+            assert (await relay.post(page("Healthy"))).status_code == 200
+            [event] = await providers.pagerduty.wait_for(1, timeout=10)
+            paged_after = time.monotonic() - started
+            hanging = slow.dripping
+            rows = await relay.history(receiver="slow-oncall", limit="1")
+            detail = (await relay.admin("GET", f"/api/v1/notifications/{rows[0]['id']}")).json()
+    assert event["payload"]["summary"].startswith("[FIRING")
+    assert paged_after < 5 and hanging > 0  # paged while the slow endpoint still hangs
+    durations = [a["duration"] for a in detail["attempt_log"] if a["reason"] == "timeout"]
+    assert durations and all(0.8 < d < 2.0 for d in durations), durations  # each call ended at its deadline
+
+
+async def test_a_group_of_1000_alerts_reaches_pagerduty_whole_each_event_once(
+    tmp_path: Path, providers: Providers
+) -> None:
+    routes = tmp_path / "two-pagerduty.yaml"
+    routes.write_text(TWO_PAGERDUTY % {"slow": providers.pagerduty.url, "healthy": providers.pagerduty.url})
+    # Far less time per attempt than 1,000 events take: without progress, every retry starts again from event 1.
+    settings = relay_settings(tmp_path, routes, send_timeout_seconds=0.5, lease_seconds=1)
+    providers.pagerduty.slow(0.005)  # 5 ms an event: 1,000 take 5 s or more, an attempt 0.8 s
+    async with running_relay(settings) as relay:
+        assert (await relay.post(page("Storm", alerts=1000))).status_code == 200
+        await providers.pagerduty.wait_for(1000, timeout=90)
+        await poll_until(lambda: _delivered(relay), timeout=30)
+        [row] = await relay.history()
+        detail = (await relay.admin("GET", f"/api/v1/notifications/{row['id']}")).json()
+    per_key = Counter(e["dedup_key"] for e in providers.pagerduty.events)
+    assert len(per_key) == 1000 and set(per_key.values()) == {1}  # every alert paged, none twice
+    unfinished = [a for a in detail["attempt_log"] if a["reason"] == "unfinished"]
+    assert len(unfinished) >= 1 and detail["attempt_log"][-1]["outcome"] == "delivered"
+
+
+async def _delivered(relay: RunningRelay) -> bool:
+    return [r["state"] for r in await relay.history()] == ["delivered"]

@@ -19,4 +19,4 @@ def build_channel(receiver: ReceiverConfig, templates: Templates, session: aioht
         return SlackChannel(receiver, templates, session)
     if integration == "email":
         return EmailChannel(receiver, templates)
-    return PagerDutyChannel(receiver, templates)
+    return PagerDutyChannel(receiver, templates, session)

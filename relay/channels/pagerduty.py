@@ -1,45 +1,60 @@
-"""PagerDuty Events API v2 through the `pagerduty` package: one incident per alert.
+"""PagerDuty Events API v2: one incident per alert, posted on the event loop with a deadline per call.
 
 Each alert gets its own event, keyed by `dedup_key(alert)`, so a firing alert
 opens one incident and its resolve closes exactly that one; a repeated trigger
-(a retried notification) is merged by PagerDuty instead of paging twice. The
-client is synchronous and runs in worker threads of its own, with its built-in
-retries and sleeps turned off: the dispatcher owns retries.
+(a retried notification) is merged by PagerDuty instead of paging twice.
+
+The events are posted with relay's shared aiohttp session, as Slack's are, each
+call under a total deadline that really ends it. The `pagerduty` package's
+client is synchronous: it ran in a pool of threads that a cancelled send could
+not stop, and httpx's timeout is per read, so one endpoint that dripped a byte
+every 3 s held every thread and starved every other PagerDuty receiver. The
+body is the one that client sent (`event_action`, the event's fields,
+`dedup_key`, `routing_key`), so what PagerDuty receives has not changed.
+
+A large group's events are sent in order until the attempt's time is nearly up;
+what PagerDuty accepted is remembered per alert (relay.threads), so the next
+attempt, started at once, continues where this one stopped instead of from the
+first event.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import functools
 import hashlib
 import json
 import logging
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpx2
-import pagerduty
+import aiohttp
 
 from relay.alerts import Alert, Notification
 from relay.channels.base import parse_retry_after, scrub, secret_digest
-from relay.errors import DeliveryError, PermanentDeliveryError, Reason, TransientDeliveryError, http_reason
+from relay.channels.deadline import remaining
+from relay.errors import (
+    DeliveryError,
+    DeliveryUnfinished,
+    PermanentDeliveryError,
+    Reason,
+    StoreUnavailable,
+    TransientDeliveryError,
+    http_reason,
+)
 from relay.receivers import PagerDutyConfig, ReceiverConfig
 from relay.templating import Templates, context, cut, safe_url
-from relay.threads import Threads
+from relay.threads import Threads, alert_key
 
 log = logging.getLogger(__name__)
 
-# The library logs "exceeded maximum number of attempts" for every answer once retries are off; the
-# channel reports outcomes itself, so the library's logger stays quiet (and never at DEBUG).
-_lib_log = logging.getLogger(f"{__name__}.lib")
-_lib_log.setLevel(logging.CRITICAL)
-
-TIMEOUT = 10.0
-# Not the event loop's default executor: a slow PagerDuty would fill it, and aiohttp and aiosmtplib resolve
-# Slack's and the mail server's host names there, so every other receiver would wait for PagerDuty.
-_CALLS = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="relay-pagerduty")
-ENQUEUE_PATH = "/v2/enqueue"
+TIMEOUT = 10.0  # one call, connecting to the end of the answer
+# A group's events stop being started when less than this share of the attempt's time is left (at most TIMEOUT),
+# so the events in flight end before the attempt's deadline and what was accepted is remembered.
+RESERVE_SHARE = 0.25
+ANSWER_LIMIT = 64 * 1024  # PagerDuty's answers are a few hundred bytes
+HEADERS = {"Content-Type": "application/json", "User-Agent": "relay"}
 SUMMARY_LIMIT = 1024
 # The Events API refuses events of 512 KB or more; like Alertmanager, relay reads that as 512,000 bytes. The
 # routing key and JSON framing are added by the client.
@@ -57,8 +72,6 @@ LINKS = (("runbookURL", "Runbook"), ("sourceURL", "Source"), ("silenceURL", "Sil
 SEVERITIES = {"critical": "critical", "error": "error", "warning": "warning", "info": "info",
               "crit": "critical", "err": "error", "warn": "warning", "page": "critical"}
 DEFAULT_SEVERITY = "warning"
-# Any status in `retry` makes the client return at once instead of raising (401) or sleeping (429, 5xx).
-_NO_RETRY = {status: 1 for status in (400, 401, 403, 404, 408, 429, 500, 502, 503, 504)}
 
 
 def dedup_key(alert: Alert) -> str:
@@ -135,59 +148,13 @@ def _size(event: dict[str, Any]) -> int:
     return len(json.dumps(event, ensure_ascii=False).encode()) + ROUTING_KEY_ALLOWANCE
 
 
-class EventsClient(pagerduty.EventsApiV2Client):
-    """The library's client, also accepting http:// (local test servers, proxies) and any enqueue URL."""
-
-    def __init__(self, routing_key: str, enqueue_url: str, timeout: float) -> None:
-        self.enqueue_url = enqueue_url
-        base = enqueue_url.removesuffix(ENQUEUE_PATH).rstrip("/") if enqueue_url.endswith(ENQUEUE_PATH) else enqueue_url
-        super().__init__(routing_key, base_url=base)
-        self.log = _lib_log
-        self.retry = dict(_NO_RETRY)
-        self.max_http_attempts = -1
-        self.max_network_attempts = 0
-        self.timeout = timeout  # type: ignore[assignment]  # typed int by the library; httpx takes float
-
-    @property
-    def url(self) -> str:
-        return str(self._url)
-
-    @url.setter
-    def url(self, new_base_url: str) -> None:
-        if not new_base_url.startswith(("https://", "http://")):
-            raise pagerduty.UrlError("PagerDuty URL must use http:// or https://")
-        self._url = new_base_url
-
-    def normalize_url(self, url: str) -> str:
-        return self.enqueue_url if url == ENQUEUE_PATH else str(super().normalize_url(url))
-
-
-def classify(exc: Exception, routing_key: str) -> DeliveryError:
-    """Translate a library error; messages are built here, never copied with the key in them."""
-    response = getattr(exc, "response", None)
-    if isinstance(exc, pagerduty.HttpError) and response is not None:
-        return _classify_response(response, routing_key)
-    if isinstance(exc, pagerduty.UrlError):
-        return PermanentDeliveryError(Reason.CONFIG, "the configured PagerDuty URL is not usable")
-    if isinstance(exc, pagerduty.Error):
-        cause = exc.__cause__
-        if isinstance(cause, httpx2.TimeoutException):
-            return TransientDeliveryError(Reason.TIMEOUT, type(cause).__name__)
-        return TransientDeliveryError(Reason.CONNECTION, type(cause or exc).__name__)
-    return PermanentDeliveryError(Reason.CLIENT_ERROR, f"invalid event: {type(exc).__name__}")
-
-
-def _classify_response(response: httpx2.Response, routing_key: str) -> DeliveryError:
-    status = response.status_code
-    try:
-        body = response.json()
-    except ValueError:
-        body = {}
+def classify(status: int, body: Any, retry_after: str | None, routing_key: str) -> DeliveryError:
+    """The DeliveryError for an answer that is not an accepted event; messages are built here, never copied with
+    the key in them."""
     errors = body.get("errors") if isinstance(body, dict) else None
     detail = scrub(f"HTTP {status}" + (f": {'; '.join(map(str, errors))}" if errors else ""), [routing_key])
     if status == 429:
-        return TransientDeliveryError(Reason.RATE_LIMITED, detail,
-                                      parse_retry_after(response.headers.get("Retry-After")))
+        return TransientDeliveryError(Reason.RATE_LIMITED, detail, parse_retry_after(retry_after))
     if status >= 500 or status == 408:
         return TransientDeliveryError(http_reason(status), detail)
     if 200 <= status < 300:  # accepted, but the answer had no dedup_key: sending again is harmless
@@ -195,59 +162,122 @@ def _classify_response(response: httpx2.Response, routing_key: str) -> DeliveryE
     return PermanentDeliveryError(http_reason(status), detail)
 
 
+def event_body(event: dict[str, Any], routing_key: str) -> bytes:
+    """The JSON the `pagerduty` client posted for this event (same fields, same order)."""
+    fields = {k: v for k, v in event.items() if k not in ("event_action", "dedup_key")}
+    body = {"event_action": event["event_action"], **fields, "dedup_key": event["dedup_key"],
+            "routing_key": routing_key}
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def progress_ref(notification: Notification) -> str:
+    """What relay.threads remembers for an alert whose event of this notification PagerDuty accepted."""
+    return f"pagerduty-accepted:{notification.id}"
+
+
 class PagerDutyChannel:
     """Sends one Events API v2 event per alert of a notification, in order."""
 
     integration = "pagerduty"
 
-    def __init__(self, receiver: ReceiverConfig, templates: Templates, *, timeout: float = TIMEOUT) -> None:
+    def __init__(self, receiver: ReceiverConfig, templates: Templates, session: aiohttp.ClientSession, *,
+                 timeout: float = TIMEOUT) -> None:
         if receiver.pagerduty is None:
             raise ValueError(f"receiver {receiver.name!r} is not a pagerduty receiver")
         self.receiver = receiver
         self.config: PagerDutyConfig = receiver.pagerduty
         self.templates = templates
+        self.session = session
         self._key = self.config.routing_key.get_secret_value().strip() if self.config.routing_key else ""
-        self._client: EventsClient | None = None
         self.timeout = timeout
 
     @functools.cached_property
     def destination(self) -> str:
         return "pagerduty:" + secret_digest(self._key)
 
-    def _events_client(self) -> EventsClient:
-        if self._client is None:
-            try:
-                self._client = EventsClient(self._key, self.config.url, self.timeout)
-            except pagerduty.UrlError:
-                raise PermanentDeliveryError(Reason.CONFIG, "the configured PagerDuty URL is not usable") from None
-        return self._client
+    def _url(self) -> str:
+        try:
+            parts = urlsplit(self.config.url)
+            usable = parts.scheme in ("https", "http") and bool(parts.hostname)
+        except (TypeError, ValueError):
+            usable = False
+        if not usable:
+            raise PermanentDeliveryError(Reason.CONFIG, "the configured PagerDuty URL is not usable")
+        return self.config.url
 
     async def send(self, notification: Notification, threads: Threads | None = None) -> None:
-        """Send every alert's event. PagerDuty refusing one event (400) must not keep the group's other incidents
-        from opening: the rest are sent, then the refusal is raised. Anything else stops at once; a retry sends
-        every event again, which PagerDuty merges by dedup_key."""
+        """Send every alert's event not yet accepted. PagerDuty refusing one event (400) must not keep the group's
+        other incidents from opening: the rest are sent, then the refusal is raised. Anything else stops at once;
+        the retry sends only what PagerDuty has not accepted (and PagerDuty merges a repeat by dedup_key)."""
         events = build_events(notification, self.templates, self.receiver)
-        client = self._events_client()
-        refused: list[PermanentDeliveryError] = []
-        for event in events:
-            try:
-                await asyncio.get_running_loop().run_in_executor(_CALLS, self._send_event, client, event)
-            except (pagerduty.Error, pagerduty.UrlError, ValueError, TypeError) as exc:
-                error = classify(exc, self._key)
-                if not (isinstance(error, PermanentDeliveryError) and error.reason is Reason.CLIENT_ERROR):
-                    raise error from None
-                refused.append(error)
+        url = self._url()
+        pending = list(zip(notification.alerts, events, strict=True))
+        if threads is not None and len(pending) > 1:
+            done = await threads.find(notification.alerts)
+            pending = [(a, e) for a, e in pending if done.get(alert_key(a)) != progress_ref(notification)]
+        accepted: list[Alert] = []
+        try:
+            refused = await self._send_all(url, pending, accepted)
+        except BaseException:
+            await self._remember(threads, notification, accepted)
+            raise
         if refused:
+            await self._remember(threads, notification, accepted)
             first = refused[0]
             raise PermanentDeliveryError(first.reason, f"{len(refused)} of {len(events)} events refused; "
                                                        f"first: {first.detail}")
 
-    @staticmethod
-    def _send_event(client: EventsClient, event: dict[str, Any]) -> None:
-        properties = {k: v for k, v in event.items() if k not in ("event_action", "dedup_key")}
-        client.send_event(event["event_action"], dedup_key=event["dedup_key"], **properties)
+    async def _send_all(self, url: str, pending: list[tuple[Alert, dict[str, Any]]],
+                        accepted: list[Alert]) -> list[PermanentDeliveryError]:
+        budget = remaining(self.timeout * max(1, len(pending)))
+        reserve = min(self.timeout, budget * RESERVE_SHARE)
+        refused: list[PermanentDeliveryError] = []
+        for n, (alert, event) in enumerate(pending):
+            left = remaining(budget)
+            if n > 0 and left < reserve:  # at least one event per attempt: every attempt makes progress
+                raise DeliveryUnfinished(f"{len(accepted)} of {len(pending)} events accepted in this attempt; "
+                                         "the rest follow at once")
+            try:
+                await self._post(url, event, min(self.timeout, max(left, 0.001)))
+            except PermanentDeliveryError as error:
+                if error.reason is not Reason.CLIENT_ERROR:
+                    raise
+                refused.append(error)
+                continue
+            accepted.append(alert)
+        return refused
+
+    async def _post(self, url: str, event: dict[str, Any], timeout: float) -> None:
+        """One event, ended after `timeout` seconds whatever the endpoint does (a drip of bytes included)."""
+        try:
+            async with asyncio.timeout(timeout), self.session.post(
+                    url, data=event_body(event, self._key), headers=HEADERS, allow_redirects=False,
+                    timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+                raw = await response.content.read(ANSWER_LIMIT)
+                status, retry_after = response.status, response.headers.get("Retry-After")
+        except TimeoutError:
+            raise TransientDeliveryError(Reason.TIMEOUT, f"no answer in {timeout:.1f}s") from None
+        except aiohttp.InvalidURL:
+            raise PermanentDeliveryError(Reason.CONFIG, "the configured PagerDuty URL is not usable") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise TransientDeliveryError(Reason.CONNECTION, type(exc).__name__) from None
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = {}
+        if 200 <= status < 300 and isinstance(body, dict) and "dedup_key" in body:
+            return
+        raise classify(status, body, retry_after, self._key)
+
+    async def _remember(self, threads: Threads | None, notification: Notification, accepted: list[Alert]) -> None:
+        """Keep which alerts' events were accepted, for the next attempt; if the store cannot, it resends them."""
+        if threads is None or not accepted or len(notification.alerts) < 2:
+            return
+        try:
+            await threads.remember(accepted, progress_ref(notification))
+        except StoreUnavailable as exc:
+            log.warning("notification %d: cannot remember which PagerDuty events were accepted (the next attempt "
+                        "sends them again, merged by dedup_key): %s", notification.id, exc)
 
     async def close(self) -> None:
-        if self._client is not None:
-            await asyncio.get_running_loop().run_in_executor(_CALLS, self._client.close)
-            self._client = None
+        """Nothing of its own to close: the session is relay's (relay.runtime)."""

@@ -8,6 +8,8 @@ dedup_key, a resolve closes it) and can be scripted to answer 429 or 5xx.
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from datetime import datetime
 from typing import Any
@@ -87,6 +89,9 @@ class PagerDutyServer(FakeHttpServer):
         self.routing_keys = routing_keys
         self.events: list[dict[str, Any]] = []
         self.incidents: dict[str, dict[str, Any]] = {}  # dedup_key -> {"status", "trigger", "events"}
+        self.dripping = 0  # answers being dripped right now (see drip())
+        self.dripped: list[float] = []  # how long each dripped answer lasted before the client hung up
+        self._drip = 0.0
 
     async def __aenter__(self) -> PagerDutyServer:
         await self.start()
@@ -113,7 +118,33 @@ class PagerDutyServer(FakeHttpServer):
                                  f"{[r.status for r in self.requests]}")
         return self.events[:count]
 
-    async def _enqueue(self, request: web.Request) -> web.Response:
+    def drip(self, every: float) -> None:
+        """A broken endpoint: answer every request 202 and then one byte of body every `every` seconds, for as long
+        as the client listens (per-read timeouts never fire). `recover()` does not end it; stopping the server does."""
+        self._drip = every
+
+    async def _dripping(self, request: web.Request) -> web.StreamResponse:
+        started = time.monotonic()
+        await self.record(request, None, 202)
+        response = web.StreamResponse(status=202, headers={"Content-Type": "application/json"})
+        self.dripping += 1
+        await self.notify()
+        try:
+            await response.prepare(request)
+            while True:
+                await asyncio.sleep(self._drip)
+                await response.write(b" ")
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self.dripping -= 1
+            self.dripped.append(time.monotonic() - started)
+            await self.notify()
+        return response
+
+    async def _enqueue(self, request: web.Request) -> web.StreamResponse:
+        if self._drip:
+            return await self._dripping(request)
         event, is_json = await read_body(request)
         answer = await self.next_answer()
         if answer is None or (answer.body is None and 200 <= answer.status < 300):
