@@ -83,6 +83,7 @@ class Pod:
     configmaps: dict[str, dict[str, str]]
     secrets: dict[str, dict[str, str]]
     port: int = field(default_factory=free_port)
+    claims: dict[str, Path] = field(default_factory=dict)  # PersistentVolumeClaim name -> an existing volume
     mounts: dict[str, Path] = field(default_factory=dict)
     writable: list[Path] = field(default_factory=list)
     configmap_volumes: dict[str, ConfigMapVolume] = field(default_factory=dict)
@@ -106,6 +107,9 @@ class Pod:
         elif "emptyDir" in volume:
             directory.mkdir(parents=True)
             directory.chmod(0o1777)
+            self.writable.append(directory)
+        elif "persistentVolumeClaim" in volume and volume["persistentVolumeClaim"]["claimName"] in self.claims:
+            directory = self.claims[volume["persistentVolumeClaim"]["claimName"]]  # the same volume, as on one node
             self.writable.append(directory)
         elif "persistentVolumeClaim" in volume:
             directory.mkdir(parents=True)
@@ -176,6 +180,14 @@ class Pod:
                 return False
 
         await poll_until(listening, timeout=timeout, interval=0.05)
+
+    async def exits(self, timeout: float) -> tuple[int, str]:
+        """Start a relay that must refuse to run: its exit code and what it printed."""
+        with self.log.open("ab") as out:
+            self.proc = await asyncio.create_subprocess_exec(*self.command(), cwd=self.workdir, env=self.environment(),
+                                                             stdout=out, stderr=out)
+        code = await asyncio.wait_for(self.proc.wait(), timeout)
+        return code, self.log.read_text()
 
     async def get(self, path: str, port_name: str = "http") -> httpx.Response:
         """GET as the kubelet's probe or Prometheus' scrape would: on the container port the manifest names

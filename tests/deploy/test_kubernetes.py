@@ -21,6 +21,7 @@ import pytest
 import yaml
 from kubernetes_validate.utils import SchemaNotFoundError, all_versions
 
+from relay.settings import Settings
 from relay.yamlconfig import expand
 from tests.deploy import prometheusrule
 from tests.deploy.kube import (
@@ -206,7 +207,14 @@ def test_pod_runs_as_non_root_with_a_read_only_root_filesystem(variant: tuple[st
     assert "subPath" not in mounts["/etc/relay/routes"], "a subPath mount never sees ConfigMap updates"
     resources = container(deployment)["resources"]
     assert resources["requests"]["memory"] == "128Mi" and resources["limits"]["memory"] == "256Mi"
-    assert pod["terminationGracePeriodSeconds"] > 10  # RELAY_SHUTDOWN_GRACE_SECONDS: in-flight sends finish
+    env = {e["name"]: e.get("value") for e in container(deployment)["env"]}
+    defaults = Settings.model_fields
+    grace = float(env.get("RELAY_SHUTDOWN_GRACE_SECONDS") or defaults["shutdown_grace_seconds"].default)
+    assert pod["terminationGracePeriodSeconds"] > grace  # in-flight sends finish before the SIGKILL
+    # relay listens only once its database answers; it waits RELAY_DATABASE_WAIT_SECONDS for PostgreSQL.
+    wait = float(env.get("RELAY_DATABASE_WAIT_SECONDS") or defaults["database_wait_seconds"].default)
+    startup = container(deployment)["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] > wait + 30
 
 
 def test_sqlite_overlay_is_one_pod_on_its_volume() -> None:

@@ -111,6 +111,15 @@ async def test_sqlite_deployment(pod_root: Path, providers: Providers) -> None:
         database = pod.mounts["/data"] / "relay.db"
         assert database.exists() and database.stat().st_uid == 10001
 
+        # ReadWriteOnce still lets a second pod on the same node mount the volume (a RollingUpdate, a copy of
+        # the Deployment): relay's lock on the file refuses it before it touches a lease.
+        deployment = one(resources, "Deployment", "relay")
+        second = Pod(deployment, pod_root / "second", configmaps(resources), {"relay": relay_secret(providers)},
+                     claims={"relay-data": pod.mounts["/data"]})
+        code, printed = await second.exits(timeout=30)
+        assert code != 0 and "is in use by another relay" in printed, printed
+        assert "Traceback" not in printed
+
         # `kubectl apply -k` after an edit of routes.yaml: the kubelet swaps the ConfigMap's files.
         routes = configmaps(resources)["relay-routes"]["routes.yaml"]
         edited = routes.replace("default_receivers: [slack-alerts]", "default_receivers: [ops-email]")
