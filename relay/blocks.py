@@ -42,13 +42,19 @@ def header(text: str) -> dict[str, Any]:
     return {"type": "header", "text": {"type": "plain_text", "text": cut(text, HEADER_LIMIT), "emoji": True}}
 
 
+def mrkdwn_text(text: str, limit: int) -> dict[str, Any]:
+    """A mrkdwn text object Slack shows as written: `verbatim` stops it from turning a plain `@here`, `#channel`
+    or bare URL from alert text into a mention or a link; relay's own `<url|label>` links still work."""
+    return {"type": "mrkdwn", "text": cut(text, limit, mrkdwn=True), "verbatim": True}
+
+
 def section(mrkdwn: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": cut(mrkdwn, SECTION_LIMIT, mrkdwn=True)}}
+    return {"type": "section", "text": mrkdwn_text(mrkdwn, SECTION_LIMIT)}
 
 
 def note(mrkdwn: str) -> dict[str, Any]:
     """A context block: small grey text under the alerts."""
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": cut(mrkdwn, CONTEXT_LIMIT, mrkdwn=True)}]}
+    return {"type": "context", "elements": [mrkdwn_text(mrkdwn, CONTEXT_LIMIT)]}
 
 
 def build_message(notification: Notification, templates: Templates, receiver: ReceiverConfig,
@@ -82,7 +88,9 @@ def build_message(notification: Notification, templates: Templates, receiver: Re
     if len(shown) < len(alerts):
         body.append(note(f"… and {len(alerts) - len(shown)} more alerts"))
 
-    message: dict[str, Any] = {"text": cut(f"{ping} {fallback}".strip(), TEXT_LIMIT, mrkdwn=True), "blocks": top}
+    # parse=none: the top-level text (the notification) is not searched for names and URLs either.
+    message: dict[str, Any] = {"text": cut(f"{ping} {fallback}".strip(), TEXT_LIMIT, mrkdwn=True), "parse": "none",
+                               "blocks": top}
     if head + body + tail:
         # The fallback is "plain text" shown in notifications, but Slack may still read `<!channel>` in it: escaped.
         fallback = cut(slack_escape(title), HEADER_LIMIT, mrkdwn=True)

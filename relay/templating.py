@@ -9,6 +9,7 @@ relay itself trusts (a mention from routes.yaml, a link it built) is `Markup`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +22,7 @@ from markupsafe import Markup
 
 from relay.alerts import Alert, Notification, parse_time
 from relay.errors import ConfigError, PermanentDeliveryError, Reason
+from relay.neutralise import visible
 
 Kind = Literal["plain", "mrkdwn", "html"]
 
@@ -36,6 +38,7 @@ PARTS: dict[str, dict[str, tuple[str, Kind]]] = {
 # Labels that say nothing to a person reading an alert (the name and severity are shown elsewhere).
 NOISE_LABELS = frozenset({"alertname", "severity", "prometheus", "job", "endpoint", "receive", "tenant_id"})
 _URL_SAFE = ":/?#[]@!$&'()*+,;=%~"
+_LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def slack_escape(value: object) -> str:
@@ -100,12 +103,18 @@ def silence_url(external_url: str, labels: Mapping[str, str]) -> str:
     """A link into Alertmanager's UI that opens a new silence prefilled with the alert's labels."""
     if not safe_url(external_url):
         return ""
-    matchers = ",".join(f'{k}="{_matcher_value(v)}"' for k, v in sorted(labels.items()))
+    matchers = ",".join(f'{_matcher_name(k)}="{_matcher_value(v)}"' for k, v in sorted(labels.items()))
     return f"{external_url.rstrip('/')}/#/silences/new?filter={quote('{' + matchers + '}', safe='')}"
 
 
 def _matcher_value(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _matcher_name(key: str) -> str:
+    """A label name as a matcher names it: as is when it is a classic one, else quoted and escaped like a value
+    (Alertmanager 0.27's UTF-8 names), so a key like `a",b=~".*` cannot add matchers to the silence."""
+    return key if _LABEL_NAME.fullmatch(key) else f'"{_matcher_value(key)}"'
 
 
 def _as_time(value: datetime | str | None) -> datetime | None:
@@ -156,17 +165,23 @@ def distinguishing(labels: Mapping[str, str], common: Mapping[str, str], group_s
             if k not in NOISE_LABELS and (group_size == 1 or k not in common)}
 
 
+def shown(values: Mapping[str, str]) -> dict[str, str]:
+    """Labels or annotations as a message may show them: hidden and control characters made visible, in keys
+    too (relay.neutralise). Links are built from the raw values, so a Silence link still matches the alert."""
+    return {visible(k): visible(v) for k, v in values.items()}
+
+
 def _alert_context(alert: Alert, group_size: int, common: Mapping[str, str], external_url: str) -> dict[str, Any]:
     return {
         "status": alert.status,
-        "labels": dict(alert.labels),
-        "annotations": dict(alert.annotations),
+        "labels": shown(alert.labels),
+        "annotations": shown(alert.annotations),
         "startsAt": alert.starts_at,
         "endsAt": alert.ends_at,
-        "fingerprint": alert.fingerprint,
-        "generatorURL": alert.generatorURL,
-        "name": alert.name,
-        "extraLabels": distinguishing(alert.labels, common, group_size),
+        "fingerprint": visible(alert.fingerprint),
+        "generatorURL": visible(alert.generatorURL),
+        "name": visible(alert.name),
+        "extraLabels": shown(distinguishing(alert.labels, common, group_size)),
         "runbookURL": safe_url(alert.annotations.get("runbook_url")),
         "sourceURL": safe_url(alert.generatorURL),
         "silenceURL": silence_url(external_url, alert.labels),
@@ -179,19 +194,20 @@ def context(notification: Notification, extra: Mapping[str, Any] | None = None,
     group = notification.group
     size = len(group.alerts)
     alerts = [_alert_context(a, size, group.commonLabels, group.externalURL) for a in group.alerts]
-    common_extra = {k: v for k, v in sorted(group.commonLabels.items()) if k not in NOISE_LABELS} if size > 1 else {}
+    common_extra = shown({k: v for k, v in sorted(group.commonLabels.items())
+                          if k not in NOISE_LABELS}) if size > 1 else {}
     ctx: dict[str, Any] = {
         "status": notification.status,
         "receiver": notification.receiver,
         "alerts": alerts,
         "firing": [a for a in alerts if a["status"] == "firing"],
         "resolved": [a for a in alerts if a["status"] == "resolved"],
-        "groupLabels": dict(group.groupLabels),
-        "commonLabels": dict(group.commonLabels),
-        "commonAnnotations": dict(group.commonAnnotations),
+        "groupLabels": shown(group.groupLabels),
+        "commonLabels": shown(group.commonLabels),
+        "commonAnnotations": shown(group.commonAnnotations),
         "commonExtraLabels": common_extra,
         "externalURL": safe_url(group.externalURL),
-        "groupKey": group.groupKey,
+        "groupKey": visible(group.groupKey),
         "truncatedAlerts": group.truncatedAlerts,
         "now": now or datetime.now(UTC),
     }

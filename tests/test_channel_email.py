@@ -22,7 +22,7 @@ from relay.receivers import ReceiverConfig
 from relay.store import open_store
 from relay.templating import Templates
 from relay.threads import Threads
-from tests.fakes import notification
+from tests.fakes import notification, webhook_message
 from tests.fakes.smtp import SmtpServer, free_port
 from tests.helpers import TEMPLATES
 
@@ -319,3 +319,32 @@ async def test_server_gone_after_ehlo_is_retried_not_dead_lettered(templates: Te
         with pytest.raises(TransientDeliveryError) as caught:
             await EmailChannel(config, templates).send(notification("firing-poddown"))
     assert caught.value.reason == "connection"
+
+
+# CVE-2024-6923: Python before 3.11.10 / 3.12.5 decodes an encoded-word assigned to a header and writes its CR LF.
+INJECTION = "=?utf-8?q?=0D=0AReply-To:_attacker@evil.example=0D=0A=0D=0AWire_money_to_evil?="
+HEADERS = ["Subject", "From", "To", "Date", "Message-ID", "References", "Auto-Submitted", "MIME-Version",
+           "Content-Type"]
+
+
+@pytest.mark.parametrize("value", [INJECTION, f"x {INJECTION} y", "api\x00\r\nBcc: a@evil.example",
+                                   "=?utf-8?b?DQpSZXBseS1UbzogYUBldmlsLmV4YW1wbGUNCg0KYm9keQ==?=",
+                                   "\x1b[31mred\x85\u202eevil"])
+async def test_a_label_cannot_add_headers_or_a_body_to_the_email(templates: Templates, value: str) -> None:
+    """The subject shows group labels: a value holding an encoded-word, CR LF or NUL reaches a real SMTP server as
+    text in the Subject, with exactly relay's headers and relay's body."""
+    group = webhook_message("firing-highlatency-group2")
+    group = group.model_copy(update={"groupLabels": {**group.groupLabels, "namespace": value}})
+    async with SmtpServer() as smtp:
+        await EmailChannel(receiver(smarthost=smtp.smarthost), templates).send(notification(group))
+        [mail] = await smtp.wait_for(1)
+    head = mail.raw.split(b"\r\n\r\n", 1)[0]
+    assert b"\x00" not in head and b"\x1b" not in head
+    assert [name for name, _ in mail.message.items()] == HEADERS  # no Reply-To, no Bcc
+    assert mail.rcpt_tos == ["ops@ojeomneo.example"]
+    subject = str(mail.message["Subject"])
+    assert not any(c in subject for c in "\r\n\x00\x1b\x85\u202e")
+    assert "[U+" in subject or "=\u2060?" in subject  # the value is there, as text
+    parts = [p for p in mail.message.walk() if not p.is_multipart()]
+    assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]  # relay's body, nobody else's
+    assert parts[0].get_content().startswith("2 firing, 0 resolved")

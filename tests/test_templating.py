@@ -20,6 +20,7 @@ from relay.blocks import BLOCK_LIMIT, build_message
 from relay.channels.email import build_message as email_message
 from relay.channels.pagerduty import EVENT_LIMIT, build_events
 from relay.errors import ConfigError
+from relay.neutralise import visible
 from relay.receivers import ReceiverConfig
 from relay.templating import Templates, context, cut, relative_time, safe_url, silence_url, slack_link
 from tests.fakes import notification, webhook_message
@@ -140,8 +141,8 @@ def test_no_alert_value_becomes_a_mention_link_or_tag(label: str, summary: str, 
     assert_slack_safe(build_message(n, TEMPLATES_, SLACK, now=NOW))
     parsed = parse_html(email_message(n, TEMPLATES_, EMAIL, now=NOW))
     text = " ".join("".join(parsed.text).split())
-    for value in (label, summary, description):  # shown as text, exactly (up to line breaks)
-        assert " ".join(value.split()) in text
+    for value in (label, summary, description):  # shown as text, exactly (up to line breaks and hidden characters)
+        assert " ".join(visible(value).split()) in text
 
 
 def test_links_are_only_made_from_http_urls() -> None:
@@ -159,6 +160,72 @@ def test_silence_link_matches_the_alert_exactly_even_with_quotes() -> None:
 
     assert unquote(url.split("filter=", 1)[1]) == '{alertname="X",path="a\\"b\\\\c"}'
     assert silence_url("", {"a": "b"}) == ""
+
+
+_MATCHER = re.compile(r'\s*("(?:[^"\\]|\\.)*"|[A-Za-z_][A-Za-z0-9_]*)(=~|!~|!=|=)("(?:[^"\\]|\\.)*")\s*(?:,|$)')
+
+
+def filter_matchers(url: str) -> list[tuple[str, str, str]]:
+    """The matchers of a Silence link's filter, read as Alertmanager reads `{name="value",...}` (names may be
+    quoted)."""
+    from urllib.parse import unquote
+
+    text = unquote(url.split("filter=", 1)[1])
+    assert text.startswith("{") and text.endswith("}"), text
+    body, found, at = text[1:-1], [], 0
+    while at < len(body):
+        match = _MATCHER.match(body, at)
+        assert match, f"not a matcher list: {body[at:]!r}"
+        name, op, value = match.groups()
+        unquoted = [json.loads(part) if part.startswith('"') else part for part in (name, value)]
+        found.append((unquoted[0], op, unquoted[1]))
+        at = match.end()
+    return found
+
+
+@pytest.mark.parametrize("key", ['team",severity=~".*', 'x"}', "a b", "na\\me\n", "ünï", 'k="v"'])
+def test_a_hostile_label_key_cannot_add_matchers_to_the_silence_link(key: str) -> None:
+    """The link prefills a silence with the alert's labels; a key that closed the quote could add `severity=~".*"`
+    and silence far more than this alert."""
+    labels = {"alertname": "X", key: "v", "severity": "warning"}
+    url = silence_url("http://am:9093/", labels)
+    assert filter_matchers(url) == [(k, "=", v) for k, v in sorted(labels.items())]
+
+
+HIDDEN = "\u202egpj.exe\u202c \u200bzero\u200d\u2060\ufeff \u2066iso\u2069 \u061c \x00nul\x1besc\x85"
+
+
+def test_bidi_overrides_and_zero_width_characters_are_shown_in_every_channel() -> None:
+    """`\u202egpj.exe` reads as `exe.jpg`; zero-width characters hide or split words. Each integration shows them as
+    [U+XXXX], in keys as in values; the Silence link still carries the real value (percent-encoded)."""
+    group = with_alert(webhook_message("firing-poddown"), labels={"pod": HIDDEN, f"k\u202e{HIDDEN}": "v"},
+                       annotations={"summary": HIDDEN, "description": HIDDEN})
+    group = group.model_copy(update={"groupLabels": {**group.groupLabels, "namespace": HIDDEN},
+                                     "commonLabels": {**group.commonLabels, "pod": HIDDEN}})
+    n = notification(group)
+    slack = build_message(n, TEMPLATES_, SLACK, now=NOW)
+    email = email_message(n, TEMPLATES_, EMAIL, now=NOW)
+    events = build_events(n, TEMPLATES_, PAGERDUTY, now=NOW)
+    texts = {"slack": json.dumps(slack, ensure_ascii=False), "pagerduty": json.dumps(events, ensure_ascii=False),
+             "email subject": str(email["Subject"]),
+             **{f"email {p.get_content_type()}": p.get_content() for p in email.walk() if not p.is_multipart()}}
+    for where, text in texts.items():
+        hidden = sorted({f"U+{ord(c):04X}" for c in text if visible(c) != c})
+        assert hidden == [], where
+        assert "[U+202E]gpj.exe[U+202C]" in text, where
+    assert "%E2%80%AEgpj.exe" in texts["slack"]  # the link matches the alert's real labels
+
+
+def test_slack_shows_alert_text_verbatim() -> None:
+    """Without `verbatim`, Slack turns a plain `@here`, `#general` or bare URL in alert text into a mention or a
+    link; every mrkdwn object relay sends is verbatim, and the top-level text is not parsed (`parse: none`)."""
+    message = build_message(notification("firing-highlatency-group2"), TEMPLATES_, SLACK, now=NOW)
+    objects = [block["text"] for block in message["blocks"] if block["type"] == "section"]
+    for attachment in message["attachments"]:
+        for block in attachment["blocks"]:
+            objects += [block["text"]] if block["type"] == "section" else block.get("elements", [])
+    assert objects and all(o["verbatim"] is True for o in objects if o["type"] == "mrkdwn")
+    assert message["parse"] == "none"
 
 
 def test_html_parts_are_escaped_whatever_the_file_is_called(tmp_path: Path) -> None:

@@ -2,7 +2,9 @@
 
 Headers are written with the `email` package's standard policy, so a Korean
 subject travels RFC 2047-encoded and bodies as UTF-8 quoted-printable, which
-every relay on the way accepts. SMTP failures are classified by reply code:
+every relay on the way accepts. The subject is one line with no control
+character and no encoded-word of its own (relay.neutralise.header_text): an
+alert cannot add headers or a body, whatever the Python patch level. SMTP failures are classified by reply code:
 4xx and lost connections are transient, 5xx replies are permanent.
 
 Each notification has its own Message-ID; the email announcing an alert is
@@ -28,6 +30,7 @@ import aiosmtplib
 from relay.alerts import Notification
 from relay.channels.base import guard_store, scrub
 from relay.errors import DeliveryError, PermanentDeliveryError, Reason, TransientDeliveryError
+from relay.neutralise import header_text
 from relay.receivers import EmailConfig, ReceiverConfig
 from relay.templating import Templates, context, cut
 from relay.threads import Threads, alert_key
@@ -96,7 +99,7 @@ def build_message(notification: Notification, templates: Templates, receiver: Re
         raise PermanentDeliveryError(Reason.UNCONFIGURED, "email.from (or global.smtp_from) is not set")
     now = now or datetime.now(UTC)
     ctx = context(notification, now=now)
-    subject = " ".join(templates.render("email", "subject", receiver.templates, ctx).split())
+    subject = header_text(templates.render("email", "subject", receiver.templates, ctx))
     text = templates.render("email", "text", receiver.templates, ctx)
     html = templates.render("email", "html", receiver.templates, ctx)
     domain = parseaddr(config.from_)[1].rpartition("@")[2] or "relay.invalid"

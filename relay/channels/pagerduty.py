@@ -97,16 +97,16 @@ def build_events(notification: Notification, templates: Templates, receiver: Rec
             events.append({"event_action": "resolve", "dedup_key": key})
             continue
         summary = templates.render("pagerduty", "summary", receiver.templates, {**base, "alert": alert_ctx})
-        labels = alert.labels
+        labels, name = alert_ctx["labels"], alert_ctx["name"]  # as shown: hidden characters made visible
         payload: dict[str, Any] = {
-            "summary": cut(" ".join(summary.split()) or alert.name or "alert", SUMMARY_LIMIT),
-            "source": labels.get("instance") or labels.get("pod") or labels.get("service") or alert.name or "unknown",
+            "summary": cut(" ".join(summary.split()) or name or "alert", SUMMARY_LIMIT),
+            "source": labels.get("instance") or labels.get("pod") or labels.get("service") or name or "unknown",
             "severity": severity(alert),
-            "class": alert.name or None,
+            "class": name or None,
             "component": labels.get("service"),
             "group": labels.get("namespace"),
             "timestamp": alert.starts_at.isoformat() if alert.starts_at is not None else None,
-            "custom_details": {"labels": dict(labels), "annotations": dict(alert.annotations)},
+            "custom_details": {"labels": labels, "annotations": alert_ctx["annotations"]},
         }
         links = [{"href": alert_ctx[field], "text": text} for field, text in LINKS if alert_ctx[field]]
         event = {
