@@ -64,18 +64,21 @@ class Image:
 
 
 @pytest.fixture(scope="session")
-def image() -> Image:
+def image(tmp_path_factory: pytest.TempPathFactory) -> Image:
     """The base image (made once: the script skips it when it exists) and relay's image from the Dockerfile.
 
     pip in the build trusts what this machine's Python trusts (its CA bundle, mounted for the build only), as
     PyPI may be reached through a TLS proxy here; nothing of it stays in the image."""
     run(str(REPO / "deploy" / "container" / "make-base-image.sh"), BASE_IMAGE, timeout=900)
+    iidfile = tmp_path_factory.mktemp("image") / "image-id"
     ca_bundle = ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt"
     run("podman", "build", "--isolation=chroot", "--format=docker", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}",
         "--volume", f"{ca_bundle}:/run/build-ca.crt:ro", "--build-arg", "PIP_CERT=/run/build-ca.crt",
-        "--tag", IMAGE, str(REPO), timeout=900)
-    inspected = json.loads(run("podman", "image", "inspect", IMAGE))[0]
-    return Image(IMAGE, inspected["Config"], inspected["Healthcheck"]["Test"])
+        "--iidfile", str(iidfile), "--tag", IMAGE, str(REPO), timeout=900)
+    # By ID: another checkout's test run may retag IMAGE meanwhile.
+    image_id = iidfile.read_text().strip()
+    inspected = json.loads(run("podman", "image", "inspect", image_id))[0]
+    return Image(image_id, inspected["Config"], inspected["Healthcheck"]["Test"])
 
 
 @dataclass
@@ -155,7 +158,8 @@ def chroot_run(image: Image, providers: Providers, port: int, tmp_path: Path) ->
             proc.terminate()
             proc.wait(timeout=30)
     finally:
-        subprocess.run(["podman", "rm", "--force", container], capture_output=True, timeout=60, check=False)
+        subprocess.run(["podman", "rm", "--force", "--volumes", container], capture_output=True, timeout=60,
+                       check=False)
 
 
 @pytest.fixture(params=["podman-run", "chroot"])
