@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import shutil
+import threading
 import traceback
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -16,15 +18,19 @@ from typing import Any
 
 import pytest
 
-from relay.channels.email import EmailChannel, build_message, connection_options
+from relay.alerts import WebhookMessage
+from relay.channels import email as email_channel
+from relay.channels.email import MAX_ALERTS, SIZE_LIMIT, EmailChannel, build_message, connection_options
 from relay.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from relay.receivers import ReceiverConfig
 from relay.store import open_store
 from relay.templating import Templates
 from relay.threads import Threads
+from tests.conftest import Providers
+from tests.e2e.test_routing_table import webhook
 from tests.fakes import notification, webhook_message
 from tests.fakes.smtp import SmtpServer, free_port
-from tests.helpers import TEMPLATES
+from tests.helpers import FIXTURES, TEMPLATES, poll_until, relay_settings, running_relay
 
 PASSWORD = "SMTP-SECRET-pw-4711"
 USER = "relay@ojeomneo.example"
@@ -348,3 +354,72 @@ async def test_a_label_cannot_add_headers_or_a_body_to_the_email(templates: Temp
     parts = [p for p in mail.message.walk() if not p.is_multipart()]
     assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]  # relay's body, nobody else's
     assert parts[0].get_content().startswith("2 firing, 0 resolved")
+
+
+def big_group(alerts: int) -> dict[str, Any]:
+    """One Alertmanager group of `alerts` critical alerts (a node pool going down), as a webhook body."""
+    body = json.loads((FIXTURES / "firing-poddown.json").read_text())
+    first = body["alerts"][0]
+    body["alerts"] = [{**first, "labels": {**first["labels"], "pod": f"server-{i:05d}"}, "fingerprint": f"{i:016x}"}
+                      for i in range(alerts)]
+    return body
+
+
+async def test_a_20000_alert_group_is_one_email_under_the_cap_saying_what_it_left_out(templates: Templates) -> None:
+    group = WebhookMessage.model_validate(big_group(20_000))
+    async with SmtpServer() as smtp:
+        await EmailChannel(receiver(smarthost=smtp.smarthost), templates).send(notification(group))
+        [mail] = await smtp.wait_for(1)
+    assert len(mail.raw) < SIZE_LIMIT  # it used to be 11.5 MB, which servers refuse (a dead letter)
+    assert str(mail.message["Subject"]).startswith("[FIRING:20000] PodDown")
+    text = mail.message.get_body(("plain",))
+    html = mail.message.get_body(("html",))
+    assert text is not None and html is not None
+    shown = text.get_content().count("[FIRING] ")
+    assert 1 <= shown <= MAX_ALERTS
+    note = f"… and {20_000 - shown} more alerts, not shown to keep this email under 1 MB"
+    assert note in text.get_content() and note in html.get_content()
+    assert text.get_content().startswith("20000 firing, 0 resolved")
+
+
+async def test_one_alert_too_large_for_email_is_cut_not_refused(templates: Templates) -> None:
+    body = big_group(1)
+    body["alerts"][0]["labels"].update({f"label_{i:06d}": "x" * 40 for i in range(100_000)})
+    async with SmtpServer() as smtp:
+        await EmailChannel(receiver(smarthost=smtp.smarthost), templates).send(
+            notification(WebhookMessage.model_validate(body)))
+        [mail] = await smtp.wait_for(1)
+    assert len(mail.raw) < SIZE_LIMIT  # 6.6 MB before
+    text = mail.message.get_body(("plain",))
+    assert text is not None and "This alert is too large for email" in text.get_content()
+
+
+async def test_a_small_webhook_is_answered_and_delivered_while_a_big_email_renders(
+        tmp_path: Path, providers: Providers, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The big group's render is held in progress (in its thread) until the small webhook got through: answered
+    and delivered to Slack. Rendering on the event loop, as before, held every webhook until it finished."""
+    rendering, release = threading.Event(), threading.Event()
+    real = email_channel.build_message
+
+    def held(notification: Any, *args: Any, **kwargs: Any) -> Any:
+        if len(notification.alerts) > 1000:
+            rendering.set()
+            release.wait(15)
+            rendering.clear()
+        return real(notification, *args, **kwargs)
+
+    monkeypatch.setattr(email_channel, "build_message", held)
+    settings = relay_settings(tmp_path, providers.routes, max_body_bytes=32 * 1024 * 1024)
+    async with running_relay(settings) as relay:
+        assert (await relay.post(big_group(20_000))).status_code == 200
+        await poll_until(rendering.is_set, timeout=30)
+        small = webhook("HighLatency", "warning")
+        answer = await relay.post(small)
+        answered_while_rendering = rendering.is_set()
+        await providers.slack.wait_for(2)  # the big group's Slack message and the small one
+        delivered_while_rendering = rendering.is_set()
+        release.set()
+        [mail] = await providers.smtp.wait_for(1, timeout=60)
+    assert answer.status_code == 200 and answered_while_rendering and delivered_while_rendering
+    assert any("HighLatency" in str(m) for m in providers.slack.messages)
+    assert len(mail.raw) < SIZE_LIMIT

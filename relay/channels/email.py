@@ -7,6 +7,10 @@ character and no encoded-word of its own (relay.neutralise.header_text): an
 alert cannot add headers or a body, whatever the Python patch level. SMTP failures are classified by reply code:
 4xx and lost connections are transient, 5xx replies are permanent.
 
+An email is kept under SIZE_LIMIT (1 MB): at most MAX_ALERTS alerts are
+rendered, fewer if they do not fit, and the email says how many it leaves out;
+rendering runs in a thread of its own, off the event loop.
+
 Each notification has its own Message-ID; the email announcing an alert is
 remembered (relay.threads), and the email resolving it names that one in
 In-Reply-To and References, so mail clients show them as one conversation.
@@ -15,6 +19,8 @@ In-Reply-To and References, so mail clients show them as one conversation.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import hashlib
 import logging
 import re
@@ -23,6 +29,7 @@ from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
+from html import escape as html_escape
 from typing import Any
 
 import aiosmtplib
@@ -41,6 +48,12 @@ TIMEOUT = 20.0
 IMPLICIT_TLS_PORT = 465
 DEFAULT_PORT = 25
 SUBJECT_LIMIT = 250
+# The whole message, bytes on the wire. Servers refuse 10 MB or more (a permanent failure: a lost alert); 1 MB is
+# hundreds of alerts, more than anyone reads in one email. Alerts past MAX_ALERTS are not even rendered.
+SIZE_LIMIT = 1_000_000
+MAX_ALERTS = 500
+# Not the loop's default executor, where aiohttp and aiosmtplib resolve host names: renders must not delay those.
+_RENDER = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="relay-email-render")
 SMTP_DETAIL_LIMIT = 200
 _MSGID = re.compile(r"<[^<>\s]+@[^<>\s]+>")
 
@@ -100,11 +113,45 @@ def build_message(notification: Notification, templates: Templates, receiver: Re
     now = now or datetime.now(UTC)
     ctx = context(notification, now=now)
     subject = header_text(templates.render("email", "subject", receiver.templates, ctx))
+    domain = parseaddr(config.from_)[1].rpartition("@")[2] or "relay.invalid"
+
+    def assemble(text: str, html: str) -> EmailMessage:
+        return _assemble(notification, receiver, subject, text, html, domain, replying_to, now)
+
+    alerts = ctx["alerts"]
+    shown = min(len(alerts), MAX_ALERTS)  # cut before rendering: a 20,000-alert group renders MAX_ALERTS
+    while True:
+        text, html = _bodies(templates, receiver, {**ctx, "alerts": alerts[:shown]}, len(alerts) - shown)
+        message = assemble(text, html)
+        size = len(message.as_bytes())
+        if size <= SIZE_LIMIT or shown <= 1:
+            break
+        shown = max(1, min(shown - 1, int(shown * SIZE_LIMIT * 0.8 / size)))
+    if size > SIZE_LIMIT:  # one alert alone is too large (100,000 labels): its text, cut, is the whole email
+        text = cut(text, SIZE_LIMIT // 20) + "\n\nThis alert is too large for email; see it in Alertmanager."
+        message = assemble(text, f"<!DOCTYPE html>\n<html><body><pre>{html_escape(text)}</pre></body></html>")
+    return message
+
+
+def _bodies(templates: Templates, receiver: ReceiverConfig, ctx: dict[str, Any], omitted: int) -> tuple[str, str]:
+    """The text and HTML bodies; alerts left out to keep the email under SIZE_LIMIT are counted at the end."""
     text = templates.render("email", "text", receiver.templates, ctx)
     html = templates.render("email", "html", receiver.templates, ctx)
-    domain = parseaddr(config.from_)[1].rpartition("@")[2] or "relay.invalid"
-    group = hashlib.sha256(f"{receiver.name}\n{notification.group.groupKey}".encode()).hexdigest()[:32]
+    if omitted:
+        note = f"… and {omitted} more alerts, not shown to keep this email under {SIZE_LIMIT // 1_000_000} MB"
+        where = f": see them in Alertmanager, {ctx['externalURL']}" if ctx["externalURL"] else ""
+        text = f"{text}\n\n{note}{where}"
+        end = html.rfind("</body>")
+        end = len(html) if end < 0 else end
+        html = f"{html[:end]}<p><strong>{html_escape(note)}</strong>{html_escape(where)}</p>\n{html[end:]}"
+    return text, html
 
+
+def _assemble(notification: Notification, receiver: ReceiverConfig, subject: str, text: str, html: str,
+              domain: str, replying_to: Sequence[str], now: datetime) -> EmailMessage:
+    config = receiver.email
+    assert config is not None and config.from_ is not None
+    group = hashlib.sha256(f"{receiver.name}\n{notification.group.groupKey}".encode()).hexdigest()[:32]
     message = EmailMessage()
     message["Subject"] = cut(subject, SUBJECT_LIMIT)
     message["From"] = config.from_
@@ -203,7 +250,9 @@ class EmailChannel:
 
     async def send(self, notification: Notification, threads: Threads | None = None) -> None:
         replying_to = await self._answered(notification, threads)
-        message = build_message(notification, self.templates, self.receiver, replying_to=replying_to)
+        # Rendering a large group takes CPU for a while: in a thread, so the event loop keeps answering webhooks.
+        message = await asyncio.get_running_loop().run_in_executor(_RENDER, functools.partial(
+            build_message, notification, self.templates, self.receiver, replying_to=replying_to))
         password = self.config.auth_password.get_secret_value() if self.config.auth_password else None
         options = connection_options(self.config, self.timeout)
         try:
