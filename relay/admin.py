@@ -1,4 +1,4 @@
-"""`relay notifications …` and `relay dead-letters …`: the admin API of a running relay, from a terminal.
+"""`relay notifications list|cancel` and `relay dead-letters …`: the admin API of a running relay, from a terminal.
 
 They talk HTTP to the relay that owns the store, so they work the same on
 SQLite and PostgreSQL and never race a running dispatcher.
@@ -95,6 +95,20 @@ def cmd_notifications_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_notifications_cancel(args: argparse.Namespace, settings: Settings) -> int:
+    """Cancel pending notifications: they will not be sent, and the next ones of their lanes go."""
+    failed = 0
+    with _client(args, settings) as client:
+        for notification_id in args.ids:
+            try:
+                _call(client, "POST", f"/api/v1/notifications/{notification_id}/cancel")
+                print(f"{notification_id}: cancelled")
+            except AdminError as exc:
+                failed += 1
+                print(f"{notification_id}: {exc}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
     with _client(args, settings) as client:
         if args.action == "list":
@@ -134,13 +148,17 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def add_commands(sub: Any) -> None:
-    """Register `notifications list` and `dead-letters list|show|retry|purge` on the top-level parser."""
+    """Register `notifications list|cancel` and `dead-letters list|show|retry|purge` on the top-level parser."""
     notifications = sub.add_parser("notifications", help="delivery history").add_subparsers(
         dest="notifications_command", required=True)
     nlist = notifications.add_parser("list", help="recent notifications, newest first")
     _common(nlist)
-    nlist.add_argument("--state", choices=["pending", "delivered", "dead"])
+    nlist.add_argument("--state", choices=["pending", "delivered", "dead", "cancelled"])
     nlist.set_defaults(func=cmd_notifications_list)
+    ncancel = notifications.add_parser("cancel", help="cancel pending notifications (recorded in history)")
+    ncancel.add_argument("ids", nargs="+", type=int, metavar="ID")
+    ncancel.add_argument("--url", help="relay's base URL (default: from RELAY_HOST/RELAY_PORT)")
+    ncancel.set_defaults(func=cmd_notifications_cancel)
 
     dead = sub.add_parser("dead-letters", help="notifications relay gave up on: inspect, replay, purge")
     dead.add_argument("action", choices=["list", "show", "retry", "purge"])

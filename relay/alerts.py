@@ -148,11 +148,13 @@ class WebhookMessage(BaseModel):
 
 
 class State(enum.StrEnum):
-    """Where a notification is in its life: waiting in the outbox, delivered, or a dead letter."""
+    """Where a notification is in its life: waiting in the outbox, delivered, a dead letter, or cancelled by an
+    operator before it was sent."""
 
     PENDING = "pending"
     DELIVERED = "delivered"
     DEAD = "dead"
+    CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -13,7 +14,9 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from relay import metrics
 from relay.auth import Rejected, check_admin
 from relay.errors import ConfigError, StoreUnavailable
-from relay.store.base import HistoryFilter
+from relay.store.base import Attempt, HistoryFilter
+
+log = logging.getLogger(__name__)
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -142,6 +145,27 @@ async def purge_dead_letter(request: Request, notification_id: int) -> Response:
     if not await request.app.state.store.purge(notification_id):
         return _error(f"no dead letter {notification_id}", 404)
     return JSONResponse({"status": "purged", "id": notification_id})
+
+
+CANCEL_REFUSED = {
+    "missing": (404, "no pending notification {id} (it was delivered, dead-lettered or cancelled already)"),
+    "in_flight": (409, "notification {id} is being sent right now and cannot be cancelled; try again in a moment"),
+}
+
+
+@by_id
+async def cancel_notification(request: Request, notification_id: int) -> Response:
+    """An operator takes a pending notification out of its lane (it will not be sent); history keeps it."""
+    state = request.app.state
+    now = time.time()
+    attempt = Attempt(now, 0.0, "cancelled", "cancelled", "cancelled by an operator through the admin API")
+    outcome = await state.store.cancel(notification_id, now, attempt)
+    if outcome != "cancelled":
+        status, error = CANCEL_REFUSED[outcome]
+        return _error(error.format(id=notification_id), status)
+    log.info("notification %d cancelled by an operator", notification_id)
+    state.dispatcher.wake()  # the lane's next notification may go now
+    return JSONResponse({"status": "cancelled", "id": notification_id})
 
 
 REPLAY_REFUSED = {

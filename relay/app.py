@@ -119,6 +119,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             Route("/-/reload", api.authorized(api.reload), methods=["POST"]),
             Route("/api/v1/notifications", api.authorized(api.notifications), methods=["GET"]),
             Route("/api/v1/notifications/{id}", api.authorized(api.notification), methods=["GET"]),
+            Route("/api/v1/notifications/{id}/cancel", api.authorized(api.cancel_notification), methods=["POST"]),
             Route("/api/v1/dead-letters/{id}/retry", api.authorized(api.retry_dead_letter), methods=["POST"]),
             Route("/api/v1/dead-letters/{id}", api.authorized(api.purge_dead_letter), methods=["DELETE"]),
         ],

@@ -89,7 +89,8 @@ async def _test_alert_http(args: argparse.Namespace, settings: Settings, payload
                                        f"{body.get('error') or answer.status_code}")
             return list(body["notifications"])
 
-        return _print_outcome(summary, await testalert.follow(fetch, _ids(summary), args.timeout))
+        rows = await testalert.follow(fetch, _ids(summary), args.timeout, testalert.on_defaults(summary))
+        return _print_outcome(summary, rows)
 
 
 async def _test_alert_direct(args: argparse.Namespace, settings: Settings, payload: dict[str, Any]) -> int:
@@ -133,12 +134,12 @@ async def _deliver_here(args: argparse.Namespace, settings: Settings, payload: d
         assert runtime.routes is not None
         results = await store.enqueue(candidates(message, runtime.routes), time.time())
         dispatcher.wake()
-        info = summary(message, results)
+        info = summary(message, results, defaults=runtime.routes.defaults)
 
         async def fetch(ids: list[int]) -> list[dict[str, Any]]:
             return await store.history(HistoryFilter(ids=tuple(ids))) if ids else []
 
-        rows = await testalert.follow(fetch, _ids(info), args.timeout)
+        rows = await testalert.follow(fetch, _ids(info), args.timeout, testalert.on_defaults(info))
         return _print_outcome(info, rows)
     finally:
         await dispatcher.stop(settings.shutdown_grace_seconds)
@@ -188,6 +189,8 @@ def cmd_routes_check(args: argparse.Namespace, settings: Settings) -> int:
     print(f"{file}: ok ({len(routes.receivers)} receivers, {len(routes.spec.routes)} routes{beats})")
     for name, missing in routes.unconfigured().items():
         print(f"warning: receiver {name} is unconfigured ({missing} is unset)")
+    for name, notes in routes.defaults.items():
+        print(f"warning: receiver {name} sends to defaults: {'; '.join(notes)}")
     return 0
 
 

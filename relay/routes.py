@@ -75,11 +75,13 @@ class Target:
 class Routes:
     """A loaded, validated routes.yaml: receivers by name and the routing function."""
 
-    def __init__(self, spec: RoutesFile, source: str, digest: str) -> None:
+    def __init__(self, spec: RoutesFile, source: str, digest: str,
+                 defaulted: Mapping[yamlconfig.Path_, list[str]] | None = None) -> None:
         self.spec = spec
         self.source = source
         self.digest = digest
         self.receivers: dict[str, ReceiverConfig] = {r.name: with_globals(r, spec.global_) for r in spec.receivers}
+        self.defaults = _on_defaults(spec, self.receivers, defaulted or {})
 
     def targets(self, labels: Mapping[str, str]) -> list[Target]:
         """The receivers for one alert, in route order, each once (the first route naming it sets its interval)."""
@@ -109,6 +111,34 @@ class Routes:
             if missing:
                 out[name] = missing
         return out
+
+
+# Where a receiver's messages go; a value here that is only a `${VAR:-default}` placeholder (VAR unset) is worth
+# saying at start: `localhost:587` or `ops@example` rarely is where a new user's alerts should go.
+_DESTINATIONS = {"slack": ("webhook_url", "token", "channel", "api_url"), "email": ("to", "smarthost"),
+                 "pagerduty": ("routing_key", "url")}
+_SECRETS = {"webhook_url", "token", "routing_key"}
+_GLOBALS = {"smarthost": "smtp_smarthost"}
+
+
+def _on_defaults(spec: RoutesFile, receivers: Mapping[str, ReceiverConfig],
+                 defaulted: Mapping[yamlconfig.Path_, list[str]]) -> dict[str, list[str]]:
+    """Receiver name -> what of its destination comes only from defaults, as sentences for a warning."""
+    out: dict[str, list[str]] = {}
+    for i, raw in enumerate(spec.receivers):
+        kind = raw.integration
+        for name in _DESTINATIONS[kind]:
+            variables = [v for path, names in defaulted.items() if path[:4] == ("receivers", i, kind, name)
+                         for v in names]
+            if not variables and name in _GLOBALS and getattr(getattr(raw, kind), name) is None:
+                variables = defaulted.get(("global", _GLOBALS[name]), [])
+            if not variables:
+                continue
+            value = getattr(getattr(receivers[raw.name], kind), name)
+            shown = "" if name in _SECRETS else f" {', '.join(value) if isinstance(value, list) else value!s}"
+            unset = ", ".join(dict.fromkeys(variables))
+            out.setdefault(raw.name, []).append(f"{kind}.{name} is the routes.yaml default{shown} ({unset} unset)")
+    return out
 
 
 def _check_names(spec: RoutesFile, lines: dict[yamlconfig.Path_, int], file: str) -> None:
@@ -162,7 +192,8 @@ def _validation_error(exc: ValidationError, lines: dict[yamlconfig.Path_, int], 
 
 def load_routes(file: Path, templates: Templates, environ: Mapping[str, str] | None = None) -> Routes:
     """Load and fully check routes.yaml and the templates its receivers use; raise ConfigError if anything is wrong."""
-    data, lines = yamlconfig.load(file, environ)
+    defaulted: dict[yamlconfig.Path_, list[str]] = {}
+    data, lines = yamlconfig.load(file, environ, defaulted)
     if not isinstance(data, dict):
         raise ConfigError("expected a mapping with receivers, routes and default_receivers", file=str(file), line=1)
     try:
@@ -179,4 +210,4 @@ def load_routes(file: Path, templates: Templates, environ: Mapping[str, str] | N
                                   line=yamlconfig.line_of(lines, ("receivers", i, "templates"))) from None
             raise
     digest = hashlib.sha256(file.read_bytes()).hexdigest()[:16]
-    return Routes(spec, str(file), digest)
+    return Routes(spec, str(file), digest, defaulted)

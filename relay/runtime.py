@@ -63,6 +63,9 @@ class Runtime:
         for name, missing in routes.unconfigured().items():
             log.warning("receiver %s is unconfigured (%s is unset): its notifications become dead letters "
                         "with reason 'unconfigured' until it is set and they are replayed", name, missing)
+        for name, notes in routes.defaults.items():
+            log.warning("receiver %s sends to routes.yaml defaults: %s; set the variables if that is not where its "
+                        "messages should go", name, "; ".join(notes))
         log.info("loaded %s: %d receivers, %d routes", self.routes_file, len(routes.receivers),
                  len(routes.spec.routes))
         return routes

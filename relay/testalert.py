@@ -6,7 +6,7 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -68,14 +68,38 @@ def build_payload(alertname: str, severity: str, labels: dict[str, str], resolve
 
 
 async def follow(fetch: Callable[[list[int]], Awaitable[list[dict[str, Any]]]], ids: list[int],
-                 timeout: float) -> list[dict[str, Any]]:
-    """Poll the history until every notification is delivered or dead, or `timeout` passes."""
+                 timeout: float, on_defaults: Collection[int] = ()) -> list[dict[str, Any]]:
+    """Poll the history until every notification is delivered or dead, or `timeout` passes. One in `on_defaults`
+    (its receiver sends to routes.yaml placeholders) is not waited for once it failed: it is retried for hours.
+    A pending one that waits behind an older notification of its lane gets that one as `waiting_behind`."""
     deadline = time.monotonic() + timeout
     while True:
         rows = await fetch(ids)
-        if all(row["state"] in FINAL for row in rows) or time.monotonic() >= deadline:
-            return rows
+        waiting = [r for r in rows if r["state"] not in FINAL and not (r["id"] in on_defaults and r["attempts"])]
+        if not waiting or time.monotonic() >= deadline:
+            break
         await asyncio.sleep(0.2)
+    ahead = {row["id"]: row for row in await fetch(sorted({r["behind"] for r in rows if r.get("behind")}))}
+    for row in rows:
+        if row.get("behind") in ahead:
+            row["waiting_behind"] = ahead[row["behind"]]
+    return rows
+
+
+def on_defaults(summary: dict[str, Any]) -> list[int]:
+    """The notifications whose receivers send to routes.yaml defaults (the webhook's answer warns of them)."""
+    return [info["notification_id"] for info in summary["receivers"].values()
+            if info.get("warning") and info["notification_id"] is not None]
+
+
+def _behind(row: dict[str, Any]) -> str:
+    """Why a pending notification is not sent yet: an older one of its lane goes first (lanes keep order)."""
+    ahead = row.get("waiting_behind")
+    if not ahead:
+        return ""
+    error = f", last error: {ahead['last_error']}" if ahead.get("last_error") else ""
+    return (f"; it waits behind notification {ahead['id']} of its lane ({ahead['state']}, "
+            f"{ahead['attempts']} attempts{error}); `relay notifications cancel {ahead['id']}` would let it go")
 
 
 def report(summary: dict[str, Any], rows: list[dict[str, Any]]) -> tuple[str, bool]:
@@ -100,8 +124,10 @@ def report(summary: dict[str, Any], rows: list[dict[str, Any]]) -> tuple[str, bo
         else:
             wait = max(0.0, row["next_attempt_at"] - time.time())
             lines.append(f"  {receiver:<24} retrying (attempts {row['attempts']}, next in {wait:.0f}s): "
-                         f"{row['last_error'] or 'not yet sent'}")
+                         f"{row['last_error'] or 'not yet sent'}{_behind(row)}")
             ok = False
+        if info.get("warning"):
+            lines.append(f"  {'':<24} warning: it sends to {info['warning']}")
     if not summary["receivers"]:
         lines.append("  no receiver matched (check default_receivers)")
     return "\n".join(lines), ok

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -97,12 +98,14 @@ def candidates(message: WebhookMessage, routes: Routes) -> list[Candidate]:
     return out
 
 
-def summary(message: WebhookMessage, results: list[Enqueued], heartbeats: tuple[list[str], int] = ([], 0)
-            ) -> dict[str, Any]:
-    """The 200 answer; `heartbeats` is what `relay.heartbeat.arrived` found (such alerts are not routed)."""
+def summary(message: WebhookMessage, results: list[Enqueued], heartbeats: tuple[list[str], int] = ([], 0),
+            defaults: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
+    """The 200 answer; `heartbeats` is what `relay.heartbeat.arrived` found (such alerts are not routed);
+    `defaults` (Routes.defaults) adds a warning to receivers that send to routes.yaml placeholders."""
     receivers = {
         r.receiver: {"notification_id": r.notification_id, "enqueued": r.alerts_enqueued,
-                     "deduplicated": r.alerts_deduplicated}
+                     "deduplicated": r.alerts_deduplicated,
+                     **({"warning": "; ".join((defaults or {})[r.receiver])} if r.receiver in (defaults or {}) else {})}
         for r in results
     }
     return {
@@ -161,4 +164,4 @@ async def handle(request: Request) -> JSONResponse:
         if result.alerts_deduplicated:
             metrics.notifications_deduplicated.labels(result.receiver).inc(result.alerts_deduplicated)
     metrics.webhook_requests.labels("200").inc()
-    return JSONResponse(summary(message, results, beats))
+    return JSONResponse(summary(message, results, beats, routes.defaults))

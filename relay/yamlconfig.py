@@ -22,13 +22,16 @@ Path_ = tuple[str | int, ...]
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def expand(text: str, environ: Mapping[str, str]) -> str:
-    """Replace `${VAR}` and `${VAR:-default}`; an unset VAR without default becomes empty."""
+def expand(text: str, environ: Mapping[str, str], defaulted: list[str] | None = None) -> str:
+    """Replace `${VAR}` and `${VAR:-default}`; an unset VAR without default becomes empty. The names of unset
+    variables whose non-empty default was used are added to `defaulted`."""
 
     def sub(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
         value = environ.get(name, "")
         if value == "" and default is not None:
+            if default and defaulted is not None:
+                defaulted.append(name)
             return default
         return value
 
@@ -39,6 +42,7 @@ class _Builder:
     def __init__(self, environ: Mapping[str, str]) -> None:
         self.environ = environ
         self.lines: dict[Path_, int] = {}
+        self.defaulted: dict[Path_, list[str]] = {}  # path -> unset variables whose default filled it
         self._constructor = yaml.SafeLoader.__new__(yaml.SafeLoader)
         yaml.constructor.SafeConstructor.__init__(self._constructor)
 
@@ -54,18 +58,24 @@ class _Builder:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-        return self._scalar(node)
+        return self._scalar(node, path)
 
-    def _scalar(self, node: yaml.Node) -> Any:
+    def _scalar(self, node: yaml.Node, path: Path_ = ()) -> Any:
         if not isinstance(node, yaml.ScalarNode):
             raise ConfigError("expected a plain value here", line=node.start_mark.line + 1)
         if isinstance(node.value, str) and "${" in node.value:
-            return expand(node.value, self.environ)
+            defaulted: list[str] = []
+            value = expand(node.value, self.environ, defaulted)
+            if defaulted:
+                self.defaulted[path] = defaulted
+            return value
         return self._constructor.construct_object(node)
 
 
-def load(file: Path, environ: Mapping[str, str] | None = None) -> tuple[Any, dict[Path_, int]]:
-    """Parse `file`; return the data with variables expanded, and the line of every path in it."""
+def load(file: Path, environ: Mapping[str, str] | None = None,
+         defaulted: dict[Path_, list[str]] | None = None) -> tuple[Any, dict[Path_, int]]:
+    """Parse `file`; return the data with variables expanded, and the line of every path in it. `defaulted`, when
+    given, receives the paths whose value came from a `${VAR:-default}` with VAR unset."""
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
@@ -83,6 +93,8 @@ def load(file: Path, environ: Mapping[str, str] | None = None) -> tuple[Any, dic
         data = builder.build(node, ())
     except ConfigError as exc:
         raise ConfigError(exc.reason, file=str(file), line=exc.line) from None
+    if defaulted is not None:
+        defaulted.update(builder.defaulted)
     return data, builder.lines
 
 

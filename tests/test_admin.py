@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,37 @@ async def test_wrong_token_is_a_clear_error(tmp_path: Path, providers: Providers
         # The webhook token Alertmanager holds does not open the admin API.
         code, out = await run_relay("dead-letters", "list", "--url", relay.url, env={"RELAY_WEBHOOK_TOKEN": TOKEN})
         assert code == 1 and out.startswith("relay: ") and TOKEN not in out
+
+
+async def test_a_stuck_notification_is_named_by_test_alert_and_can_be_cancelled(
+        tmp_path: Path, providers: Providers) -> None:
+    """A test alert queued behind a stuck one in its lane says so, and cancelling the stuck one lets it go."""
+    env = {**providers.env, "RELAY_ADMIN_TOKEN": ADMIN, "XDG_STATE_HOME": str(tmp_path / "state")}
+    settings = relay_settings(tmp_path, providers.routes, admin_token=ADMIN, retry_initial_seconds=300,
+                              retry_max_seconds=600)
+    providers.slack.fail_all(500)
+    async with running_relay(settings) as relay:
+        code, out = await run_relay("test-alert", "--alertname", "Stuck", "--label", "try=1", "--timeout", "3",
+                                    "--url", relay.url, env=env)
+        assert code == 1 and "retrying (attempts 1" in out, out
+        [stuck] = await relay.history()
+        providers.slack.recover()  # Slack answers again, but the stuck one waits out its 300 s backoff
+
+        code, out = await run_relay("test-alert", "--alertname", "Stuck", "--label", "try=2", "--timeout", "1",
+                                    "--url", relay.url, env=env)
+        assert code == 1
+        assert (f"not yet sent; it waits behind notification {stuck['id']} of its lane (pending, 1 attempts, "
+                f"last error: server_error: HTTP 500") in out, out
+        assert f"`relay notifications cancel {stuck['id']}` would let it go" in out
+
+        code, out = await run_relay("notifications", "cancel", str(stuck["id"]), "--url", relay.url, env=env)
+        assert (code, out.strip()) == (0, f"{stuck['id']}: cancelled")
+        [message] = await providers.slack.wait_for(1)
+        assert "try=2" in json.dumps(message) and "try=1" not in json.dumps(message)
+        code, out = await run_relay("notifications", "list", "--state", "cancelled", "--url", relay.url, env=env)
+        assert [line.split()[0] for line in out.splitlines()[1:]] == [str(stuck["id"])], out
+        detail = (await relay.admin("GET", f"/api/v1/notifications/{stuck['id']}")).json()
+        assert [a["outcome"] for a in detail["attempt_log"]] == ["retry", "cancelled"]
+        code, out = await run_relay("notifications", "cancel", str(stuck["id"]), "--url", relay.url, env=env)
+        assert code == 1 and "no pending notification" in out
+    assert len(providers.slack.messages) == 1  # the cancelled one was never sent

@@ -8,11 +8,15 @@ import os
 import re
 import shutil
 import sys
+import time
 from email import message_from_string, policy
 from email.message import EmailMessage
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import Providers
+from tests.fakes.smtp import free_port
 from tests.helpers import FIXTURES, REPO, TEMPLATES, relay_settings, repo_routes, running_relay
 
 
@@ -140,3 +144,36 @@ async def test_routes_check_renders_every_receivers_templates(tmp_path: Path) ->
     code, out = await run_relay("routes", "check", env={**RENDER_ENV, "RELAY_TEMPLATES": str(templates)})
     assert code == 1
     assert "receiver pagerduty-oncall (firing): template: pagerduty/summary.j2: TypeError" in out
+
+
+async def test_receivers_on_routes_yaml_defaults_are_named_and_test_alert_does_not_wait_for_them(
+        tmp_path: Path, providers: Providers, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A new user with no SMTP server set: the repository's routes.yaml sends email to its placeholder smarthost
+    and recipient. `routes check`, the start log and test-alert say so, and test-alert does not sit out its
+    timeout on an email that will be retried for hours."""
+    refused = f"127.0.0.1:{free_port()}"  # nothing listens there, like localhost:587 on a laptop
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(providers.routes.read_text().replace("${SMTP_SMARTHOST:-localhost:587}",
+                                                           f"${{SMTP_SMARTHOST:-{refused}}}"))
+    env = {**providers.env, "SMTP_SMARTHOST": "", "OPS_EMAIL": "", "RELAY_ROUTES": str(routes),
+           "XDG_STATE_HOME": str(tmp_path / "state")}
+    code, out = await run_relay("routes", "check", env=env)
+    assert code == 0
+    assert (f"warning: receiver ops-email sends to defaults: email.to is the routes.yaml default "
+            f"ops@ojeomneo.example (OPS_EMAIL unset); email.smarthost is the routes.yaml default {refused} "
+            "(SMTP_SMARTHOST unset)") in out
+    assert "slack-alerts" not in out  # set from the environment
+
+    monkeypatch.delenv("SMTP_SMARTHOST")
+    monkeypatch.delenv("OPS_EMAIL")
+    async with running_relay(relay_settings(tmp_path, routes)) as relay:
+        assert "receiver ops-email sends to routes.yaml defaults: email.to is" in caplog.text  # at start
+        started = time.monotonic()
+        code, out = await run_relay("test-alert", "--severity", "critical", "--timeout", "60", "--url", relay.url,
+                                    env=env)
+        took = time.monotonic() - started
+    assert code == 1 and "slack-alerts" in out and "delivered in" in out
+    assert "ops-email                retrying (attempts " in out and "connection" in out
+    assert "warning: it sends to email.to is the routes.yaml default ops@ojeomneo.example" in out
+    assert took < 30, out  # not the 60 s timeout: a placeholder's failure is reported, not waited out

@@ -36,6 +36,8 @@ class Candidate:
 
 # What a replay did: put back; no such dead letter; nothing left to send (resolved, or too old to know).
 Replay = Literal["replayed", "missing", "resolved", "too_old"]
+# What a cancel did: taken out of its lane; no pending notification of that id; being sent right now.
+Cancel = Literal["cancelled", "missing", "in_flight"]
 
 
 @dataclass(frozen=True)
@@ -174,13 +176,17 @@ class Store(Protocol):
     async def detail(self, notification_id: int) -> dict[str, Any] | None:
         """One notification as history shows it, plus its alerts and every attempt; None if there is none."""
 
+    async def cancel(self, notification_id: int, now: float, attempt: Attempt) -> Cancel:
+        """Take a pending notification that is not being sent out of its lane for good (state `cancelled`, the
+        attempt recorded); the lane's next one becomes due. Pruned like a delivered one."""
+
     async def purge(self, notification_id: int) -> bool:
         """Delete one dead letter and its attempts for good; False if there is no such dead letter."""
 
     async def prune(self, finished_before: float, marks_before: float) -> int:
-        """Forget delivered notifications (with their attempts) finished before `finished_before`, and dedup
-        marks and message references older than `marks_before`; dead letters stay until replayed. Returns the
-        number of notifications forgotten."""
+        """Forget delivered and cancelled notifications (with their attempts) finished before `finished_before`,
+        and dedup marks and message references older than `marks_before`; dead letters stay until replayed.
+        Returns the number of notifications forgotten."""
 
     async def find_refs(self, receiver: str, keys: Sequence[str]) -> dict[str, str]:
         """The message references remembered for these alert keys (see relay.threads); unknown keys are absent."""

@@ -25,6 +25,7 @@ from relay.alerts import State, WebhookMessage, group_status, key_part
 from relay.errors import StoreRejected, StoreUnavailable
 from relay.store.base import (
     Attempt,
+    Cancel,
     Candidate,
     Claim,
     Claimed,
@@ -185,11 +186,20 @@ WHERE id = $2 AND state = 'dead'
 """
 SQL_PRUNE = (
     "DELETE FROM attempts WHERE notification_id IN "
-    "(SELECT id FROM notifications WHERE state = 'delivered' AND finished_at < $1)",
-    "DELETE FROM notifications WHERE state = 'delivered' AND finished_at < $1",
+    "(SELECT id FROM notifications WHERE state IN ('delivered', 'cancelled') AND finished_at < $1)",
+    "DELETE FROM notifications WHERE state IN ('delivered', 'cancelled') AND finished_at < $1",
     "DELETE FROM dedup WHERE notified_at < $1",
     "DELETE FROM message_refs WHERE created_at < $1",
 )
+SQL_CANCEL = """
+WITH finished AS (
+    UPDATE notifications SET state = 'cancelled', finished_at = $1, last_error = $2, lease_until = 0,
+           lease_owner = NULL
+    WHERE id = $3 AND state = 'pending' AND lease_until <= $1
+    RETURNING id)
+INSERT INTO attempts (notification_id, started_at, duration, outcome, reason, detail)
+SELECT id, $4::double precision, $5::double precision, $6::text, $7::text, $8::text FROM finished
+"""
 SQL_PENDING = "SELECT receiver, count(*), min(received_at) FROM notifications WHERE state = 'pending' GROUP BY receiver"
 # Names sorted by the caller: one lock order for concurrent heartbeat webhooks. GREATEST ignores NULL (never seen).
 SQL_HEARTBEAT_SEEN = """
@@ -521,6 +531,17 @@ class PostgresStore:
             await conn.execute("DELETE FROM attempts WHERE notification_id = $1", notification_id)
             await conn.execute("DELETE FROM notifications WHERE id = $1", notification_id)
         return True
+
+    async def cancel(self, notification_id: int, now: float, attempt: Attempt) -> Cancel:
+        error = attempt_error(attempt.reason, attempt.detail)
+        async with self._tx() as conn:
+            done = await conn.execute(SQL_CANCEL, now, error, notification_id, attempt.started_at, attempt.duration,
+                                      attempt.outcome, attempt.reason, attempt.detail)
+            if int(done.split()[-1]):
+                return "cancelled"
+            pending = await conn.fetchval("SELECT 1 FROM notifications WHERE id = $1 AND state = 'pending'",
+                                          notification_id)
+        return "in_flight" if pending else "missing"
 
     async def prune(self, finished_before: float, marks_before: float) -> int:
         async with self._tx() as conn:

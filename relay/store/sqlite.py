@@ -25,6 +25,7 @@ from relay.alerts import State, WebhookMessage, group_status, key_part
 from relay.errors import StoreRejected, StoreUnavailable
 from relay.store.base import (
     Attempt,
+    Cancel,
     Candidate,
     Claim,
     Claimed,
@@ -118,6 +119,16 @@ SQL_PRUNE = (
     "DELETE FROM dedup WHERE notified_at < ?",
     "DELETE FROM message_refs WHERE created_at < ?",
 )
+# Cancelled notifications are few (an operator's hand): found through the (state, receiver) index.
+SQL_PRUNE_CANCELLED = (
+    "DELETE FROM attempts WHERE notification_id IN "
+    "(SELECT id FROM notifications WHERE state = 'cancelled' AND finished_at < ?)",
+    "DELETE FROM notifications WHERE state = 'cancelled' AND finished_at < ?",
+)
+SQL_CANCEL = """
+UPDATE notifications SET state = 'cancelled', finished_at = ?, last_error = ?, lease_until = 0, lease_owner = NULL
+WHERE id = ? AND state = 'pending' AND lease_until <= ?
+"""
 # Readiness after a failed write: a write of about a large webhook's size, undone in the same transaction.
 SQL_PROBE = ("INSERT OR REPLACE INTO message_refs (receiver, alert_key, ref, created_at) "
              "VALUES ('', 'relay:probe', ?, 0)",
@@ -508,10 +519,26 @@ class SqliteStore:
 
         return bool(await self._call(op))
 
+    async def cancel(self, notification_id: int, now: float, attempt: Attempt) -> Cancel:
+        def op(conn: sqlite3.Connection) -> Cancel:
+            error = attempt_error(attempt.reason, attempt.detail)
+            if conn.execute(SQL_CANCEL, (now, error, notification_id, now)).rowcount:
+                conn.execute(SQL_ATTEMPT, (notification_id, attempt.started_at, attempt.duration, attempt.outcome,
+                                           attempt.reason, attempt.detail))
+                return "cancelled"
+            pending = conn.execute("SELECT 1 FROM notifications WHERE id = ? AND state = 'pending'",
+                                   (notification_id,)).fetchone()
+            return "in_flight" if pending else "missing"
+
+        outcome: Cancel = await self._call(op)
+        return outcome
+
     async def prune(self, finished_before: float, marks_before: float) -> int:
         def op(conn: sqlite3.Connection) -> int:
+            conn.execute(SQL_PRUNE_CANCELLED[0], (finished_before,))
+            forgotten = conn.execute(SQL_PRUNE_CANCELLED[1], (finished_before,)).rowcount
             conn.execute(SQL_PRUNE[0], (finished_before,))
-            forgotten = conn.execute(SQL_PRUNE[1], (finished_before,)).rowcount
+            forgotten += conn.execute(SQL_PRUNE[1], (finished_before,)).rowcount
             conn.execute(SQL_PRUNE[2], (marks_before,))
             conn.execute(SQL_PRUNE[3], (marks_before,))
             return int(forgotten)

@@ -322,3 +322,30 @@ async def test_replay_of_a_dead_letter_older_than_retention_sends_no_firing_aler
     await store.prune(later - 7 * 86400, later - 7 * 86400)  # the resolve's dedup mark is forgotten
     assert await store.replay(firing.notification_id, later, forgotten_before=later - 7 * 86400) == "too_old"
     assert (await store.stats(later)).dead == {"slack-alerts": 1}
+
+
+async def test_cancel_takes_a_waiting_notification_out_of_its_lane_and_history_keeps_it(store: Store) -> None:
+    now = time.time()
+    [stuck] = await store.enqueue([candidate("firing-poddown.json")], now)
+    [behind] = await store.enqueue([candidate("resolved-poddown.json")], now)
+    assert stuck.notification_id is not None and behind.notification_id is not None
+    [claimed] = (await store.claim("w1", 10, now, 60)).claimed
+    cancelled = Attempt(now, 0.0, "cancelled", "cancelled", "by an operator")
+    assert await store.cancel(stuck.notification_id, now, cancelled) == "in_flight"  # being sent: not now
+    await store.retry_later(claimed.notification.id, "w1", Attempt(now, 0.1, "retry", "server_error"), now + 300)
+    rows = {r["id"]: r for r in await store.history(HistoryFilter())}
+    assert rows[behind.notification_id]["behind"] == stuck.notification_id  # it waits for the stuck one
+    assert rows[stuck.notification_id]["behind"] is None
+
+    assert await store.cancel(stuck.notification_id, now + 1, cancelled) == "cancelled"
+    [following] = (await store.claim("w1", 10, now + 2, 60)).claimed  # the lane goes on at once
+    assert following.notification.id == behind.notification_id
+    detail = await store.detail(stuck.notification_id)
+    assert detail is not None and detail["state"] == "cancelled" and detail["behind"] is None
+    assert [(a["outcome"], a["reason"]) for a in detail["attempt_log"]] == [("retry", "server_error"),
+                                                                           ("cancelled", "cancelled")]
+    assert (await store.stats(now)).pending == {"slack-alerts": 1}  # only the one that goes on
+    assert await store.cancel(stuck.notification_id, now + 3, cancelled) == "missing"  # once
+    assert await store.cancel(10**9, now + 3, cancelled) == "missing"
+    assert await store.replay(stuck.notification_id, now + 3) == "missing"  # not a dead letter
+    assert await store.prune(now + 10, now - 60) == 1 and await store.detail(stuck.notification_id) is None
