@@ -95,18 +95,23 @@ def cmd_notifications_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _each(client: httpx.Client, ids: list[int], method: str, path: str, done: str) -> int:
+    """One admin call per id (`path` with `{id}`), a line each; exit 1 if any was refused, after trying them all."""
+    failed = 0
+    for notification_id in ids:
+        try:
+            _call(client, method, path.format(id=notification_id))
+            print(f"{notification_id}: {done}")
+        except AdminError as exc:
+            failed += 1
+            print(f"{notification_id}: {exc}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def cmd_notifications_cancel(args: argparse.Namespace, settings: Settings) -> int:
     """Cancel pending notifications: they will not be sent, and the next ones of their lanes go."""
-    failed = 0
     with _client(args, settings) as client:
-        for notification_id in args.ids:
-            try:
-                _call(client, "POST", f"/api/v1/notifications/{notification_id}/cancel")
-                print(f"{notification_id}: cancelled")
-            except AdminError as exc:
-                failed += 1
-                print(f"{notification_id}: {exc}", file=sys.stderr)
-    return 1 if failed else 0
+        return _each(client, args.ids, "POST", "/api/v1/notifications/{id}/cancel", "cancelled")
 
 
 def cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
@@ -124,19 +129,9 @@ def cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
         if not ids:
             print("nothing to do: name dead-letter ids, or --all (with --receiver/--alertname to narrow it)")
             return 1
-        failed = 0
-        for notification_id in ids:
-            try:
-                if args.action == "retry":
-                    _call(client, "POST", f"/api/v1/dead-letters/{notification_id}/retry")
-                    print(f"{notification_id}: replayed")
-                else:
-                    _call(client, "DELETE", f"/api/v1/dead-letters/{notification_id}")
-                    print(f"{notification_id}: purged")
-            except AdminError as exc:
-                failed += 1
-                print(f"{notification_id}: {exc}", file=sys.stderr)
-        return 1 if failed else 0
+        if args.action == "retry":
+            return _each(client, ids, "POST", "/api/v1/dead-letters/{id}/retry", "replayed")
+        return _each(client, ids, "DELETE", "/api/v1/dead-letters/{id}", "purged")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
