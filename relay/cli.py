@@ -168,30 +168,56 @@ def cmd_test_alert(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(runner(args, settings, payload))
 
 
-def cmd_routes_check(args: argparse.Namespace, settings: Settings) -> int:
+def _check_one(file: Path, templates: Any, strict: Any) -> bool:
     from relay.preview import template_problems
     from relay.routes import load_routes
-    from relay.templating import Templates
 
-    file = Path(args.file) if args.file else settings.routes
-    templates = Templates(settings.templates)
     try:
         routes = load_routes(file, templates)
     except ConfigError as exc:
         print(f"relay: {exc}", file=sys.stderr)
-        return 1
-    problems = template_problems(routes.receivers, templates)
+        return False
+    problems = [f"{file}: {p}" for p in template_problems(routes.receivers, templates)]
+    if not problems and strict is not None:
+        problems = [str(f) for f in strict(file, routes)]
     for problem in problems:
-        print(f"relay: {file}: {problem}", file=sys.stderr)
+        print(f"relay: {problem}", file=sys.stderr)
     if problems:
-        return 1
+        return False
     beats = f", {len(routes.spec.heartbeats)} heartbeat(s)" if routes.spec.heartbeats else ""
-    print(f"{file}: ok ({len(routes.receivers)} receivers, {len(routes.spec.routes)} routes{beats})")
+    print(f"{file}: ok ({len(routes.receivers)} receivers, {len(routes.spec.routes)} routes{beats}"
+          f"{', strict' if strict is not None else ''})")
     for name, missing in routes.unconfigured().items():
         print(f"warning: receiver {name} is unconfigured ({missing} is unset)")
     for name, notes in routes.defaults.items():
         print(f"warning: receiver {name} sends to defaults: {'; '.join(notes)}")
-    return 0
+    return True
+
+
+def cmd_routes_check(args: argparse.Namespace, settings: Settings) -> int:
+    import os
+
+    from relay import revisions, routescheck, rulefiles
+    from relay.templating import Templates
+
+    files = [Path(f) for f in args.files] or [settings.routes]
+    templates = Templates(Path(args.templates) if args.templates else settings.templates)
+    strict = None
+    if args.strict:
+        root = revisions.toplevel(Path.cwd()) or Path.cwd()
+        try:
+            alerts = rulefiles.read_all((p, revisions.relative_to_repo(Path.cwd(), p) or str(p))
+                                        for p in [*rulefiles.discover(root), *map(Path, args.rules)])
+        except ConfigError as exc:
+            print(f"relay: {exc}", file=sys.stderr)
+            return 1
+        allowed = {name.strip() for names in args.allow_unset for name in names.split(",") if name.strip()}
+
+        def strict(file: Path, routes: Any) -> list[routescheck.Finding]:
+            return routescheck.findings(file, routes, alerts, os.environ, allowed)
+
+    results = [_check_one(file, templates, strict) for file in files]
+    return 0 if all(results) else 1
 
 
 def cmd_routes_test(args: argparse.Namespace, settings: Settings) -> int:
@@ -259,26 +285,21 @@ def cmd_templates_render(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_routes_diff(args: argparse.Namespace, settings: Settings) -> int:
-    from relay import routesdiff
-    from relay.routes import load_routes
-    from relay.templating import Templates
+    from relay import diffreport, review
 
-    templates = Templates(settings.templates)
-    new_file = Path(args.new) if args.new else settings.routes
+    request = review.Request(
+        old=args.old, new=args.new, base=args.base, routes=settings.routes,
+        templates=Path(args.templates) if args.templates else settings.templates,
+        rules=tuple(Path(f) for f in args.rules), fixtures=Path(args.fixtures) if args.fixtures else None,
+        cwd=Path.cwd())
     try:
-        old, new = load_routes(Path(args.old), templates), load_routes(new_file, templates)
-        alerts = routesdiff.rule_alerts(Path(f) for f in args.rules)
+        result = review.build(request)
     except ConfigError as exc:
         print(f"relay: {exc}", file=sys.stderr)
         return 2
-    changes = routesdiff.diff(old, new, alerts)
-    if not changes:
-        print(f"no alert changes receivers between {args.old} and {new_file}")
-        return 0
-    print(f"{len(changes)} label set{'s' if len(changes) != 1 else ''} change receivers ({args.old} -> {new_file}):")
-    for change in changes:
-        print(f"  {change}")
-    return 1 if args.exit_code else 0
+    shown = {"text": diffreport.text, "markdown": diffreport.markdown, "json": diffreport.as_json}[args.format]
+    sys.stdout.write(shown(result))
+    return 1 if args.exit_code and not result.empty else 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -304,18 +325,36 @@ def parser() -> argparse.ArgumentParser:
     routes = sub.add_parser("routes", help="check routes.yaml and test routing").add_subparsers(
         dest="routes_command", required=True)
     check = routes.add_parser("check", help="validate routes.yaml and its templates")
-    check.add_argument("file", nargs="?")
+    check.add_argument("files", nargs="*", metavar="FILE", help="default: RELAY_ROUTES")
+    check.add_argument("--strict", action="store_true", help="also fail on unset ${VAR}s, unused receivers, "
+                       "routes that can never match and severities no route handles")
+    check.add_argument("--allow-unset", action="append", default=[], metavar="VAR[,VAR]",
+                       help="with --strict: variables only the deployment sets (e.g. secrets; repeatable)")
+    check.add_argument("--rules", action="append", default=[], metavar="FILE",
+                       help="with --strict: a rule file whose severities need a route, besides "
+                       "deploy/prometheus/*.yml (repeatable)")
+    check.add_argument("--templates", metavar="DIR", help="the templates directory (default: RELAY_TEMPLATES)")
     check.set_defaults(func=cmd_routes_check)
     rtest = routes.add_parser("test", help="print the receivers for a label set")
     rtest.add_argument("--verify-receivers")
     rtest.add_argument("labels", nargs="*", metavar="K=V")
     rtest.set_defaults(func=cmd_routes_test)
-    rdiff = routes.add_parser("diff", help="the alerts whose receivers change between two routes.yaml versions")
-    rdiff.add_argument("old")
-    rdiff.add_argument("new", nargs="?", help="default: RELAY_ROUTES")
+    rdiff = routes.add_parser("diff", help="what a routes.yaml change does: alerts whose receivers change, messages "
+                              "that read differently", description="OLD and NEW are files or git revisions "
+                              "(REV:PATH, e.g. origin/main:routes.yaml); --base REV compares FILE with REV's.")
+    rdiff.add_argument("old", nargs="?", metavar="OLD", help="file or REV:PATH (with --base: the FILE to compare)")
+    rdiff.add_argument("new", nargs="?", metavar="NEW", help="file or REV:PATH (default: RELAY_ROUTES)")
+    rdiff.add_argument("--base", metavar="REV", help="compare with REV's version of the file (and its templates "
+                       "and rule files), e.g. origin/main")
     rdiff.add_argument("--rules", action="append", default=[], metavar="FILE",
-                       help="Prometheus rule file whose alerts to check as well (repeatable)")
-    rdiff.add_argument("--exit-code", action="store_true", help="exit 1 when receivers change")
+                       help="a Prometheus rule file whose alerts to check as well, besides deploy/prometheus/*.yml "
+                       "(repeatable)")
+    rdiff.add_argument("--templates", metavar="DIR", help="the templates directory (default: RELAY_TEMPLATES)")
+    rdiff.add_argument("--fixtures", metavar="DIR", help="render messages for these Alertmanager webhook bodies "
+                       "(*.json) instead of one alert per rule")
+    rdiff.add_argument("--format", choices=("text", "markdown", "json"), default="text",
+                       help="markdown: a pull-request comment")
+    rdiff.add_argument("--exit-code", action="store_true", help="exit 1 when receivers or messages change")
     rdiff.set_defaults(func=cmd_routes_diff)
 
     admin.add_commands(sub)

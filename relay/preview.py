@@ -8,6 +8,8 @@ that only exist at delivery time (a Slack `ts`) are shown as placeholders.
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -141,3 +143,20 @@ def _pagerduty(receiver: ReceiverConfig, notification: Notification, templates: 
     events = build_events(notification, templates, receiver, now=now)
     shown = [{"routing_key": "<routing key: not shown>", **event} for event in events]
     return f"# POST {len(events)} event(s) to the Events API v2, one per alert\n" + _json(shown)
+
+
+def readable_email(text: str) -> str:
+    """An email preview as a reviewer reads it: the headers, then each part decoded (no quoted-printable, Korean
+    as is, and no MIME boundaries, which are random: two renders of one message differ only there)."""
+    where, _, mime = text.partition("\n")
+    message = email.message_from_string(mime, policy=email.policy.default)
+    lines = [where, *(f"{name}: {value}" for name, value in message.items() if name != "Content-Type")]
+    for part in message.walk():
+        if part.is_multipart():
+            continue
+        payload = part.get_payload(decode=True)
+        assert isinstance(payload, bytes)
+        lines += ["", f"--- {part.get_content_type()} ({part.get_content_charset()}, "
+                      f"{part['Content-Transfer-Encoding']} on the wire) ---",
+                  payload.decode(part.get_content_charset() or "ascii").rstrip("\n")]
+    return "\n".join(lines) + "\n"

@@ -1,9 +1,10 @@
 """`relay routes diff OLD NEW`: which alerts would reach other receivers after a routes.yaml change.
 
 A pull request that edits routes.yaml changes who is woken up. relay probes
-both versions with the same label sets — the alerts of Prometheus rule files
-when given, plus label sets built from every matcher in either file — and
-lists each label set whose receivers differ, reduced to the labels that matter.
+both versions with the same label sets — the alerts of the repository's rule
+files (relay.rulefiles), plus label sets built from every matcher in either
+file — and lists each label set whose receivers differ, reduced to the labels
+that matter and named by alert. relay.review adds templates and revisions.
 """
 
 from __future__ import annotations
@@ -12,12 +13,9 @@ import itertools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
-import yaml
-
-from relay.errors import ConfigError
-from relay.routes import Routes
+from relay.receivers import GlobalConfig
+from relay.routes import Routes, RoutesFile
 
 MAX_PROBES = 20_000
 OTHER = "__relay_other__"  # a value no matcher names: "anything else"
@@ -28,13 +26,28 @@ Labels = dict[str, str]
 
 @dataclass(frozen=True)
 class Change:
+    """A kind of alert (the labels that decide its route) and its receivers before and after."""
+
     labels: tuple[tuple[str, str], ...]
     before: tuple[str, ...]
     after: tuple[str, ...]
 
+    @property
+    def alertname(self) -> str | None:
+        name = dict(self.labels).get("alertname")
+        return name if name and name != OTHER else None
+
+    @property
+    def alert(self) -> str:
+        """As a reviewer names it: `HighErrorRate (severity=critical)`, or `any alert with severity=page`."""
+        others = ", ".join(f"{k}={'<other>' if v == OTHER else v}" for k, v in self.labels
+                           if k != "alertname" or self.alertname is None)
+        if self.alertname is not None:
+            return f"{self.alertname} ({others})" if others else self.alertname
+        return f"any alert with {others}" if others else "any alert"
+
     def __str__(self) -> str:
-        shown = ", ".join(f'{k}="{v}"' if v != OTHER else f"{k}=<any other>" for k, v in self.labels)
-        return f"{{{shown}}}: {', '.join(self.before) or '(none)'} -> {', '.join(self.after) or '(none)'}"
+        return f"{self.alert}: {', '.join(self.before) or '(none)'} -> {', '.join(self.after) or '(none)'}"
 
 
 def _regex_literals(pattern: str) -> list[str]:
@@ -48,8 +61,8 @@ def matcher_values(routes: Iterable[Routes]) -> dict[str, list[str]]:
     """Every label a matcher names, with the values worth trying: each named value, absent, and anything else."""
     values: dict[str, set[str]] = {}
     for loaded in routes:
-        for route in loaded.spec.routes:
-            for matcher in route.matchers:
+        for matchers in [*(r.matchers for r in loaded.spec.routes), *(h.matchers for h in loaded.spec.heartbeats)]:
+            for matcher in matchers:
                 seen = values.setdefault(matcher.name, set())
                 if matcher.op in ("=", "!="):
                     seen.add(matcher.value)
@@ -72,48 +85,51 @@ def _combinations(values: dict[str, list[str]]) -> Iterator[Labels]:
             yield {a: va, b: vb}
 
 
-def rule_alerts(files: Iterable[Path]) -> list[Labels]:
-    """The label sets of alerting rules in Prometheus rule files (`groups[].rules[].alert` and `labels`)."""
-    out = []
-    for file in files:
-        try:
-            data = yaml.safe_load(file.read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read rule file: {exc}", file=str(file)) from None
-        for group in (data or {}).get("groups", []) or []:
-            for rule in group.get("rules", []) or []:
-                if "alert" in rule:
-                    out.append({"alertname": str(rule["alert"]),
-                                **{str(k): str(v) for k, v in (rule.get("labels") or {}).items()}})
-    return out
+def heartbeat_marker(name: str) -> str:
+    """What a heartbeat's alerts go to instead of receivers: relay consumes them (relay.heartbeat)."""
+    return f"(heartbeat {name})"
 
 
-def _receivers(routes: Routes, labels: Labels) -> tuple[str, ...]:
+def receivers_of(routes: Routes, labels: Labels) -> tuple[str, ...]:
+    """The receivers an alert with these labels reaches (empty values are absent labels), as `relay serve` routes."""
     present = {k: v for k, v in labels.items() if v != ""}
-    return tuple(t.receiver for t in routes.targets(present))
+    beats = [heartbeat_marker(h.name) for h in routes.spec.heartbeats if h.matches(present)]
+    return tuple(beats) if beats else tuple(t.receiver for t in routes.targets(present))
+
+
+def empty_routes(source: str) -> Routes:
+    """The routes of a file that does not exist (at the base of a change that adds it): no alert reaches anyone."""
+    spec = RoutesFile.model_construct(global_=GlobalConfig(), receivers=[], routes=[], default_receivers=[],
+                                      heartbeats=[])
+    return Routes(spec, source, "")
 
 
 def _reduce(old: Routes, new: Routes, labels: Labels) -> Labels:
     """Drop each label whose absence changes neither side's answer: what is left is what the change is about."""
-    want = (_receivers(old, labels), _receivers(new, labels))
+    want = (receivers_of(old, labels), receivers_of(new, labels))
     kept = dict(labels)
     for name in list(kept):
         if name == "alertname" and kept[name] != OTHER:
             continue  # keep the alert's name: people read changes by alert
         trial = {**kept, name: ""}
-        if (_receivers(old, trial), _receivers(new, trial)) == want:
+        if (receivers_of(old, trial), receivers_of(new, trial)) == want:
             kept[name] = ""
     return {k: v for k, v in kept.items() if v != ""}
 
 
+def _order(change: Change) -> tuple[int, str, tuple[tuple[str, str], ...]]:
+    return (change.alertname is None, change.alertname or "", change.labels)
+
+
 def diff(old: Routes, new: Routes, alerts: Iterable[Labels] = ()) -> list[Change]:
+    """Every kind of alert whose receivers differ: the given alerts, then label sets from both files' matchers."""
     changes: dict[tuple[tuple[str, str], ...], Change] = {}
     probes = itertools.chain(alerts, _combinations(matcher_values((old, new))))
     for labels in probes:
-        before, after = _receivers(old, labels), _receivers(new, labels)
+        before, after = receivers_of(old, labels), receivers_of(new, labels)
         if before == after:
             continue
         reduced = _reduce(old, new, labels)
         key = tuple(sorted(reduced.items()))
-        changes.setdefault(key, Change(key, _receivers(old, reduced), _receivers(new, reduced)))
-    return sorted(changes.values(), key=lambda c: c.labels)
+        changes.setdefault(key, Change(key, receivers_of(old, reduced), receivers_of(new, reduced)))
+    return sorted(changes.values(), key=_order)

@@ -105,3 +105,19 @@ def line_of(lines: Mapping[Path_, int], path: Path_) -> int | None:
             return lines[path]
         path = path[:-1]
     return lines.get(())
+
+
+def references(file: Path) -> list[tuple[str, str | None, int]]:
+    """Every `${VAR}` in the file's values, as (name, default or None, line): for `routes check --strict`."""
+    node = yaml.compose(file.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    found: list[tuple[str, str | None, int]] = []
+    stack = [node] if node is not None else []
+    while stack:
+        current = stack.pop()
+        if isinstance(current, yaml.MappingNode):
+            stack.extend(value for _, value in current.value)
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend(current.value)
+        elif isinstance(current.value, str):
+            found += [(m.group(1), m.group(2), current.start_mark.line + 1) for m in _VAR.finditer(current.value)]
+    return sorted(found, key=lambda ref: (ref[2], ref[0]))

@@ -10,8 +10,6 @@ and read the diff (`git diff tests/golden`) before committing it.
 
 from __future__ import annotations
 
-import email
-import email.policy
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from relay.alerts import WebhookMessage, group_status
-from relay.preview import GO_ZERO_TIME, as_notification, render, resolved
+from relay.preview import GO_ZERO_TIME, as_notification, readable_email, render, resolved
 from relay.receivers import ReceiverConfig
 from relay.templating import Templates
 from tests.helpers import FIXTURES, TEMPLATES
@@ -46,22 +44,6 @@ def fired(group: WebhookMessage) -> WebhookMessage:
     """The same group as it was while firing."""
     alerts = [a.model_copy(update={"status": "firing", "endsAt": GO_ZERO_TIME}) for a in group.alerts]
     return group.model_copy(update={"alerts": alerts, "status": group_status(alerts)})
-
-
-def readable_email(text: str) -> str:
-    """The email as a reviewer reads it: headers, then each part decoded (no quoted-printable, Korean as is)."""
-    where, _, mime = text.partition("\n")
-    message = email.message_from_string(mime, policy=email.policy.default)
-    lines = [where, *(f"{name}: {value}" for name, value in message.items() if name != "Content-Type")]
-    for part in message.walk():
-        if part.is_multipart():
-            continue
-        payload = part.get_payload(decode=True)
-        assert isinstance(payload, bytes)
-        lines += ["", f"--- {part.get_content_type()} ({part.get_content_charset()}, "
-                      f"{part['Content-Transfer-Encoding']} on the wire) ---",
-                  payload.decode(part.get_content_charset() or "ascii").rstrip("\n")]
-    return "\n".join(lines) + "\n"
 
 
 def rendered(integration: str, fixture: str, state: str) -> str:
