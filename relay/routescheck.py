@@ -127,7 +127,9 @@ def unrouted_severities(file: Path, routes: Routes, alerts: Iterable[RuleAlert])
     reach = f"only default_receivers ({fallback})" if fallback else "no receiver (default_receivers is empty)"
     out = []
     for severity, rules in by_severity.items():
-        probes = [{"alertname": OTHER, "severity": severity}, *(a.labels for a in rules)]
+        # the three usual severities are probed as such too; others only through the rules that use them
+        bare = [{"alertname": OTHER, "severity": severity}] if severity in SEVERITIES else []
+        probes = [*bare, *(a.labels for a in rules)]
         probes = [p for p in probes if not any(h.matches(p) for h in spec.heartbeats)]  # consumed, never routed
         if not probes or any(r.matches(p) for r in spec.routes for p in probes):
             continue
