@@ -49,7 +49,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     try:
         load_routes(settings.routes, Templates(settings.templates))
     except ConfigError as exc:
-        print(f"relay: {exc}", file=sys.stderr)
+        # An installed relay run outside a checkout has no ./routes.yaml: say which setting names the file.
+        hint = ""
+        if not settings.routes.exists():
+            where = "" if settings.routes.is_absolute() else f", relative to {Path.cwd()}"
+            hint = f" (RELAY_ROUTES names the routes file{where})"
+        print(f"relay: {exc}{hint}", file=sys.stderr)
         return 1
     return serve.run(settings)
 

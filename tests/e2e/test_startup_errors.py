@@ -28,8 +28,8 @@ def relay_env(**settings: str) -> dict[str, str]:
     return {**env, "RELAY_ROUTES": str(ROUTES), "RELAY_PORT": str(free_port()), **settings}
 
 
-async def serve(env: dict[str, str], prefix: Sequence[str] = ()) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(*prefix, sys.executable, "-m", "relay", "serve", cwd=REPO, env=env,
+async def serve(env: dict[str, str], prefix: Sequence[str] = (), cwd: Path = REPO) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(*prefix, sys.executable, "-m", "relay", "serve", cwd=cwd, env=env,
                                                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
     try:
         _, err = await asyncio.wait_for(proc.communicate(), 30)
@@ -78,6 +78,16 @@ async def test_a_database_directory_that_does_not_exist(tmp_path: Path) -> None:
     assert code != 0
     assert one_line(err) == (f"relay: cannot use the database {tmp_path}/nowhere/relay.db: directory "
                              f"{tmp_path}/nowhere does not exist")
+
+
+async def test_no_routes_file_where_relay_runs_names_relay_routes(tmp_path: Path) -> None:
+    """An installed relay started outside a checkout: ./routes.yaml is not there, and the line says what to set."""
+    env = relay_env()
+    del env["RELAY_ROUTES"]
+    code, err = await serve(env, cwd=tmp_path)
+    assert code != 0
+    assert one_line(err) == ("relay: routes.yaml: cannot read: No such file or directory (RELAY_ROUTES names the "
+                             f"routes file, relative to {tmp_path})")
 
 
 async def test_an_unknown_url_scheme_lists_the_accepted_forms() -> None:
