@@ -216,3 +216,18 @@ async def test_image_serves_delivers_and_runs_as_its_user(relay_in_image: Runnin
 
     assert await asyncio.to_thread(running.healthcheck) == 0
     assert await asyncio.to_thread(running.healthcheck, RELAY_PORT=str(free_port())) != 0  # nothing there
+
+
+def test_image_venv_holds_no_installers(image: Image) -> None:
+    """The runtime venv has relay and its locked dependencies only: pip and venv's bundled setuptools (an old one
+    that image scanners report) are build tools, removed before the venv is copied into the image."""
+    container = run("podman", "create", image.name).strip()
+    try:
+        root = Path(run("podman", "mount", container).strip())
+        [site] = (root / "opt" / "venv" / "lib").glob("python3.*/site-packages")
+        installed = {dist.name.split("-")[0].lower() for dist in site.glob("*.dist-info")}
+        assert "relay" in installed
+        assert not installed & {"pip", "setuptools", "wheel"}, sorted(installed)
+    finally:
+        subprocess.run(["podman", "rm", "--force", "--volumes", container], capture_output=True, timeout=60,
+                       check=False)
