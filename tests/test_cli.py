@@ -42,7 +42,10 @@ async def test_serve_refuses_a_broken_routes_file_with_file_and_line(tmp_path: P
                                                                   "receivers: [slack-alertz]\n\ndefault"))
     code, out = await run_relay("serve", env={"RELAY_ROUTES": str(broken), "RELAY_TEMPLATES": str(TEMPLATES)})
     assert code == 1
-    assert f"{broken}:29: route 3 names unknown receiver 'slack-alertz'" in out
+    lines = broken.read_text().splitlines()
+    line = lines.index("    receivers: [slack-alertz]") + 1
+    route = sum(text.startswith("  - matchers:") for text in lines[:line])  # 1-based
+    assert f"{broken}:{line}: route {route} names unknown receiver 'slack-alertz'" in out
 
 
 async def test_test_alert_reports_delivery_per_receiver(tmp_path: Path, providers: Providers) -> None:
