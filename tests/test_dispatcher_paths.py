@@ -1,0 +1,411 @@
+"""The dispatcher's paths through the scripted channel double, on a real store and runtime (issue 13's guard).
+
+Rate-limit deferral, an unknown receiver, a channel raising unexpectedly, shutdown handing claimed work back, and
+the ordinary outcomes (transient, permanent, Retry-After), asserted as a user sees them: history, each
+notification's attempt log, what the provider was called with, and the metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
+
+from relay.dispatcher import Dispatcher, DispatcherOptions
+from relay.errors import PermanentDeliveryError, Reason, TransientDeliveryError
+from relay.retry import RetryPolicy
+from relay.runtime import Runtime
+from relay.store import open_store
+from relay.store.base import HistoryFilter, Store
+from tests.channel_contract import assert_leaks_no_secret
+from tests.doubles import DELIVERED, Hold, ScriptedChannel, Step, candidate, group, scripted_runtime, swap
+from tests.helpers import poll_until
+
+WEBHOOK_URL = "https://hooks.slack.com/services/T0000/B0000/XXXXSECRETXXXXXXXXXXXXXX"
+SECRET = WEBHOOK_URL.rsplit("/", 1)[-1]
+FAST = RetryPolicy(initial=0.05, maximum=0.5, jitter=0)
+
+
+def receiver_yaml(name: str, extra: str = "", url: str = WEBHOOK_URL) -> str:
+    return f'  - name: {name}\n    slack:\n      webhook_url: "{url}"\n{extra}'
+
+
+def write_routes(tmp_path: Path, *receivers: str) -> Path:
+    path = tmp_path / "routes.yaml"
+    first = receivers[0].split("\n", 1)[0].removeprefix("  - name: ")
+    path.write_text("receivers:\n" + "".join(receivers) + f"routes: []\ndefault_receivers: [{first}]\n")
+    return path
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    """Both stores, for the paths that run store-specific SQL (deferral, leases, handing back)."""
+    s = open_store(database_url)
+    await s.open()
+    yield s
+    await s.close()
+
+
+# The paths that are the dispatcher's alone run on SQLite only: a fresh PostgreSQL database per case costs more
+# than it checks (the contract suite covers both stores' outcome recording).
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+@contextlib.asynccontextmanager
+async def dispatching(store: Store, runtime: Runtime, **options: Any) -> AsyncIterator[Dispatcher]:
+    """A dispatcher's claim loop running for the block, stopped (grace 2 s) and its runtime closed after."""
+    options.setdefault("policy", FAST)
+    options.setdefault("default_rate_limits", False)  # as the suite's relay_settings; the rate-limit tests turn it on
+    dispatcher = Dispatcher(store, runtime, DispatcherOptions(**options))
+    task = asyncio.create_task(dispatcher.run())
+    try:
+        yield dispatcher
+    finally:
+        await dispatcher.stop(2)
+        await task
+        await runtime.close()
+
+
+async def enqueue(store: Store, receiver: str, group_key: str, *alertnames: str,
+                  give_up_after: timedelta = timedelta(hours=24)) -> list[int]:
+    """One webhook per alert name, all in one lane (receiver + groupKey), in that order; their ids."""
+    ids = []
+    for name in alertnames:
+        [done] = await store.enqueue([candidate(receiver, group(group_key, name), give_up_after=give_up_after)],
+                                     time.time())
+        assert done.notification_id is not None
+        ids.append(done.notification_id)
+    return ids
+
+
+async def row(store: Store, notification_id: int) -> dict[str, Any]:
+    detail = await store.detail(notification_id)
+    assert detail is not None
+    return detail
+
+
+async def settled(store: Store, ids: list[int], timeout: float = 10.0) -> list[dict[str, Any]]:
+    """Await every notification leaving `pending` (delivered, dead), then each one's detail in `ids` order."""
+    async def done() -> bool:
+        return all(r["state"] != "pending" for r in await store.history(HistoryFilter(ids=tuple(ids))))
+
+    await poll_until(done, timeout=timeout)
+    return [await row(store, i) for i in ids]
+
+
+def log_of(detail: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [(a["outcome"], a["reason"], a["detail"]) for a in detail["attempt_log"]]
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+# 1, 2: rate-limit deferral ------------------------------------------------------------------------------------
+
+
+async def test_a_rate_limited_lane_waits_for_its_token_in_order_without_spending_attempts(
+        tmp_path: Path, store: Store) -> None:
+    routes = write_routes(tmp_path, receiver_yaml("team-slack", "    rate_limit: {rate: 1, burst: 1}\n"))
+    channel = ScriptedChannel()
+    runtime = await scripted_runtime(routes, {"team-slack": channel})
+    requests = metric("relay_notification_requests_total", receiver="team-slack", integration="slack")
+    ids = await enqueue(store, "team-slack", "lane-1", "Lane1", "Lane2", "Lane3")
+    async with dispatching(store, runtime, default_rate_limits=True) as dispatcher:
+        dispatcher.wake()
+        await channel.wait_for(lambda c: len(c.calls) == 1)
+
+        async def second_waits() -> bool:
+            [waiting] = await store.history(HistoryFilter(ids=(ids[1],)))
+            return bool(waiting["last_error"] == "rate_limited")
+
+        await poll_until(second_waits)
+        [waiting] = await store.history(HistoryFilter(ids=(ids[1],)))
+        assert (waiting["state"], waiting["attempts"]) == ("pending", 0)
+        assert waiting["next_attempt_at"] > (await row(store, ids[0]))["attempt_log"][0]["started_at"]
+        first, second, third = await settled(store, ids)
+
+    assert channel.delivered == [("Lane1",), ("Lane2",), ("Lane3",)]  # lane order kept
+    assert [c.attempts_before for c in channel.calls] == [0, 0, 0]  # the waits cost no attempt
+    assert [(d["state"], d["attempts"]) for d in (first, second, third)] == [("delivered", 1)] * 3
+    # Each wait is in the attempt log as a `deferred` row (not counted), then the send when its token was due.
+    assert log_of(first) == [("delivered", "", "")]
+    assert log_of(second) == [("deferred", "rate_limited", ""), ("delivered", "", "")]
+    assert log_of(third) == [("deferred", "rate_limited", ""), ("delivered", "", "")]
+    assert second["attempt_log"][1]["started_at"] >= waiting["next_attempt_at"]  # not before its token
+    assert third["attempt_log"][1]["started_at"] > second["attempt_log"][1]["started_at"]
+    # A wait is not a provider call.
+    assert metric("relay_notification_requests_total", receiver="team-slack", integration="slack") - requests == 3
+
+
+@SQLITE_ONLY
+async def test_lanes_to_one_destination_share_its_bucket_but_do_not_wait_for_each_other(
+        tmp_path: Path, store: Store) -> None:
+    """Two receivers on one webhook URL are one destination: one bucket (burst 2). Lane B's head goes out with
+    lane A's head at once, not behind lane A's backlog; lane A's second then waits, because B took a token."""
+    limit = "    rate_limit: {rate: 2, burst: 2}\n"
+    routes = write_routes(tmp_path, receiver_yaml("slack-a", limit), receiver_yaml("slack-b", limit))
+    a, b = ScriptedChannel(), ScriptedChannel()
+    runtime = await scripted_runtime(routes, {"slack-a": a, "slack-b": b})
+    assert a.destination == b.destination
+    lane_a = await enqueue(store, "slack-a", "g", "A1", "A2", "A3")
+    [b1] = await enqueue(store, "slack-b", "g", "B1")
+    async with dispatching(store, runtime, default_rate_limits=True) as dispatcher:
+        dispatcher.wake()
+        a1, a2, a3, only_b = await settled(store, [*lane_a, b1])
+
+    assert a.delivered == [("A1",), ("A2",), ("A3",)] and b.delivered == [("B1",)]
+    assert log_of(only_b) == log_of(a1) == [("delivered", "", "")]  # both heads found a token at once
+    assert [o for o, _, _ in log_of(a2)] == ["deferred", "delivered"]  # the shared bucket was empty
+    assert [o for o, _, _ in log_of(a3)] == ["deferred", "delivered"]
+    assert only_b["attempt_log"][0]["started_at"] < a2["attempt_log"][-1]["started_at"]
+    assert [d["attempts"] for d in (a1, a2, a3, only_b)] == [1, 1, 1, 1]
+
+
+# 3: unknown receiver -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("comes_back", [False, True], ids=["removed-for-good", "back-before-give-up"])
+@SQLITE_ONLY
+async def test_a_notification_whose_receiver_was_removed_by_a_reload(
+        tmp_path: Path, store: Store, comes_back: bool) -> None:
+    """Today: a notification whose receiver a reload removed is a transient `config` failure ("no receiver 'x' in
+    routes.yaml"), retried with backoff and counted as attempts, so a reload that brings the receiver back
+    delivers it; otherwise it becomes a dead letter `gave_up` at its give-up time. No provider is called for it
+    and no provider-call metric moves; other receivers keep delivering meanwhile."""
+    routes = write_routes(tmp_path, receiver_yaml("team-slack"), receiver_yaml("old-slack"))
+    team, old = ScriptedChannel(), ScriptedChannel()
+    runtime = await scripted_runtime(routes, {"team-slack": team, "old-slack": old})
+    give_up = timedelta(hours=1 if comes_back else 0, seconds=1)
+    [orphan] = await enqueue(store, "old-slack", "g", "Orphan1", give_up_after=give_up)
+    routes.write_text(routes.read_text().replace(receiver_yaml("old-slack"), ""))
+    await runtime.reload()
+    assert "old-slack" not in runtime.channels
+    swap(runtime, {"team-slack": team})
+    failed = metric("relay_notification_requests_failed_total", receiver="old-slack", integration="slack",
+                    reason="config")
+    gave_up = metric("relay_notifications_failed_total", receiver="old-slack", integration="slack", reason="gave_up")
+    async with dispatching(store, runtime) as dispatcher:
+        dispatcher.wake()
+
+        async def retried() -> bool:
+            return int((await row(store, orphan))["attempts"]) >= 2
+
+        await poll_until(retried)
+        waiting = await row(store, orphan)
+        assert waiting["state"] == "pending"
+        assert waiting["last_error"] == "config: no receiver 'old-slack' in routes.yaml"
+        [fine] = await enqueue(store, "team-slack", "h", "Fine1")
+        dispatcher.wake()
+        await team.wait_for(lambda c: c.delivered == [("Fine1",)])
+        if comes_back:
+            routes.write_text(routes.read_text().replace("routes: []", receiver_yaml("old-slack") + "routes: []"))
+            await runtime.reload()
+            swap(runtime, {"team-slack": team, "old-slack": old})
+        [final] = await settled(store, [orphan])
+
+    reasons = {(o, r, d) for o, r, d in log_of(final)[:-1]}
+    assert reasons == {("retry", "config", "no receiver 'old-slack' in routes.yaml")}
+    if comes_back:
+        assert final["state"] == "delivered" and old.delivered == [("Orphan1",)]
+        assert final["attempts"] == len(final["attempt_log"])  # every config failure counted, then the send
+    else:
+        assert final["state"] == "dead" and old.calls == []
+        assert final["last_error"] == "gave_up: config: no receiver 'old-slack' in routes.yaml"
+        assert log_of(final)[-1] == ("dead", "gave_up", "config: no receiver 'old-slack' in routes.yaml")
+        assert metric("relay_notifications_failed_total", receiver="old-slack", integration="slack",
+                      reason="gave_up") - gave_up == 1
+    assert metric("relay_notification_requests_failed_total", receiver="old-slack", integration="slack",
+                  reason="config") == failed  # never a provider call
+    assert (await row(store, fine))["state"] == "delivered"
+
+
+# 4: a channel raising unexpectedly ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("forever", [False, True], ids=["once", "every-time"])
+@SQLITE_ONLY
+async def test_a_channel_that_raises_unexpectedly_is_retried_as_internal(
+        tmp_path: Path, store: Store, caplog: pytest.LogCaptureFixture, forever: bool) -> None:
+    """Today: an exception that is not a DeliveryError is a transient `internal` failure whose detail is only the
+    exception's type (its message may quote anything): retried with backoff and counted, a dead letter `gave_up`
+    at give-up if it never stops; the traceback is logged; other lanes and later notifications keep flowing."""
+    routes = write_routes(tmp_path, receiver_yaml("team-slack"))
+    bug = ZeroDivisionError("bug while rendering for the webhook")
+    steps: list[Step] = [bug] * (1000 if forever else 1)
+    channel = ScriptedChannel(per_alertname={"Bug1": steps})
+    runtime = await scripted_runtime(routes, {"team-slack": channel})
+    internal = metric("relay_notification_requests_failed_total", receiver="team-slack", integration="slack",
+                      reason="internal")
+    give_up = timedelta(seconds=1) if forever else timedelta(hours=1)
+    [buggy] = await enqueue(store, "team-slack", "g", "Bug1", give_up_after=give_up)
+    [other] = await enqueue(store, "team-slack", "h", "Fine1")
+    async with dispatching(store, runtime) as dispatcher:
+        dispatcher.wake()
+        await channel.wait_for(lambda c: ("Fine1",) in c.delivered and len(c.calls) >= 2)
+        [later] = await enqueue(store, "team-slack", "i", "Later1")
+        dispatcher.wake()
+        failing, fine, after = await settled(store, [buggy, other, later])
+
+    assert fine["state"] == after["state"] == "delivered"
+    bug_calls = [c for c in channel.calls if c.alertnames == ("Bug1",)]
+    assert all(c.result == "raised ZeroDivisionError" for c in bug_calls[:-1])
+    assert set(log_of(failing)[:-1]) == {("retry", "internal", "ZeroDivisionError")}
+    if forever:
+        assert failing["state"] == "dead" and failing["last_error"] == "gave_up: internal: ZeroDivisionError"
+        assert failing["attempts"] == len(bug_calls) >= 2
+    else:
+        assert failing["state"] == "delivered" and bug_calls[-1].result == DELIVERED
+        assert failing["attempts"] == 2 and [c.attempts_before for c in bug_calls] == [0, 1]
+    assert metric("relay_notification_requests_failed_total", receiver="team-slack", integration="slack",
+                  reason="internal") - internal == len([c for c in bug_calls if c.result != DELIVERED])
+    assert "channel slack raised unexpectedly" in caplog.text and "ZeroDivisionError" in caplog.text
+    assert_leaks_no_secret([str(await store.history(HistoryFilter())), str(failing)], [str(bug)])
+
+
+# 5: shutdown hands claimed work back -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("restart", ["release_leases", "lease_expires"])
+async def test_a_send_cut_off_by_shutdown_stays_in_the_outbox_and_is_sent_once_after(
+        tmp_path: Path, database_url: str, caplog: pytest.LogCaptureFixture, restart: str) -> None:
+    """Today: stop(grace) cancels a send still in flight after `grace`; nothing is recorded for it (no attempt, no
+    attempt row), it stays pending under the stopped dispatcher's lease. The next relay on that store frees
+    the lease at start (`release_leases`, as `relay serve` does) and sends it at once; another replica that does
+    not gets it when the lease ends. Either way it is sent once more and delivered once."""
+    routes = write_routes(tmp_path, receiver_yaml("team-slack"))
+    hold = Hold()
+    first_channel = ScriptedChannel([hold])
+    store = open_store(database_url)
+    await store.open()
+    [held] = await enqueue(store, "team-slack", "g", "Held1")
+    async with dispatching(store, await scripted_runtime(routes, {"team-slack": first_channel}),
+                           lease=1.0) as dispatcher:
+        dispatcher.wake()
+        await asyncio.wait_for(hold.entered.wait(), 10)
+        await dispatcher.stop(0.05)
+    assert [c.result for c in first_channel.calls] == ["cancelled"]
+    assert "1 deliveries did not finish in 0s; they stay in the outbox" in caplog.text
+    left = await row(store, held)
+    assert (left["state"], left["attempts"], left["attempt_log"]) == ("pending", 0, [])
+    await store.close()
+
+    store = open_store(database_url)  # the restart: same database, new process
+    await store.open()
+    if restart == "release_leases":
+        await store.release_leases()
+    second_channel = ScriptedChannel()
+    async with dispatching(store, await scripted_runtime(routes, {"team-slack": second_channel})) as dispatcher:
+        dispatcher.wake()
+        [final] = await settled(store, [held])
+    await store.close()
+    assert second_channel.delivered == [("Held1",)] and len(second_channel.calls) == 1
+    assert (final["state"], final["attempts"], log_of(final)) == ("delivered", 1, [("delivered", "", "")])
+
+
+async def test_work_handed_off_while_stopping_goes_back_to_the_outbox_at_once(tmp_path: Path, store: Store) -> None:
+    """Today: a webhook's enqueue that leased its lane head to the dispatcher (handoff) while it was stopping gets
+    it returned at once (`adopt`): pending, no attempt counted, a `deferred shutting_down` row, lease freed, so
+    another dispatcher on the store sends it without waiting for the lease or a restart."""
+    routes = write_routes(tmp_path, receiver_yaml("team-slack"))
+    first_channel = ScriptedChannel()
+    async with dispatching(store, await scripted_runtime(routes, {"team-slack": first_channel})) as dispatcher:
+        offer = dispatcher.handoff(["team-slack"])
+        assert offer is not None
+        stopping = asyncio.create_task(dispatcher.stop(2))
+        await asyncio.sleep(0)  # one turn of the loop: the stop has begun (a yield, not a wait for time)
+        [done] = await store.enqueue([candidate("team-slack", group("g", "Late1"))], time.time(), offer)
+        assert done.claimed is not None and done.notification_id is not None
+        dispatcher.adopt([done.claimed], offer)
+        await stopping
+
+        async def returned() -> bool:
+            return bool((await row(store, done.notification_id or 0))["attempt_log"])
+
+        await poll_until(returned)
+    assert first_channel.calls == []
+    back = await row(store, done.notification_id)
+    assert (back["state"], back["attempts"], log_of(back)) == ("pending", 0, [("deferred", "shutting_down", "")])
+
+    second_channel = ScriptedChannel()  # no release_leases: the lease was given back
+    async with dispatching(store, await scripted_runtime(routes, {"team-slack": second_channel}),
+                           lease=3600) as dispatcher:
+        dispatcher.wake()
+        [final] = await settled(store, [done.notification_id])
+    assert second_channel.delivered == [("Late1",)]
+    assert (final["state"], final["attempts"]) == ("delivered", 1)
+
+
+# 6: the ordinary outcomes ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    steps: list[Step]
+    state: str
+    log: list[tuple[str, str, str]]  # the attempt log: (outcome, reason, detail)
+    last_error: str | None = None
+    policy: RetryPolicy = FAST
+    give_up_after: timedelta = timedelta(hours=1)
+    waited: float = 0.0  # at least this long between the failed attempt's end and the next send
+    warns: str = ""
+    leaks: list[str] = field(default_factory=list)
+
+
+CASES = [
+    pytest.param(Case([TransientDeliveryError(Reason.SERVER_ERROR, "HTTP 503 service_unavailable"), DELIVERED],
+                      "delivered", [("retry", "server_error", "HTTP 503 service_unavailable"), ("delivered", "", "")],
+                      waited=0.05), id="transient-then-delivered"),
+    pytest.param(Case([PermanentDeliveryError(Reason.AUTH, "HTTP 403 invalid_token", code="invalid_token")], "dead",
+                      [("dead", "auth", "HTTP 403 invalid_token")], "auth: HTTP 403 invalid_token"),
+                 id="permanent-dead-letter"),
+    pytest.param(Case([PermanentDeliveryError(Reason.NOT_FOUND, f"HTTP 404 Not Found: {WEBHOOK_URL}")], "dead",
+                      [("dead", "not_found", "HTTP 404 Not Found: ***")], "not_found: HTTP 404 Not Found: ***",
+                      leaks=[WEBHOOK_URL, SECRET]), id="permanent-quoting-the-secret-is-scrubbed"),
+    pytest.param(Case([TransientDeliveryError(Reason.RATE_LIMITED, "HTTP 429", retry_after=0.3), DELIVERED],
+                      "delivered", [("retry", "rate_limited", "HTTP 429"), ("delivered", "", "")],
+                      policy=RetryPolicy(initial=0.01, maximum=5, jitter=0), waited=0.3), id="retry-after-waited"),
+    pytest.param(Case([TransientDeliveryError(Reason.RATE_LIMITED, "HTTP 429", retry_after=3600), DELIVERED],
+                      "delivered", [("retry", "rate_limited", "HTTP 429"), ("delivered", "", "")],
+                      policy=RetryPolicy(initial=0.01, maximum=0.3, jitter=0), waited=0.3,
+                      warns="asked to wait 3600s (Retry-After); waiting at most 0.3s"), id="retry-after-capped"),
+    pytest.param(Case([TransientDeliveryError(Reason.SERVER_ERROR, "HTTP 500")] * 1000, "dead",
+                      [("retry", "server_error", "HTTP 500")], "gave_up: server_error: HTTP 500",
+                      give_up_after=timedelta(seconds=0.6)), id="transient-until-give-up"),
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+@SQLITE_ONLY
+async def test_outcomes_land_in_history_as_the_channel_reported_them(
+        tmp_path: Path, store: Store, caplog: pytest.LogCaptureFixture, case: Case) -> None:
+    routes = write_routes(tmp_path, receiver_yaml("team-slack"))
+    channel = ScriptedChannel(case.steps)
+    runtime = await scripted_runtime(routes, {"team-slack": channel})
+    [nid] = await enqueue(store, "team-slack", "g", "Out1", give_up_after=case.give_up_after)
+    async with dispatching(store, runtime, policy=case.policy) as dispatcher:
+        dispatcher.wake()
+        [final] = await settled(store, [nid])
+
+    assert final["state"] == case.state and final["last_error"] == case.last_error
+    attempts = log_of(final)
+    if case.last_error and case.last_error.startswith("gave_up"):  # retried until give-up, then the dead letter
+        assert set(attempts[:-1]) == set(case.log) and len(attempts) >= 3
+        assert attempts[-1] == ("dead", "gave_up", case.last_error.removeprefix("gave_up: "))
+    else:
+        assert attempts == case.log
+    assert final["attempts"] == len(channel.calls) == len(attempts)
+    assert [c.attempts_before for c in channel.calls] == list(range(len(channel.calls)))
+    first, *rest = final["attempt_log"]
+    if rest:
+        assert rest[0]["started_at"] >= first["started_at"] + first["duration"] + case.waited - 1e-3
+    assert case.warns in caplog.text
+    assert_leaks_no_secret([caplog.text, str(await store.history(HistoryFilter())), str(final)], case.leaks)
