@@ -82,13 +82,14 @@ def shown(exc: BaseException | None, *more: str) -> list[str]:
     return texts
 
 
-def forms(secret: str) -> set[str]:
-    """A secret as it may be quoted back, built here and not with relay's own list (so the two can disagree): as
-    is, URL-encoded (path and form styles), JSON-escaped (also with `\\/`), base64."""
+def forms(secret: str) -> dict[str, str]:
+    """A secret as it may be quoted back, by kind, built here and not with relay's own list (so the two can
+    disagree): as is, URL-encoded (path and form styles), JSON-escaped (also with `\\/`), base64."""
     encoded = json.dumps(secret)[1:-1]
-    return {secret, quote(secret, safe=""), quote(secret, safe="/"), quote_plus(secret), encoded,
-            encoded.replace("/", "\\/"), json.dumps(secret, ensure_ascii=False)[1:-1],
-            base64.b64encode(secret.encode()).decode()}
+    return {"as is": secret, "url-encoded": quote(secret, safe=""), "url-encoded path": quote(secret, safe="/"),
+            "form-encoded": quote_plus(secret), "json-escaped": encoded, "json-escaped slashes": encoded.replace(
+                "/", "\\/"), "json unicode": json.dumps(secret, ensure_ascii=False)[1:-1],
+            "base64": base64.b64encode(secret.encode()).decode()}
 
 
 def assert_leaks_no_secret(texts: Iterable[str], secrets: Iterable[str], fragment: int | None = FRAGMENT) -> None:
@@ -96,21 +97,23 @@ def assert_leaks_no_secret(texts: Iterable[str], secrets: Iterable[str], fragmen
     `fragment` consecutive characters of it (a secret cut at a limit, or masked but for its end).
 
     Pass the secret part of a URL (a webhook path's token) as well as the URL: a fragment of `https://hooks.`
-    is no leak. `fragment=None` checks whole forms only.
+    is no leak. `fragment=None` checks whole forms only. A failure says which secret, in which form and where,
+    with the secret itself masked (test output is read too).
     """
     texts = list(texts)
-    for secret in secrets:
+    for number, secret in enumerate(secrets):
         if not secret:
             continue
-        needles = {form.lower() for form in forms(secret)}
+        needles: dict[str, str] = {}
+        for kind, form in forms(secret).items():  # the first kind of a form names it ("as is" before the rest)
+            needles.setdefault(form.lower(), kind)
         if fragment is not None and len(secret) > fragment:
-            needles |= {secret[i:i + fragment].lower() for i in range(len(secret) - fragment + 1)}
+            for i in range(len(secret) - fragment + 1):
+                needles.setdefault(secret[i:i + fragment].lower(), f"characters {i}-{i + fragment - 1}")
         for text in texts:
             lowered = text.lower()
-            found = sorted(n for n in needles if n in lowered)
-            assert not found, f"secret {secret[:3]}… leaks as {found[0]!r} in: {_around(text, found[0])}"
-
-
-def _around(text: str, needle: str, context: int = 60) -> str:
-    at = text.lower().find(needle)
-    return repr(text[max(0, at - context):at + len(needle) + context])
+            for needle in sorted(needles, key=len, reverse=True):
+                at = lowered.find(needle)
+                end = at + len(needle)
+                assert at < 0, (f"secret #{number} leaks ({needles[needle]}): "
+                                f"{text[max(0, at - 60):at]!r} <SECRET> {text[end:end + 60]!r}")
