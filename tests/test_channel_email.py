@@ -20,6 +20,7 @@ import pytest
 
 from relay.alerts import WebhookMessage
 from relay.channels import email as email_channel
+from relay.channels import pagerduty as pagerduty_channel
 from relay.channels.email import MAX_ALERTS, SIZE_LIMIT, EmailChannel, build_message, connection_options
 from relay.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from relay.receivers import ReceiverConfig
@@ -394,30 +395,35 @@ async def test_one_alert_too_large_for_email_is_cut_not_refused(templates: Templ
     assert text is not None and "This alert is too large for email" in text.get_content()
 
 
-async def test_a_small_webhook_is_answered_and_delivered_while_a_big_email_renders(
+async def test_a_small_webhook_is_answered_and_delivered_while_a_big_group_renders(
         tmp_path: Path, providers: Providers, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The big group's render is held in progress (in its thread) until the small webhook got through: answered
-    and delivered to Slack. Rendering on the event loop, as before, held every webhook until it finished."""
-    rendering, release = threading.Event(), threading.Event()
-    real = email_channel.build_message
+    """A 20,000-alert PodDown group goes to Slack, email and PagerDuty. Its email and PagerDuty renders are held in
+    progress (in their threads) until a small webhook got through: answered and delivered to Slack. Rendering on
+    the event loop, as before, held every webhook until it finished (PagerDuty's 20,000 summaries: ~6 s)."""
+    release, lock = threading.Event(), threading.Lock()
+    holding = [0]
 
-    def held(notification: Any, *args: Any, **kwargs: Any) -> Any:
-        if len(notification.alerts) > 1000:
-            rendering.set()
-            release.wait(15)
-            rendering.clear()
-        return real(notification, *args, **kwargs)
+    def held(real: Any) -> Any:
+        def build(notification: Any, *args: Any, **kwargs: Any) -> Any:
+            if len(notification.alerts) > 1000:
+                with lock:
+                    holding[0] += 1
+                release.wait(15)
+                with lock:
+                    holding[0] -= 1
+            return real(notification, *args, **kwargs)
+        return build
 
-    monkeypatch.setattr(email_channel, "build_message", held)
+    monkeypatch.setattr(email_channel, "build_message", held(email_channel.build_message))
+    monkeypatch.setattr(pagerduty_channel, "build_events", held(pagerduty_channel.build_events))
     settings = relay_settings(tmp_path, providers.routes, max_body_bytes=32 * 1024 * 1024)
     async with running_relay(settings) as relay:
         assert (await relay.post(big_group(20_000))).status_code == 200
-        await poll_until(rendering.is_set, timeout=30)
-        small = webhook("HighLatency", "warning")
-        answer = await relay.post(small)
-        answered_while_rendering = rendering.is_set()
+        await poll_until(lambda: holding[0] == 2, timeout=30)  # both renders in progress
+        answer = await relay.post(webhook("HighLatency", "warning"))
+        answered_while_rendering = holding[0] == 2
         await providers.slack.wait_for(2)  # the big group's Slack message and the small one
-        delivered_while_rendering = rendering.is_set()
+        delivered_while_rendering = holding[0] == 2
         release.set()
         [mail] = await providers.smtp.wait_for(1, timeout=60)
     assert answer.status_code == 200 and answered_while_rendering and delivered_while_rendering

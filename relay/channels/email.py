@@ -19,8 +19,6 @@ In-Reply-To and References, so mail clients show them as one conversation.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import functools
 import hashlib
 import logging
 import re
@@ -35,7 +33,7 @@ from typing import Any
 import aiosmtplib
 
 from relay.alerts import Notification
-from relay.channels.base import guard_store, scrub
+from relay.channels.base import guard_store, rendered, scrub
 from relay.errors import DeliveryError, PermanentDeliveryError, Reason, TransientDeliveryError
 from relay.neutralise import header_text
 from relay.receivers import EmailConfig, ReceiverConfig
@@ -52,8 +50,6 @@ SUBJECT_LIMIT = 250
 # hundreds of alerts, more than anyone reads in one email. Alerts past MAX_ALERTS are not even rendered.
 SIZE_LIMIT = 1_000_000
 MAX_ALERTS = 500
-# Not the loop's default executor, where aiohttp and aiosmtplib resolve host names: renders must not delay those.
-_RENDER = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="relay-email-render")
 SMTP_DETAIL_LIMIT = 200
 _MSGID = re.compile(r"<[^<>\s]+@[^<>\s]+>")
 
@@ -250,9 +246,7 @@ class EmailChannel:
 
     async def send(self, notification: Notification, threads: Threads | None = None) -> None:
         replying_to = await self._answered(notification, threads)
-        # Rendering a large group takes CPU for a while: in a thread, so the event loop keeps answering webhooks.
-        message = await asyncio.get_running_loop().run_in_executor(_RENDER, functools.partial(
-            build_message, notification, self.templates, self.receiver, replying_to=replying_to))
+        message = await rendered(build_message, notification, self.templates, self.receiver, replying_to=replying_to)
         password = self.config.auth_password.get_secret_value() if self.config.auth_password else None
         options = connection_options(self.config, self.timeout)
         try:

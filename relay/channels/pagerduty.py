@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from relay.alerts import Alert, Notification
-from relay.channels.base import parse_retry_after, scrub, secret_digest
+from relay.channels.base import parse_retry_after, rendered, scrub, secret_digest
 from relay.channels.deadline import remaining
 from relay.errors import (
     DeliveryError,
@@ -209,7 +209,7 @@ class PagerDutyChannel:
         """Send every alert's event not yet accepted. PagerDuty refusing one event (400) must not keep the group's
         other incidents from opening: the rest are sent, then the refusal is raised. Anything else stops at once;
         the retry sends only what PagerDuty has not accepted (and PagerDuty merges a repeat by dedup_key)."""
-        events = build_events(notification, self.templates, self.receiver)
+        events = await rendered(build_events, notification, self.templates, self.receiver)
         url = self._url()
         pending = list(zip(notification.alerts, events, strict=True))
         if threads is not None and len(pending) > 1:
