@@ -10,6 +10,7 @@ errors name `REV:PATH`, never the temporary copy.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from relay.errors import ConfigError
 
+_FULL_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 GIT_TIMEOUT = 60.0  # seconds for one git command: a local repository answers in milliseconds
 
 
@@ -57,14 +59,19 @@ class Revision:
     rev: str
     root: Path  # the temporary copy: root / PATH is PATH at rev, when it exists there
 
+    @property
+    def shown(self) -> str:
+        """The revision as people read it: a full commit id (CI's merge-base variables) cut to 12 characters."""
+        return self.rev[:12] if _FULL_ID.fullmatch(self.rev) else self.rev
+
     def label(self, relpath: str) -> str:
-        return f"{self.rev}:{relpath}"
+        return f"{self.shown}:{relpath}"
 
     def relabel(self, exc: ConfigError) -> ConfigError:
         """The same error with the temporary copy's paths named as `REV:PATH`."""
         prefix = f"{self.root}{os.sep}"
-        file = exc.file.replace(prefix, f"{self.rev}:") if exc.file else exc.file
-        return ConfigError(exc.reason.replace(prefix, f"{self.rev}:"), file=file, line=exc.line)
+        file = exc.file.replace(prefix, f"{self.shown}:") if exc.file else exc.file
+        return ConfigError(exc.reason.replace(prefix, f"{self.shown}:"), file=file, line=exc.line)
 
 
 def checkout(repo: Path, rev: str, paths: list[str], into: Path) -> Revision:
