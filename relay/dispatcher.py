@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import traceback
 import uuid
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from datetime import timedelta
 
 from relay import metrics
 from relay.alerts import Notification
-from relay.channels.base import DETAIL_LIMIT, scrub
+from relay.channels.base import DETAIL_LIMIT, redact, scrub
 from relay.channels.deadline import send_deadline
 from relay.errors import (
     DeliveryError,
@@ -242,7 +243,10 @@ class Dispatcher:
             metrics.notification_requests_failed.labels(*labels, exc.reason).inc()
             raise
         except Exception as exc:  # a bug in a channel must not lose the notification
-            log.exception("channel %s raised unexpectedly", receiver.integration)
+            # Its message and traceback may quote what the channel was given: no secret of this receiver goes
+            # to the log either.
+            trace = redact("".join(traceback.format_exception(exc)), receiver.secrets())
+            log.error("channel %s raised unexpectedly: %s", receiver.integration, trace.rstrip())
             metrics.notification_requests_failed.labels(*labels, Reason.INTERNAL).inc()
             raise TransientDeliveryError(Reason.INTERNAL, type(exc).__name__) from None
         finally:

@@ -25,6 +25,12 @@ class TokenBucket:
         if self.tokens < 0:
             self.tokens = float(self.burst)
 
+    def relimit(self, rate: float, burst: int, now: float | None = None) -> None:
+        """Change the limit, keeping the tokens now left (at most the new burst)."""
+        now = time.monotonic() if now is None else now
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate, burst)
+        self.updated, self.rate, self.burst = now, rate, burst
+
     def take(self, now: float | None = None) -> float:
         """Take one token; return 0 if one was free, else the seconds until one will be (nothing is taken)."""
         now = time.monotonic() if now is None else now
@@ -45,6 +51,10 @@ class RateLimiter:
     def take(self, destination: str, integration: str, limit: RateLimit | None) -> float:
         limit = limit or DEFAULTS[integration]
         bucket = self._buckets.get(destination)
-        if bucket is None or (bucket.rate, bucket.burst) != (limit.rate, limit.burst):
+        if bucket is None:
             bucket = self._buckets[destination] = TokenBucket(limit.rate, limit.burst)
+        elif (bucket.rate, bucket.burst) != (limit.rate, limit.burst):
+            # Another receiver on this destination, or a reload, with another limit: the tokens already taken
+            # stay taken (a fresh, full bucket would let two receivers refill it for each other).
+            bucket.relimit(limit.rate, limit.burst)
         return bucket.take()

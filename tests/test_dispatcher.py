@@ -105,7 +105,10 @@ async def test_broken_reload_keeps_the_last_good_routes(tmp_path: Path, provider
         providers.routes.write_text(broken)
         answer = await relay.admin("POST", "/-/reload")
         assert answer.status_code == 400
-        assert f"{providers.routes}:29: route 3 names unknown receiver 'nope'" in answer.json()["error"]
+        lines = broken.splitlines()
+        line = lines.index("    receivers: [nope]") + 1
+        route = sum(text.startswith("  - matchers:") for text in lines[:line])  # 1-based
+        assert f"{providers.routes}:{line}: route {route} names unknown receiver 'nope'" in answer.json()["error"]
         assert "relay_config_last_reload_successful 0.0" in (await relay.client.get("/metrics")).text
         assert (await relay.post(fixture("firing-poddown.json"))).status_code == 200
         await providers.pagerduty.wait_for(1)

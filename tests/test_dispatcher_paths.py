@@ -413,12 +413,10 @@ async def test_outcomes_land_in_history_as_the_channel_reported_them(
     assert_leaks_no_secret([caplog.text, str(await store.history(HistoryFilter())), str(final)], case.leaks)
 
 
-# Found while writing these: today's behaviour that breaks a project rule (strict xfail: fixing it turns them red) --
+# Found while writing these, and fixed: an unexpected exception's log quoted secrets; receivers with different
+# limits on one destination refilled its bucket for each other. --
 
 
-@pytest.mark.xfail(strict=True, reason="Dispatcher._send logs an unexpected channel exception with log.exception: "
-                   "its message and traceback reach the log unscrubbed, so a bug whose exception quotes the webhook "
-                   "URL (or a routing key) leaks the secret there; history keeps only the type name")
 @SQLITE_ONLY
 async def test_an_unexpected_exception_quoting_the_webhook_url_is_logged_without_it(
         tmp_path: Path, store: Store, caplog: pytest.LogCaptureFixture) -> None:
@@ -434,9 +432,6 @@ async def test_an_unexpected_exception_quoting_the_webhook_url_is_logged_without
     assert_leaks_no_secret([caplog.text], [WEBHOOK_URL, SECRET])
 
 
-@pytest.mark.xfail(strict=True, reason="RateLimiter keeps one bucket per destination but replaces it with a full one "
-                   "whenever the taking receiver's rate_limit differs from the bucket's: two receivers on one webhook "
-                   "URL with different limits refill it for each other, so alternating sends are never limited")
 def test_receivers_with_different_limits_on_one_destination_cannot_refill_its_bucket() -> None:
     limiter = RateLimiter()
     strict, loose = RateLimit(rate=1, burst=1), RateLimit(rate=1, burst=2)

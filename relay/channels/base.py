@@ -63,10 +63,16 @@ def scrub(text: str, secrets: Iterable[str | None], limit: int = DETAIL_LIMIT) -
     quote a secret URL-encoded (`%2F`, `+`), JSON-escaped (`\\/`, `\\u00xx`) or base64-encoded (SMTP AUTH),
     so those forms go too, in either case of hex digit.
     """
+    # Redacted before whitespace is collapsed, which would change a secret holding some.
+    return _WHITESPACE.sub(" ", redact(text, secrets)).strip()[:limit]
+
+
+def redact(text: str, secrets: Iterable[str | None]) -> str:
+    """`text` with every form of every secret replaced, and nothing else changed (a traceback stays readable)."""
     forms = sorted({form for secret in secrets if secret for form in secret_forms(secret)}, key=len, reverse=True)
-    if forms:  # before whitespace is collapsed, which would change a secret holding some
+    if forms:
         text = re.sub("|".join(re.escape(form) for form in forms), _REDACTED, text, flags=re.IGNORECASE)
-    return _WHITESPACE.sub(" ", text).strip()[:limit]
+    return text
 
 
 def secret_forms(secret: str) -> set[str]:
