@@ -13,7 +13,13 @@ from tests.helpers import RunningRelay, fixture, poll_until, relay_settings, run
 WEBHOOK = "webhook-tok-SECRET"
 ADMIN = "admin-tok-SECRET"
 ADMIN_CALLS = (("GET", "/api/v1/notifications"), ("GET", "/api/v1/notifications/1"), ("POST", "/-/reload"),
-               ("POST", "/api/v1/dead-letters/1/retry"), ("DELETE", "/api/v1/dead-letters/1"))
+               ("POST", "/api/v1/notifications/1/cancel"), ("POST", "/api/v1/dead-letters/1/retry"),
+               ("DELETE", "/api/v1/dead-letters/1"))
+FORGED = [{"Content-Type": "text/plain", "Origin": "http://evil.example"},  # what a form or fetch() sends
+          {"Content-Type": "text/plain"},  # the same without Origin
+          {"Content-Type": "application/x-www-form-urlencoded"},
+          {"X-Relay-Request": "1", "Origin": "http://evil.example"},  # a header only passes from the same origin
+          {"Content-Type": "application/json", "Origin": "null"}]  # a sandboxed page
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -70,13 +76,7 @@ async def test_a_browser_on_another_site_cannot_replay_or_reload(tmp_path: Path,
         dead = await dead_pagerduty_letter(relay)
         monkeypatch.setenv("PAGERDUTY_ROUTING_KEY", "R0UTINGKEYSECRET0000000000000000")
         assert (await relay.admin("POST", "/-/reload")).status_code == 200  # now a replay would page
-        evil = "http://evil.example"
-        forged = [{"Content-Type": "text/plain", "Origin": evil},  # what a form or fetch() sends
-                  {"Content-Type": "text/plain"},  # the same without Origin
-                  {"Content-Type": "application/x-www-form-urlencoded"},
-                  {"X-Relay-Request": "1", "Origin": evil},  # a header only passes from the same origin
-                  {"Content-Type": "application/json", "Origin": "null"}]  # a sandboxed page
-        for headers in forged:
+        for headers in FORGED:
             for method, path in (("POST", f"/api/v1/dead-letters/{dead}/retry"), ("POST", "/-/reload"),
                                  ("DELETE", f"/api/v1/dead-letters/{dead}")):
                 answer = await relay.client.request(method, path, headers=headers, content=b"x")
@@ -88,6 +88,29 @@ async def test_a_browser_on_another_site_cannot_replay_or_reload(tmp_path: Path,
         same_origin = {"Content-Type": "application/json", "Origin": relay.url}
         assert (await relay.client.post("/-/reload", headers=same_origin, content=b"{}")).status_code == 200
     assert len(providers.pagerduty.events) == 1
+
+
+async def test_a_browser_on_another_site_cannot_cancel_a_pending_notification(tmp_path: Path,
+                                                                              providers: Providers) -> None:
+    """The cancel endpoint (issue 11's 'also found') changes state like a replay: a forged POST must not drop a page
+    that is waiting for its retry."""
+    providers.slack.fail_all(500)
+    settings = relay_settings(tmp_path, providers.routes, retry_initial_seconds=300, retry_max_seconds=600)
+    async with running_relay(settings) as relay:
+        answer = await relay.post(fixture("firing-highlatency-group2.json"))
+        [(receiver, pending)] = [(name, r["notification_id"]) for name, r in answer.json()["receivers"].items()
+                                 if r["notification_id"] is not None and name.startswith("slack")]
+
+        async def tried() -> bool:
+            return [r["attempts"] for r in await relay.history(ids=str(pending))] == [1]
+
+        await poll_until(tried)
+        for headers in FORGED:
+            answer = await relay.client.post(f"/api/v1/notifications/{pending}/cancel", headers=headers, content=b"x")
+            assert answer.status_code == 403, (headers, answer.text)
+        assert [r["state"] for r in await relay.history(ids=str(pending))] == ["pending"], receiver
+        assert (await relay.admin("POST", f"/api/v1/notifications/{pending}/cancel")).status_code == 200
+        assert [r["state"] for r in await relay.history(ids=str(pending))] == ["cancelled"]
 
 
 @pytest.mark.parametrize("host", ["evil.example", "evil.example:8080", "127.0.0.1.evil.example", "10.0.0.1", ""])
