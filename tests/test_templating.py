@@ -216,6 +216,31 @@ def test_bidi_overrides_and_zero_width_characters_are_shown_in_every_channel() -
     assert "%E2%80%AEgpj.exe" in texts["slack"]  # the link matches the alert's real labels
 
 
+# Also invisible, or blank where a letter should be: Unicode tags (U+E0020-E007F spell ASCII no one sees),
+# invisible operators, deprecated format controls, the soft hyphen, the Mongolian vowel separator, Hangul fillers
+# (blank "letters"), interlinear annotation marks, musical formatting.
+INVISIBLE = ("\U000e0001\U000e0041\U000e0042\U000e007f \u2061\u2062\u2063\u2064 \u206a\u206f \u00ad \u034f \u180e "
+             "\u115f\u1160\u3164\uffa0 \ufff9\ufffb \U0001d173")
+
+
+def test_unicode_tags_and_other_invisible_characters_are_shown_in_every_channel() -> None:
+    """Not only bidi and zero-width: every character that renders as nothing (or as a blank letter) is shown as
+    [U+XXXX], so no alert text can carry words a reader does not see."""
+    group = with_alert(webhook_message("firing-poddown"), labels={"pod": f"api{INVISIBLE}"},
+                       annotations={"summary": INVISIBLE, "description": INVISIBLE})
+    group = group.model_copy(update={"groupLabels": {**group.groupLabels, "namespace": INVISIBLE}})
+    n = notification(group)
+    slack = build_message(n, TEMPLATES_, SLACK, now=NOW)
+    email = email_message(n, TEMPLATES_, EMAIL, now=NOW)
+    events = build_events(n, TEMPLATES_, PAGERDUTY, now=NOW)
+    texts = {"slack": json.dumps(slack, ensure_ascii=False), "pagerduty": json.dumps(events, ensure_ascii=False),
+             "email subject": str(email["Subject"]),
+             **{f"email {p.get_content_type()}": p.get_content() for p in email.walk() if not p.is_multipart()}}
+    for where, text in texts.items():
+        assert sorted({f"U+{ord(c):04X}" for c in text if c in INVISIBLE and c != " "}) == [], where
+        assert "[U+E0041][U+E0042]" in text and "[U+3164]" in text, where
+
+
 def test_slack_shows_alert_text_verbatim() -> None:
     """Without `verbatim`, Slack turns a plain `@here`, `#general` or bare URL in alert text into a mention or a
     link; every mrkdwn object relay sends is verbatim, and the top-level text is not parsed (`parse: none`)."""
