@@ -36,7 +36,6 @@ HISTORY_COLUMNS = ("id, receiver, integration, status, alertnames, state, attemp
                    # A pending notification waits for every older pending one of its lane: the first of those.
                    "CASE WHEN state = 'pending' THEN (SELECT min(p.id) FROM notifications p WHERE p.lane = "
                    "notifications.lane AND p.state = 'pending' AND p.id < notifications.id) END AS behind")
-ATTEMPT_COLUMNS = "started_at, duration, outcome, reason, detail"
 
 
 def history_row(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,161 @@
+"""What both stores do the same way, written once above a thin per-dialect layer.
+
+Each operation here is a script: a generator that yields the statements it needs (by name from the dialect's
+sql/<dialect>.sql, or composed for history) and gets each one's answer back. SqliteStore runs a script inside its
+writer thread's transaction, PostgresStore inside one pooled transaction; neither knows what the script decides.
+Parameters are numbered the same in both dialects (`?1` / `$1`); a list parameter is a JSON array for SQLite.
+The hot path (enqueue, claim, outcomes) stays in each store: each dialect does it in its own fastest way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from relay.alerts import State, WebhookMessage, group_status, key_part
+from relay.store.base import Attempt, Cancel, HistoryFilter, OutboxStats, Replay
+from relay.store.rows import HISTORY_COLUMNS, attempt_error, dedup_time, detail_row, history_row
+
+# What a step asks for: every row, the first row (or None), or how many rows it changed.
+Want = Literal["rows", "row", "count"]
+Step = tuple[Want, str, tuple[Any, ...]]
+Script = Generator[Step, Any, Any]
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between the stores' SQL besides the statements: how a parameter and a list of ids are written."""
+
+    queries: Mapping[str, str]
+    param: Callable[[int], str]
+    id_list: Callable[[str], str]  # a clause matching `id` against a list parameter
+
+
+def _rows(sql: str, *params: Any) -> Step:
+    return "rows", sql, params
+
+
+def _row(sql: str, *params: Any) -> Step:
+    return "row", sql, params
+
+
+def _count(sql: str, *params: Any) -> Step:
+    return "count", sql, params
+
+
+def replay(d: Dialect, notification_id: int, now: float, forgotten_before: float) -> Script:
+    """Put a dead letter back, minus firing alerts that must not re-open an incident (see Store.replay)."""
+    q = d.queries
+    row = yield _row(q["dead_row"], notification_id)
+    if row is None:
+        return "missing"
+    group = WebhookMessage.model_validate_json(row["payload"])
+    too_old = row["received_at"] < forgotten_before
+    found = yield _rows(q["resolved_keys"], row["receiver"], [key_part(a.fingerprint) for a in group.alerts])
+    resolved = {(r["fingerprint"], r["starts_at"]) for r in found}
+    kept = [a for a in group.alerts if a.status == "resolved"
+            or (not too_old and (key_part(a.fingerprint), dedup_time(a.startsAt)) not in resolved)]
+    if not kept:
+        outcome: Replay = "too_old" if too_old else "resolved"
+        return outcome
+    payload = None
+    if len(kept) != len(group.alerts):
+        payload = group.model_copy(update={"alerts": kept, "status": group_status(kept)}).model_dump_json()
+    changed = yield _count(q["replay"], now, notification_id, payload)
+    return "replayed" if changed else "missing"
+
+
+def stats(d: Dialect) -> Script:
+    pending: dict[str, int] = {}
+    oldest = None
+    for receiver, count, first in (yield _rows(d.queries["pending_by_receiver"])):
+        pending[receiver] = count
+        oldest = first if oldest is None else min(oldest, first)
+    dead = {receiver: count for receiver, count in (yield _rows(d.queries["dead_by_receiver"]))}
+    return OutboxStats(pending, oldest, dead)
+
+
+def history(d: Dialect, query: HistoryFilter) -> Script:
+    """Newest first; only the filters given become conditions, so each can use its index."""
+    where: list[str] = ["1 = 1"]
+    params: list[Any] = []
+
+    def param(value: Any) -> str:
+        params.append(value)
+        return d.param(len(params))
+
+    if query.receiver:
+        where.append(f"receiver = {param(query.receiver)}")
+    if query.state:
+        where.append(f"state = {param(query.state)}")
+    if query.alertname:
+        where.append(f"(',' || alertnames || ',') LIKE {param(f'%,{query.alertname},%')}")
+    if query.ids:
+        where.append(d.id_list(param(list(query.ids))))
+    sql = (f"SELECT {HISTORY_COLUMNS} FROM notifications WHERE {' AND '.join(where)} "
+           f"ORDER BY id DESC LIMIT {param(query.limit)}")
+    return [history_row(dict(row)) for row in (yield _rows(sql, *params))]
+
+
+def detail(d: Dialect, notification_id: int) -> Script:
+    row = yield _row(f"SELECT {HISTORY_COLUMNS}, payload FROM notifications WHERE id = {d.param(1)}", notification_id)
+    if row is None:
+        return None
+    attempts = yield _rows(d.queries["attempts_of"], notification_id)
+    return detail_row(dict(row), row["payload"], [dict(a) for a in attempts])
+
+
+def purge(d: Dialect, notification_id: int) -> Script:
+    q = d.queries
+    if (yield _row(q["dead_exists"], notification_id)) is None:
+        return False
+    yield _count(q["purge_attempts"], notification_id)
+    yield _count(q["purge_notification"], notification_id)
+    return True
+
+
+def cancel(d: Dialect, notification_id: int, now: float, attempt: Attempt) -> Script:
+    q = d.queries
+    if (yield _count(q["cancel"], now, attempt_error(attempt.reason, attempt.detail), notification_id)):
+        yield _count(q["record_attempt"], notification_id, *attempt_fields(attempt))
+        outcome: Cancel = "cancelled"
+        return outcome
+    return "in_flight" if (yield _row(q["is_pending"], notification_id)) is not None else "missing"
+
+
+def prune(d: Dialect, finished_before: float, marks_before: float) -> Script:
+    """Cancelled, then delivered notifications (attempts first), then dedup marks and message references."""
+    q = d.queries
+    forgotten = 0
+    for state in ("cancelled", "delivered"):
+        yield _count(q[f"prune_{state}_attempts"], finished_before)
+        forgotten += yield _count(q[f"prune_{state}"], finished_before)
+    yield _count(q["prune_dedup"], marks_before)
+    yield _count(q["prune_refs"], marks_before)
+    return forgotten
+
+
+def find_refs(d: Dialect, receiver: str, keys: list[str]) -> Script:
+    return {r["alert_key"]: r["ref"] for r in (yield _rows(d.queries["refs_get"], receiver, keys))}
+
+
+def attempt_fields(attempt: Attempt) -> tuple[float, float, str, str, str]:
+    """An attempt as record_attempt (and the outcome statements) take it, after the notification id."""
+    return attempt.started_at, attempt.duration, attempt.outcome, attempt.reason, attempt.detail
+
+
+# The outcome statements' own parameters (before the attempt's), the same in both dialects: done, then retry.
+
+def delivered(notification_id: int, owner: str, attempt: Attempt) -> tuple[Any, ...]:
+    return State.DELIVERED.value, attempt.started_at + attempt.duration, None, notification_id, owner
+
+
+def dead(notification_id: int, owner: str, attempt: Attempt) -> tuple[Any, ...]:
+    return (State.DEAD.value, attempt.started_at + attempt.duration, attempt_error(attempt.reason, attempt.detail),
+            notification_id, owner)
+
+
+def retry(notification_id: int, owner: str, attempt: Attempt, next_attempt_at: float,
+          count_attempt: bool) -> tuple[Any, ...]:
+    return int(count_attempt), next_attempt_at, attempt_error(attempt.reason, attempt.detail), notification_id, owner

@@ -1,0 +1,242 @@
+-- enqueue --
+-- A whole enqueue in one statement (hot path; see PostgresStore.enqueue for its parameters)
+WITH mark AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[])
+        WITH ORDINALITY AS m (receiver, fingerprint, starts_at, status, interval_seconds, k)
+),
+won AS (
+    INSERT INTO dedup AS d (receiver, fingerprint, starts_at, status, notified_at, interval_seconds)
+    SELECT receiver, fingerprint, starts_at, status, $6, interval_seconds FROM mark ORDER BY k
+    ON CONFLICT (receiver, fingerprint, starts_at, status) DO UPDATE
+        SET notified_at = excluded.notified_at, interval_seconds = excluded.interval_seconds
+        WHERE excluded.status = 'firing' AND excluded.notified_at - d.notified_at >= excluded.interval_seconds
+    RETURNING receiver, fingerprint, starts_at, status
+),
+kept AS (  -- an alert twice in one enqueue is notified once, in its first place
+    SELECT DISTINCT ON (mark.k) a.*
+    FROM won JOIN mark USING (receiver, fingerprint, starts_at, status)
+    JOIN unnest($7::int[], $8::int[], $9::int[], $10::text[], $11::bool[]) AS a (cand, pos, k, name, firing)
+        ON a.k = mark.k
+    ORDER BY mark.k, a.cand, a.pos
+),
+notice AS (
+    SELECT c.*, nextval('notifications_id_seq') AS id, s.positions, s.firing, s.names
+    FROM unnest($12::int[], $13::text[], $14::text[], $15::text[], $16::text[], $17::int[], $18::float8[],
+                $19::bool[]) AS c (cand, receiver, integration, lane, payload, total, give_up_at, offered)
+    JOIN (SELECT cand, array_agg(pos ORDER BY pos) AS positions, bool_or(firing) AS firing,
+                 string_agg(DISTINCT name COLLATE "C", ',' ORDER BY name COLLATE "C") AS names
+          FROM kept GROUP BY cand) s USING (cand)
+),
+written AS (
+    INSERT INTO notifications (id, receiver, integration, lane, status, alertnames, payload, received_at, give_up_at,
+                               next_attempt_at, lease_until, lease_owner)
+    SELECT id, receiver, integration, lane, CASE WHEN firing THEN 'firing' ELSE 'resolved' END, names,
+           CASE WHEN cardinality(positions) = total THEN payload ELSE (payload::jsonb || jsonb_build_object(
+               'status', CASE WHEN firing THEN 'firing' ELSE 'resolved' END,
+               'alerts', (SELECT jsonb_agg(e ORDER BY i) FROM jsonb_array_elements(payload::jsonb -> 'alerts')
+                              WITH ORDINALITY AS x (e, i) WHERE i - 1 = ANY(positions))))::text END,
+           $6, give_up_at, $6, CASE WHEN head THEN $20::float8 ELSE 0 END, CASE WHEN head THEN $21::text END
+    FROM (SELECT *, offered AND NOT EXISTS (SELECT 1 FROM notifications p WHERE p.lane = notice.lane
+                                                                           AND p.state = 'pending') AS head
+          FROM notice) AS heads
+    RETURNING id, lease_owner IS NOT NULL AS leased
+)
+SELECT notice.cand, notice.id, notice.positions, written.leased FROM notice JOIN written USING (id)
+
+-- claim --
+-- Due lane heads, at most $4's share per receiver $3 and $2 in all, skipping rows another replica is claiming (hot)
+WITH RECURSIVE receivers (name) AS (
+    SELECT min(receiver) FROM notifications WHERE state = 'pending'
+    UNION ALL
+    SELECT (SELECT min(receiver) FROM notifications WHERE state = 'pending' AND receiver > r.name)
+    FROM receivers r WHERE r.name IS NOT NULL
+),
+due AS (
+    SELECT h.id FROM receivers r
+    LEFT JOIN unnest($3::text[], $4::int[]) AS room (receiver, share) ON room.receiver = r.name,
+    LATERAL (
+        SELECT n.id, n.next_attempt_at FROM notifications n
+        WHERE n.state = 'pending' AND n.receiver = r.name AND n.next_attempt_at <= $1 AND n.lease_until <= $1
+          AND NOT EXISTS (SELECT 1 FROM notifications p WHERE p.state = 'pending' AND p.lane = n.lane AND p.id < n.id)
+        ORDER BY n.next_attempt_at, n.id
+        LIMIT least($2, coalesce(room.share, $2))
+    ) h
+    WHERE r.name IS NOT NULL
+    ORDER BY h.next_attempt_at, h.id
+    LIMIT $2 * 4
+)
+SELECT n.id, n.receiver, n.integration, n.lane, n.payload, n.received_at, n.give_up_at, n.attempts
+FROM notifications n
+WHERE n.id IN (SELECT id FROM due) AND n.state = 'pending' AND n.lease_until <= $1
+ORDER BY n.next_attempt_at, n.id
+LIMIT $2
+FOR UPDATE OF n SKIP LOCKED
+
+-- next_due --
+-- When the next not-yet-due unleased notification becomes due (hot path: claim)
+SELECT min(next_attempt_at) FROM notifications WHERE state = 'pending' AND next_attempt_at > $1 AND lease_until <= $1
+
+-- lease --
+-- Lease the claimed ids $1 to $3 until $2, re-checking in the UPDATE that nobody else holds them (hot path: claim)
+UPDATE notifications SET lease_until = $2, lease_owner = $3
+WHERE id = ANY($1::bigint[]) AND state = 'pending' AND lease_until <= $4 AND next_attempt_at <= $4
+RETURNING id
+
+-- unreadable --
+-- Set aside notification $1, whose payload cannot be read back, so it blocks no lane
+UPDATE notifications SET state = 'dead', finished_at = $2, last_error = 'unreadable' WHERE id = $1
+
+-- release_orphans --
+-- Free the leases of dispatchers whose advisory lock (class $1) died with their connection
+UPDATE notifications SET lease_until = 0, lease_owner = NULL
+WHERE state = 'pending' AND lease_owner IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM pg_locks l
+    WHERE l.locktype = 'advisory' AND l.classid = $1::oid AND l.objid = hashtext(lease_owner)::oid
+      AND l.objsubid = 2 AND l.granted)
+
+-- done --
+-- Finish a leased notification (delivered or dead) and record its attempt ($6-$10), if the lease held (hot path)
+WITH finished AS (
+    UPDATE notifications SET state = $1, attempts = attempts + 1, finished_at = $2, last_error = $3,
+           lease_until = 0, lease_owner = NULL
+    WHERE id = $4 AND state = 'pending' AND lease_owner = $5
+    RETURNING id)
+INSERT INTO attempts (notification_id, started_at, duration, outcome, reason, detail)
+SELECT id, $6::double precision, $7::double precision, $8::text, $9::text, $10::text FROM finished
+
+-- retry --
+-- Schedule a leased notification's next attempt and record this one ($6-$10), if the lease held (hot path)
+WITH finished AS (
+    UPDATE notifications SET attempts = attempts + $1, next_attempt_at = $2, last_error = $3, lease_until = 0,
+           lease_owner = NULL
+    WHERE id = $4 AND state = 'pending' AND lease_owner = $5
+    RETURNING id)
+INSERT INTO attempts (notification_id, started_at, duration, outcome, reason, detail)
+SELECT id, $6::double precision, $7::double precision, $8::text, $9::text, $10::text FROM finished
+
+-- record_attempt --
+-- One attempt's record: notification, started_at, duration, outcome, reason, detail
+INSERT INTO attempts (notification_id, started_at, duration, outcome, reason, detail) VALUES ($1, $2, $3, $4, $5, $6)
+
+-- retry_now --
+-- Make receiver $2's backed-off retries due at $1, except those waiting out a rate limit (see relay.dispatcher)
+UPDATE notifications SET next_attempt_at = $1
+WHERE state = 'pending' AND receiver = $2 AND attempts > 0 AND next_attempt_at > $1 AND lease_until <= $1
+  AND last_error NOT LIKE 'rate_limited%'
+
+-- dead_row --
+-- Dead letter $1's receiver, payload and age, locked for its replay
+SELECT receiver, payload, received_at FROM notifications WHERE id = $1 AND state = 'dead' FOR UPDATE
+
+-- resolved_keys --
+-- Which of these alert fingerprints ($2) already had their resolve notified to receiver $1
+SELECT fingerprint, starts_at FROM dedup
+WHERE receiver = $1 AND status = 'resolved' AND fingerprint = ANY($2::text[])
+
+-- replay --
+-- Put dead letter $2 back in its lane, due at $1, with its give-up time moved along and payload $3 if given
+UPDATE notifications SET state = 'pending', next_attempt_at = $1, give_up_at = $1 + (give_up_at - received_at),
+       finished_at = NULL, lease_until = 0, lease_owner = NULL, payload = coalesce($3, payload)
+WHERE id = $2 AND state = 'dead'
+
+-- pending_by_receiver --
+-- Pending notifications per receiver, and the oldest one's arrival
+SELECT receiver, count(*), min(received_at) FROM notifications WHERE state = 'pending' GROUP BY receiver
+
+-- dead_by_receiver --
+-- Dead letters per receiver
+SELECT receiver, count(*) FROM notifications WHERE state = 'dead' GROUP BY receiver
+
+-- attempts_of --
+-- Every attempt of notification $1, in the order they were made
+SELECT started_at, duration, outcome, reason, detail FROM attempts WHERE notification_id = $1
+ORDER BY started_at
+
+-- dead_exists --
+-- Whether $1 is a dead letter, locked before purging it
+SELECT 1 FROM notifications WHERE id = $1 AND state = 'dead' FOR UPDATE
+
+-- purge_attempts --
+-- Forget notification $1's attempts
+DELETE FROM attempts WHERE notification_id = $1
+
+-- purge_notification --
+-- Forget notification $1
+DELETE FROM notifications WHERE id = $1
+
+-- cancel --
+-- Take pending notification $3 out of its lane at $1 with error $2, unless it is being sent right now
+UPDATE notifications SET state = 'cancelled', finished_at = $1, last_error = $2, lease_until = 0, lease_owner = NULL
+WHERE id = $3 AND state = 'pending' AND lease_until <= $1
+
+-- is_pending --
+-- Whether $1 is pending (a cancel that did not take: in flight, or missing)
+SELECT 1 FROM notifications WHERE id = $1 AND state = 'pending'
+
+-- prune_cancelled_attempts --
+-- Attempts of notifications cancelled before $1
+DELETE FROM attempts WHERE notification_id IN
+    (SELECT id FROM notifications WHERE state = 'cancelled' AND finished_at < $1)
+
+-- prune_cancelled --
+-- Notifications cancelled before $1
+DELETE FROM notifications WHERE state = 'cancelled' AND finished_at < $1
+
+-- prune_delivered_attempts --
+-- Attempts of notifications delivered before $1
+DELETE FROM attempts WHERE notification_id IN
+    (SELECT id FROM notifications WHERE state = 'delivered' AND finished_at < $1)
+
+-- prune_delivered --
+-- Notifications delivered before $1
+DELETE FROM notifications WHERE state = 'delivered' AND finished_at < $1
+
+-- prune_dedup --
+-- Dedup marks older than $1
+DELETE FROM dedup WHERE notified_at < $1
+
+-- prune_refs --
+-- Message references older than $1
+DELETE FROM message_refs WHERE created_at < $1
+
+-- refs_get --
+-- The message references of receiver $1 for the alert keys in $2
+SELECT alert_key, ref FROM message_refs WHERE receiver = $1 AND alert_key = ANY($2::text[])
+
+-- refs_put --
+-- Remember message reference $3 for each alert key in $2 (a later one replaces it)
+INSERT INTO message_refs (receiver, alert_key, ref, created_at)
+SELECT $1, k, $3, $4 FROM unnest($2::text[]) AS k
+ON CONFLICT (receiver, alert_key) DO UPDATE SET ref = excluded.ref, created_at = excluded.created_at
+
+-- probe_write --
+-- Readiness after a failed write: a write of about a large webhook's size (probe_undo undoes it in its transaction)
+INSERT INTO message_refs (receiver, alert_key, ref, created_at) VALUES ('', 'relay:probe', $1, 0)
+ON CONFLICT (receiver, alert_key) DO UPDATE SET ref = excluded.ref
+
+-- probe_undo --
+-- Undo probe_write
+DELETE FROM message_refs WHERE receiver = '' AND alert_key = 'relay:probe'
+
+-- heartbeat_seen --
+-- Heartbeats $1 (sorted by the caller: one lock order) arrived at $2; GREATEST ignores NULL (never seen)
+INSERT INTO heartbeats (name, last_seen, watched_since) SELECT n, $2, $2 FROM unnest($1::text[]) AS n
+ON CONFLICT (name) DO UPDATE SET last_seen = GREATEST(heartbeats.last_seen, excluded.last_seen)
+
+-- heartbeats --
+-- Watch heartbeats $1 from $2 unless stored, then every stored one (this statement's own rows come from `added`)
+WITH added AS (
+    INSERT INTO heartbeats (name, watched_since) SELECT n, $2 FROM unnest($1::text[]) AS n
+    ON CONFLICT (name) DO NOTHING
+    RETURNING name, last_seen, watched_since, missing_since)
+SELECT * FROM added UNION ALL SELECT name, last_seen, watched_since, missing_since FROM heartbeats ORDER BY name
+
+-- heartbeat_missing --
+-- Mark heartbeat $1 missing since $3 if it is not and was last heard of before $2 (the row lock serialises replicas)
+UPDATE heartbeats SET missing_since = $3
+WHERE name = $1 AND missing_since IS NULL AND coalesce(last_seen, watched_since) < $2
+RETURNING name
+
+-- heartbeat_back --
+-- Mark heartbeat $1, missing since $2, back if it arrived after that
+UPDATE heartbeats SET missing_since = NULL WHERE name = $1 AND missing_since = $2 AND last_seen > $2 RETURNING name

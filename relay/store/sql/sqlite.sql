@@ -1,0 +1,179 @@
+-- dedup_get --
+-- When this alert episode was last notified to the receiver in this status (hot path: enqueue)
+SELECT notified_at FROM dedup WHERE receiver=? AND fingerprint=? AND starts_at=? AND status=?
+
+-- dedup_put --
+-- Mark the alert episode notified now (hot path: enqueue)
+INSERT INTO dedup (receiver, fingerprint, starts_at, status, notified_at) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (receiver, fingerprint, starts_at, status) DO UPDATE SET notified_at = excluded.notified_at
+
+-- insert --
+-- Write one notification, due now (hot path: enqueue)
+INSERT INTO notifications (receiver, integration, lane, status, alertnames, payload, received_at, give_up_at,
+                           next_attempt_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+
+-- lane_head --
+-- The first pending notification of a lane (hot path: enqueue's handoff)
+SELECT min(id) FROM notifications WHERE lane = ? AND state = 'pending'
+
+-- next_receiver --
+-- The next receiver after ? with pending rows: one index probe (hot path: claim)
+SELECT min(receiver) FROM notifications WHERE state = 'pending' AND receiver > ?
+
+-- receiver_heads --
+-- One receiver's unleased lane heads in due order (hot path: claim)
+SELECT n.id, n.receiver, n.integration, n.lane, n.payload, n.received_at, n.give_up_at, n.attempts,
+       n.next_attempt_at, n.lease_until
+FROM notifications n INDEXED BY notifications_receiver_due
+WHERE n.state = 'pending' AND n.receiver = ? AND n.lease_until <= ?
+  AND NOT EXISTS (SELECT 1 FROM notifications p WHERE p.state = 'pending' AND p.lane = n.lane AND p.id < n.id)
+ORDER BY n.next_attempt_at, n.id
+
+-- lease --
+-- Lease a notification to its sender until ? (hot path: claim and handoff)
+UPDATE notifications SET lease_until = ?, lease_owner = ? WHERE id = ?
+
+-- unreadable --
+-- Set aside a notification whose payload cannot be read back, so it blocks no lane
+UPDATE notifications SET state = 'dead', finished_at = ?, last_error = 'unreadable' WHERE id = ?
+
+-- release_all --
+-- Free every lease: at start, the one process serving this file knows its previous self is gone
+UPDATE notifications SET lease_until = 0, lease_owner = NULL WHERE state = 'pending'
+
+-- done --
+-- Finish a leased notification (delivered or dead) if the lease is still ours (hot path: outcome)
+UPDATE notifications SET state = ?, attempts = attempts + 1, finished_at = ?, last_error = ?,
+       lease_until = 0, lease_owner = NULL
+WHERE id = ? AND state = 'pending' AND lease_owner = ?
+
+-- retry --
+-- Schedule a leased notification's next attempt if the lease is still ours (hot path: outcome)
+UPDATE notifications SET attempts = attempts + ?, next_attempt_at = ?, last_error = ?, lease_until = 0,
+       lease_owner = NULL
+WHERE id = ? AND state = 'pending' AND lease_owner = ?
+
+-- record_attempt --
+-- One attempt's record: notification, started_at, duration, outcome, reason, detail (hot path: outcome)
+INSERT INTO attempts (notification_id, started_at, duration, outcome, reason, detail) VALUES (?, ?, ?, ?, ?, ?)
+
+-- retry_now --
+-- Make a receiver's backed-off retries due now, except those waiting out a rate limit (see relay.dispatcher)
+UPDATE notifications SET next_attempt_at = ?
+WHERE state = 'pending' AND receiver = ? AND attempts > 0 AND next_attempt_at > ? AND lease_until <= ?
+  AND last_error NOT LIKE 'rate_limited%'
+
+-- dead_row --
+-- A dead letter's receiver, payload and age, for replay: ?1 id
+SELECT receiver, payload, received_at FROM notifications WHERE id = ?1 AND state = 'dead'
+
+-- resolved_keys --
+-- Which of these alert fingerprints (?2, a JSON array) already had their resolve notified to receiver ?1
+SELECT fingerprint, starts_at FROM dedup
+WHERE receiver = ?1 AND status = 'resolved' AND fingerprint IN (SELECT value FROM json_each(?2))
+
+-- replay --
+-- Put dead letter ?2 back in its lane, due at ?1, with its give-up time moved along and payload ?3 if given
+UPDATE notifications SET state = 'pending', next_attempt_at = ?1, give_up_at = ?1 + (give_up_at - received_at),
+       finished_at = NULL, lease_until = 0, lease_owner = NULL, payload = coalesce(?3, payload)
+WHERE id = ?2 AND state = 'dead'
+
+-- pending_by_receiver --
+-- Pending notifications per receiver, and the oldest one's arrival
+SELECT receiver, count(*), min(received_at) FROM notifications WHERE state = 'pending' GROUP BY receiver
+
+-- dead_by_receiver --
+-- Dead letters per receiver
+SELECT receiver, count(*) FROM notifications WHERE state = 'dead' GROUP BY receiver
+
+-- attempts_of --
+-- Every attempt of notification ?1, in the order they were made
+SELECT started_at, duration, outcome, reason, detail FROM attempts WHERE notification_id = ?1
+ORDER BY started_at, rowid
+
+-- dead_exists --
+-- Whether ?1 is a dead letter (before purging it)
+SELECT 1 FROM notifications WHERE id = ?1 AND state = 'dead'
+
+-- purge_attempts --
+-- Forget notification ?1's attempts
+DELETE FROM attempts WHERE notification_id = ?1
+
+-- purge_notification --
+-- Forget notification ?1
+DELETE FROM notifications WHERE id = ?1
+
+-- cancel --
+-- Take pending notification ?3 out of its lane at ?1 with error ?2, unless it is being sent right now
+UPDATE notifications SET state = 'cancelled', finished_at = ?1, last_error = ?2, lease_until = 0, lease_owner = NULL
+WHERE id = ?3 AND state = 'pending' AND lease_until <= ?1
+
+-- is_pending --
+-- Whether ?1 is pending (a cancel that did not take: in flight, or missing)
+SELECT 1 FROM notifications WHERE id = ?1 AND state = 'pending'
+
+-- prune_cancelled_attempts --
+-- Attempts of notifications cancelled before ?1 (few: an operator's hand; found through the state index)
+DELETE FROM attempts WHERE notification_id IN
+    (SELECT id FROM notifications WHERE state = 'cancelled' AND finished_at < ?1)
+
+-- prune_cancelled --
+-- Notifications cancelled before ?1
+DELETE FROM notifications WHERE state = 'cancelled' AND finished_at < ?1
+
+-- prune_delivered_attempts --
+-- Attempts of notifications delivered before ?1, found through the delivered index
+DELETE FROM attempts WHERE notification_id IN (SELECT id FROM notifications
+    INDEXED BY notifications_delivered_at WHERE state = 'delivered' AND finished_at < ?1)
+
+-- prune_delivered --
+-- Notifications delivered before ?1, found through the delivered index
+DELETE FROM notifications INDEXED BY notifications_delivered_at WHERE state = 'delivered' AND finished_at < ?1
+
+-- prune_dedup --
+-- Dedup marks older than ?1
+DELETE FROM dedup WHERE notified_at < ?1
+
+-- prune_refs --
+-- Message references older than ?1
+DELETE FROM message_refs WHERE created_at < ?1
+
+-- refs_get --
+-- The message references of receiver ?1 for the alert keys in ?2 (a JSON array)
+SELECT alert_key, ref FROM message_refs WHERE receiver = ?1 AND alert_key IN (SELECT value FROM json_each(?2))
+
+-- refs_put --
+-- Remember one alert key's message reference (a later one replaces it)
+INSERT INTO message_refs (receiver, alert_key, ref, created_at) VALUES (?, ?, ?, ?)
+ON CONFLICT (receiver, alert_key) DO UPDATE SET ref = excluded.ref, created_at = excluded.created_at
+
+-- probe_write --
+-- Readiness after a failed write: a write of about a large webhook's size (probe_undo undoes it in its transaction)
+INSERT OR REPLACE INTO message_refs (receiver, alert_key, ref, created_at) VALUES ('', 'relay:probe', ?, 0)
+
+-- probe_undo --
+-- Undo probe_write
+DELETE FROM message_refs WHERE receiver = '' AND alert_key = 'relay:probe'
+
+-- heartbeat_seen --
+-- A heartbeat arrived at ?: its last-seen time moves forward, never back
+INSERT INTO heartbeats (name, last_seen, watched_since) VALUES (?, ?, ?)
+ON CONFLICT (name) DO UPDATE SET last_seen = max(coalesce(last_seen, excluded.last_seen), excluded.last_seen)
+
+-- heartbeat_watch --
+-- Watch a heartbeat from ? on, unless it is stored already
+INSERT INTO heartbeats (name, watched_since) VALUES (?, ?) ON CONFLICT (name) DO NOTHING
+
+-- heartbeats --
+-- Every stored heartbeat
+SELECT name, last_seen, watched_since, missing_since FROM heartbeats ORDER BY name
+
+-- heartbeat_missing --
+-- Mark a heartbeat missing since ? if it is not and was last heard of before ?
+UPDATE heartbeats SET missing_since = ?
+WHERE name = ? AND missing_since IS NULL AND coalesce(last_seen, watched_since) < ?
+
+-- heartbeat_back --
+-- Mark a heartbeat missing since ? back if it arrived after that
+UPDATE heartbeats SET missing_since = NULL WHERE name = ? AND missing_since = ? AND last_seen > ?
