@@ -271,3 +271,40 @@ async def test_slow_bodies_on_any_path_are_cut_and_cannot_keep_a_webhook_out(tmp
     assert max(lifetimes) < BODY_READ_TIMEOUT + 1.5  # ...within the deadline
     assert "closing the oldest" in log
     assert BODY_READ_TIMEOUT - 0.5 < min(alone) and max(alone) < BODY_READ_TIMEOUT + 1.5
+
+
+async def _trickle_after_a_request(port: int, head: bytes, trickle: bytes) -> float | None:
+    """Send a complete request on a kept-alive connection, read its answer, then send `head` of the next one and
+    trickle `trickle` a byte every 0.2 s; seconds until relay hung up, None if it did not within three deadlines."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        await writer.drain()
+        assert (await asyncio.wait_for(reader.readuntil(b"ok\n"), 10)).startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        writer.write(head)
+        while time.monotonic() - started < 3 * READ_TIMEOUT:
+            writer.write(trickle[:1])
+            trickle = trickle[1:] or trickle
+            await writer.drain()
+            with contextlib.suppress(TimeoutError):
+                if await asyncio.wait_for(reader.read(65536), 0.2) == b"":
+                    return time.monotonic() - started
+        return None
+    except OSError:
+        return time.monotonic() - started
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+async def test_a_second_request_on_a_kept_alive_connection_has_its_own_deadline(tmp_path: Path, stack: Stack) -> None:
+    """The deadline is armed per request, not only when the connection opens: a client that behaves once, then
+    trickles the next request's headers or a huge body, is cut off like any other (issue 11 item 1)."""
+    body_head = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000000000\r\n\r\n{"  # answered at once
+    async with relay_process(tmp_path, stack) as relay:
+        cut = await asyncio.gather(
+            _trickle_after_a_request(relay.port, b"", b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX: " + b"x" * 99),
+            _trickle_after_a_request(relay.port, body_head, b" "))
+    assert all(c is not None and READ_TIMEOUT - 0.5 < c < READ_TIMEOUT + 1.5 for c in cut), cut
