@@ -349,3 +349,19 @@ async def test_cancel_takes_a_waiting_notification_out_of_its_lane_and_history_k
     assert await store.cancel(10**9, now + 3, cancelled) == "missing"
     assert await store.replay(stuck.notification_id, now + 3) == "missing"  # not a dead letter
     assert await store.prune(now + 10, now - 60) == 1 and await store.detail(stuck.notification_id) is None
+
+
+async def test_attempts_with_the_same_start_are_listed_in_the_order_they_were_recorded(store: Store) -> None:
+    """Deferrals (a rate limit, a shutdown hand-back) record attempts at one instant: history keeps their order."""
+    now = time.time()
+    [result] = await store.enqueue([candidate("firing-poddown.json")], now)
+    assert result.notification_id is not None
+    starts = [now + (i % 3) for i in range(30)]  # three instants, recorded out of order, ten attempts each
+    for i, started in enumerate(starts):
+        [claimed] = (await store.claim("w1", 10, now + 10, 60)).claimed
+        await store.retry_later(claimed.notification.id, "w1", Attempt(started, 0.0, "deferred", f"r{i}"), now,
+                                count_attempt=False)
+    detail = await store.detail(result.notification_id)
+    assert detail is not None
+    expected = [f"r{i}" for _, i in sorted((started, i) for i, started in enumerate(starts))]
+    assert [a["reason"] for a in detail["attempt_log"]] == expected

@@ -148,9 +148,9 @@ SELECT receiver, count(*), min(received_at) FROM notifications WHERE state = 'pe
 SELECT receiver, count(*) FROM notifications WHERE state = 'dead' GROUP BY receiver
 
 -- attempts_of --
--- Every attempt of notification $1, in the order they were made
+-- Every attempt of notification $1, in the order they were made (id: the order they were recorded)
 SELECT started_at, duration, outcome, reason, detail FROM attempts WHERE notification_id = $1
-ORDER BY started_at
+ORDER BY started_at, id
 
 -- dead_exists --
 -- Whether $1 is a dead letter, locked before purging it

@@ -88,7 +88,7 @@ SELECT receiver, count(*), min(received_at) FROM notifications WHERE state = 'pe
 SELECT receiver, count(*) FROM notifications WHERE state = 'dead' GROUP BY receiver
 
 -- attempts_of --
--- Every attempt of notification ?1, in the order they were made
+-- Every attempt of notification ?1, in the order they were made (rowid: the order they were recorded)
 SELECT started_at, duration, outcome, reason, detail FROM attempts WHERE notification_id = ?1
 ORDER BY started_at, rowid
 
