@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import logging
 import sys
 import time
@@ -18,19 +17,11 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from relay import __version__, admin, logs, startup, testalert
+from relay.auth import is_loopback
 from relay.errors import ConfigError, StartupError
 from relay.settings import Settings
 
 log = logging.getLogger("relay")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -42,7 +33,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         settings = settings.model_copy(update={"host": args.host})
     if args.port:
         settings = settings.model_copy(update={"port": args.port})
-    if settings.token is None and not _is_loopback(settings.host):
+    if settings.token is None and not is_loopback(settings.host):
         print(f"relay: refusing to listen on {settings.host} without RELAY_WEBHOOK_TOKEN; set a token or "
               "listen on 127.0.0.1", file=sys.stderr)
         return 2
