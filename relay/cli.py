@@ -8,9 +8,10 @@ import logging
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from pydantic import ValidationError
@@ -20,6 +21,11 @@ from relay import __version__, admin, logs, startup, testalert
 from relay.auth import is_loopback
 from relay.errors import ConfigError, StartupError
 from relay.settings import Settings
+
+if TYPE_CHECKING:
+    from relay.routes import Routes
+    from relay.routescheck import Finding
+    from relay.templating import Templates
 
 log = logging.getLogger("relay")
 
@@ -164,7 +170,7 @@ def cmd_test_alert(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(runner(args, settings, payload))
 
 
-def _check_one(file: Path, templates: Any, strict: Any) -> bool:
+def _check_one(file: Path, templates: Templates, strict: Callable[[Path, Routes], list[Finding]] | None) -> bool:
     from relay.preview import template_problems
     from relay.routes import load_routes
 
@@ -198,7 +204,7 @@ def cmd_routes_check(args: argparse.Namespace, settings: Settings) -> int:
 
     files = [Path(f) for f in args.files] or [settings.routes]
     templates = Templates(Path(args.templates) if args.templates else settings.templates)
-    strict = None
+    strict: Callable[[Path, Routes], list[Finding]] | None = None
     if args.strict:
         root = revisions.toplevel(Path.cwd()) or Path.cwd()
         try:
@@ -209,8 +215,10 @@ def cmd_routes_check(args: argparse.Namespace, settings: Settings) -> int:
             return 1
         allowed = {name.strip() for names in args.allow_unset for name in names.split(",") if name.strip()}
 
-        def strict(file: Path, routes: Any) -> list[routescheck.Finding]:
+        def findings(file: Path, routes: Routes) -> list[Finding]:
             return routescheck.findings(file, routes, alerts, os.environ, allowed)
+
+        strict = findings
 
     results = [_check_one(file, templates, strict) for file in files]
     return 0 if all(results) else 1

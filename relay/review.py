@@ -97,7 +97,7 @@ def _written(file: Path) -> dict[str, Any]:
 
 
 def _side(request: Request, spec: str, stack: contextlib.ExitStack) -> Side:
-    rev, path = revisions.split_spec(spec)
+    rev, path = revisions.split_spec(spec, request.cwd)
     repo = revisions.toplevel(request.cwd)
     extra = [(p, str(p)) for p in request.rules]
     if rev is None:
@@ -144,7 +144,7 @@ def _specs(request: Request) -> tuple[str, str]:
     if request.new is not None:
         raise ConfigError("with --base REV give at most one FILE: the routes.yaml to compare with REV's")
     head = request.old or str(request.routes)
-    if revisions.split_spec(head)[0] is not None:
+    if revisions.split_spec(head, request.cwd)[0] is not None:
         raise ConfigError(f"with --base REV, {head} must be a file in the working tree")
     repo = revisions.toplevel(request.cwd)
     if repo is None:

@@ -44,10 +44,10 @@ def toplevel(cwd: Path) -> Path | None:
     return Path(done.stdout.decode().strip()) if done.returncode == 0 else None
 
 
-def split_spec(spec: str) -> tuple[str | None, str]:
+def split_spec(spec: str, cwd: Path) -> tuple[str | None, str]:
     """`REV:PATH` into its parts; an existing file, or text without a colon, is a path in the working tree."""
     rev, sep, path = spec.partition(":")
-    if not sep or not rev or not path or Path(spec).exists():
+    if not sep or not rev or not path or (cwd / spec).exists():
         return None, spec
     return rev, path
 
