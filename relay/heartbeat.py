@@ -25,6 +25,8 @@ from relay.receivers import ReceiverConfig
 from relay.store.base import Candidate
 
 ALERTNAME = "RelayHeartbeatMissing"
+# Its runbook ships with relay (docs/runbooks/); a heartbeat's own `annotations: {runbook_url: …}` replaces it.
+RUNBOOK_URL = f"https://github.com/ojeomneo/relay/blob/main/docs/runbooks/{ALERTNAME}.md"
 # The notice is sent once per episode: a reminder would only repeat what the firing message already says.
 NO_REMINDER = timedelta(days=3650)
 
@@ -111,6 +113,7 @@ def notice_group(beat: HeartbeatConfig, missing_since: float, last_seen: float |
         "summary": f"No {beat.alert_label} heartbeat from Alertmanager for {silence} — "
                    "Prometheus or Alertmanager may be down",
         "description": description,
+        "runbook_url": RUNBOOK_URL,
         **beat.annotations,
     }
     alert = {"status": status, "labels": labels, "annotations": annotations,

@@ -129,3 +129,17 @@ async def test_without_heartbeats_a_watchdog_is_an_ordinary_alert(tmp_path: Path
     async with running_relay(relay_settings(tmp_path, repo_routes(tmp_path))) as relay:
         answer = (await relay.post(watchdog())).json()
         assert answer["heartbeats"] == [] and list(answer["receivers"]) == ["slack-alerts"]
+
+
+def test_the_notice_links_to_its_runbook_unless_the_heartbeat_names_another(tmp_path: Path) -> None:
+    from relay.heartbeat import notice_group
+
+    path = repo_routes(tmp_path, extra=heartbeat_section("1m"))
+    [beat] = load_routes(path, Templates(TEMPLATES), {}).spec.heartbeats
+    [alert] = notice_group(beat, 1_800_000_000.0, None, 1_799_999_000.0).alerts
+    url = alert.annotations["runbook_url"]
+    assert url.endswith("/docs/runbooks/RelayHeartbeatMissing.md")
+    assert (REPO / "docs" / "runbooks" / "RelayHeartbeatMissing.md").is_file()
+    own = beat.model_copy(update={"annotations": {"runbook_url": "https://wiki.example/deadman"}})
+    [alert] = notice_group(own, 1_800_000_000.0, None, 1_799_999_000.0).alerts
+    assert alert.annotations["runbook_url"] == "https://wiki.example/deadman"
