@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from relay.alerts import State, WebhookMessage, group_status, key_part
+from relay.errors import Reason
 from relay.store.base import Attempt, Cancel, HistoryFilter, OutboxStats, Replay
 from relay.store.rows import HISTORY_COLUMNS, attempt_error, dedup_time, detail_row, history_row
 
@@ -158,4 +159,7 @@ def dead(notification_id: int, owner: str, attempt: Attempt) -> tuple[Any, ...]:
 
 def retry(notification_id: int, owner: str, attempt: Attempt, next_attempt_at: float,
           count_attempt: bool) -> tuple[Any, ...]:
-    return int(count_attempt), next_attempt_at, attempt_error(attempt.reason, attempt.detail), notification_id, owner
+    """A retry waits out a rate limit when the attempt met one (the closed Reason, not the error's text): then
+    retry_now leaves its time alone."""
+    return (int(count_attempt), next_attempt_at, attempt_error(attempt.reason, attempt.detail),
+            attempt.reason == Reason.RATE_LIMITED, notification_id, owner)

@@ -105,24 +105,24 @@ INSERT INTO attempts (notification_id, started_at, duration, outcome, reason, de
 SELECT id, $6::double precision, $7::double precision, $8::text, $9::text, $10::text FROM finished
 
 -- retry --
--- Schedule a leased notification's next attempt and record this one ($6-$10), if the lease held (hot path)
+-- Schedule a leased notification's next attempt and record this one ($7-$11), if the lease held (hot path)
 WITH finished AS (
-    UPDATE notifications SET attempts = attempts + $1, next_attempt_at = $2, last_error = $3, lease_until = 0,
-           lease_owner = NULL
-    WHERE id = $4 AND state = 'pending' AND lease_owner = $5
+    UPDATE notifications SET attempts = attempts + $1, next_attempt_at = $2, last_error = $3, rate_limited = $4,
+           lease_until = 0, lease_owner = NULL
+    WHERE id = $5 AND state = 'pending' AND lease_owner = $6
     RETURNING id)
 INSERT INTO attempts (notification_id, started_at, duration, outcome, reason, detail)
-SELECT id, $6::double precision, $7::double precision, $8::text, $9::text, $10::text FROM finished
+SELECT id, $7::double precision, $8::double precision, $9::text, $10::text, $11::text FROM finished
 
 -- record_attempt --
 -- One attempt's record: notification, started_at, duration, outcome, reason, detail
 INSERT INTO attempts (notification_id, started_at, duration, outcome, reason, detail) VALUES ($1, $2, $3, $4, $5, $6)
 
 -- retry_now --
--- Make receiver $2's backed-off retries due at $1, except those waiting out a rate limit (see relay.dispatcher)
+-- Make receiver $2's backed-off retries due at $1, except those waiting out a rate limit (rate_limited, set by retry)
 UPDATE notifications SET next_attempt_at = $1
 WHERE state = 'pending' AND receiver = $2 AND attempts > 0 AND next_attempt_at > $1 AND lease_until <= $1
-  AND last_error NOT LIKE 'rate_limited%'
+  AND NOT rate_limited
 
 -- dead_row --
 -- Dead letter $1's receiver, payload and age, locked for its replay

@@ -50,8 +50,8 @@ WHERE id = ? AND state = 'pending' AND lease_owner = ?
 
 -- retry --
 -- Schedule a leased notification's next attempt if the lease is still ours (hot path: outcome)
-UPDATE notifications SET attempts = attempts + ?, next_attempt_at = ?, last_error = ?, lease_until = 0,
-       lease_owner = NULL
+UPDATE notifications SET attempts = attempts + ?, next_attempt_at = ?, last_error = ?, rate_limited = ?,
+       lease_until = 0, lease_owner = NULL
 WHERE id = ? AND state = 'pending' AND lease_owner = ?
 
 -- record_attempt --
@@ -59,10 +59,10 @@ WHERE id = ? AND state = 'pending' AND lease_owner = ?
 INSERT INTO attempts (notification_id, started_at, duration, outcome, reason, detail) VALUES (?, ?, ?, ?, ?, ?)
 
 -- retry_now --
--- Make a receiver's backed-off retries due now, except those waiting out a rate limit (see relay.dispatcher)
+-- Make a receiver's backed-off retries due now, except those waiting out a rate limit (rate_limited, set by retry)
 UPDATE notifications SET next_attempt_at = ?
 WHERE state = 'pending' AND receiver = ? AND attempts > 0 AND next_attempt_at > ? AND lease_until <= ?
-  AND last_error NOT LIKE 'rate_limited%'
+  AND NOT rate_limited
 
 -- dead_row --
 -- A dead letter's receiver, payload and age, for replay: ?1 id
