@@ -9,7 +9,7 @@ The hot path (enqueue, claim, outcomes) stays in each store: each dialect does i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -163,3 +163,45 @@ def retry(notification_id: int, owner: str, attempt: Attempt, next_attempt_at: f
     retry_now leaves its time alone."""
     return (int(count_attempt), next_attempt_at, attempt_error(attempt.reason, attempt.detail),
             attempt.reason == Reason.RATE_LIMITED, notification_id, owner)
+
+
+class Scripted:
+    """The Store methods that are a script of this module: a store supplies its dialect and how it runs a script
+    (`read`: the script only reads, so a store may skip the transaction)."""
+
+    dialect: Dialect
+
+    async def _script(self, script: Script, read: bool = False) -> Any:
+        raise NotImplementedError
+
+    async def replay(self, notification_id: int, now: float, forgotten_before: float = 0.0) -> Replay:
+        outcome: Replay = await self._script(replay(self.dialect, notification_id, now, forgotten_before))
+        return outcome
+
+    async def stats(self, now: float) -> OutboxStats:
+        found: OutboxStats = await self._script(stats(self.dialect), read=True)
+        return found
+
+    async def history(self, query: HistoryFilter) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = await self._script(history(self.dialect, query), read=True)
+        return rows
+
+    async def detail(self, notification_id: int) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = await self._script(detail(self.dialect, notification_id), read=True)
+        return found
+
+    async def purge(self, notification_id: int) -> bool:
+        return bool(await self._script(purge(self.dialect, notification_id)))
+
+    async def cancel(self, notification_id: int, now: float, attempt: Attempt) -> Cancel:
+        outcome: Cancel = await self._script(cancel(self.dialect, notification_id, now, attempt))
+        return outcome
+
+    async def prune(self, finished_before: float, marks_before: float) -> int:
+        return int(await self._script(prune(self.dialect, finished_before, marks_before)))
+
+    async def find_refs(self, receiver: str, keys: Sequence[str]) -> dict[str, str]:
+        if not keys:
+            return {}
+        found: dict[str, str] = await self._script(find_refs(self.dialect, receiver, list(keys)), read=True)
+        return found

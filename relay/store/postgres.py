@@ -25,16 +25,12 @@ from relay.errors import StoreRejected, StoreUnavailable
 from relay.store import common, migrate, queries
 from relay.store.base import (
     Attempt,
-    Cancel,
     Candidate,
     Claim,
     Claimed,
     Enqueued,
     Handoff,
     HeartbeatState,
-    HistoryFilter,
-    OutboxStats,
-    Replay,
 )
 from relay.store.rows import (
     dedup_time,
@@ -81,7 +77,9 @@ class _Connection(asyncpg.Connection):
         return ""
 
 
-class PostgresStore:
+class PostgresStore(common.Scripted):
+    dialect = DIALECT
+
     def __init__(self, dsn: str, pool_size: int = 10) -> None:
         self.dsn = dsn
         self.pool_size = pool_size
@@ -108,9 +106,9 @@ class PostgresStore:
         async with self._conn() as conn, conn.transaction():
             yield conn
 
-    async def _script(self, script: common.Script, tx: bool = True) -> Any:
-        """Run one of relay.store.common's scripts on one connection, in one transaction unless `tx=False` (reads)."""
-        async with self._tx() if tx else self._conn() as conn:
+    async def _script(self, script: common.Script, read: bool = False) -> Any:
+        """Run one of relay.store.common's scripts on one connection, in one transaction unless it only reads."""
+        async with self._conn() if read else self._tx() as conn:
             return await _drive(conn, script)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -275,38 +273,6 @@ class PostgresStore:
     async def retry_now(self, receiver: str, now: float) -> int:
         async with self._conn() as conn:
             return int((await conn.execute(Q["retry_now"], now, receiver)).split()[-1])
-
-    async def replay(self, notification_id: int, now: float, forgotten_before: float = 0.0) -> Replay:
-        outcome: Replay = await self._script(common.replay(DIALECT, notification_id, now, forgotten_before))
-        return outcome
-
-    async def stats(self, now: float) -> OutboxStats:
-        stats: OutboxStats = await self._script(common.stats(DIALECT), tx=False)
-        return stats
-
-    async def history(self, query: HistoryFilter) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = await self._script(common.history(DIALECT, query), tx=False)
-        return rows
-
-    async def detail(self, notification_id: int) -> dict[str, Any] | None:
-        found: dict[str, Any] | None = await self._script(common.detail(DIALECT, notification_id), tx=False)
-        return found
-
-    async def purge(self, notification_id: int) -> bool:
-        return bool(await self._script(common.purge(DIALECT, notification_id)))
-
-    async def cancel(self, notification_id: int, now: float, attempt: Attempt) -> Cancel:
-        outcome: Cancel = await self._script(common.cancel(DIALECT, notification_id, now, attempt))
-        return outcome
-
-    async def prune(self, finished_before: float, marks_before: float) -> int:
-        return int(await self._script(common.prune(DIALECT, finished_before, marks_before)))
-
-    async def find_refs(self, receiver: str, keys: Sequence[str]) -> dict[str, str]:
-        if not keys:
-            return {}
-        found: dict[str, str] = await self._script(common.find_refs(DIALECT, receiver, list(keys)), tx=False)
-        return found
 
     async def remember_refs(self, receiver: str, keys: Sequence[str], ref: str) -> None:
         if keys:

@@ -26,16 +26,12 @@ from relay.errors import StoreRejected, StoreUnavailable
 from relay.store import common, migrate, queries
 from relay.store.base import (
     Attempt,
-    Cancel,
     Candidate,
     Claim,
     Claimed,
     Enqueued,
     Handoff,
     HeartbeatState,
-    HistoryFilter,
-    OutboxStats,
-    Replay,
 )
 from relay.store.rows import (
     dedup_time,
@@ -134,7 +130,9 @@ def _due_heads(conn: sqlite3.Connection, limit: int, now: float, room: Mapping[s
     return heads, more, next_due
 
 
-class SqliteStore:
+class SqliteStore(common.Scripted):
+    dialect = DIALECT
+
     def __init__(self, path: str, checkpoint_seconds: float = CHECKPOINT_SECONDS) -> None:
         self.path = path
         self.checkpoint_seconds = checkpoint_seconds
@@ -248,9 +246,9 @@ class SqliteStore:
         self._queue.put((op, fut, durable))
         return await fut
 
-    async def _script(self, script: common.Script, durable: bool = True) -> Any:
-        """Run one of relay.store.common's scripts as one op of the next batch."""
-        return await self._call(lambda conn: _drive(conn, script), durable)
+    async def _script(self, script: common.Script, read: bool = False) -> Any:
+        """Run one of relay.store.common's scripts as one op of the next batch (reads too, as before: durable)."""
+        return await self._call(lambda conn: _drive(conn, script))
 
     # -- the Store protocol ----------------------------------------------------------------
 
@@ -346,36 +344,6 @@ class SqliteStore:
     async def retry_now(self, receiver: str, now: float) -> int:
         return await self._call(lambda conn: conn.execute(Q["retry_now"], (now, receiver, now, now)).rowcount,
                                 durable=False)  # undone by a power cut, the retries keep their backoff
-
-    async def replay(self, notification_id: int, now: float, forgotten_before: float = 0.0) -> Replay:
-        outcome: Replay = await self._script(common.replay(DIALECT, notification_id, now, forgotten_before))
-        return outcome
-
-    async def stats(self, now: float) -> OutboxStats:
-        stats: OutboxStats = await self._script(common.stats(DIALECT))
-        return stats
-
-    async def history(self, query: HistoryFilter) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = await self._script(common.history(DIALECT, query))
-        return rows
-
-    async def detail(self, notification_id: int) -> dict[str, Any] | None:
-        found: dict[str, Any] | None = await self._script(common.detail(DIALECT, notification_id))
-        return found
-
-    async def purge(self, notification_id: int) -> bool:
-        return bool(await self._script(common.purge(DIALECT, notification_id)))
-
-    async def cancel(self, notification_id: int, now: float, attempt: Attempt) -> Cancel:
-        outcome: Cancel = await self._script(common.cancel(DIALECT, notification_id, now, attempt))
-        return outcome
-
-    async def prune(self, finished_before: float, marks_before: float) -> int:
-        return int(await self._script(common.prune(DIALECT, finished_before, marks_before)))
-
-    async def find_refs(self, receiver: str, keys: Sequence[str]) -> dict[str, str]:
-        found: dict[str, str] = await self._script(common.find_refs(DIALECT, receiver, list(keys))) if keys else {}
-        return found
 
     async def remember_refs(self, receiver: str, keys: Sequence[str], ref: str) -> None:
         now = time.time()
