@@ -21,6 +21,7 @@ from relay import metrics
 from relay.alerts import Notification
 from relay.channels.base import DETAIL_LIMIT, redact, scrub
 from relay.channels.deadline import send_deadline
+from relay.channels.threads import Threads
 from relay.errors import (
     DeliveryError,
     DeliveryUnfinished,
@@ -33,7 +34,6 @@ from relay.ratelimit import RateLimiter
 from relay.retry import RetryPolicy, next_attempt
 from relay.runtime import Runtime
 from relay.store.base import Attempt, Candidate, Claimed, Handoff, Store
-from relay.threads import Threads
 
 log = logging.getLogger(__name__)
 

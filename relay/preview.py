@@ -17,18 +17,18 @@ from email.utils import parseaddr
 from typing import Any
 
 from relay.alerts import Alert, Notification, WebhookMessage, group_status
-from relay.blocks import build_message as slack_message
 from relay.channels.email import build_message as email_message
 from relay.channels.email import message_id
 from relay.channels.pagerduty import build_events
-from relay.channels.slack import post_call, update_call
-from relay.channels.slack_threads import narrowed
-from relay.channels.slack_threads import plan as thread_plan
+from relay.channels.slack.channel import post_call, update_call
+from relay.channels.slack.message import build_message as slack_message
+from relay.channels.slack.threads import narrowed
+from relay.channels.slack.threads import plan as thread_plan
+from relay.channels.threads import alert_key
 from relay.errors import DeliveryError
 from relay.fingerprint import fingerprint
 from relay.receivers import ReceiverConfig
 from relay.templating import Templates
-from relay.threads import alert_key
 
 GO_ZERO_TIME = "0001-01-01T00:00:00Z"
 THREAD_TS = "<ts of the message that announced these alerts>"

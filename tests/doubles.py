@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from relay.alerts import Notification, WebhookMessage
+from relay.channels.threads import Threads
 from relay.runtime import Runtime
 from relay.store.base import Candidate
-from relay.threads import Threads
 from tests.helpers import TEMPLATES
 
 DELIVERED: Literal["delivered"] = "delivered"

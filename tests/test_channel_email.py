@@ -22,11 +22,11 @@ from relay.alerts import WebhookMessage
 from relay.channels import email as email_channel
 from relay.channels import pagerduty as pagerduty_channel
 from relay.channels.email import MAX_ALERTS, SIZE_LIMIT, EmailChannel, build_message, connection_options
+from relay.channels.threads import Threads
 from relay.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from relay.receivers import ReceiverConfig
 from relay.store import open_store
 from relay.templating import Templates
-from relay.threads import Threads
 from tests.conftest import Providers
 from tests.e2e.test_routing_table import webhook
 from tests.fakes import notification, webhook_message

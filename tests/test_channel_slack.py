@@ -11,11 +11,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from relay.blocks import COLOURS, OTHER_COLOUR
 from relay.channels.email import EmailChannel
 from relay.channels.factory import build_channel
 from relay.channels.pagerduty import PagerDutyChannel
 from relay.channels.slack import SlackChannel
+from relay.channels.slack.message import COLOURS, OTHER_COLOUR
 from relay.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from relay.receivers import ReceiverConfig
 from relay.templating import Templates

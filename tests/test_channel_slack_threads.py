@@ -18,13 +18,13 @@ import pytest
 
 from relay.alerts import WebhookMessage, group_status
 from relay.channels.slack import SlackChannel
+from relay.channels.threads import Threads
 from relay.errors import TransientDeliveryError
 from relay.preview import THREAD_CHANNEL, THREAD_TS, render
 from relay.receivers import ReceiverConfig
 from relay.store import open_store
 from relay.store.base import Store
 from relay.templating import Templates
-from relay.threads import Threads
 from tests.fakes import notification, webhook_message
 from tests.fakes.slack import DEFAULT_TOKEN, SlackWebhookServer, channel_id
 from tests.helpers import TEMPLATES, poll_until

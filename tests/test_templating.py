@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from relay.alerts import WebhookMessage
-from relay.blocks import BLOCK_LIMIT, build_message
 from relay.channels.email import build_message as email_message
 from relay.channels.pagerduty import EVENT_LIMIT, build_events
+from relay.channels.slack.message import BLOCK_LIMIT, build_message
 from relay.errors import ConfigError
 from relay.neutralise import visible
 from relay.receivers import ReceiverConfig

@@ -20,8 +20,8 @@ from typing import Any, Protocol, TypeVar
 from urllib.parse import quote, quote_plus, urlsplit
 
 from relay.alerts import Notification
+from relay.channels.threads import Threads
 from relay.errors import Reason, StoreUnavailable, TransientDeliveryError
-from relay.threads import Threads
 
 
 class Channel(Protocol):

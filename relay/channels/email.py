@@ -12,7 +12,7 @@ rendered, fewer if they do not fit, and the email says how many it leaves out;
 rendering runs in a thread of its own, off the event loop.
 
 Each notification has its own Message-ID; the email announcing an alert is
-remembered (relay.threads), and the email resolving it names that one in
+remembered (relay.channels.threads), and the email resolving it names that one in
 In-Reply-To and References, so mail clients show them as one conversation.
 """
 
@@ -34,11 +34,11 @@ import aiosmtplib
 
 from relay.alerts import Notification
 from relay.channels.base import guard_store, rendered, scrub
+from relay.channels.threads import Threads, alert_key
 from relay.errors import DeliveryError, PermanentDeliveryError, Reason, TransientDeliveryError
 from relay.neutralise import header_text
 from relay.receivers import EmailConfig, ReceiverConfig
 from relay.templating import Templates, context, cut
-from relay.threads import Threads, alert_key
 
 log = logging.getLogger(__name__)
 

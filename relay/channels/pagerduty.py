@@ -13,7 +13,7 @@ body is the one that client sent (`event_action`, the event's fields,
 `dedup_key`, `routing_key`), so what PagerDuty receives has not changed.
 
 A large group's events are sent in order until the attempt's time is nearly up;
-what PagerDuty accepted is remembered per alert (relay.threads), so the next
+what PagerDuty accepted is remembered per alert (relay.channels.threads), so the next
 attempt, started at once, continues where this one stopped instead of from the
 first event.
 """
@@ -34,6 +34,7 @@ import aiohttp
 from relay.alerts import Alert, Notification
 from relay.channels.base import parse_retry_after, rendered, scrub, secret_digest
 from relay.channels.deadline import remaining
+from relay.channels.threads import Threads, alert_key
 from relay.errors import (
     DeliveryError,
     DeliveryUnfinished,
@@ -45,7 +46,6 @@ from relay.errors import (
 )
 from relay.receivers import PagerDutyConfig, ReceiverConfig
 from relay.templating import Templates, context, cut, safe_url
-from relay.threads import Threads, alert_key
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def event_body(event: dict[str, Any], routing_key: str) -> bytes:
 
 
 def progress_ref(notification: Notification) -> str:
-    """What relay.threads remembers for an alert whose event of this notification PagerDuty accepted."""
+    """What relay.channels.threads remembers for an alert whose event of this notification PagerDuty accepted."""
     return f"pagerduty-accepted:{notification.id}"
 
 

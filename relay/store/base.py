@@ -189,7 +189,7 @@ class Store(Protocol):
         Returns the number of notifications forgotten."""
 
     async def find_refs(self, receiver: str, keys: Sequence[str]) -> dict[str, str]:
-        """The message references remembered for these alert keys (see relay.threads); unknown keys are absent."""
+        """The message references remembered for these alert keys (relay.channels.threads); unknown keys are absent."""
 
     async def remember_refs(self, receiver: str, keys: Sequence[str], ref: str) -> None:
         """Durably remember `ref` for each alert key; a later call for the same key replaces it."""

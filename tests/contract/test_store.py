@@ -9,9 +9,9 @@ from datetime import timedelta
 import pytest
 
 from relay.alerts import WebhookMessage
+from relay.channels.threads import Threads
 from relay.store import open_store
 from relay.store.base import Attempt, Candidate, Handoff, HistoryFilter, Store
-from relay.threads import Threads
 from tests.helpers import fixture
 
 HOUR = timedelta(hours=1)

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from relay.alerts import NUL_SHOWN_AS, WebhookMessage
+from relay.channels.threads import Threads
 from relay.errors import StoreRejected, StoreUnavailable
 from relay.store.base import Attempt, Candidate, HistoryFilter, Store
-from relay.threads import Threads
 from tests.helpers import fixture
 
 HOUR = timedelta(hours=1)

@@ -1,10 +1,10 @@
 """Slack: incoming webhooks post every notification as a new message; a bot token also threads.
 
 In bot-token mode (`token` + `channel`, Web API through slack_sdk) relay
-remembers where each firing alert was announced (relay.threads). When the alert
+remembers where each firing alert was announced (relay.channels.threads). When the alert
 resolves, relay updates that message to show it resolved and replies in its
 thread, also after a restart; a re-notification of a still-firing alert goes
-into the same thread. See relay.channels.slack_threads for the bookkeeping.
+into the same thread. See relay.channels.slack.threads for the bookkeeping.
 
 slack_sdk's own retries are switched off (the dispatcher retries with a persisted
 schedule) and it gets a logger that never reaches DEBUG, because its debug lines
@@ -28,13 +28,13 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from relay.alerts import Alert, Notification
-from relay.blocks import build_message
 from relay.channels.base import parse_retry_after, secret_digest
-from relay.channels.slack_threads import Anchor, ThreadBook, narrowed
+from relay.channels.slack.message import build_message
+from relay.channels.slack.threads import Anchor, ThreadBook, narrowed
+from relay.channels.threads import Threads
 from relay.errors import PermanentDeliveryError, Reason, TransientDeliveryError, http_reason
 from relay.receivers import ReceiverConfig, SlackConfig
 from relay.templating import Templates
-from relay.threads import Threads
 
 log = logging.getLogger(__name__)
 

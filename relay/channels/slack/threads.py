@@ -1,7 +1,7 @@
 """Which Slack message announced which alert, kept in the store so resolves can answer it after restarts.
 
 Two kinds of records, both through the store's message references:
-- per alert episode (relay.threads): `{"channel": C, "ts": T}` where it was
+- per alert episode (relay.channels.threads): `{"channel": C, "ts": T}` where it was
   announced, plus `"notified": N` (the notification that last posted about it, so
   a retry of N does not remind twice) or `"resolved": true` once its resolve was
   answered, so a retried notification does not reply twice;
@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from relay.alerts import Alert, Notification, WebhookMessage, group_status
 from relay.channels.base import guard_store
-from relay.threads import Threads, alert_key
+from relay.channels.threads import Threads, alert_key
 
 
 @dataclass(frozen=True)
