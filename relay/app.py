@@ -90,7 +90,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         dispatcher = Dispatcher(store, runtime, dispatcher_options(settings))
         app.state.settings, app.state.store, app.state.runtime, app.state.dispatcher = (
             settings, store, runtime, dispatcher)
-        app.state.deadman = deadman = DeadMan(store, runtime, dispatcher.wake)
+        app.state.deadman = deadman = DeadMan(store, runtime, dispatcher)
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGHUP, _on_sighup, runtime)

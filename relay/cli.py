@@ -112,6 +112,7 @@ async def _test_alert_direct(args: argparse.Namespace, settings: Settings, paylo
 
 
 async def _deliver_here(args: argparse.Namespace, settings: Settings, payload: dict[str, Any]) -> int:
+    from relay import outbox
     from relay.alerts import WebhookMessage
     from relay.app import dispatcher_options
     from relay.dispatcher import Dispatcher
@@ -134,8 +135,7 @@ async def _deliver_here(args: argparse.Namespace, settings: Settings, payload: d
     try:
         message = WebhookMessage.model_validate(payload)
         assert runtime.routes is not None
-        results = await store.enqueue(candidates(message, runtime.routes), time.time())
-        dispatcher.wake()
+        results = await outbox.enqueue(dispatcher, store, candidates(message, runtime.routes), time.time())
         info = summary(message, results, defaults=runtime.routes.defaults)
 
         async def fetch(ids: list[int]) -> list[dict[str, Any]]:

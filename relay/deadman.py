@@ -13,15 +13,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 
-from relay import metrics
+from relay import metrics, outbox
 from relay.durations import format_duration
 from relay.errors import StoreUnavailable
 from relay.heartbeat import HeartbeatConfig, notice, notice_group
+from relay.outbox import Intake
 from relay.routes import Routes
 from relay.runtime import Runtime
-from relay.store.base import Enqueued, HeartbeatState, Store
+from relay.store.base import HeartbeatState, Store
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +31,10 @@ CHECK_MAX_SECONDS = 5.0
 
 
 class DeadMan:
-    def __init__(self, store: Store, runtime: Runtime, wake_dispatcher: Callable[[], None]) -> None:
+    def __init__(self, store: Store, runtime: Runtime, intake: Intake) -> None:
         self.store = store
         self.runtime = runtime
-        self.wake_dispatcher = wake_dispatcher
+        self.intake = intake
         self.checked_at = 0.0  # when the last complete check began
         self._listening: dict[str, float] = {}  # heartbeat -> since when this process has it configured
         self._nudge = asyncio.Event()
@@ -82,26 +82,23 @@ class DeadMan:
             if heard >= silent_since or self._listening[beat.name] > silent_since:
                 return
             group = notice_group(beat, now, state.last_seen, state.watched_since)
-            results = await self.store.heartbeat_missing(beat.name, silent_since, now,
-                                                         notice(beat, routes.receivers, group))
+            missing = notice(beat, routes.receivers, group)
+            results = await outbox.put(self.intake, None, lambda _: self.store.heartbeat_missing(
+                beat.name, silent_since, now, missing))
             if results is not None:
                 log.error("heartbeat %s is missing: none arrived for %s; telling %s", beat.name,
                           format_duration(beat.max_silence),
                           ", ".join(r.receiver for r in results) or "nobody (no receiver left)")
         elif state.last_seen is not None and state.last_seen > state.missing_since:
             group = notice_group(beat, state.missing_since, state.last_seen, state.watched_since, state.last_seen)
-            results = await self.store.heartbeat_recovered(beat.name, state.missing_since, now,
-                                                           notice(beat, routes.receivers, group))
+            back, since = notice(beat, routes.receivers, group), state.missing_since
+            results = await outbox.put(self.intake, None, lambda _: self.store.heartbeat_recovered(
+                beat.name, since, now, back))
             if results is not None:
                 log.warning("heartbeat %s arrives again (missing for %.0fs); telling %s", beat.name,
                             state.last_seen - state.missing_since, ", ".join(r.receiver for r in results))
         else:
             return
-        self._enqueued(routes, results or [])
-
-    def _enqueued(self, routes: Routes, results: list[Enqueued]) -> None:
-        for result in results:
+        for result in results or ():
             if result.notification_id is not None:
                 metrics.notifications.labels(result.receiver, routes.receivers[result.receiver].integration).inc()
-        if results:
-            self.wake_dispatcher()

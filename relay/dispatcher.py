@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from relay import metrics
+from relay import metrics, outbox
 from relay.alerts import Notification
 from relay.channels.base import DETAIL_LIMIT, redact, scrub
 from relay.channels.deadline import send_deadline
@@ -326,7 +326,7 @@ class Dispatcher:
         candidate = Candidate(target.name, target.integration, notification.group,
                               tuple(timedelta(0) for _ in notification.alerts),
                               target.give_up_after)
-        await self._store_call(self.store.enqueue([candidate], now))
+        await self._store_call(outbox.enqueue(self, self.store, [candidate], now))
         log.warning("notification %d also sent to fallback receiver %s", notification.id, target.name)
 
     async def _store_call(self, call: Awaitable[object]) -> None:

@@ -19,7 +19,7 @@ from pydantic_core import ErrorDetails
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from relay import metrics
+from relay import metrics, outbox
 from relay.alerts import Alert, WebhookMessage
 from relay.auth import Rejected, check_webhook
 from relay.errors import StoreRejected, StoreUnavailable
@@ -135,11 +135,8 @@ async def handle(request: Request) -> JSONResponse:
     routes: Routes = state.runtime.routes
     beats = arrived(routes.spec.heartbeats, message.alerts)
     chosen = candidates(message, routes)
-    offer = state.dispatcher.handoff(c.receiver for c in chosen)
-    results: list[Enqueued] = []
     try:
-        if chosen:
-            results = await state.store.enqueue(chosen, received_at, offer)
+        results = await outbox.enqueue(state.dispatcher, state.store, chosen, received_at)
         if beats[0]:  # after the enqueue: a refused webhook records nothing, a 503's resend is deduplicated
             await state.store.heartbeat_seen(beats[0], received_at)
             state.deadman.wake()
@@ -152,10 +149,6 @@ async def handle(request: Request) -> JSONResponse:
         metrics.webhook_requests.labels("400").inc()
         log.error("webhook refused (400): the store cannot hold its data: %s", exc)
         return JSONResponse({"status": "error", "error": f"nothing was stored: {exc}"}, status_code=400)
-    finally:
-        state.dispatcher.adopt([r.claimed for r in results if r.claimed is not None], offer)
-    if any(r.notification_id is not None and r.claimed is None for r in results):
-        state.dispatcher.wake()  # the rest waits in its lane (or for room): let the dispatcher look now
     for alert in message.alerts:
         metrics.alerts_received.labels(alert.status).inc()
     for result in results:
