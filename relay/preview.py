@@ -11,20 +11,17 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parseaddr
 from typing import Any
 
-from relay.alerts import Alert, Notification, WebhookMessage, group_status
+from relay.alerts import Notification, WebhookMessage, group_status
 from relay.channels.email import build_message as email_message
 from relay.channels.email import message_id
 from relay.channels.pagerduty import build_events
-from relay.channels.slack.channel import post_call, update_call
-from relay.channels.slack.message import build_message as slack_message
-from relay.channels.slack.threads import narrowed
-from relay.channels.slack.threads import plan as thread_plan
-from relay.channels.threads import alert_key
+from relay.channels.slack.channel import SlackCalls
+from relay.channels.slack.threads import Anchor, AssumedBook, narrowed
 from relay.errors import DeliveryError
 from relay.fingerprint import fingerprint
 from relay.receivers import ReceiverConfig
@@ -95,34 +92,22 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, indent=2) + "\n"
 
 
+_SLACK_SHOWN = {
+    "webhook": "POST to the incoming webhook (its URL is a secret: not shown)",
+    "update": "chat.update of the message that announced the resolved alerts (assumed: relay knows it, and it showed "
+              "just these alerts)",
+    "reply": "chat.postMessage, a reply in that message's thread",
+    "announce": "chat.postMessage of the firing alerts (assumed new: no earlier message known; its ts is remembered "
+                "for the resolve)",
+}
+
+
 def _slack(receiver: ReceiverConfig, notification: Notification, templates: Templates, now: datetime) -> str:
-    """The calls SlackChannel.send makes: an incoming webhook wins over a token, as there; in bot-token mode the
-    calls follow the same thread plan, assuming relay announced the resolved alerts and nothing else."""
-    config = receiver.slack
-    assert config is not None
-
-    def message(alerts: Sequence[Alert]) -> dict[str, Any]:
-        return slack_message(narrowed(notification, alerts), templates, receiver, now=now)
-
-    webhook = config.webhook_url.get_secret_value().strip() if config.webhook_url else ""
-    token = config.token.get_secret_value().strip() if config.token else ""
-    if webhook or not token:
-        channel = {"channel": config.channel} if config.channel else {}
-        return "# POST to the incoming webhook (its URL is a secret: not shown)\n" + _json(
-            {**slack_message(notification, templates, receiver, now=now), **channel})
-    known = json.dumps({"channel": THREAD_CHANNEL, "ts": THREAD_TS})
-    steps = thread_plan(notification.alerts, {alert_key(a): known for a in notification.alerts
-                                              if a.status == "resolved"}, notification.id)
-    out = []
-    for anchor, alerts in steps.resolves:
-        resolved = message(alerts)
-        out.append("# chat.update of the message that announced the resolved alerts (assumed: relay knows it, and it "
-                   "showed just these alerts)\n" + _json(update_call(anchor, resolved)))
-        out.append("# chat.postMessage, a reply in that message's thread\n" + _json(post_call(None, resolved, anchor)))
-    if steps.new:
-        out.append("# chat.postMessage of the firing alerts (assumed new: no earlier message known; its ts is "
-                   "remembered for the resolve)\n" + _json(post_call(config.channel, message(steps.new))))
-    return "".join(out)
+    """The calls SlackChannel.send makes (the same code makes them); in bot-token mode assuming relay announced the
+    resolved alerts and nothing else."""
+    book = AssumedBook(Anchor(THREAD_CHANNEL, THREAD_TS))
+    calls = SlackCalls(receiver, templates).requests(notification, book, now)
+    return "".join(f"# {_SLACK_SHOWN.get(call.step, call.method)}\n" + _json(call.body) for call in calls)
 
 
 def _email(receiver: ReceiverConfig, notification: Notification, templates: Templates, now: datetime) -> str:

@@ -6,6 +6,10 @@ resolves, relay updates that message to show it resolved and replies in its
 thread, also after a restart; a re-notification of a still-firing alert goes
 into the same thread. See relay.channels.slack.threads for the bookkeeping.
 
+SlackCalls decides the calls (as data: `Call`) and SlackChannel makes them; `relay
+templates render` runs the same SlackCalls with assumed threads and records the
+calls instead (SlackCalls.requests), so the preview cannot drift from send().
+
 slack_sdk's own retries are switched off (the dispatcher retries with a persisted
 schedule) and it gets a logger that never reaches DEBUG, because its debug lines
 print the webhook URL, which is the secret.
@@ -17,9 +21,10 @@ import asyncio
 import functools
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -30,7 +35,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from relay.alerts import Alert, Notification
 from relay.channels.base import parse_retry_after, secret_digest
 from relay.channels.slack.message import build_message
-from relay.channels.slack.threads import Anchor, ThreadBook, narrowed
+from relay.channels.slack.threads import Anchor, Book, ThreadBook, narrowed
 from relay.channels.threads import Threads
 from relay.errors import PermanentDeliveryError, Reason, TransientDeliveryError, http_reason
 from relay.receivers import ReceiverConfig, SlackConfig
@@ -106,18 +111,121 @@ def network_error(exc: BaseException) -> TransientDeliveryError | PermanentDeliv
     return TransientDeliveryError(Reason.CONNECTION, type(exc).__name__)
 
 
-class SlackChannel:
+# webhook: the incoming webhook; post: chat.postMessage without threads; announce / remind / update / reply: the
+# bot-token steps of a thread plan (a new message, a reminder in a thread, the announcement redrawn, a thread reply).
+Step = Literal["webhook", "post", "announce", "remind", "update", "reply"]
+
+
+@dataclass(frozen=True)
+class Call:
+    """One Slack API call as data: which step of a send it is and its arguments. No secret is part of it: the
+    webhook URL and the token stay with the channel that makes the call."""
+
+    step: Step
+    body: dict[str, Any]
+
+    @property
+    def method(self) -> str:
+        """The Web API method, or `webhook` for a POST to the incoming webhook."""
+        return {"webhook": "webhook", "update": "chat.update"}.get(self.step, "chat.postMessage")
+
+
+# How a call is made: the Web API's answer (what chat.postMessage says about the new message) comes back.
+Transport = Callable[[Call], Awaitable[Mapping[str, Any]]]
+
+
+class SlackCalls:
+    """The calls a Slack receiver makes for a notification, in order, whatever makes them: SlackChannel.send, or
+    requests() for `relay templates render` (httpx's build_request/send split)."""
+
+    def __init__(self, receiver: ReceiverConfig, templates: Templates) -> None:
+        if receiver.slack is None:
+            raise ValueError(f"receiver {receiver.name!r} is not a slack receiver")
+        self.receiver = receiver
+        self.config: SlackConfig = receiver.slack
+        self.templates = templates
+
+    @property
+    def webhook(self) -> bool:
+        """An incoming webhook wins over a token."""
+        return bool(self.config.webhook_url and self.config.webhook_url.get_secret_value().strip())
+
+    def render(self, notification: Notification, now: datetime | None = None, mention: bool = True) -> dict[str, Any]:
+        return build_message(notification, self.templates, self.receiver, now=now, mention=mention)
+
+    def requests(self, notification: Notification, book: Book | None = None,
+                 now: datetime | None = None) -> list[Call]:
+        """Every call send() would make, as data, with `book`'s thread plan; the book must answer without waiting for
+        I/O (preview's assumed threads), and every call is taken to succeed (a new message's channel and ts unknown)."""
+        made: list[Call] = []
+
+        async def record(call: Call) -> Mapping[str, Any]:
+            made.append(call)
+            return {"channel": "", "ts": ""}
+
+        steps = self.make_calls(notification, book, record, now)
+        try:
+            steps.send(None)
+        except StopIteration:
+            return made
+        steps.close()
+        raise RuntimeError("requests() needs a thread book that answers without waiting")
+
+    async def make_calls(self, notification: Notification, book: Book | None, transport: Transport,
+                         now: datetime | None = None) -> None:
+        """Make the calls through `transport`: the webhook, else one chat.postMessage without a thread book, else
+        the steps of the book's thread plan."""
+        if self.webhook:
+            channel = {"channel": self.config.channel} if self.config.channel else {}
+            await transport(Call("webhook", {**self.render(notification, now), **channel}))
+        elif book is None:
+            await transport(Call("post", post_call(self.config.channel, self.render(notification, now))))
+        else:
+            await self._threaded(notification, book, transport, now)
+
+    async def _threaded(self, notification: Notification, book: Book, transport: Transport,
+                        now: datetime | None) -> None:
+        """Answer the threads of resolved alerts, remind still-firing ones in theirs, then announce what is new."""
+        plan = await book.plan(notification)
+        for anchor, alerts in plan.resolves:
+            await self._resolve_in_thread(notification, book, transport, anchor, alerts, now)
+        # The mention pings once per notification: on the new message if there is one, else the first reminder.
+        for i, (anchor, alerts) in enumerate(plan.reminders):  # a reply also shown in the channel
+            reminder = narrowed(notification, alerts)
+            await transport(Call("remind", reminder_call(anchor, self.render(reminder, now,
+                                                                             mention=not plan.new and i == 0))))
+            await book.reminded(anchor, reminder)
+        if plan.new:
+            fresh = narrowed(notification, plan.new)
+            answer = await transport(Call("announce", post_call(self.config.channel, self.render(fresh, now))))
+            await book.remember(Anchor(str(answer["channel"]), str(answer["ts"])), fresh)
+
+    async def _resolve_in_thread(self, notification: Notification, book: Book, transport: Transport, anchor: Anchor,
+                                 alerts: list[Alert], now: datetime | None) -> None:
+        """Update the announcing message first (repeatable), then reply in its thread (not repeated once done)."""
+        original, completed = await book.original(anchor, notification, alerts)
+        resolved = narrowed(notification, completed)
+        try:
+            await transport(Call("update", update_call(anchor, self.render(original or resolved, now))))
+        except PermanentDeliveryError as exc:
+            if exc.code not in _GONE:
+                raise
+            log.warning("slack message %s can no longer be updated (%s); replying only", anchor.ts, exc.code)
+        else:
+            if original is not None:
+                await book.save_original(anchor, original)
+        await transport(Call("reply", post_call(None, self.render(resolved, now), anchor)))
+        await book.mark_resolved(anchor, alerts)
+
+
+class SlackChannel(SlackCalls):
     """Posts a notification as Slack messages, by incoming webhook or by bot token (with threads)."""
 
     integration = "slack"
 
     def __init__(self, receiver: ReceiverConfig, templates: Templates, session: aiohttp.ClientSession,
                  *, timeout: float = TIMEOUT) -> None:
-        if receiver.slack is None:
-            raise ValueError(f"receiver {receiver.name!r} is not a slack receiver")
-        self.receiver = receiver
-        self.config: SlackConfig = receiver.slack
-        self.templates = templates
+        super().__init__(receiver, templates)
         self.session = session
         self.timeout = timeout
 
@@ -129,58 +237,24 @@ class SlackChannel:
         token = config.token.get_secret_value() if config.token is not None else ""
         return "slack:" + secret_digest(f"{token}:{config.channel}")
 
-    def render(self, notification: Notification, now: datetime | None = None, mention: bool = True) -> dict[str, Any]:
-        return build_message(notification, self.templates, self.receiver, now=now, mention=mention)
-
     async def send(self, notification: Notification, threads: Threads | None = None) -> None:
-        webhook_url = self.config.webhook_url.get_secret_value().strip() if self.config.webhook_url else ""
+        book = ThreadBook(threads) if threads is not None else None
         try:
-            if webhook_url:
-                channel = {"channel": self.config.channel} if self.config.channel else {}
-                await self._post_webhook(webhook_url, {**self.render(notification), **channel})
-            elif threads is None:
-                await self._post(post_call(self.config.channel, self.render(notification)))
-            else:
-                await self._send_threaded(notification, ThreadBook(threads))
+            await self.make_calls(notification, book, self._make)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise network_error(exc) from None
         log.debug("slack message delivered", extra={"receiver": self.receiver.name, "notification": notification.id})
 
-    async def _send_threaded(self, notification: Notification, book: ThreadBook) -> None:
-        """Answer the threads of resolved alerts, remind still-firing ones in theirs, then announce what is new."""
-        plan = await book.plan(notification)
-        for anchor, alerts in plan.resolves:
-            await self._resolve_in_thread(notification, book, anchor, alerts)
-        # The mention pings once per notification: on the new message if there is one, else the first reminder.
-        for i, (anchor, alerts) in enumerate(plan.reminders):  # a reply also shown in the channel
-            reminder = narrowed(notification, alerts)
-            await self._post(reminder_call(anchor, self.render(reminder, mention=not plan.new and i == 0)))
-            await book.reminded(anchor, reminder)
-        if plan.new:
-            fresh = narrowed(notification, plan.new)
-            answer = await self._post(post_call(self.config.channel, self.render(fresh)))
-            await book.remember(Anchor(str(answer["channel"]), str(answer["ts"])), fresh)
-
-    async def _resolve_in_thread(self, notification: Notification, book: ThreadBook, anchor: Anchor,
-                                 alerts: list[Alert]) -> None:
-        """Update the announcing message first (repeatable), then reply in its thread (not repeated once done)."""
-        original, completed = await book.original(anchor, notification, alerts)
-        resolved = narrowed(notification, completed)
-        update = update_call(anchor, self.render(original or resolved))
-        try:
-            await self._call(lambda client: client.chat_update(**update))
-        except PermanentDeliveryError as exc:
-            if exc.code not in _GONE:
-                raise
-            log.warning("slack message %s can no longer be updated (%s); replying only", anchor.ts, exc.code)
-        else:
-            if original is not None:
-                await book.save_original(anchor, original)
-        await self._post(post_call(None, self.render(resolved), anchor))
-        await book.mark_resolved(anchor, alerts)
-
-    async def _post(self, call: dict[str, Any]) -> AsyncSlackResponse:
-        return await self._call(lambda client: client.chat_postMessage(**call))
+    async def _make(self, call: Call) -> Mapping[str, Any]:
+        if call.step == "webhook":
+            assert self.config.webhook_url is not None
+            await self._post_webhook(self.config.webhook_url.get_secret_value().strip(), call.body)
+            return {}
+        if call.step == "update":
+            await self._call(lambda client: client.chat_update(**call.body))
+            return {}
+        response = await self._call(lambda client: client.chat_postMessage(**call.body))
+        return {"channel": response["channel"], "ts": response["ts"]} if call.step == "announce" else {}
 
     async def _call(self, method: Callable[[AsyncWebClient], Awaitable[AsyncSlackResponse]]) -> AsyncSlackResponse:
         token = self.config.token.get_secret_value() if self.config.token else ""

@@ -22,7 +22,7 @@ import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
@@ -92,6 +92,52 @@ def _parse(ref: str | None) -> dict[str, Any] | None:
         return None
     ok = isinstance(value, dict) and isinstance(value.get("channel"), str) and isinstance(value.get("ts"), str)
     return value if ok else None
+
+
+class Book(Protocol):
+    """What the Slack channel reads and writes about threads while it sends (ThreadBook over the store)."""
+
+    async def plan(self, notification: Notification) -> Plan: ...
+
+    async def remember(self, anchor: Anchor, announced: Notification) -> None: ...
+
+    async def reminded(self, anchor: Anchor, reminder: Notification) -> None: ...
+
+    async def original(self, anchor: Anchor, notification: Notification,
+                       resolved: Sequence[Alert]) -> tuple[Notification | None, list[Alert]]: ...
+
+    async def save_original(self, anchor: Anchor, original: Notification) -> None: ...
+
+    async def mark_resolved(self, anchor: Anchor, alerts: Sequence[Alert]) -> None: ...
+
+
+@dataclass(frozen=True)
+class AssumedBook:
+    """The threads a preview assumes: every resolved alert was announced at `anchor` in a message that showed just
+    those alerts, nothing else is known, and nothing is written."""
+
+    anchor: Anchor
+
+    async def plan(self, notification: Notification) -> Plan:
+        known = json.dumps({"channel": self.anchor.channel, "ts": self.anchor.ts})
+        refs = {alert_key(a): known for a in notification.alerts if a.status == "resolved"}
+        return plan(notification.alerts, refs, notification.id)
+
+    async def remember(self, anchor: Anchor, announced: Notification) -> None:
+        return None
+
+    async def reminded(self, anchor: Anchor, reminder: Notification) -> None:
+        return None
+
+    async def original(self, anchor: Anchor, notification: Notification,
+                       resolved: Sequence[Alert]) -> tuple[Notification | None, list[Alert]]:
+        return None, list(resolved)
+
+    async def save_original(self, anchor: Anchor, original: Notification) -> None:
+        return None
+
+    async def mark_resolved(self, anchor: Anchor, alerts: Sequence[Alert]) -> None:
+        return None
 
 
 class ThreadBook:
