@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
@@ -14,6 +13,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from relay import metrics
 from relay.auth import Rejected, check_admin
 from relay.errors import ConfigError, StoreUnavailable
+from relay.services import Services, services
 from relay.store.base import Attempt, HistoryFilter
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    state = request.app.state
+    state = services(request)
     if state.runtime.routes is None:
         return PlainTextResponse("routes not loaded\n", status_code=503)
     try:
@@ -37,7 +37,7 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics_endpoint(request: Request) -> Response:
-    state = request.app.state
+    state = services(request)
     now = time.time()
     try:
         stats = await state.store.stats(now)
@@ -51,7 +51,7 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-async def _heartbeat_metrics(state: Any, now: float) -> None:
+async def _heartbeat_metrics(state: Services, now: float) -> None:
     """Read from the store, so every replica exports the same values (not what reached this one)."""
     beats = [h.name for h in state.runtime.routes.spec.heartbeats] if state.runtime.routes else []
     try:
@@ -64,7 +64,7 @@ async def _heartbeat_metrics(state: Any, now: float) -> None:
 
 async def reload(request: Request) -> Response:
     try:
-        routes = await request.app.state.runtime.reload()
+        routes = await services(request).runtime.reload()
     except ConfigError as exc:
         return _error(str(exc), 400)
     return JSONResponse({"status": "reloaded", "config_hash": routes.digest})
@@ -95,7 +95,7 @@ def authorized(handler: Handler) -> Handler:
 
     async def guarded(request: Request) -> Response:
         try:
-            check_admin(request, request.app.state.settings)
+            check_admin(request, services(request).settings)
         except Rejected as exc:
             return _error(exc.message, exc.status)
         try:
@@ -129,12 +129,12 @@ async def notifications(request: Request) -> Response:
             raise ValueError(query.limit)
     except ValueError:
         return _error("ids must be positive integers and limit 1 to 1000", 400)
-    return JSONResponse({"notifications": await request.app.state.store.history(query)})
+    return JSONResponse({"notifications": await services(request).store.history(query)})
 
 
 @by_id
 async def notification(request: Request, notification_id: int) -> Response:
-    found = await request.app.state.store.detail(notification_id)
+    found = await services(request).store.detail(notification_id)
     if found is None:
         return _error(f"no notification {notification_id}", 404)
     return JSONResponse(found)
@@ -142,7 +142,7 @@ async def notification(request: Request, notification_id: int) -> Response:
 
 @by_id
 async def purge_dead_letter(request: Request, notification_id: int) -> Response:
-    if not await request.app.state.store.purge(notification_id):
+    if not await services(request).store.purge(notification_id):
         return _error(f"no dead letter {notification_id}", 404)
     return JSONResponse({"status": "purged", "id": notification_id})
 
@@ -156,7 +156,7 @@ CANCEL_REFUSED = {
 @by_id
 async def cancel_notification(request: Request, notification_id: int) -> Response:
     """An operator takes a pending notification out of its lane (it will not be sent); history keeps it."""
-    state = request.app.state
+    state = services(request)
     now = time.time()
     attempt = Attempt(now, 0.0, "cancelled", "cancelled", "cancelled by an operator through the admin API")
     outcome = await state.store.cancel(notification_id, now, attempt)
@@ -179,7 +179,7 @@ REPLAY_REFUSED = {
 
 @by_id
 async def retry_dead_letter(request: Request, notification_id: int) -> Response:
-    state = request.app.state
+    state = services(request)
     now = time.time()
     outcome = await state.store.replay(notification_id, now, now - state.settings.retention_hours * 3600)
     if outcome != "replayed":

@@ -114,29 +114,22 @@ async def _test_alert_direct(args: argparse.Namespace, settings: Settings, paylo
 async def _deliver_here(args: argparse.Namespace, settings: Settings, payload: dict[str, Any]) -> int:
     from relay import outbox
     from relay.alerts import WebhookMessage
-    from relay.app import dispatcher_options
-    from relay.dispatcher import Dispatcher
-    from relay.runtime import Runtime
-    from relay.store import open_store
+    from relay.services import open_services
     from relay.store.base import HistoryFilter
     from relay.webhook import candidates, summary
 
-    runtime = Runtime(settings.routes, settings.templates)
     try:
-        await runtime.start()
+        services = await open_services(settings)
     except ConfigError as exc:
-        await runtime.close()
         print(f"relay: {exc}", file=sys.stderr)
         return 1
-    store = open_store(settings.database_url)
-    await store.open()
-    dispatcher = Dispatcher(store, runtime, dispatcher_options(settings))
-    task = asyncio.create_task(dispatcher.run())
+    store, routes = services.store, services.runtime.routes
+    task = asyncio.create_task(services.dispatcher.run())
     try:
         message = WebhookMessage.model_validate(payload)
-        assert runtime.routes is not None
-        results = await outbox.enqueue(dispatcher, store, candidates(message, runtime.routes), time.time())
-        info = summary(message, results, defaults=runtime.routes.defaults)
+        assert routes is not None
+        results = await outbox.enqueue(services.dispatcher, store, candidates(message, routes), time.time())
+        info = summary(message, results, defaults=routes.defaults)
 
         async def fetch(ids: list[int]) -> list[dict[str, Any]]:
             return await store.history(HistoryFilter(ids=tuple(ids))) if ids else []
@@ -144,11 +137,7 @@ async def _deliver_here(args: argparse.Namespace, settings: Settings, payload: d
         rows = await testalert.follow(fetch, _ids(info), args.timeout, testalert.on_defaults(info))
         return _print_outcome(info, rows)
     finally:
-        await dispatcher.stop(settings.shutdown_grace_seconds)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await runtime.close()
-        await store.close()
+        await services.close([task])
 
 
 def _ids(summary: dict[str, Any]) -> list[int]:

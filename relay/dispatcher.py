@@ -70,6 +70,11 @@ class Dispatcher:
         self._backing_off: set[str] = set()  # receivers whose last failure scheduled a backoff (not a rate limit)
         self._brought_forward: dict[str, float] = {}  # receiver -> when its retries were last made due at once
 
+    @property
+    def in_flight(self) -> int:
+        """How many sends are running now (each with what follows it: recording, fallback, bring-forward)."""
+        return len(self._inflight)
+
     def wake(self) -> None:
         """New work is in the outbox: look now rather than at the next poll."""
         self._wake.set()

@@ -25,6 +25,7 @@ from relay.auth import Rejected, check_webhook
 from relay.errors import StoreRejected, StoreUnavailable
 from relay.heartbeat import arrived, is_heartbeat
 from relay.routes import Routes
+from relay.services import services
 from relay.store.base import Candidate, Enqueued
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ def summary(message: WebhookMessage, results: list[Enqueued], heartbeats: tuple[
 
 
 async def handle(request: Request) -> JSONResponse:
-    state = request.app.state
+    state = services(request)
     received_at = time.time()
     try:
         check_webhook(request, state.settings)
@@ -132,7 +133,8 @@ async def handle(request: Request) -> JSONResponse:
         # A client too slow to send its body must not keep the connection by trickling the rest of it.
         closing = {"Connection": "close"} if exc.status == 408 else None
         return JSONResponse({"status": "error", "error": exc.message}, status_code=exc.status, headers=closing)
-    routes: Routes = state.runtime.routes
+    routes = state.runtime.routes
+    assert routes is not None  # loaded before the app serves
     beats = arrived(routes.spec.heartbeats, message.alerts)
     chosen = candidates(message, routes)
     try:

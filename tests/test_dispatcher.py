@@ -93,7 +93,7 @@ async def test_when_a_provider_answers_again_what_backed_off_is_sent_at_once(tmp
         providers.slack.recover()
         await relay.post(webhook("Outage04", "warning"))
         await providers.slack.wait_for(3)
-        await poll_until(lambda: not relay.app.state.dispatcher._inflight)  # its outcome and what follows done
+        await poll_until(lambda: not relay.app.state.services.dispatcher.in_flight)  # its outcome and what follows done
         waiting = [r for r in await relay.history() if r["state"] != "delivered"]
     assert [(r["attempts"], r["next_attempt_at"] > time.time() + 500) for r in waiting] == [(1, True)]
 

@@ -123,12 +123,12 @@ async def test_body_over_limit_without_content_length_is_413(tmp_path: Path) -> 
 
 async def test_store_that_cannot_commit_answers_503(tmp_path: Path) -> None:
     async with running_relay(settings(tmp_path)) as relay:
-        await relay.app.state.store.close()
+        await relay.app.state.services.store.close()
         answer = await relay.post(fixture("firing-poddown.json"), token=TOKEN)
         assert answer.status_code == 503
         assert answer.headers["retry-after"] == "5"
         assert "store unavailable" in answer.json()["error"]
-        await relay.app.state.store.open()
+        await relay.app.state.services.store.open()
         assert await relay.history() == []
 
 

@@ -57,7 +57,7 @@ async def beating(client: httpx.AsyncClient, first_after: float = 0.0) -> AsyncI
 
 async def checked_after(relay: RunningRelay, moment: float) -> None:
     """Wait until the relay's dead man's switch has run a check that began after `moment`."""
-    await poll_until(lambda: relay.app.state.deadman.checked_at > moment, timeout=10)
+    await poll_until(lambda: relay.app.state.services.deadman.checked_at > moment, timeout=10)
 
 
 async def gauge(client: httpx.AsyncClient, name: str) -> float:
