@@ -15,11 +15,8 @@ from typing import Any
 import httpx
 
 from relay.auth import REQUEST_HEADER
+from relay.errors import AdminError as AdminError  # relay.admin.AdminError, as callers name it
 from relay.settings import Settings
-
-
-class AdminError(Exception):
-    """The running relay could not be reached or refused; the message is for the terminal."""
 
 
 def base_url(args: argparse.Namespace, settings: Settings) -> str:

@@ -11,8 +11,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from relay import metrics
-from relay.auth import Rejected, check_admin
-from relay.errors import ConfigError, StoreUnavailable
+from relay.auth import check_admin
+from relay.errors import ConfigError, Rejected, StoreUnavailable
 from relay.services import Services, services
 from relay.store.base import Attempt, HistoryFilter
 

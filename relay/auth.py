@@ -22,21 +22,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from relay.errors import Rejected
 from relay.settings import Settings
 
 # Sent by relay's CLI; a browser cannot add a custom header to a cross-site request without a CORS preflight,
 # which relay never grants.
 REQUEST_HEADER = "x-relay-request"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-class Rejected(Exception):
-    """A request refused before anything is read or written; `message` is for the client."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 def is_loopback(host: str) -> bool:

@@ -5,6 +5,8 @@
     ├── StoreUnavailable            the outbox cannot commit; the webhook answers 503
     ├── StoreRejected               the store refuses the data itself (not an outage); the webhook answers 400
     ├── StartupError                relay cannot start: one line for the person starting it, no traceback
+    ├── Rejected                    an HTTP request refused before anything is read or written (status, message)
+    ├── AdminError                  the CLI cannot reach the running relay, or it refused; one line for the terminal
     ├── DeliveryUnfinished          a channel made progress but its time is up: continue at once (not a failure)
     └── DeliveryError               a channel failed to deliver a notification
         ├── TransientDeliveryError  try again later (connection, timeout, 5xx, 429, SMTP 4xx)
@@ -96,6 +98,19 @@ class StoreRejected(RelayError):
 
 class StartupError(RelayError):
     """A start-up mistake the user can fix (a path, an address, a setting); the message is the whole story."""
+
+
+class Rejected(RelayError):
+    """A request refused before anything is read or written; `message` is for the client."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class AdminError(RelayError):
+    """The running relay could not be reached or refused; the message is for the terminal."""
 
 
 class DeliveryUnfinished(RelayError):
