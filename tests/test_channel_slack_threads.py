@@ -18,6 +18,7 @@ import pytest
 
 from relay.alerts import WebhookMessage, group_status
 from relay.channels.slack import SlackChannel
+from relay.channels.slack.threads import ThreadBook
 from relay.channels.threads import Threads
 from relay.errors import TransientDeliveryError
 from relay.preview import THREAD_CHANNEL, THREAD_TS, render
@@ -328,3 +329,13 @@ async def test_templates_render_prefers_the_webhook_like_send(slack: SlackWebhoo
     assert what == "POST"  # to the incoming webhook
     assert body == slack.requests[0].body
     assert slack.requests[0].path.startswith("/services/") and slack.posted == []
+
+
+async def test_templates_render_refuses_a_book_that_waits_for_the_store(
+    slack: SlackWebhookServer, store: Store, bot: Sender
+) -> None:
+    """requests() only records calls for a book that answers at once; a store-backed one is refused, not half-run."""
+    sender = bot()
+    with pytest.raises(RuntimeError, match="answers without waiting"):
+        sender.requests(notification("firing-poddown", "team-slack"), ThreadBook(Threads(store, "team-slack")))
+    assert slack.requests == []
