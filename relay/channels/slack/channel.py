@@ -163,7 +163,9 @@ class SlackCalls:
             made.append(call)
             return {"channel": "", "ts": ""}
 
-        steps = self.make_calls(notification, book, record, now)
+        # With neither secret set (`routes diff` of a file whose ${VAR}s are unset here) it shows the incoming webhook.
+        token = self.config.token.get_secret_value().strip() if self.config.token else ""
+        steps = self.make_calls(notification, book, record, now, webhook=self.webhook or not token)
         try:
             steps.send(None)
         except StopIteration:
@@ -172,10 +174,10 @@ class SlackCalls:
         raise RuntimeError("requests() needs a thread book that answers without waiting")
 
     async def make_calls(self, notification: Notification, book: Book | None, transport: Transport,
-                         now: datetime | None = None) -> None:
-        """Make the calls through `transport`: the webhook, else one chat.postMessage without a thread book, else
-        the steps of the book's thread plan."""
-        if self.webhook:
+                         now: datetime | None = None, *, webhook: bool | None = None) -> None:
+        """Make the calls through `transport`: the webhook (when configured, unless `webhook` says), else one
+        chat.postMessage without a thread book, else the steps of the book's thread plan."""
+        if self.webhook if webhook is None else webhook:
             channel = {"channel": self.config.channel} if self.config.channel else {}
             await transport(Call("webhook", {**self.render(notification, now), **channel}))
         elif book is None:
