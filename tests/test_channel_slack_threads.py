@@ -339,3 +339,11 @@ async def test_templates_render_refuses_a_book_that_waits_for_the_store(
     with pytest.raises(RuntimeError, match="answers without waiting"):
         sender.requests(notification("firing-poddown", "team-slack"), ThreadBook(Threads(store, "team-slack")))
     assert slack.requests == []
+
+
+def test_templates_render_shows_a_receiver_without_secrets_as_the_webhook() -> None:
+    """`routes diff` renders files whose ${VAR}s are unset here: neither secret set reads as the incoming webhook."""
+    receiver = ReceiverConfig.model_validate({"name": "team-slack", "slack": {"webhook_url": " ", "channel": CHANNEL}})
+    n = notification("resolved-poddown", "team-slack")
+    [(what, body)] = preview_calls(render(receiver, n, Templates(TEMPLATES)))
+    assert what == "POST" and body["channel"] == CHANNEL and "thread_ts" not in body
