@@ -35,9 +35,24 @@ def slack_text(message: dict[str, Any]) -> str:
     return json.dumps(message, ensure_ascii=False)
 
 
-def repo_routes(tmp_path: Path, pagerduty_url: str | None = None, extra: str = "") -> Path:
-    """The repository's routes.yaml, with PagerDuty's URL pointed at a local server when given."""
+def without_heartbeats(text: str) -> str:
+    """routes.yaml text with its top-level `heartbeats:` section left out (a test that brings its own, or none)."""
+    lines = text.splitlines(keepends=True)
+    if not any(line.startswith("heartbeats:") for line in lines):
+        return text
+    start = next(i for i, line in enumerate(lines) if line.startswith("heartbeats:"))
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].strip() and not lines[i][0].isspace()),
+               len(lines))
+    return "".join(lines[:start] + lines[end:])
+
+
+def repo_routes(tmp_path: Path, pagerduty_url: str | None = None, extra: str = "", *,
+                heartbeats: bool = True) -> Path:
+    """The repository's routes.yaml, with PagerDuty's URL pointed at a local server when given; `extra` with a
+    `heartbeats:` section replaces the repository's, and `heartbeats=False` leaves it out."""
     text = ROUTES.read_text()
+    if not heartbeats or "heartbeats:" in extra:
+        text = without_heartbeats(text)
     if pagerduty_url:
         assert PD_URL_COMMENT in text
         text = text.replace(PD_URL_COMMENT, f"url: {pagerduty_url}")

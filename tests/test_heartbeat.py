@@ -12,7 +12,7 @@ from relay.errors import ConfigError
 from relay.fingerprint import fingerprint
 from relay.routes import load_routes
 from relay.templating import Templates
-from tests.helpers import REPO, TEMPLATES, fixture, relay_settings, repo_routes, running_relay
+from tests.helpers import REPO, TEMPLATES, fixture, relay_settings, repo_routes, running_relay, without_heartbeats
 from tests.test_cli import run_relay
 
 HEARTBEAT = """
@@ -42,20 +42,15 @@ def watchdog(status: str = "firing") -> dict[str, Any]:
             "version": "4", "groupKey": '{}/{alertname="Watchdog"}:{alertname="Watchdog"}', "truncatedAlerts": 0}
 
 
-def test_repo_routes_example_loads_when_uncommented(tmp_path: Path) -> None:
-    text = (REPO / "routes.yaml").read_text()
-    start = text.index("# heartbeats:")
-    example = "\n".join(line.removeprefix("# ") for line in text[start:].splitlines()) + "\n"
-    path = tmp_path / "routes.yaml"
-    path.write_text(text[:start] + example)
-    routes = load_routes(path, Templates(TEMPLATES), {})
+def test_repo_routes_watch_the_watchdog(tmp_path: Path) -> None:
+    routes = load_routes(REPO / "routes.yaml", Templates(TEMPLATES), {})
     [beat] = routes.spec.heartbeats
     assert (beat.name, beat.max_silence, beat.receivers) == ("watchdog", timedelta(minutes=5),
                                                              ["slack-alerts", "pagerduty-oncall"])
     assert beat.matches({"alertname": "Watchdog"}) and not beat.matches({"alertname": "PodDown"})
 
 
-ROUTES_LINES = len((REPO / "routes.yaml").read_text().splitlines())
+ROUTES_LINES = len(without_heartbeats((REPO / "routes.yaml").read_text()).splitlines())
 
 
 @pytest.mark.parametrize(
@@ -126,7 +121,7 @@ async def test_heartbeat_webhook_is_consumed_and_the_answer_says_so(tmp_path: Pa
 
 
 async def test_without_heartbeats_a_watchdog_is_an_ordinary_alert(tmp_path: Path) -> None:
-    async with running_relay(relay_settings(tmp_path, repo_routes(tmp_path))) as relay:
+    async with running_relay(relay_settings(tmp_path, repo_routes(tmp_path, heartbeats=False))) as relay:
         answer = (await relay.post(watchdog())).json()
         assert answer["heartbeats"] == [] and list(answer["receivers"]) == ["slack-alerts"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import shutil
 from pathlib import Path
 
 from hypothesis import given, settings
@@ -13,7 +14,7 @@ from relay.matchers import parse_matcher
 from relay.routes import load_routes
 from relay.rulefiles import RuleAlert
 from relay.templating import Templates
-from tests.helpers import REPO
+from tests.helpers import REPO, without_heartbeats
 from tests.test_cli import run_relay
 
 HEAD = """receivers:
@@ -165,16 +166,21 @@ async def test_cli_strict_fails_with_file_and_line_and_checks_every_file(tmp_pat
 
 
 async def test_cli_strict_reads_the_repositorys_rule_files(tmp_path: Path) -> None:
-    """From the repository root, deploy/prometheus's severities count: the Watchdog's `none` has no route in the
-    example routes.yaml (its heartbeat is commented out), and neither has `info`."""
+    """From the repository root, deploy/prometheus's severities count. The example routes.yaml passes: its
+    heartbeat consumes the Watchdog and `info` has a route. Without the heartbeat, the Watchdog's `none` is named
+    with its rule's line."""
     code, out = await run_relay("routes", "check", "--strict", "--allow-unset",
                                 "SLACK_WEBHOOK_URL,PAGERDUTY_ROUTING_KEY", cwd=REPO)
+    assert code == 0, out
+    (tmp_path / "deploy").mkdir()
+    shutil.copytree(REPO / "deploy" / "prometheus", tmp_path / "deploy" / "prometheus")
+    (tmp_path / "routes.yaml").write_text(without_heartbeats((REPO / "routes.yaml").read_text()))
+    code, out = await run_relay("routes", "check", "--strict", "--allow-unset",
+                                "SLACK_WEBHOOK_URL,PAGERDUTY_ROUTING_KEY", cwd=tmp_path)
     assert code == 1
     rules = (REPO / "deploy" / "prometheus" / "rules.yml").read_text().splitlines()
     line = next(i for i, text in enumerate(rules, 1) if text.strip() == "- alert: Watchdog")
     problems = [text for text in out.splitlines() if text.startswith("relay: ")]
     assert problems == [
-        'relay: routes.yaml: severity="info" matches no route: alerts with it reach only default_receivers '
-        "(slack-alerts)",
         'relay: routes.yaml: severity="none" matches no route: alerts with it reach only default_receivers '
         f"(slack-alerts) (rules with it: Watchdog at deploy/prometheus/rules.yml:{line})"]
