@@ -12,6 +12,9 @@
         ├── TransientDeliveryError  try again later (connection, timeout, 5xx, 429, SMTP 4xx)
         └── PermanentDeliveryError  dead-letter at once (4xx, bad token, unset secret, template error)
 
+What one send came to is a value, not an error: relay.attempt's Delivered, Deferred (no rate-limit token yet),
+Unfinished and Failed (holding the DeliveryError), so no exception steers the dispatcher.
+
 Library errors (aiohttp, httpx, aiosmtplib, sqlite3, asyncpg) are translated
 into this tree where they are caught and never travel further up. Messages
 never contain secrets: channels build them from status codes and provider
