@@ -80,7 +80,8 @@ async def test_missing_heartbeat_pages_once_and_its_return_resolves_the_page(tmp
             await checked_after(relay, started + 2)  # two silences' worth of checks while it arrives
         assert answers and all(a["heartbeats"] == ["watchdog"] and a["receivers"] == {} for a in answers)
         assert providers.slack.messages == [] and providers.pagerduty.events == [] and await relay.history() == []
-        last_beat = time.time()
+        # When relay itself last saw the heartbeat (the test's own clock reads later than the last post arrived).
+        last_beat = await gauge(relay.client, "relay_heartbeat_last_seen_timestamp_seconds")
 
         [missing] = await providers.slack.wait_for(1)
         [trigger] = await providers.pagerduty.wait_for(1)
