@@ -195,6 +195,17 @@ def test_a_hostile_label_key_cannot_add_matchers_to_the_silence_link(key: str) -
 HIDDEN = "\u202egpj.exe\u202c \u200bzero\u200d\u2060\ufeff \u2066iso\u2069 \u061c \x00nul\x1besc\x85"
 
 
+def every_channels_text(group: WebhookMessage) -> dict[str, str]:
+    """What each channel would send for `group`, as text: Slack's and PagerDuty's JSON, the email's subject, parts."""
+    n = notification(group)
+    slack = build_message(n, TEMPLATES_, SLACK, now=NOW)
+    email = email_message(n, TEMPLATES_, EMAIL, now=NOW)
+    events = build_events(n, TEMPLATES_, PAGERDUTY, now=NOW)
+    return {"slack": json.dumps(slack, ensure_ascii=False), "pagerduty": json.dumps(events, ensure_ascii=False),
+            "email subject": str(email["Subject"]),
+            **{f"email {p.get_content_type()}": p.get_content() for p in email.walk() if not p.is_multipart()}}
+
+
 def test_bidi_overrides_and_zero_width_characters_are_shown_in_every_channel() -> None:
     """`\u202egpj.exe` reads as `exe.jpg`; zero-width characters hide or split words. Each integration shows them as
     [U+XXXX], in keys as in values; the Silence link still carries the real value (percent-encoded)."""
@@ -202,13 +213,7 @@ def test_bidi_overrides_and_zero_width_characters_are_shown_in_every_channel() -
                        annotations={"summary": HIDDEN, "description": HIDDEN})
     group = group.model_copy(update={"groupLabels": {**group.groupLabels, "namespace": HIDDEN},
                                      "commonLabels": {**group.commonLabels, "pod": HIDDEN}})
-    n = notification(group)
-    slack = build_message(n, TEMPLATES_, SLACK, now=NOW)
-    email = email_message(n, TEMPLATES_, EMAIL, now=NOW)
-    events = build_events(n, TEMPLATES_, PAGERDUTY, now=NOW)
-    texts = {"slack": json.dumps(slack, ensure_ascii=False), "pagerduty": json.dumps(events, ensure_ascii=False),
-             "email subject": str(email["Subject"]),
-             **{f"email {p.get_content_type()}": p.get_content() for p in email.walk() if not p.is_multipart()}}
+    texts = every_channels_text(group)
     for where, text in texts.items():
         hidden = sorted({f"U+{ord(c):04X}" for c in text if visible(c) != c})
         assert hidden == [], where
@@ -229,13 +234,7 @@ def test_unicode_tags_and_other_invisible_characters_are_shown_in_every_channel(
     group = with_alert(webhook_message("firing-poddown"), labels={"pod": f"api{INVISIBLE}"},
                        annotations={"summary": INVISIBLE, "description": INVISIBLE})
     group = group.model_copy(update={"groupLabels": {**group.groupLabels, "namespace": INVISIBLE}})
-    n = notification(group)
-    slack = build_message(n, TEMPLATES_, SLACK, now=NOW)
-    email = email_message(n, TEMPLATES_, EMAIL, now=NOW)
-    events = build_events(n, TEMPLATES_, PAGERDUTY, now=NOW)
-    texts = {"slack": json.dumps(slack, ensure_ascii=False), "pagerduty": json.dumps(events, ensure_ascii=False),
-             "email subject": str(email["Subject"]),
-             **{f"email {p.get_content_type()}": p.get_content() for p in email.walk() if not p.is_multipart()}}
+    texts = every_channels_text(group)
     for where, text in texts.items():
         assert sorted({f"U+{ord(c):04X}" for c in text if c in INVISIBLE and c != " "}) == [], where
         assert "[U+E0041][U+E0042]" in text and "[U+3164]" in text, where
