@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 from bench.common import Machine, median, table
 from relay.channels.email import EmailChannel
-from relay.receivers import ReceiverConfig
+from relay.config.receivers import ReceiverConfig
 from relay.templating import Templates
 from tests.fakes import notification
 from tests.fakes.smtp import SmtpServer

@@ -111,7 +111,7 @@ async def ingest(stack: Stack, sink: Sink, store: str, run: int, seconds: float,
 async def fill_outbox(database_url: str, routes_text: str, stack: Stack, count: int, run: int) -> None:
     """Write `count` notifications with relay's Store API (dedup, durable commit), as webhooks would."""
     from relay.alerts import WebhookMessage
-    from relay.routes import load_routes
+    from relay.config.routes import load_routes
     from relay.store import open_store
     from relay.templating import Templates
     from relay.webhook import candidates

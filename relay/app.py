@@ -15,8 +15,8 @@ from starlette.routing import Route
 
 from relay import api, webhook
 from relay.auth import LoopbackOnly
+from relay.config.runtime import Runtime
 from relay.retention import prune_forever
-from relay.runtime import Runtime
 from relay.services import Services, open_services
 from relay.settings import Settings
 

@@ -20,6 +20,7 @@ from relay.alerts import Notification
 from relay.channels.base import DETAIL_LIMIT, redact, scrub
 from relay.channels.deadline import send_deadline
 from relay.channels.threads import Threads
+from relay.config.runtime import Runtime
 from relay.errors import (
     DeliveryError,
     DeliveryUnfinished,
@@ -30,7 +31,6 @@ from relay.errors import (
 )
 from relay.ratelimit import RateLimiter
 from relay.retry import RetryPolicy, next_attempt
-from relay.runtime import Runtime
 from relay.store.base import Attempt, Candidate, Claimed, Store
 
 log = logging.getLogger("relay.dispatcher")  # the logger delivery lines have always come from

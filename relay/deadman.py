@@ -15,12 +15,12 @@ import logging
 import time
 
 from relay import metrics, outbox
-from relay.durations import format_duration
+from relay.config.durations import format_duration
+from relay.config.routes import Routes
+from relay.config.runtime import Runtime
 from relay.errors import StoreUnavailable
 from relay.heartbeat import HeartbeatConfig, notice, notice_group
 from relay.outbox import Intake
-from relay.routes import Routes
-from relay.runtime import Runtime
 from relay.store.base import HeartbeatState, Store
 
 log = logging.getLogger(__name__)

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 
 from relay import slots
 from relay.attempt import Attempts
+from relay.config.runtime import Runtime
 from relay.errors import StoreUnavailable
 from relay.retry import RetryPolicy
-from relay.runtime import Runtime
 from relay.store.base import Attempt, Claimed, Handoff, Store
 
 log = logging.getLogger(__name__)

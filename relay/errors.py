@@ -5,6 +5,7 @@
     ├── StoreUnavailable            the outbox cannot commit; the webhook answers 503
     ├── StoreRejected               the store refuses the data itself (not an outage); the webhook answers 400
     ├── StartupError                relay cannot start: one line for the person starting it, no traceback
+    ├── UsageError                  a command line that cannot work as given (exit 2, like argparse's own)
     ├── Rejected                    an HTTP request refused before anything is read or written (status, message)
     ├── AdminError                  the CLI cannot reach the running relay, or it refused; one line for the terminal
     ├── DeliveryUnfinished          a channel made progress but its time is up: continue at once (not a failure)
@@ -101,6 +102,10 @@ class StoreRejected(RelayError):
 
 class StartupError(RelayError):
     """A start-up mistake the user can fix (a path, an address, a setting); the message is the whole story."""
+
+
+class UsageError(RelayError):
+    """The command line cannot work as given (a malformed k=v, two options that exclude each other)."""
 
 
 class Rejected(RelayError):

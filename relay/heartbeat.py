@@ -17,11 +17,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from relay.alerts import Alert, Status, WebhookMessage
-from relay.durations import Duration, format_duration
+from relay.config.durations import Duration, format_duration
+from relay.config.matchers import Matcher, parse_matchers
+from relay.config.receivers import ReceiverConfig
 from relay.fingerprint import fingerprint
-from relay.matchers import Matcher, parse_matchers
 from relay.preview import GO_ZERO_TIME, rfc3339
-from relay.receivers import ReceiverConfig
 from relay.store.base import Candidate
 
 ALERTNAME = "RelayHeartbeatMissing"

@@ -22,9 +22,9 @@ from relay.channels.email import message_id
 from relay.channels.pagerduty import build_events
 from relay.channels.slack.channel import SlackCalls
 from relay.channels.slack.threads import Anchor, AssumedBook, narrowed
+from relay.config.receivers import ReceiverConfig
 from relay.errors import DeliveryError
 from relay.fingerprint import fingerprint
-from relay.receivers import ReceiverConfig
 from relay.templating import Templates
 
 GO_ZERO_TIME = "0001-01-01T00:00:00Z"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from relay.receivers import RateLimit
+from relay.config.receivers import RateLimit
 
 DEFAULTS: dict[str, RateLimit] = {
     "slack": RateLimit(rate=1.0, burst=5),

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
+from relay.config.runtime import Runtime
 from relay.deadman import DeadMan
 from relay.dispatcher import Dispatcher, DispatcherOptions
 from relay.retry import RetryPolicy
-from relay.runtime import Runtime
 from relay.settings import Settings
 from relay.store import open_store
 from relay.store.base import Store

@@ -22,9 +22,9 @@ from starlette.responses import JSONResponse
 from relay import metrics, outbox
 from relay.alerts import Alert, WebhookMessage
 from relay.auth import check_webhook
+from relay.config.routes import Routes
 from relay.errors import Rejected, StoreRejected, StoreUnavailable
 from relay.heartbeat import arrived, is_heartbeat
-from relay.routes import Routes
 from relay.services import services
 from relay.store.base import Candidate, Enqueued
 

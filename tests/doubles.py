@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from relay.alerts import Notification, WebhookMessage
 from relay.channels.threads import Threads
-from relay.runtime import Runtime
+from relay.config.runtime import Runtime
 from relay.store.base import Candidate
 from tests.helpers import TEMPLATES
 

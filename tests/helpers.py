@@ -100,7 +100,7 @@ class RunningRelay:
 
     @property
     def admin_headers(self) -> dict[str, str]:
-        """What the relay command sends to the admin API (relay.admin.admin_headers)."""
+        """What the relay command sends to the admin API (relay.cli.admin.admin_headers)."""
         return {"X-Relay-Request": "1", **({"Authorization": f"Bearer {self.admin_token}"} if self.admin_token else {})}
 
     async def admin(self, method: str, path: str, **kwargs: Any) -> httpx.Response:

@@ -23,8 +23,8 @@ from relay.channels import email as email_channel
 from relay.channels import pagerduty as pagerduty_channel
 from relay.channels.email import MAX_ALERTS, SIZE_LIMIT, EmailChannel, build_message, connection_options
 from relay.channels.threads import Threads
+from relay.config.receivers import ReceiverConfig
 from relay.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
-from relay.receivers import ReceiverConfig
 from relay.store import open_store
 from relay.templating import Templates
 from tests.conftest import Providers

@@ -14,8 +14,8 @@ import aiohttp
 import pytest
 
 from relay.channels.pagerduty import PagerDutyChannel, build_events, dedup_key
+from relay.config.receivers import ReceiverConfig
 from relay.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
-from relay.receivers import ReceiverConfig
 from relay.templating import Templates
 from tests.conftest import Providers
 from tests.fakes import notification, webhook_message

@@ -16,8 +16,8 @@ from relay.channels.factory import build_channel
 from relay.channels.pagerduty import PagerDutyChannel
 from relay.channels.slack import SlackChannel
 from relay.channels.slack.message import COLOURS, OTHER_COLOUR
+from relay.config.receivers import ReceiverConfig
 from relay.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
-from relay.receivers import ReceiverConfig
 from relay.templating import Templates
 from tests.fakes import notification
 from tests.fakes.slack import DEFAULT_TOKEN, DEFAULT_WEBHOOK_PATH, SlackWebhookServer

@@ -20,9 +20,9 @@ from relay.alerts import WebhookMessage, group_status
 from relay.channels.slack import SlackChannel
 from relay.channels.slack.threads import ThreadBook
 from relay.channels.threads import Threads
+from relay.config.receivers import ReceiverConfig
 from relay.errors import TransientDeliveryError
 from relay.preview import THREAD_CHANNEL, THREAD_TS, render
-from relay.receivers import ReceiverConfig
 from relay.store import open_store
 from relay.store.base import Store
 from relay.templating import Templates

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from relay.diffreport import MARKER
+from relay.review.report import MARKER
 from tests.fakes.gitlab import GitLabNotesServer
 from tests.helpers import REPO
 from tests.review_repo import git, pull_request

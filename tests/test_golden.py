@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from relay.alerts import WebhookMessage, group_status
+from relay.config.receivers import ReceiverConfig
 from relay.preview import GO_ZERO_TIME, as_notification, readable_email, render, resolved
-from relay.receivers import ReceiverConfig
 from relay.templating import Templates
 from tests.helpers import FIXTURES, TEMPLATES
 

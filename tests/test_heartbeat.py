@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from relay.config.routes import load_routes
 from relay.errors import ConfigError
 from relay.fingerprint import fingerprint
-from relay.routes import load_routes
 from relay.templating import Templates
 from tests.helpers import REPO, TEMPLATES, fixture, relay_settings, repo_routes, running_relay, without_heartbeats
 from tests.test_cli import run_relay

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from relay.config.matchers import parse_matcher
+from relay.config.routes import load_routes
 from relay.errors import ConfigError
-from relay.matchers import parse_matcher
-from relay.routes import load_routes
 from relay.templating import Templates
 from tests.helpers import ROUTES, TEMPLATES
 

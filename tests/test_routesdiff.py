@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from relay.routes import load_routes
-from relay.routesdiff import diff
+from relay.config.diff import diff
+from relay.config.routes import load_routes
 from relay.templating import Templates
 from tests.helpers import ROUTES, TEMPLATES
 from tests.test_cli import run_relay

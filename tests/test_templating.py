@@ -19,9 +19,9 @@ from relay.alerts import WebhookMessage
 from relay.channels.email import build_message as email_message
 from relay.channels.pagerduty import EVENT_LIMIT, build_events
 from relay.channels.slack.message import BLOCK_LIMIT, build_message
+from relay.config.receivers import ReceiverConfig
 from relay.errors import ConfigError
 from relay.neutralise import visible
-from relay.receivers import ReceiverConfig
 from relay.templating import Templates, context, cut, relative_time, safe_url, silence_url, slack_link
 from tests.fakes import notification, webhook_message
 from tests.fakes.slack import block_problems

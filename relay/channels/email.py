@@ -35,9 +35,9 @@ import aiosmtplib
 from relay.alerts import Notification
 from relay.channels.base import guard_store, rendered, scrub
 from relay.channels.threads import Threads, alert_key
+from relay.config.receivers import EmailConfig, ReceiverConfig
 from relay.errors import DeliveryError, PermanentDeliveryError, Reason, TransientDeliveryError
 from relay.neutralise import header_text
-from relay.receivers import EmailConfig, ReceiverConfig
 from relay.templating import Templates, context, cut
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from relay.channels.base import Channel
 from relay.channels.email import EmailChannel
 from relay.channels.pagerduty import PagerDutyChannel
 from relay.channels.slack import SlackChannel
-from relay.receivers import ReceiverConfig
+from relay.config.receivers import ReceiverConfig
 from relay.templating import Templates
 
 

@@ -35,6 +35,7 @@ from relay.alerts import Alert, Notification
 from relay.channels.base import parse_retry_after, rendered, scrub, secret_digest
 from relay.channels.deadline import remaining
 from relay.channels.threads import Threads, alert_key
+from relay.config.receivers import PagerDutyConfig, ReceiverConfig
 from relay.errors import (
     DeliveryError,
     DeliveryUnfinished,
@@ -44,7 +45,6 @@ from relay.errors import (
     TransientDeliveryError,
     http_reason,
 )
-from relay.receivers import PagerDutyConfig, ReceiverConfig
 from relay.templating import Templates, context, cut, safe_url
 
 log = logging.getLogger(__name__)
@@ -280,4 +280,4 @@ class PagerDutyChannel:
                         "sends them again, merged by dedup_key): %s", notification.id, exc)
 
     async def close(self) -> None:
-        """Nothing of its own to close: the session is relay's (relay.runtime)."""
+        """Nothing of its own to close: the session is relay's (relay.config.runtime)."""

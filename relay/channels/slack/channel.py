@@ -37,8 +37,8 @@ from relay.channels.base import parse_retry_after, secret_digest
 from relay.channels.slack.message import build_message
 from relay.channels.slack.threads import Anchor, Book, ThreadBook, narrowed
 from relay.channels.threads import Threads
+from relay.config.receivers import ReceiverConfig, SlackConfig
 from relay.errors import PermanentDeliveryError, Reason, TransientDeliveryError, http_reason
-from relay.receivers import ReceiverConfig, SlackConfig
 from relay.templating import Templates
 
 log = logging.getLogger(__name__)

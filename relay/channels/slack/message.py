@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from relay.alerts import Alert, Notification
-from relay.receivers import ReceiverConfig
+from relay.config.receivers import ReceiverConfig
 from relay.templating import Templates, context, cut, slack_escape
 
 HEADER_LIMIT = 150

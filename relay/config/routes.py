@@ -16,12 +16,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from relay import yamlconfig
-from relay.durations import Duration, parse_duration
+from relay.config import yamlconfig
+from relay.config.durations import Duration, parse_duration
+from relay.config.matchers import Matcher, parse_matchers
+from relay.config.receivers import GlobalConfig, ReceiverConfig, with_globals
 from relay.errors import ConfigError
 from relay.heartbeat import HeartbeatConfig
-from relay.matchers import Matcher, parse_matchers
-from relay.receivers import GlobalConfig, ReceiverConfig, with_globals
 from relay.templating import Templates
 
 log = logging.getLogger(__name__)

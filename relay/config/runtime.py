@@ -18,8 +18,8 @@ import aiohttp
 from relay import metrics
 from relay.channels.base import Channel
 from relay.channels.factory import build_channel
+from relay.config.routes import Routes, load_routes
 from relay.errors import ConfigError
-from relay.routes import Routes, load_routes
 from relay.templating import Templates
 
 log = logging.getLogger(__name__)

@@ -1,19 +1,52 @@
-"""`relay serve`: everything a start needs is prepared first (relay.startup), then uvicorn gets the socket and the
+"""`relay serve`: everything a start needs is prepared first (relay.cli.startup), then uvicorn gets the socket and the
 opened services. A mistake found on the way is a StartupError, which the CLI prints as one line."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import socket
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-from relay import startup
-from relay.errors import ConfigError, StartupError, StoreUnavailable
+from relay.auth import is_loopback
+from relay.cli import startup
+from relay.errors import ConfigError, StartupError, StoreUnavailable, UsageError
 from relay.settings import Settings
 from relay.store.filelock import lock_database
 
 log = logging.getLogger("relay")
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from relay.config.routes import load_routes
+    from relay.templating import Templates
+
+    if args.host:
+        settings = settings.model_copy(update={"host": args.host})
+    if args.port:
+        settings = settings.model_copy(update={"port": args.port})
+    if settings.token is None and not is_loopback(settings.host):
+        raise UsageError(f"refusing to listen on {settings.host} without RELAY_WEBHOOK_TOKEN; set a token or "
+                         "listen on 127.0.0.1")
+    try:
+        load_routes(settings.routes, Templates(settings.templates))
+    except ConfigError as exc:
+        if settings.routes.exists():
+            raise
+        # An installed relay run outside a checkout has no ./routes.yaml: say which setting names the file.
+        where = "" if settings.routes.is_absolute() else f", relative to {Path.cwd()}"
+        raise StartupError(f"{exc} (RELAY_ROUTES names the routes file{where})") from exc
+    return run(settings)
+
+
+def add_commands(sub: Any) -> None:
+    serve = sub.add_parser("serve", help="run the service")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=cmd_serve)
 
 
 def run(settings: Settings) -> int:

@@ -1,10 +1,10 @@
 """`relay routes diff`: both sides of a routes change and everything that differs between them.
 
 A side is routes.yaml with its templates and the repository's rule files,
-either in the working tree or at a git revision (relay.revisions). The review
+either in the working tree or at a git revision (relay.review.revisions). The review
 is what a pull request changes for people: which alerts reach other receivers
-(relay.routesdiff), which receivers appear, vanish or are renamed, and which
-messages read differently (relay.templatediff). relay.diffreport prints it.
+(relay.config.diff), which receivers appear, vanish or are renamed, and which
+messages read differently (relay.review.templates). relay.review.report prints it.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ from typing import Any
 
 import yaml
 
-from relay import revisions, rulefiles, templatediff
+from relay.config.diff import Change, diff, empty_routes
+from relay.config.routes import Routes, load_routes
 from relay.errors import ConfigError
-from relay.routes import Routes, load_routes
-from relay.routesdiff import Change, diff, empty_routes
-from relay.rulefiles import RuleAlert
-from relay.templatediff import TemplateChange
+from relay.review import revisions, rulefiles
+from relay.review import templates as templatediff
+from relay.review.rulefiles import RuleAlert
+from relay.review.templates import TemplateChange
 from relay.templating import Templates
 
 

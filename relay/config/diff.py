@@ -2,9 +2,9 @@
 
 A pull request that edits routes.yaml changes who is woken up. relay probes
 both versions with the same label sets — the alerts of the repository's rule
-files (relay.rulefiles), plus label sets built from every matcher in either
+files (relay.review.rulefiles), plus label sets built from every matcher in either
 file — and lists each label set whose receivers differ, reduced to the labels
-that matter and named by alert. relay.review adds templates and revisions.
+that matter and named by alert. relay.review.sides adds templates and revisions.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from relay.receivers import GlobalConfig
-from relay.routes import Routes, RoutesFile
+from relay.config.receivers import GlobalConfig
+from relay.config.routes import Routes, RoutesFile
 
 MAX_PROBES = 20_000
 OTHER = "__relay_other__"  # a value no matcher names: "anything else"

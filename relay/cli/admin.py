@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from relay.auth import REQUEST_HEADER
-from relay.errors import AdminError as AdminError  # relay.admin.AdminError, as callers name it
+from relay.errors import AdminError
 from relay.settings import Settings
 
 

@@ -17,11 +17,11 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from relay.alerts import WebhookMessage
+from relay.config.receivers import ReceiverConfig
+from relay.config.routes import Routes
 from relay.errors import ConfigError, DeliveryError
 from relay.preview import as_notification, readable_email, render, resolved, synthetic_group
-from relay.receivers import ReceiverConfig
-from relay.routes import Routes
-from relay.rulefiles import RuleAlert
+from relay.review.rulefiles import RuleAlert
 from relay.templating import PARTS, Templates
 
 SAMPLE_START = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)  # synthetic alerts fire at a fixed time: renders are stable

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from relay.durations import Duration, parse_duration
+from relay.config.durations import Duration, parse_duration
 
 Integration = Literal["slack", "email", "pagerduty"]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from relay import yamlconfig
+from relay.config import yamlconfig
 from relay.errors import ConfigError
 
 DEFAULT_DIR = "deploy/prometheus"

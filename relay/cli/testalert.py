@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -11,7 +12,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from relay.cli import admin
+from relay.cli.common import labels
+from relay.errors import AdminError, StartupError
 from relay.fingerprint import fingerprint
+from relay.settings import Settings
 
 FINAL = {"delivered", "dead"}
 STATE_FILE = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "relay" / "test-alerts.json"
@@ -131,3 +138,102 @@ def report(summary: dict[str, Any], rows: list[dict[str, Any]]) -> tuple[str, bo
     if not summary["receivers"]:
         lines.append("  no receiver matched (check default_receivers)")
     return "\n".join(lines), ok
+
+
+async def _through_relay(args: argparse.Namespace, settings: Settings, payload: dict[str, Any]) -> int:
+    url = admin.base_url(args, settings)
+    headers = {"Authorization": f"Bearer {settings.token}"} if settings.token else {}
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=10) as client:
+        try:
+            answer = await client.post("/webhook", json=payload)
+        except httpx.HTTPError as exc:
+            raise AdminError(f"cannot reach relay at {url}: {type(exc).__name__}") from exc
+        if answer.status_code != 200:
+            raise AdminError(f"webhook answered {answer.status_code}: {answer.text}")
+        summary = answer.json()
+
+        async def fetch(ids: list[int]) -> list[dict[str, Any]]:
+            if not ids:
+                return []
+            answer = await client.get("/api/v1/notifications", params={"ids": ",".join(map(str, ids))},
+                                      headers=admin.admin_headers(settings))
+            body = answer.json() if answer.headers.get("content-type", "").startswith("application/json") else {}
+            if answer.status_code != 200:
+                raise AdminError(f"the alert was accepted, but its delivery cannot be followed: "
+                                 f"{body.get('error') or answer.status_code}")
+            return list(body["notifications"])
+
+        rows = await follow(fetch, _ids(summary), args.timeout, on_defaults(summary))
+        return _print_outcome(summary, rows)
+
+
+async def _direct(args: argparse.Namespace, settings: Settings, payload: dict[str, Any]) -> int:
+    """In this process, on the database itself: refused while `relay serve` holds that SQLite file, whose leases
+    and deliveries a second dispatcher would compete with (PostgreSQL allows several)."""
+    from relay.store.filelock import lock_database
+
+    try:
+        lock = lock_database(settings.database_url)
+    except StartupError as exc:
+        raise StartupError(f"{exc}; without --direct, test-alert sends through the running relay") from exc
+    try:
+        return await _deliver_here(args, settings, payload)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+async def _deliver_here(args: argparse.Namespace, settings: Settings, payload: dict[str, Any]) -> int:
+    from relay import outbox
+    from relay.alerts import WebhookMessage
+    from relay.services import open_services
+    from relay.store.base import HistoryFilter
+    from relay.webhook import candidates, summary
+
+    services = await open_services(settings)
+    store, routes = services.store, services.runtime.routes
+    task = asyncio.create_task(services.dispatcher.run())
+    try:
+        message = WebhookMessage.model_validate(payload)
+        assert routes is not None
+        results = await outbox.enqueue(services.dispatcher, store, candidates(message, routes), time.time())
+        info = summary(message, results, defaults=routes.defaults)
+
+        async def fetch(ids: list[int]) -> list[dict[str, Any]]:
+            return await store.history(HistoryFilter(ids=tuple(ids))) if ids else []
+
+        rows = await follow(fetch, _ids(info), args.timeout, on_defaults(info))
+        return _print_outcome(info, rows)
+    finally:
+        await services.close([task])
+
+
+def _ids(summary: dict[str, Any]) -> list[int]:
+    return [r["notification_id"] for r in summary["receivers"].values() if r["notification_id"] is not None]
+
+
+def _print_outcome(summary: dict[str, Any], rows: list[dict[str, Any]]) -> int:
+    text, ok = report(summary, rows)
+    print(text)
+    return 0 if ok else 1
+
+
+def cmd_test_alert(args: argparse.Namespace, settings: Settings) -> int:
+    payload = build_payload(args.alertname, args.severity, labels(args.label), args.resolve)
+    alert = payload["alerts"][0]
+    print(f"{alert['status']} test alert {args.alertname} (severity={args.severity}, "
+          f"fingerprint {alert['fingerprint']}, startsAt {alert['startsAt']})")
+    runner = _direct if args.direct else _through_relay
+    return asyncio.run(runner(args, settings, payload))
+
+
+def add_commands(sub: Any) -> None:
+    test = sub.add_parser("test-alert", help="send a synthetic alert and show what each receiver got")
+    test.add_argument("--alertname", default="RelayTestAlert")
+    test.add_argument("--severity", default="warning")
+    test.add_argument("--label", action="append", default=[], metavar="K=V")
+    test.add_argument("--resolve", action="store_true", help="send the resolve of the last test alert")
+    test.add_argument("--url", help="relay's base URL (default: from RELAY_HOST/RELAY_PORT)")
+    test.add_argument("--direct", action="store_true", help="route, render and deliver in this process")
+    test.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for delivery")
+    test.set_defaults(func=cmd_test_alert)

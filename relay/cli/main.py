@@ -1,0 +1,62 @@
+"""The `relay` command: serve, test-alert, routes check|test|diff, templates render, dead-letters, notifications.
+
+Each command group registers itself (`add_commands`) and raises relay's errors; `main` turns them into one line on
+stderr and an exit code, here and nowhere else: a usage mistake exits 2, a configuration, start-up or admin-API
+failure exits 1 (or the command's own `error_exit`, for `routes diff`, whose exit 1 means "it changes something").
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
+
+from relay import __version__, logs
+from relay.cli import admin, routes, serve, startup, templates, testalert
+from relay.errors import AdminError, ConfigError, StartupError, UsageError
+from relay.settings import Settings
+
+log = logging.getLogger("relay")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="relay", description=__doc__.partition("\n")[0])
+    top.add_argument("--version", action="version", version=f"relay {__version__}")
+    sub = top.add_subparsers(dest="command", required=True)
+    for group in (serve, testalert, routes, admin, templates):
+        group.add_commands(sub)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except (ValidationError, SettingsError) as exc:
+        lines = startup.settings_problems(exc) if isinstance(exc, ValidationError) else [str(exc)]
+        for line in lines:
+            print(f"relay: {line}", file=sys.stderr)
+        return 2
+    try:
+        logs.configure(settings.log_format, settings.log_level)
+    except ValueError:
+        print(f"relay: RELAY_LOG_LEVEL={settings.log_level!r} is not valid: expected debug, info, warning or error",
+              file=sys.stderr)
+        return 2
+    try:
+        return int(args.func(args, settings))
+    except UsageError as exc:
+        print(f"relay: {exc}", file=sys.stderr)
+        return 2
+    except (ConfigError, AdminError) as exc:
+        print(f"relay: {exc}", file=sys.stderr)
+        return int(getattr(args, "error_exit", 1))
+    except StartupError as exc:  # a mistake the user can fix: one line; the traceback only when asked for
+        if settings.log_level.upper() == "DEBUG":
+            traceback.print_exc()
+        print(f"relay: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,59 @@
+"""`relay templates render`: exactly what a receiver would send for an alert, secrets left out."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from relay.cli.common import labels, load
+from relay.errors import ConfigError, UsageError
+from relay.settings import Settings
+
+
+def cmd_templates_render(args: argparse.Namespace, settings: Settings) -> int:
+    from pydantic import ValidationError
+
+    from relay.alerts import WebhookMessage
+    from relay.errors import DeliveryError
+    from relay.preview import as_notification, render, resolved, synthetic_group
+
+    if args.fixture and args.labels:
+        raise UsageError("give either --fixture FILE or labels k=v, not both")
+    routes, templates = load(settings)
+    receiver = routes.receivers.get(args.receiver)
+    if receiver is None:
+        known = ", ".join(sorted(routes.receivers))
+        raise ConfigError(f"no receiver {args.receiver!r}; known: {known}", file=str(settings.routes))
+    now = datetime.now(UTC)
+    try:
+        if args.fixture:
+            group = WebhookMessage.model_validate_json(Path(args.fixture).read_bytes())
+        else:
+            group = synthetic_group(labels(args.labels), labels(args.annotation), now)
+    except (OSError, ValidationError) as exc:
+        print(f"relay: cannot read {args.fixture or 'the labels'}: {exc}", file=sys.stderr)
+        return 1
+    if args.resolve:
+        group = resolved(group, now)
+    try:
+        print(render(receiver, as_notification(receiver, group, now), templates, now), end="")
+    except DeliveryError as exc:
+        print(f"relay: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    templates = sub.add_parser("templates", help="preview messages").add_subparsers(
+        dest="templates_command", required=True)
+    render = templates.add_parser("render", help="print exactly what a receiver would send (secrets left out)")
+    render.add_argument("--receiver", required=True)
+    render.add_argument("--fixture", metavar="FILE", help="an Alertmanager webhook body (JSON)")
+    render.add_argument("--resolve", action="store_true", help="render the resolve of these alerts")
+    render.add_argument("--annotation", action="append", default=[], metavar="K=V",
+                        help="an annotation of the synthetic alert (with labels k=v)")
+    render.add_argument("labels", nargs="*", metavar="K=V", help="labels of a synthetic alert")
+    render.set_defaults(func=cmd_templates_render)
