@@ -20,7 +20,7 @@ from relay.alerts import Notification
 from relay.channels.base import DETAIL_LIMIT, redact, scrub
 from relay.channels.deadline import send_deadline
 from relay.channels.threads import Threads
-from relay.config.runtime import Runtime
+from relay.config.runtime import Receivers
 from relay.errors import (
     DeliveryError,
     DeliveryUnfinished,
@@ -75,7 +75,7 @@ class Attempts:
     """Makes and records the attempts of one dispatcher (`owner`), remembering which receivers back off."""
 
     store: Store
-    runtime: Runtime
+    receivers: Receivers
     owner: str
     lease: float
     send_timeout: float
@@ -110,16 +110,15 @@ class Attempts:
                                                           count_attempt=False))
 
     async def send(self, notification: Notification) -> Outcome:
-        routes = self.runtime.routes
-        receiver = routes.receivers.get(notification.receiver) if routes else None
-        if receiver is None:  # renamed or removed by a reload: keep it until give-up, it may come back
+        found = self.receivers.receiver(notification.receiver)
+        if found is None:  # renamed or removed by a reload: keep it until give-up, it may come back
             return Failed(TransientDeliveryError(Reason.CONFIG,
                                                  f"no receiver {notification.receiver!r} in routes.yaml"))
+        receiver, channel = found
         missing = receiver.missing_secret()
         if missing:
             return Failed(PermanentDeliveryError(Reason.UNCONFIGURED,
                                                  f"{missing} is not set for receiver {receiver.name!r}"))
-        channel = self.runtime.channels[receiver.name]
         wait = 0.0
         if receiver.rate_limit is not None or self.default_rate_limits:
             wait = self.limiter.take(channel.destination, receiver.integration, receiver.rate_limit)
@@ -220,11 +219,11 @@ class Attempts:
         await self._fallback(notification, now)
 
     async def _fallback(self, notification: Notification, now: float) -> None:
-        routes = self.runtime.routes
-        receiver = routes.receivers.get(notification.receiver) if routes else None
-        if routes is None or receiver is None or not receiver.fallback:
+        found = self.receivers.receiver(notification.receiver)
+        fallback = self.receivers.receiver(found.config.fallback) if found and found.config.fallback else None
+        if fallback is None:
             return
-        target = routes.receivers[receiver.fallback]
+        target = fallback.config
         candidate = Candidate(target.name, target.integration, notification.group,
                               tuple(timedelta(0) for _ in notification.alerts),
                               target.give_up_after)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from relay import slots
 from relay.attempt import Attempts
-from relay.config.runtime import Runtime
+from relay.config.runtime import Receivers
 from relay.errors import StoreUnavailable
 from relay.retry import RetryPolicy
 from relay.store.base import Attempt, Claimed, Handoff, Store
@@ -38,12 +38,12 @@ class DispatcherOptions:
 
 
 class Dispatcher:
-    def __init__(self, store: Store, runtime: Runtime, options: DispatcherOptions | None = None) -> None:
+    def __init__(self, store: Store, receivers: Receivers, options: DispatcherOptions | None = None) -> None:
         self.store = store
-        self.runtime = runtime
+        self.receivers = receivers
         self.options = options or DispatcherOptions()
         self.owner = uuid.uuid4().hex
-        self.attempts = Attempts(store, runtime, self.owner, self.options.lease, self.options.send_timeout,
+        self.attempts = Attempts(store, receivers, self.owner, self.options.lease, self.options.send_timeout,
                                  self.options.policy, self.options.default_rate_limits, self, self.wake)
         self._wake = asyncio.Event()
         self._stopping = False
@@ -136,8 +136,7 @@ class Dispatcher:
         return slots.free(self.options.workers, len(self._inflight), self._offered, self._claiming)
 
     def _room(self) -> dict[str, int]:
-        routes = self.runtime.routes
-        return slots.room(self.options.workers_per_receiver, routes.receivers if routes else (), self._offered,
+        return slots.room(self.options.workers_per_receiver, self.receivers.receiver_names(), self._offered,
                           self._inflight.values())
 
     def _done(self, task: asyncio.Task[None]) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from relay.alerts import Notification, WebhookMessage
 from relay.channels.threads import Threads
-from relay.config.runtime import Runtime
+from relay.config.runtime import Receiver, Runtime
 from relay.store.base import Candidate
 from tests.helpers import TEMPLATES
 
@@ -117,6 +117,17 @@ class ScriptedChannel:
         async with self._changed:
             change()
             self._changed.notify_all()
+
+
+class NoReceivers:
+    """Receivers (relay.config.runtime.Receivers) with none configured: for what the dispatcher decides before
+    any send, such as the slots it offers to enqueues."""
+
+    def receiver(self, name: str) -> Receiver | None:
+        return None
+
+    def receiver_names(self) -> Collection[str]:
+        return ()
 
 
 async def scripted_runtime(routes: Path, channels: Mapping[str, ScriptedChannel]) -> Runtime:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from relay.dispatcher import Dispatcher, DispatcherOptions
 from relay.ratelimit import TokenBucket
 from relay.retry import RetryPolicy, next_attempt
+from relay.store.sqlite import SqliteStore
 from tests.conftest import Providers
+from tests.doubles import NoReceivers
 from tests.e2e.test_routing_table import webhook
 from tests.helpers import fixture, poll_until, relay_settings, running_relay
 
@@ -147,9 +148,9 @@ async def test_a_hanging_provider_does_not_hold_every_worker(tmp_path: Path, pro
     assert event["event_action"] == "trigger" and "PodDown" in mail.message["Subject"]
 
 
-async def test_concurrent_webhooks_cannot_take_more_than_the_worker_limits() -> None:
-    runtime = SimpleNamespace(routes=None)
-    dispatcher = Dispatcher(None, runtime, DispatcherOptions(workers=5, workers_per_receiver=3))  # type: ignore[arg-type]
+async def test_concurrent_webhooks_cannot_take_more_than_the_worker_limits(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path / "relay.db"))  # offers are decided before the store is touched
+    dispatcher = Dispatcher(store, NoReceivers(), DispatcherOptions(workers=5, workers_per_receiver=3))
     offers = [dispatcher.handoff(["pagerduty", "slack"]) for _ in range(4)]  # enqueues in progress at once
     granted = [o for o in offers if o is not None]
     assert sum(o.room["pagerduty"] for o in granted) == 3  # the per-receiver cap

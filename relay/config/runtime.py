@@ -11,18 +11,40 @@ import logging
 import os
 import time
 import urllib.request
+from collections.abc import Collection
 from pathlib import Path
+from typing import NamedTuple, Protocol
 
 import aiohttp
 
 from relay import metrics
 from relay.channels.base import Channel
 from relay.channels.factory import build_channel
+from relay.config.receivers import ReceiverConfig
 from relay.config.routes import Routes, load_routes
 from relay.errors import ConfigError
 from relay.templating import Templates
 
 log = logging.getLogger(__name__)
+
+
+class Receiver(NamedTuple):
+    config: ReceiverConfig
+    channel: Channel
+
+
+class Receivers(Protocol):
+    """What delivery needs of the configuration: a receiver's settings and channel by name, and the names.
+
+    The dispatcher and its attempts take this, not the Runtime, so a test can hand them receivers of its own
+    (as httpx's MockTransport stands in for a transport); the Runtime is the one that reloads.
+    """
+
+    def receiver(self, name: str) -> Receiver | None:
+        """The receiver of this name in the configuration serving now, or None if a reload removed it."""
+        ...
+
+    def receiver_names(self) -> Collection[str]: ...
 
 
 class Runtime:
@@ -34,6 +56,13 @@ class Runtime:
         self.channels: dict[str, Channel] = {}
         self.session: aiohttp.ClientSession | None = None
         self.loaded_mtime = 0.0
+
+    def receiver(self, name: str) -> Receiver | None:
+        config = self.routes.receivers.get(name) if self.routes is not None else None
+        return Receiver(config, self.channels[name]) if config is not None else None
+
+    def receiver_names(self) -> Collection[str]:
+        return self.routes.receivers.keys() if self.routes is not None else ()
 
     async def start(self) -> None:
         """Load the configuration; a broken one raises ConfigError (relay does not start)."""
