@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from relay import metrics, outbox
-from relay.alerts import Alert, WebhookMessage
+from relay.alerts import Alert, WebhookMessage, group_status
 from relay.auth import check_webhook
 from relay.config.routes import Routes
 from relay.errors import Rejected, StoreRejected, StoreUnavailable
@@ -94,7 +94,9 @@ def candidates(message: WebhookMessage, routes: Routes) -> list[Candidate]:
     out = []
     for name, pairs in chosen.items():
         receiver = routes.receivers[name]
-        group = message.model_copy(update={"alerts": [a for a, _ in pairs]})
+        alerts = [a for a, _ in pairs]
+        # A receiver given only the resolved alerts of a firing group holds a resolved group, and says so.
+        group = message.model_copy(update={"alerts": alerts, "status": group_status(alerts)})
         out.append(Candidate(name, receiver.integration, group, tuple(i for _, i in pairs), receiver.give_up_after))
     return out
 

@@ -161,3 +161,23 @@ def test_fallback_cycle_is_refused(tmp_path: Path) -> None:
         load(write(tmp_path, text))
     assert "fallback cycle: a -> b -> a" in str(caught.value)
     assert caught.value.line == 5
+
+
+
+def test_a_receiver_given_only_the_resolved_alerts_of_a_firing_group_holds_a_resolved_group() -> None:
+    from relay.alerts import WebhookMessage
+    from relay.webhook import candidates
+
+    routes = load(ROUTES)
+    resolved = {"status": "resolved", "labels": {"alertname": "PodDown", "severity": "critical", "pod": "api-1"},
+                "annotations": {}, "startsAt": "2026-12-01T10:00:00Z", "endsAt": "2026-12-01T10:05:00Z",
+                "generatorURL": "", "fingerprint": "1"}
+    firing = {**resolved, "status": "firing", "labels": {"alertname": "HighLatency", "severity": "warning"},
+              "endsAt": "0001-01-01T00:00:00Z", "fingerprint": "2"}
+    message = WebhookMessage.model_validate({
+        "version": "4", "groupKey": "{}:{}", "truncatedAlerts": 0, "status": "firing", "receiver": "relay",
+        "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://am:9093",
+        "alerts": [resolved, firing]})
+    status = {c.receiver: c.group.status for c in candidates(message, routes)}
+    # PagerDuty and email were sent only the PodDown, now resolved: theirs is a resolve, whatever the group says.
+    assert status == {"slack-alerts": "firing", "ops-email": "resolved", "pagerduty-oncall": "resolved"}

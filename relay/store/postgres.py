@@ -198,8 +198,7 @@ class PostgresStore(common.Scripted):
                 key = (cand.receiver, key_part(alert.fingerprint), dedup_time(alert.startsAt), alert.status)
                 marks.setdefault(key, interval.total_seconds())
                 alerts.append((c, pos, key, alert.name, alert.status == "firing"))
-            status = group_status(cand.group.alerts)
-            group = cand.group if status == cand.group.status else cand.group.model_copy(update={"status": status})
+            group = cand.group  # its status is its alerts' (relay.webhook.candidates narrows both)
             # Only the first of a lane in this call can be its head; the rest queue behind it.
             offered = handoff is not None and cand.lane not in lanes and handoff.take(taken, cand.receiver)
             lanes.add(cand.lane)
