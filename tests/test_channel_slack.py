@@ -20,7 +20,7 @@ from relay.config.receivers import ReceiverConfig
 from relay.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from relay.templating import Templates
 from tests.fakes import notification
-from tests.fakes.slack import DEFAULT_TOKEN, DEFAULT_WEBHOOK_PATH, SlackWebhookServer
+from tests.fakes.slack import DEFAULT_TOKEN, DEFAULT_WEBHOOK_PATH, SlackLimit, SlackWebhookServer
 from tests.helpers import TEMPLATES
 
 SECRET = DEFAULT_WEBHOOK_PATH.rsplit("/", 1)[-1]
@@ -227,6 +227,29 @@ async def test_bot_token_mode_posts_with_chat_post_message(
         if script is not None and script[0] == 429:
             assert isinstance(exc, TransientDeliveryError) and exc.retry_after == 3.0
     assert_no_secret("SECRETTOKEN", exc, caplog)
+
+
+@pytest.mark.parametrize("mode", ["webhook", "bot"])
+async def test_slack_server_keeps_slacks_own_limit_per_channel(
+        session: aiohttp.ClientSession, templates: Templates, mode: str) -> None:
+    """The suite's Slack, with its limit on, answers a channel's posts past the burst with 429 and Retry-After,
+    which relay reads as a rate limit with that wait; another channel has its own budget."""
+    async with SlackWebhookServer(limit=SlackLimit(rate=0.5, burst=2)) as server:
+        def sender(where: str) -> SlackChannel:
+            if mode == "webhook":
+                return channel(server, templates, session, webhook_url=server.url(f"/services/T/B/{where}"))
+            return SlackChannel(receiver(token=DEFAULT_TOKEN, channel=where, api_url=server.api_url), templates,
+                                session)
+
+        first, other = sender("alerts"), sender("other")
+        for _ in range(2):
+            await first.send(notification("firing-poddown", "team-slack"))
+        with pytest.raises(TransientDeliveryError) as raised:
+            await first.send(notification("firing-poddown", "team-slack"))
+        await other.send(notification("firing-poddown", "team-slack"))
+    assert raised.value.reason == "rate_limited" and raised.value.retry_after == 2.0
+    assert server.rate_limited == 1 and len(server.messages) == 3
+    assert [r.status for r in server.requests] == [200, 200, 429, 200]
 
 
 @pytest.mark.parametrize(

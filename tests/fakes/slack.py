@@ -5,12 +5,17 @@ It answers with Slack's real status codes and bodies (`ok`, `invalid_payload`,
 `rate_limited` with Retry-After, ...), so the real slack_sdk clients and relay's
 error mapping are exercised end to end. Like Slack, the Web API answers a post
 with the channel's ID and the message `ts`, and chat.update wants that ID and ts.
+
+Slack's own limit is opt-in (`SlackWebhookServer(limit=SlackLimit())`): about one message per second per channel
+(per incoming webhook, or per channel for the Web API's posts and updates) with a short burst; past it, 429 with
+a Retry-After header in whole seconds, as Slack documents. `rate_limited` counts the 429s the limit answered.
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +41,20 @@ WEBHOOK_BODIES = {
 SECTION_LIMIT = 3000
 HEADER_LIMIT = 150
 BLOCK_LIMIT = 50
+
+
+@dataclass(frozen=True)
+class SlackLimit:
+    """Slack's "1 message per second per channel, short bursts allowed" as a token bucket per channel."""
+
+    rate: float = 1.0
+    burst: int = 3
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
 
 
 @dataclass
@@ -86,9 +105,13 @@ class SlackWebhookServer(FakeHttpServer):
     `received` pairs each accepted message with its arrival: (time.time(), path, body).
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, tokens: tuple[str, ...] = (DEFAULT_TOKEN,)) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, tokens: tuple[str, ...] = (DEFAULT_TOKEN,),
+                 limit: SlackLimit | None = None) -> None:
         super().__init__(host, port)
         self.tokens = set(tokens)
+        self.limit = limit
+        self.rate_limited = 0  # 429s answered because a channel was past `limit`
+        self._buckets: dict[str, _Bucket] = {}
         self.messages: list[dict[str, Any]] = []
         self.received: list[tuple[float, str, dict[str, Any]]] = []
         self.posted: list[Posted] = []  # Web API posts, in order, with their current content
@@ -141,7 +164,9 @@ class SlackWebhookServer(FakeHttpServer):
     async def _webhook(self, request: web.Request) -> web.Response:
         body, is_json = await read_body(request)
         answer = await self.next_answer()
-        if answer is None or (answer.body is None and 200 <= answer.status < 300):
+        if answer is None and (wait := self._over_limit(request.path)) is not None:
+            answer = Answer(429, "rate_limited", {"Retry-After": wait})
+        elif answer is None or (answer.body is None and 200 <= answer.status < 300):
             answer = self._judge(body, is_json)
         elif answer.body is None:
             answer = Answer(answer.status, WEBHOOK_BODIES.get(answer.status, ""), answer.headers)
@@ -157,6 +182,8 @@ class SlackWebhookServer(FakeHttpServer):
                 answer = Answer(200, {"ok": False, "error": "invalid_auth"})
             elif is_json and not body.get("channel"):
                 answer = Answer(200, {"ok": False, "error": "channel_not_found"})
+            elif (wait := self._over_limit(channel_id(str(body["channel"])) if is_json else "")) is not None:
+                answer = Answer(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": wait})
             else:
                 judged = self._judge(body, is_json)
                 answer = (Answer(200, {"ok": True, "channel": channel_id(body["channel"]), "ts": self._next_ts(),
@@ -200,10 +227,26 @@ class SlackWebhookServer(FakeHttpServer):
             return Answer(200, {"ok": False, "error": "channel_not_found"})  # chat.update takes IDs, not names
         if self.find(channel, str(body.get("ts") or "")) is None:
             return Answer(200, {"ok": False, "error": "message_not_found"})
+        if (wait := self._over_limit(channel)) is not None:
+            return Answer(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": wait})
         judged = self._judge(body, True)
         if judged.status != 200:
             return Answer(200, {"ok": False, "error": judged.body})
         return Answer(200, {"ok": True, "channel": channel, "ts": body["ts"], "text": body.get("text", "")})
+
+    def _over_limit(self, channel: str) -> str | None:
+        """Take one message of `channel`'s budget; past it, count a 429 and return its Retry-After (seconds)."""
+        if self.limit is None:
+            return None
+        now = time.monotonic()
+        bucket = self._buckets.setdefault(channel, _Bucket(float(self.limit.burst), now))
+        bucket.tokens = min(self.limit.burst, bucket.tokens + (now - bucket.updated) * self.limit.rate)
+        bucket.updated = now
+        if bucket.tokens >= 1:
+            bucket.tokens -= 1
+            return None
+        self.rate_limited += 1
+        return str(max(1, math.ceil((1 - bucket.tokens) / self.limit.rate)))
 
     def _judge(self, body: Any, is_json: bool) -> Answer:
         """What real Slack says about a message body when nothing is scripted."""
