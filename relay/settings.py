@@ -22,6 +22,11 @@ class Settings(BaseSettings):
     webhook_token: SecretStr | None = None
     # The admin API (history, replay, cancel, purge, reload) and the CLI's admin commands; never the webhook token.
     admin_token: SecretStr | None = None
+    # Slack's signing secret of the app whose buttons post to /slack/interactions (relay.channels.slack.interactions).
+    slack_signing_secret: SecretStr | None = None
+    # How often relay asks Alertmanager whether an alert it silenced from Slack has resolved (Alertmanager sends no
+    # resolve while the alert is silenced), per silence, until the silence ends.
+    silence_watch_seconds: float = Field(default=60.0, gt=0)
     max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
     # How long a client may take to send a request's headers, and again its body (slow or idle clients).
     request_read_timeout_seconds: float = Field(default=30.0, gt=0)
@@ -58,6 +63,10 @@ class Settings(BaseSettings):
     def token(self) -> str | None:
         """The webhook token, trimmed like Alertmanager trims a credentials file (a Secret made with `echo`)."""
         return _trimmed(self.webhook_token)
+
+    @property
+    def signing_secret(self) -> str | None:
+        return _trimmed(self.slack_signing_secret)
 
     @property
     def admin(self) -> str | None:

@@ -7,6 +7,7 @@ with reason `unconfigured` until the secret is set and they are replayed.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
@@ -27,8 +28,47 @@ def _set(secret: SecretStr | None) -> bool:
     return secret is not None and secret.get_secret_value().strip() != ""
 
 
+class AlertmanagerApi(_Strict):
+    """Where Slack actions reach Alertmanager's API v2 instead of the webhook's `externalURL`, and its optional auth
+    (a bearer token, or basic auth; both secrets)."""
+
+    url: str | None = None
+    bearer_token: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> AlertmanagerApi:
+        if _set(self.bearer_token) and (self.username or _set(self.password)):
+            raise ValueError("alertmanager takes bearer_token or username/password, not both")
+        return self
+
+
+class SlackActions(_Strict):
+    """Buttons on bot-token messages (relay.channels.slack.actions): clicks are accepted from workspace `team_id`
+    only, and, when either is given, only from `allowed_users` (Slack user IDs) or members of `allowed_usergroup`
+    (a user group ID, read with the bot token's usergroups:read)."""
+
+    team_id: str = Field(pattern=r"^[TE][A-Z0-9]{2,30}$")
+    allowed_users: list[str] = Field(default_factory=list)
+    allowed_usergroup: str | None = Field(default=None, pattern=r"^S[A-Z0-9]{2,30}$")
+    silence_for: list[Duration] = Field(default_factory=lambda: [parse_duration(d) for d in ("1h", "4h", "24h")],
+                                        min_length=1, max_length=5)
+    alertmanager: AlertmanagerApi = Field(default_factory=AlertmanagerApi)
+
+    @model_validator(mode="after")
+    def _user_ids(self) -> SlackActions:
+        for user in self.allowed_users:
+            if not re.fullmatch(r"[UW][A-Z0-9]{2,30}", user):
+                raise ValueError(f"allowed_users holds Slack user IDs (U0123ABCD), not {user!r}")
+        if any(d.total_seconds() <= 0 for d in self.silence_for):
+            raise ValueError("silence_for durations must be positive")
+        return self
+
+
 class SlackConfig(_Strict):
-    """Incoming webhook (`webhook_url`) or bot token (`token` + `channel`, Web API at `api_url`)."""
+    """Incoming webhook (`webhook_url`) or bot token (`token` + `channel`, Web API at `api_url`); a bot token may
+    carry `actions` (buttons)."""
 
     webhook_url: SecretStr | None = None
     token: SecretStr | None = None
@@ -37,6 +77,7 @@ class SlackConfig(_Strict):
     username: str | None = None
     icon_emoji: str | None = None
     mention: str | None = None
+    actions: SlackActions | None = None
 
     def missing_secret(self) -> str | None:
         if _set(self.webhook_url) or _set(self.token):
@@ -47,6 +88,8 @@ class SlackConfig(_Strict):
     def _token_needs_channel(self) -> SlackConfig:
         if _set(self.token) and not self.channel:
             raise ValueError("slack.token needs slack.channel")
+        if self.actions is not None and _set(self.webhook_url):
+            raise ValueError("slack.actions needs a bot token: an incoming webhook's message cannot be updated")
         return self
 
 
@@ -114,6 +157,9 @@ class ReceiverConfig(_Strict):
         """Every secret value of this receiver, for scrubbing texts that quote a provider."""
         config = self.slack or self.email or self.pagerduty
         values = [getattr(config, name, None) for name in ("webhook_url", "token", "routing_key", "auth_password")]
+        if self.slack is not None and self.slack.actions is not None:
+            api = self.slack.actions.alertmanager
+            values += [api.bearer_token, api.password]
         return [v.get_secret_value() for v in values if isinstance(v, SecretStr) and v.get_secret_value().strip()]
 
     def missing_secret(self) -> str | None:

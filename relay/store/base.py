@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal, Protocol
 
+from relay.actions import ActionRow
 from relay.alerts import Notification, WebhookMessage, key_part
 
 
@@ -118,6 +119,26 @@ class HeartbeatState:
 
 
 @dataclass(frozen=True)
+class Acted:
+    """What writing a click's rows did: `refused` names the mark that already existed (a replayed request or a second
+    click: nothing was written), else the rows written."""
+
+    refused: str | None
+    enqueued: list[Enqueued] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Watch:
+    """A silence relay created from Slack, watched until `ends_at` for its alert's resolve; `payload` is the alert's
+    group as the message showed it."""
+
+    receiver: str
+    silence_id: str
+    payload: str
+    ends_at: float
+
+
+@dataclass(frozen=True)
 class HistoryFilter:
     receiver: str | None = None
     alertname: str | None = None
@@ -210,3 +231,17 @@ class Store(Protocol):
                                   notice: list[Candidate]) -> list[Enqueued] | None:
         """If the heartbeat is missing since `missing_since` and arrived after that, mark it no longer missing and
         enqueue `notice` in the same transaction; None when that is not so (or another replica did it)."""
+
+    async def act(self, marks: Sequence[str], rows: Sequence[ActionRow], now: float,
+                  handoff: Handoff | None = None) -> Acted:
+        """Write each mark, then the rows (integration `action`, due now), in one transaction; a mark that exists
+        already stops there (relay.actions: a replay or a double click). With a handoff, rows are leased to it."""
+
+    async def watch_silence(self, watch: Watch, next_check: float) -> None:
+        """Watch a silence from `next_check` on (a later call for the same silence replaces it)."""
+
+    async def unwatch_silence(self, receiver: str, silence_id: str) -> None: ...
+
+    async def watches_due(self, now: float, next_check: float, limit: int) -> list[Watch]:
+        """Forget watches whose silence ended by `now`; take up to `limit` due ones, each next asked at `next_check`
+        (so one replica asks, not each)."""

@@ -11,12 +11,25 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-from relay.alerts import State, WebhookMessage, group_status, key_part
+from relay.actions import ACTION, ActionRow
+from relay.alerts import Notification, State, WebhookMessage, group_status, key_part
 from relay.errors import Reason
-from relay.store.base import Attempt, Cancel, HistoryFilter, OutboxStats, Replay
-from relay.store.rows import HISTORY_COLUMNS, attempt_error, dedup_time, detail_row, history_row
+from relay.store.base import (
+    Acted,
+    Attempt,
+    Cancel,
+    Claimed,
+    Enqueued,
+    Handoff,
+    HistoryFilter,
+    OutboxStats,
+    Replay,
+    Watch,
+)
+from relay.store.rows import HISTORY_COLUMNS, attempt_error, dedup_time, detail_row, history_row, storable
 
 # What a step asks for: every row, the first row (or None), or how many rows it changed.
 Want = Literal["rows", "row", "count"]
@@ -134,7 +147,42 @@ def prune(d: Dialect, finished_before: float, marks_before: float) -> Script:
         forgotten += yield _count(q[f"prune_{state}"], finished_before)
     yield _count(q["prune_dedup"], marks_before)
     yield _count(q["prune_refs"], marks_before)
+    yield _count(q["prune_action_marks"], marks_before)
     return forgotten
+
+
+def act(d: Dialect, marks: Sequence[str], rows: Sequence[ActionRow], now: float, handoff: Handoff | None) -> Script:
+    """The marks first: the first that exists refuses the click (a request's mark written before it stays: a replay
+    of that request is refused too). Each row has a lane of its own, so each is its lane's head."""
+    q = d.queries
+    for mark in marks:
+        if (yield _row(q["action_mark"], mark, now)) is None:
+            return Acted(mark)
+    taken: dict[str, int] = {}
+    written: list[Enqueued] = []
+    for action in rows:
+        group = action.group
+        leased = handoff is not None and handoff.take(taken, action.receiver)
+        give_up_at = now + action.give_up_after
+        lease_until = now + handoff.lease if handoff is not None and leased else 0.0
+        owner = handoff.owner if handoff is not None and leased else None
+        names = ",".join(sorted({a.name for a in group.alerts}))
+        found = yield _row(q["action_insert"], action.receiver, action.lane, group.status, names,
+                           storable(action.payload()), now, give_up_at, lease_until, owner)
+        notification_id = int(found["id"])
+        claimed = None
+        if leased:
+            notification = Notification(notification_id, action.receiver, ACTION, action.lane, group,
+                                        datetime.fromtimestamp(now, UTC), 0)
+            claimed = Claimed(notification, give_up_at, lease_until)
+        written.append(Enqueued(action.receiver, notification_id, len(group.alerts), 0, claimed))
+    return Acted(None, written)
+
+
+def watches_due(d: Dialect, now: float, next_check: float, limit: int) -> Script:
+    yield _count(d.queries["watch_ended"], now)
+    rows = yield _rows(d.queries["watch_due"], now, next_check, limit)
+    return [Watch(r["receiver"], r["silence_id"], r["payload"], float(r["ends_at"])) for r in rows]
 
 
 def find_refs(d: Dialect, receiver: str, keys: list[str]) -> Script:
@@ -163,6 +211,11 @@ def retry(notification_id: int, owner: str, attempt: Attempt, next_attempt_at: f
     retry_now leaves its time alone."""
     return (int(count_attempt), next_attempt_at, attempt_error(attempt.reason, attempt.detail),
             attempt.reason == Reason.RATE_LIMITED, notification_id, owner)
+
+
+def _single(step: Step) -> Script:
+    """A script of one statement."""
+    return (yield step)
 
 
 class Scripted:
@@ -199,6 +252,22 @@ class Scripted:
 
     async def prune(self, finished_before: float, marks_before: float) -> int:
         return int(await self._script(prune(self.dialect, finished_before, marks_before)))
+
+    async def act(self, marks: Sequence[str], rows: Sequence[ActionRow], now: float,
+                  handoff: Handoff | None = None) -> Acted:
+        acted: Acted = await self._script(act(self.dialect, marks, rows, now, handoff))
+        return acted
+
+    async def watch_silence(self, watch: Watch, next_check: float) -> None:
+        await self._script(_single(_count(self.dialect.queries["watch_put"], watch.receiver, watch.silence_id,
+                                          storable(watch.payload), watch.ends_at, next_check)))
+
+    async def unwatch_silence(self, receiver: str, silence_id: str) -> None:
+        await self._script(_single(_count(self.dialect.queries["watch_drop"], receiver, silence_id)))
+
+    async def watches_due(self, now: float, next_check: float, limit: int) -> list[Watch]:
+        due: list[Watch] = await self._script(watches_due(self.dialect, now, next_check, limit))
+        return due
 
     async def find_refs(self, receiver: str, keys: Sequence[str]) -> dict[str, str]:
         if not keys:

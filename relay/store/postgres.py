@@ -20,10 +20,12 @@ from typing import Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from relay.actions import ActionRow
 from relay.alerts import group_status, key_part
 from relay.errors import StoreRejected, StoreUnavailable
 from relay.store import common, migrate, queries
 from relay.store.base import (
+    Acted,
     Attempt,
     Candidate,
     Claim,
@@ -268,6 +270,12 @@ class PostgresStore(common.Scripted):
                           count_attempt: bool = True) -> None:
         await self._finish(Q["retry"], common.retry(notification_id, owner, attempt, next_attempt_at, count_attempt),
                            attempt)
+
+    async def act(self, marks: Sequence[str], rows: Sequence[ActionRow], now: float,
+                  handoff: Handoff | None = None) -> Acted:
+        if handoff is not None:
+            await self._hold_owner(handoff.owner)  # as enqueue does: its leases must outlive no owner
+        return await super().act(marks, rows, now, handoff)
 
     async def retry_now(self, receiver: str, now: float) -> int:
         async with self._conn() as conn:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from relay.actions import ACTION, FIELD
 from relay.alerts import Notification, WebhookMessage, parse_time
 from relay.errors import StoreRejected
 from relay.store.base import Candidate, Claimed
@@ -52,6 +53,8 @@ def detail_row(row: Mapping[str, Any], payload: str, attempts: list[dict[str, An
     item["alerts"] = [{"status": a.status, "labels": a.labels, "startsAt": a.startsAt, "endsAt": a.endsAt,
                        "fingerprint": a.fingerprint} for a in group.alerts]
     item["attempt_log"] = attempts
+    if item.get("integration") == ACTION:  # who asked for what, and when; the attempts say what came of it
+        item["action"] = (group.model_extra or {}).get(FIELD)
     return item
 
 

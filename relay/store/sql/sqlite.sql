@@ -177,3 +177,39 @@ WHERE name = ? AND missing_since IS NULL AND coalesce(last_seen, watched_since) 
 -- heartbeat_back --
 -- Mark a heartbeat missing since ? back if it arrived after that
 UPDATE heartbeats SET missing_since = NULL WHERE name = ? AND missing_since = ? AND last_seen > ?
+
+-- action_mark --
+-- Write mark ?1 at ?2 unless it exists: no row back means a replayed request or a second click (relay.actions)
+INSERT INTO action_marks (key, created_at) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING RETURNING key
+
+-- action_insert --
+-- Write one action row (integration 'action', its own lane), due now, leased to ?11 until ?10 when handed off
+INSERT INTO notifications (receiver, integration, lane, status, alertnames, payload, received_at, give_up_at,
+                           next_attempt_at, lease_until, lease_owner)
+VALUES (?1, 'action', ?2, ?3, ?4, ?5, ?6, ?7, ?6, ?8, ?9)
+RETURNING id
+
+-- prune_action_marks --
+-- Action marks older than ?1
+DELETE FROM action_marks WHERE created_at < ?1
+
+-- watch_put --
+-- Watch silence ?2 of receiver ?1 (alert group ?3) until ?4, first asked at ?5
+INSERT INTO silence_watches (receiver, silence_id, payload, ends_at, next_check) VALUES (?1, ?2, ?3, ?4, ?5)
+ON CONFLICT (receiver, silence_id) DO UPDATE SET payload = excluded.payload, ends_at = excluded.ends_at,
+                                                 next_check = excluded.next_check
+
+-- watch_drop --
+-- Stop watching silence ?2 of receiver ?1
+DELETE FROM silence_watches WHERE receiver = ?1 AND silence_id = ?2
+
+-- watch_ended --
+-- Forget watches whose silence ended before ?1 (Alertmanager notifies for the alert again by itself)
+DELETE FROM silence_watches WHERE ends_at <= ?1
+
+-- watch_due --
+-- Take up to ?3 watches due at ?1: the next ask moves to ?2, so no other check takes them meanwhile
+UPDATE silence_watches SET next_check = ?2
+WHERE (receiver, silence_id) IN (SELECT receiver, silence_id FROM silence_watches WHERE next_check <= ?1
+                                 ORDER BY next_check LIMIT ?3)
+RETURNING receiver, silence_id, payload, ends_at

@@ -1,0 +1,170 @@
+"""Alertmanager's API v2, as far as Slack actions need it: create and expire silences, read an alert's state.
+
+It is the Alertmanager that sent the alert (the webhook's `externalURL`) unless the receiver's
+`actions.alertmanager.url` says otherwise, with that setting's optional auth. Calls go through relay's shared
+aiohttp session like the channels' do; failures are classified as deliveries are (relay.errors), so an action is
+retried with the dispatcher's persisted schedule, and no answer text keeps a secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import aiohttp
+
+from relay.channels.base import scrub
+from relay.config.receivers import AlertmanagerApi
+from relay.errors import DeliveryError, PermanentDeliveryError, Reason, TransientDeliveryError, http_reason
+
+TIMEOUT = 10.0
+ANSWER_LIMIT = 4 * 1024 * 1024  # a list of silences or alerts; Alertmanager's own answers are far smaller
+
+
+@dataclass(frozen=True)
+class Silence:
+    """A silence as GET /api/v2/silences lists it (state: active, pending or expired)."""
+
+    id: str
+    state: str
+    comment: str
+    created_by: str
+    ends_at: str
+    matchers: tuple[tuple[str, str, bool, bool], ...]  # name, value, isRegex, isEqual
+
+
+def equal_matchers(labels: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The matchers that select exactly this alert: every label, by equality (the fingerprint is their hash)."""
+    return [{"name": name, "value": value, "isRegex": False, "isEqual": True} for name, value in sorted(labels.items())]
+
+
+def filter_param(labels: Mapping[str, str]) -> list[tuple[str, str]]:
+    """`filter` query parameters selecting this alert's labels (values quoted as Alertmanager parses them)."""
+    return [("filter", f'{name}="{_quoted(value)}"') for name, value in sorted(labels.items())]
+
+
+def _quoted(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def base_url(external_url: str, api: AlertmanagerApi) -> str:
+    """The API base: the receiver's override, else the webhook's externalURL; PermanentDeliveryError if neither is an
+    http(s) URL (the action cannot succeed by retrying)."""
+    url = (api.url or external_url or "").strip().rstrip("/")
+    try:
+        parts = urlsplit(url)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        usable = False
+    if not usable:
+        raise PermanentDeliveryError(Reason.CONFIG, "no usable Alertmanager URL: the webhook's externalURL is not an "
+                                                    "http(s) URL and actions.alertmanager.url is not set")
+    return url
+
+
+class AlertmanagerClient:
+    """One Alertmanager's API v2 through `session`."""
+
+    def __init__(self, session: aiohttp.ClientSession, url: str, api: AlertmanagerApi,
+                 timeout: float = TIMEOUT) -> None:
+        self.session = session
+        self.url = url
+        self.api = api
+        self.timeout = timeout
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json", "User-Agent": "relay"}
+        if self.api.bearer_token is not None and self.api.bearer_token.get_secret_value().strip():
+            headers["Authorization"] = f"Bearer {self.api.bearer_token.get_secret_value().strip()}"
+        elif self.api.username:
+            password = self.api.password.get_secret_value() if self.api.password else ""
+            pair = base64.b64encode(f"{self.api.username}:{password}".encode()).decode()
+            headers["Authorization"] = f"Basic {pair}"
+        return headers
+
+    def _secrets(self) -> list[str]:
+        return [s.get_secret_value() for s in (self.api.bearer_token, self.api.password) if s is not None]
+
+    async def create_silence(self, matchers: Sequence[dict[str, Any]], starts_at: datetime, ends_at: datetime,
+                             created_by: str, comment: str) -> str:
+        """POST /api/v2/silences; the new silence's ID."""
+        body = {"matchers": list(matchers), "startsAt": starts_at.isoformat(), "endsAt": ends_at.isoformat(),
+                "createdBy": created_by, "comment": comment}
+        answer = await self._call("POST", "/api/v2/silences", json_body=body)
+        if not isinstance(answer, dict) or not isinstance(answer.get("silenceID"), str):
+            raise TransientDeliveryError(Reason.INVALID_RESPONSE, "Alertmanager answered without a silenceID")
+        return str(answer["silenceID"])
+
+    async def expire_silence(self, silence_id: str) -> bool:
+        """DELETE /api/v2/silence/{id}; False when Alertmanager does not know it (expired and forgotten)."""
+        try:
+            await self._call("DELETE", f"/api/v2/silence/{quote(silence_id, safe='')}")
+        except PermanentDeliveryError as exc:
+            if exc.reason is Reason.NOT_FOUND:
+                return False
+            raise
+        return True
+
+    async def silences(self, labels: Mapping[str, str] | None = None) -> list[Silence]:
+        """GET /api/v2/silences, those matching `labels` when given."""
+        answer = await self._call("GET", "/api/v2/silences", params=filter_param(labels or {}))
+        found: list[Silence] = []
+        for item in answer if isinstance(answer, list) else []:
+            try:
+                matchers = tuple((str(m["name"]), str(m["value"]), bool(m.get("isRegex")), bool(m.get("isEqual", True)))
+                                 for m in item["matchers"])
+                found.append(Silence(str(item["id"]), str(item["status"]["state"]), str(item.get("comment", "")),
+                                     str(item.get("createdBy", "")), str(item.get("endsAt", "")), matchers))
+            except (KeyError, TypeError):
+                continue
+        return found
+
+    async def alert_state(self, labels: Mapping[str, str], fingerprint: str) -> str | None:
+        """The alert's state (active, suppressed, unprocessed) from GET /api/v2/alerts; None when Alertmanager no
+        longer has it firing (resolved, or gone)."""
+        params = [*filter_param(labels), ("active", "true"), ("silenced", "true"), ("inhibited", "true"),
+                  ("unprocessed", "true")]
+        answer = await self._call("GET", "/api/v2/alerts", params=params)
+        for item in answer if isinstance(answer, list) else []:
+            if isinstance(item, dict) and item.get("fingerprint") == fingerprint:
+                status = item.get("status")
+                return str(status.get("state")) if isinstance(status, dict) else "active"
+        return None
+
+    async def _call(self, method: str, path: str, *, json_body: Any = None,
+                    params: Sequence[tuple[str, str]] = ()) -> Any:
+        data = json.dumps(json_body).encode() if json_body is not None else None
+        headers = self._headers() | ({"Content-Type": "application/json"} if data is not None else {})
+        try:
+            async with asyncio.timeout(self.timeout), self.session.request(
+                    method, self.url + path, data=data, params=list(params), headers=headers, allow_redirects=False,
+                    timeout=aiohttp.ClientTimeout(total=self.timeout)) as response:
+                raw = await response.content.read(ANSWER_LIMIT)
+                status = response.status
+        except TimeoutError:
+            raise TransientDeliveryError(Reason.TIMEOUT,
+                                         f"Alertmanager did not answer in {self.timeout:.0f}s") from None
+        except aiohttp.InvalidURL:
+            raise PermanentDeliveryError(Reason.CONFIG, "the Alertmanager URL is not usable") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise TransientDeliveryError(Reason.CONNECTION, f"Alertmanager: {type(exc).__name__}") from None
+        if 200 <= status < 300:
+            try:
+                return json.loads(raw) if raw.strip() else None
+            except ValueError:
+                raise TransientDeliveryError(Reason.INVALID_RESPONSE, "Alertmanager's answer is not JSON") from None
+        raise self._refusal(method, path, status, raw)
+
+    def _refusal(self, method: str, path: str, status: int, raw: bytes) -> DeliveryError:
+        said = raw.decode("utf-8", "replace")
+        detail = scrub(f"Alertmanager {method} {path.split('?')[0]}: HTTP {status} {said}", self._secrets())
+        reason = http_reason(status)
+        if status == 429 or status >= 500 or status == 408:
+            return TransientDeliveryError(reason, detail)
+        return PermanentDeliveryError(reason, detail)
