@@ -97,7 +97,8 @@ def candidates(message: WebhookMessage, routes: Routes) -> list[Candidate]:
         alerts = [a for a, _ in pairs]
         # A receiver given only the resolved alerts of a firing group holds a resolved group, and says so.
         group = message.model_copy(update={"alerts": alerts, "status": group_status(alerts)})
-        out.append(Candidate(name, receiver.integration, group, tuple(i for _, i in pairs), receiver.give_up_after))
+        out.append(Candidate(name, receiver.integration, group, tuple(i for _, i in pairs), receiver.give_up_after,
+                             routes.priority))
     return out
 
 

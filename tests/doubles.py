@@ -150,11 +150,11 @@ def swap(runtime: Runtime, channels: Mapping[str, ScriptedChannel]) -> None:
         runtime.channels[name] = double
 
 
-def group(group_key: str, *alertnames: str, status: str = "firing") -> WebhookMessage:
-    """An Alertmanager group (groupKey gives the lane) with one alert per name, all of one status."""
+def group(group_key: str, *alertnames: str, status: str = "firing", severity: str = "warning") -> WebhookMessage:
+    """An Alertmanager group (groupKey gives the lane) with one alert per name, all of one status and severity."""
     alerts: list[dict[str, Any]] = []
     for name in alertnames:
-        labels = {"alertname": name, "severity": "warning", "namespace": "ojeomneo"}
+        labels = {"alertname": name, "severity": severity, "namespace": "ojeomneo"}
         alerts.append({"status": status, "labels": labels, "annotations": {"summary": f"{name} summary"},
                        "startsAt": "2026-11-26T07:40:12Z",
                        "endsAt": "2026-11-26T07:45:00Z" if status == "resolved" else "0001-01-01T00:00:00Z",

@@ -116,6 +116,8 @@ def test_first_match_wins_unless_continue(tmp_path: Path) -> None:
          "invalid duration"),
         ("default_receivers: [ghost]\n", 8, "unknown receiver 'ghost'"),
         ("routes:\n  - receivers: [a]\n    matchers: ['x=\"1\"']\n    colour: red\n", 11, "colour"),
+        ("priority:\n  order: [critical, warning, critical]\n", 9, "names ['critical'] more than once"),
+        ("priority:\n  label: severity\n  colour: red\n", 10, "colour"),
     ],
 )
 def test_broken_file_is_refused_with_file_line_and_reason(tmp_path: Path, tail: str, line: int, reason: str) -> None:
@@ -181,3 +183,12 @@ def test_a_receiver_given_only_the_resolved_alerts_of_a_firing_group_holds_a_res
     status = {c.receiver: c.group.status for c in candidates(message, routes)}
     # PagerDuty and email were sent only the PodDown, now resolved: theirs is a resolve, whatever the group says.
     assert status == {"slack-alerts": "firing", "ops-email": "resolved", "pagerduty-oncall": "resolved"}
+
+
+def test_priority_order_defaults_to_severity_and_is_configurable(tmp_path: Path) -> None:
+    """routes.yaml `priority` says which alerts take a saturated destination's next token first (relay.priority)."""
+    assert load(write(tmp_path, BASE)).priority.rank({"severity": "critical"}) == 0
+    routes = load(write(tmp_path, BASE + "priority:\n  label: priority\n  order: [P1, P2]\n"))
+    ranks = [routes.priority.rank(labels) for labels in
+             ({"priority": "P1"}, {"priority": "P2"}, {"priority": "P9"}, {"severity": "critical"})]
+    assert ranks == [0, 1, 2, 2]

@@ -22,6 +22,7 @@ from relay.config.matchers import Matcher, parse_matchers
 from relay.config.receivers import GlobalConfig, ReceiverConfig, with_globals
 from relay.errors import ConfigError
 from relay.heartbeat import HeartbeatConfig
+from relay.priority import Priority, PriorityConfig
 from relay.templating import Templates
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class RoutesFile(BaseModel):
     routes: list[Route] = Field(default_factory=list)
     default_receivers: list[str] = Field(default_factory=list)
     heartbeats: list[HeartbeatConfig] = Field(default_factory=list)
+    priority: PriorityConfig = Field(default_factory=PriorityConfig)
 
     @model_validator(mode="after")
     def _names_resolve(self) -> RoutesFile:
@@ -82,6 +84,7 @@ class Routes:
         self.digest = digest
         self.receivers: dict[str, ReceiverConfig] = {r.name: with_globals(r, spec.global_) for r in spec.receivers}
         self.defaults = _on_defaults(spec, self.receivers, defaulted or {})
+        self.priority: Priority = spec.priority.priority()
 
     def targets(self, labels: Mapping[str, str]) -> list[Target]:
         """The receivers for one alert, in route order, each once (the first route naming it sets its interval)."""

@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol
 
 from relay.actions import ActionRow
 from relay.alerts import Notification, WebhookMessage, key_part
+from relay.priority import DEFAULT, Priority
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,8 @@ class Candidate:
     """One receiver's share of one incoming group, before dedup.
 
     `repeat_intervals[i]` belongs to `group.alerts[i]`: the interval of the
-    route that sent that alert to this receiver.
+    route that sent that alert to this receiver. `priority` ranks the alerts
+    that survive dedup (relay.priority).
     """
 
     receiver: str
@@ -29,6 +31,7 @@ class Candidate:
     group: WebhookMessage
     repeat_intervals: tuple[timedelta, ...]
     give_up_after: timedelta
+    priority: Priority = DEFAULT
 
     @property
     def lane(self) -> str:

@@ -51,7 +51,7 @@ MIGRATION_LOCK = 0
 # (rebuilt there only when some were dropped), leased at once to the handoff's owner when offered and at the head of
 # its lane. $1-$5 the dedup marks (sorted: one lock order for every enqueue, so overlapping webhooks cannot deadlock),
 # $6 now; $7-$11 every alert: candidate, position in its group, mark, name, firing; $12-$19 every candidate;
-# $20 lease until, $21 owner.
+# $20 lease until, $21 owner, $22 each alert's priority rank (the notification takes its alerts' least).
 # A claim (`claim`) walks receivers with one index probe each and reads each receiver's rows in due order until its
 # share is found, so it costs the same with 50 or 50,000 pending rows (no pass over every pending lane).
 Q = queries.load("postgres")
@@ -192,6 +192,7 @@ class PostgresStore(common.Scripted):
             await self._hold_owner(handoff.owner)
         marks: dict[tuple[str, str, str, str], float] = {}
         alerts: list[tuple[int, int, tuple[str, str, str, str], str, bool]] = []
+        ranks: list[int] = []  # each alert's priority rank, beside `alerts`
         notices: list[tuple[int, str, str, str, str, int, float, bool]] = []
         taken: dict[str, int] = {}
         lanes: set[str] = set()
@@ -200,6 +201,7 @@ class PostgresStore(common.Scripted):
                 key = (cand.receiver, key_part(alert.fingerprint), dedup_time(alert.startsAt), alert.status)
                 marks.setdefault(key, interval.total_seconds())
                 alerts.append((c, pos, key, alert.name, alert.status == "firing"))
+                ranks.append(cand.priority.rank(alert.labels))
             group = cand.group  # its status is its alerts' (relay.webhook.candidates narrows both)
             # Only the first of a lane in this call can be its head; the rest queue behind it.
             offered = handoff is not None and cand.lane not in lanes and handoff.take(taken, cand.receiver)
@@ -213,7 +215,8 @@ class PostgresStore(common.Scripted):
                 rows = await conn.fetch(
                     Q["enqueue"], *_columns([(*key, marks[key]) for key in order], 5), now,
                     *_columns([(c, pos, index[key], name, firing) for c, pos, key, name, firing in alerts], 5),
-                    *_columns(notices, 8), now + handoff.lease if handoff else 0.0, handoff.owner if handoff else None)
+                    *_columns(notices, 8), now + handoff.lease if handoff else 0.0, handoff.owner if handoff else None,
+                    ranks)
         except StoreUnavailable as exc:
             self._write_failure = str(exc)
             raise

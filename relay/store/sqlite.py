@@ -82,7 +82,8 @@ def _enqueue(conn: sqlite3.Connection, candidates: list[Candidate], now: float,
         names = ",".join(sorted({a.name for a in kept}))
         give_up_at = now + cand.give_up_after.total_seconds()
         cur = conn.execute(Q["insert"], (cand.receiver, cand.integration, cand.lane, group.status, names,
-                                        storable(group.model_dump_json()), now, give_up_at, now))
+                                        storable(group.model_dump_json()), now, give_up_at, now,
+                                        cand.priority.of(a.labels for a in kept)))
         notification_id = cur.lastrowid
         assert notification_id is not None
         claimed = None
@@ -109,24 +110,22 @@ def _pending_receivers(conn: sqlite3.Connection) -> list[str]:
 
 def _due_heads(conn: sqlite3.Connection, limit: int, now: float, room: Mapping[str, int]
                ) -> tuple[list[Any], bool, float | None]:
-    """Due lane heads in due order, at most each receiver's room; whether more were due; when the next one is."""
+    """Due lane heads, most severe first, then oldest, at most each receiver's room; whether more were due; when
+    the next not-yet-due one is."""
     heads: list[Any] = []  # sqlite3.Row
     more, next_due = False, None
     for receiver in _pending_receivers(conn):
         share = min(limit, room.get(receiver, limit))
         if share <= 0:  # this receiver has its share in flight: its completions will wake the dispatcher
             continue
-        taken = 0
-        for row in conn.execute(Q["receiver_heads"], (receiver, now)):
-            if row["next_attempt_at"] > now:
-                next_due = row["next_attempt_at"] if next_due is None else min(next_due, row["next_attempt_at"])
-                break
-            if taken >= share:
-                more = True
-                break
-            heads.append(row)
-            taken += 1
-    heads.sort(key=lambda row: (row["next_attempt_at"], row["id"]))
+        rows = conn.execute(Q["receiver_heads"], (receiver, now, share + 1)).fetchall()
+        if len(rows) > share:
+            more, rows = True, rows[:share]
+        heads.extend(rows)
+        due = conn.execute(Q["receiver_next_due"], (receiver, now)).fetchone()[0]
+        if due is not None:
+            next_due = due if next_due is None else min(next_due, due)
+    heads.sort(key=lambda row: (row["priority"], row["id"]))
     return heads, more, next_due
 
 

@@ -63,3 +63,38 @@ async def test_a_rate_limit_wait_written_before_the_flag_still_keeps_its_time(da
         assert await store.retry_now("r", now + 302) == 1
     finally:
         await store.close()
+
+
+# Before this, claims read lane heads in due order; pending rows get a priority from their alerts' severity.
+BEFORE_PRIORITY = {"sqlite": 7, "postgres": 6}
+
+
+async def test_notifications_waiting_before_priorities_are_ranked_by_their_alerts_severity(database_url: str) -> None:
+    now = time.time()
+    dialect = "sqlite" if database_url.startswith("sqlite") else "postgres"
+    scripts = [m.sql for m in migrate.migrations(dialect)][:BEFORE_PRIORITY[dialect]]
+    rows = []
+    for lane, name in (("warn", "firing-highlatency-group2.json"), ("crit", "firing-poddown.json")):
+        payload = WebhookMessage.model_validate(fixture(name)).model_dump_json().replace("'", "''")
+        rows.append(INSERT.format(lane=f"'{lane}'", now=now, error="''", payload=f"'{payload}'"))
+    if dialect == "sqlite":
+        conn = sqlite3.connect(database_url.removeprefix("sqlite:///"))
+        conn.executescript("\n".join([*scripts, *[f"{row};" for row in rows],
+                                      f"PRAGMA user_version = {BEFORE_PRIORITY[dialect]};"]))
+        conn.close()
+    else:
+        pg = await asyncpg.connect(database_url)
+        try:
+            for script in [*scripts, "CREATE TABLE relay_schema (version INTEGER NOT NULL)", *rows]:
+                await pg.execute(script)
+            await pg.execute("INSERT INTO relay_schema (version) SELECT generate_series(1, $1::int)",
+                             BEFORE_PRIORITY[dialect])
+        finally:
+            await pg.close()
+    store = open_store(database_url)
+    await store.open()
+    try:
+        claim = await store.claim("w1", 1, now + 301, 60)
+        assert [c.notification.lane for c in claim.claimed] == ["crit"]  # PodDown is critical, HighLatency not
+    finally:
+        await store.close()

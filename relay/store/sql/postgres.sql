@@ -15,27 +15,29 @@ won AS (
 kept AS (  -- an alert twice in one enqueue is notified once, in its first place
     SELECT DISTINCT ON (mark.k) a.*
     FROM won JOIN mark USING (receiver, fingerprint, starts_at, status)
-    JOIN unnest($7::int[], $8::int[], $9::int[], $10::text[], $11::bool[]) AS a (cand, pos, k, name, firing)
+    JOIN unnest($7::int[], $8::int[], $9::int[], $10::text[], $11::bool[], $22::int[])
+        AS a (cand, pos, k, name, firing, priority)
         ON a.k = mark.k
     ORDER BY mark.k, a.cand, a.pos
 ),
 notice AS (
-    SELECT c.*, nextval('notifications_id_seq') AS id, s.positions, s.firing, s.names
+    SELECT c.*, nextval('notifications_id_seq') AS id, s.positions, s.firing, s.names, s.priority
     FROM unnest($12::int[], $13::text[], $14::text[], $15::text[], $16::text[], $17::int[], $18::float8[],
                 $19::bool[]) AS c (cand, receiver, integration, lane, payload, total, give_up_at, offered)
-    JOIN (SELECT cand, array_agg(pos ORDER BY pos) AS positions, bool_or(firing) AS firing,
+    JOIN (SELECT cand, array_agg(pos ORDER BY pos) AS positions, bool_or(firing) AS firing, min(priority) AS priority,
                  string_agg(DISTINCT name COLLATE "C", ',' ORDER BY name COLLATE "C") AS names
           FROM kept GROUP BY cand) s USING (cand)
 ),
 written AS (
     INSERT INTO notifications (id, receiver, integration, lane, status, alertnames, payload, received_at, give_up_at,
-                               next_attempt_at, lease_until, lease_owner)
+                               next_attempt_at, lease_until, lease_owner, priority)
     SELECT id, receiver, integration, lane, CASE WHEN firing THEN 'firing' ELSE 'resolved' END, names,
            CASE WHEN cardinality(positions) = total THEN payload ELSE (payload::jsonb || jsonb_build_object(
                'status', CASE WHEN firing THEN 'firing' ELSE 'resolved' END,
                'alerts', (SELECT jsonb_agg(e ORDER BY i) FROM jsonb_array_elements(payload::jsonb -> 'alerts')
                               WITH ORDINALITY AS x (e, i) WHERE i - 1 = ANY(positions))))::text END,
-           $6, give_up_at, $6, CASE WHEN head THEN $20::float8 ELSE 0 END, CASE WHEN head THEN $21::text END
+           $6, give_up_at, $6, CASE WHEN head THEN $20::float8 ELSE 0 END, CASE WHEN head THEN $21::text END,
+           priority
     FROM (SELECT *, offered AND NOT EXISTS (SELECT 1 FROM notifications p WHERE p.lane = notice.lane
                                                                            AND p.state = 'pending') AS head
           FROM notice) AS heads
@@ -44,7 +46,8 @@ written AS (
 SELECT notice.cand, notice.id, notice.positions, written.leased FROM notice JOIN written USING (id)
 
 -- claim --
--- Due lane heads, at most $4's share per receiver $3 and $2 in all, skipping rows another replica is claiming (hot)
+-- Due lane heads, most severe first then oldest, at most $4's share per receiver $3 and $2 in all, skipping rows
+-- another replica is claiming (hot path)
 WITH RECURSIVE receivers (name) AS (
     SELECT min(receiver) FROM notifications WHERE state = 'pending'
     UNION ALL
@@ -55,20 +58,20 @@ due AS (
     SELECT h.id FROM receivers r
     LEFT JOIN unnest($3::text[], $4::int[]) AS room (receiver, share) ON room.receiver = r.name,
     LATERAL (
-        SELECT n.id, n.next_attempt_at FROM notifications n
+        SELECT n.id, n.priority FROM notifications n
         WHERE n.state = 'pending' AND n.receiver = r.name AND n.next_attempt_at <= $1 AND n.lease_until <= $1
           AND NOT EXISTS (SELECT 1 FROM notifications p WHERE p.state = 'pending' AND p.lane = n.lane AND p.id < n.id)
-        ORDER BY n.next_attempt_at, n.id
+        ORDER BY n.priority, n.id
         LIMIT least($2, coalesce(room.share, $2))
     ) h
     WHERE r.name IS NOT NULL
-    ORDER BY h.next_attempt_at, h.id
+    ORDER BY h.priority, h.id
     LIMIT $2 * 4
 )
-SELECT n.id, n.receiver, n.integration, n.lane, n.payload, n.received_at, n.give_up_at, n.attempts
+SELECT n.id, n.receiver, n.integration, n.lane, n.payload, n.received_at, n.give_up_at, n.attempts, n.priority
 FROM notifications n
 WHERE n.id IN (SELECT id FROM due) AND n.state = 'pending' AND n.lease_until <= $1
-ORDER BY n.next_attempt_at, n.id
+ORDER BY n.priority, n.id
 LIMIT $2
 FOR UPDATE OF n SKIP LOCKED
 

@@ -8,10 +8,10 @@ INSERT INTO dedup (receiver, fingerprint, starts_at, status, notified_at) VALUES
 ON CONFLICT (receiver, fingerprint, starts_at, status) DO UPDATE SET notified_at = excluded.notified_at
 
 -- insert --
--- Write one notification, due now (hot path: enqueue)
+-- Write one notification, due now, with its priority (hot path: enqueue)
 INSERT INTO notifications (receiver, integration, lane, status, alertnames, payload, received_at, give_up_at,
-                           next_attempt_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                           next_attempt_at, priority)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 
 -- lane_head --
 -- The first pending notification of a lane (hot path: enqueue's handoff)
@@ -22,13 +22,18 @@ SELECT min(id) FROM notifications WHERE lane = ? AND state = 'pending'
 SELECT min(receiver) FROM notifications WHERE state = 'pending' AND receiver > ?
 
 -- receiver_heads --
--- One receiver's unleased lane heads in due order (hot path: claim)
-SELECT n.id, n.receiver, n.integration, n.lane, n.payload, n.received_at, n.give_up_at, n.attempts,
-       n.next_attempt_at, n.lease_until
-FROM notifications n INDEXED BY notifications_receiver_due
-WHERE n.state = 'pending' AND n.receiver = ? AND n.lease_until <= ?
+-- Up to ?3 of receiver ?1's unleased lane heads due at ?2, most severe first, then oldest (hot path: claim)
+SELECT n.id, n.receiver, n.integration, n.lane, n.payload, n.received_at, n.give_up_at, n.attempts, n.priority
+FROM notifications n INDEXED BY notifications_receiver_priority
+WHERE n.state = 'pending' AND n.receiver = ?1 AND n.next_attempt_at <= ?2 AND n.lease_until <= ?2
   AND NOT EXISTS (SELECT 1 FROM notifications p WHERE p.state = 'pending' AND p.lane = n.lane AND p.id < n.id)
-ORDER BY n.next_attempt_at, n.id
+ORDER BY n.priority, n.id
+LIMIT ?3
+
+-- receiver_next_due --
+-- When receiver ?1's next unleased notification not due at ?2 becomes due: one index probe (hot path: claim)
+SELECT min(next_attempt_at) FROM notifications INDEXED BY notifications_receiver_due
+WHERE state = 'pending' AND receiver = ?1 AND next_attempt_at > ?2 AND lease_until <= ?2
 
 -- lease --
 -- Lease a notification to its sender until ? (hot path: claim and handoff)
