@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -158,6 +159,30 @@ class State(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class Escalation:
+    """What makes a notification an escalation (relay.escalation): step `step` of `steps`, sent because nobody
+    acknowledged its alerts `after` seconds after relay first received them."""
+
+    step: int
+    steps: int
+    after: float
+
+    def to_json(self) -> str:
+        return json.dumps({"step": self.step, "steps": self.steps, "after": self.after})
+
+    @classmethod
+    def from_json(cls, text: str | None) -> Escalation | None:
+        """The stored column read back; None for an ordinary notification (or a value relay did not write)."""
+        if not text:
+            return None
+        try:
+            data = json.loads(text)
+            return cls(int(data["step"]), int(data["steps"]), float(data["after"]))
+        except (ValueError, TypeError, KeyError):
+            return None
+
+
+@dataclass(frozen=True)
 class Notification:
     """What one receiver is told about one incoming group: the alerts that survived dedup.
 
@@ -172,6 +197,7 @@ class Notification:
     group: WebhookMessage
     received_at: datetime
     attempts: int = 0
+    escalation: Escalation | None = None
 
     @property
     def status(self) -> Status:

@@ -58,7 +58,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             asyncio.create_task(_watch(runtime), name="routes-watch"),
             asyncio.create_task(prune_forever(opened.store, runtime, timedelta(hours=settings.retention_hours)),
                                 name="retention"),
-            asyncio.create_task(opened.deadman.run(), name="heartbeats")]
+            asyncio.create_task(opened.deadman.run(), name="heartbeats"),
+            asyncio.create_task(opened.escalator.run(), name="escalations")]
         try:
             yield
         finally:

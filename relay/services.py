@@ -14,6 +14,7 @@ from starlette.requests import Request
 from relay.config.runtime import Runtime
 from relay.deadman import DeadMan
 from relay.dispatcher import Dispatcher, DispatcherOptions
+from relay.escalation import Escalator
 from relay.retry import RetryPolicy
 from relay.settings import Settings
 from relay.store import open_store
@@ -22,13 +23,14 @@ from relay.store.base import Store
 
 @dataclass(frozen=True)
 class Services:
-    """The settings, store, configuration, dispatcher and heartbeat switch of one running relay."""
+    """The settings, store, configuration, dispatcher, heartbeat switch and escalation checker of one running relay."""
 
     settings: Settings
     store: Store
     runtime: Runtime
     dispatcher: Dispatcher
     deadman: DeadMan
+    escalator: Escalator
 
     async def close(self, tasks: Iterable[asyncio.Task[object]] = ()) -> None:
         """Let in-flight sends finish (up to the shutdown grace), end `tasks`, then close configuration and store."""
@@ -66,7 +68,8 @@ async def open_services(settings: Settings) -> Services:
         await store.close()
         raise
     dispatcher = Dispatcher(store, runtime, dispatcher_options(settings))
-    return Services(settings, store, runtime, dispatcher, DeadMan(store, runtime, dispatcher))
+    return Services(settings, store, runtime, dispatcher, DeadMan(store, runtime, dispatcher),
+                    Escalator(store, runtime, dispatcher))
 
 
 def services(request: Request) -> Services:

@@ -248,9 +248,21 @@ def context(notification: Notification, extra: Mapping[str, Any] | None = None,
         "groupKey": visible(group.groupKey),
         "truncatedAlerts": group.truncatedAlerts,
         "now": now or datetime.now(UTC),
+        "escalation": _escalation(notification),
     }
     ctx.update(extra or {})
     return ctx
+
+
+def _escalation(notification: Notification) -> dict[str, Any] | None:
+    """An escalation step as templates see it (None for every other notification): `notice` is relay's own text,
+    e.g. `Escalation (step 1 of 2): not acknowledged for 10m`."""
+    step = notification.escalation
+    if step is None:
+        return None
+    after = duration(step.after)
+    return {"step": step.step, "steps": step.steps, "after": after,
+            "notice": f"Escalation (step {step.step} of {step.steps}): not acknowledged for {after}"}
 
 
 class Templates:

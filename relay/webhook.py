@@ -19,7 +19,7 @@ from pydantic_core import ErrorDetails
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from relay import metrics, outbox
+from relay import escalation, metrics, outbox
 from relay.alerts import Alert, WebhookMessage, group_status
 from relay.auth import check_webhook
 from relay.config.routes import Routes
@@ -141,6 +141,7 @@ async def handle(request: Request) -> JSONResponse:
     beats = arrived(routes.spec.heartbeats, message.alerts)
     chosen = candidates(message, routes)
     try:
+        chosen = await escalation.arm(state.store, routes, message, chosen, received_at)
         results = await outbox.enqueue(state.dispatcher, state.store, chosen, received_at)
         if beats[0]:  # after the enqueue: a refused webhook records nothing, a 503's resend is deduplicated
             await state.store.heartbeat_seen(beats[0], received_at)

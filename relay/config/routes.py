@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from relay.config import yamlconfig
 from relay.config.durations import Duration, parse_duration
+from relay.config.escalation import EscalationStep, check_escalation
 from relay.config.matchers import Matcher, parse_matchers
 from relay.config.receivers import GlobalConfig, ReceiverConfig, with_globals
 from relay.errors import ConfigError
@@ -37,6 +38,7 @@ class Route(BaseModel):
     receivers: list[str] = Field(min_length=1)
     continue_: bool = Field(default=False, alias="continue")
     repeat_interval: Duration = DEFAULT_REPEAT_INTERVAL
+    escalate: list[EscalationStep] = Field(default_factory=list)
 
     @field_validator("matchers", mode="before")
     @classmethod
@@ -64,6 +66,14 @@ class RoutesFile(BaseModel):
         if dupes:
             raise ValueError(f"duplicate receiver name(s): {dupes}")
         return self
+
+
+@dataclass(frozen=True)
+class Escalation:
+    """The escalation an alert gets: that of the first route it matches that names one (`route`: its index)."""
+
+    route: int
+    steps: list[EscalationStep]
 
 
 @dataclass(frozen=True)
@@ -102,6 +112,23 @@ class Routes:
             for name in self.spec.default_receivers:
                 chosen.setdefault(name, Target(name, DEFAULT_REPEAT_INTERVAL))
         return list(chosen.values())
+
+    def escalation(self, labels: Mapping[str, str]) -> Escalation | None:
+        """The escalation of an alert with these labels: of the first route it reaches (as `targets` walks them)
+        that has `escalate:`; None if none does (alerts only `default_receivers` catch never escalate)."""
+        for i, route in enumerate(self.spec.routes):
+            if not route.matches(labels):
+                continue
+            if route.escalate:
+                return Escalation(i, route.escalate)
+            if not route.continue_:
+                break
+        return None
+
+    @property
+    def escalates(self) -> bool:
+        """Whether any route escalates (else a webhook has no escalation to arm or end)."""
+        return any(route.escalate for route in self.spec.routes)
 
     def longest_repeat_interval(self) -> timedelta:
         return max((route.repeat_interval for route in self.spec.routes), default=DEFAULT_REPEAT_INTERVAL)
@@ -156,6 +183,8 @@ def _check_names(spec: RoutesFile, lines: dict[yamlconfig.Path_, int], file: str
             raise ConfigError(f"default_receivers names unknown receiver {name!r}; known: {sorted(names)}",
                               file=file, line=yamlconfig.line_of(lines, ("default_receivers", j)))
     _check_heartbeats(spec, names, lines, file)
+    for i, route in enumerate(spec.routes):
+        check_escalation(i, route.escalate, names, lines, file)
     fallbacks = {r.name: r.fallback for r in spec.receivers if r.fallback}
     for i, receiver in enumerate(spec.receivers):
         if receiver.fallback and receiver.fallback not in names:

@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any, Literal, Protocol
 
 from relay.actions import ActionRow
-from relay.alerts import Notification, WebhookMessage, key_part
+from relay.alerts import Alert, Escalation, Notification, WebhookMessage, key_part
 from relay.priority import DEFAULT, Priority
 
 
@@ -119,6 +119,58 @@ class HeartbeatState:
     last_seen: float | None
     watched_since: float
     missing_since: float | None
+
+
+# Why what was left of an escalation ended (relay.escalation): someone acknowledged or silenced the alert, it
+# resolved, or the route that armed it no longer escalates.
+EscalationEnd = Literal["acknowledged", "silenced", "resolved", "unrouted"]
+# An alert episode as the store keys it: key_part(fingerprint) and the normalised startsAt (rows.dedup_time).
+Episode = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Timer:
+    """One escalation step of one firing alert, to arm: `group` is the alert's group narrowed to that alert (what the
+    step sends), due at `due_at` (epoch seconds) unless it is acknowledged, silenced or resolved first."""
+
+    group: WebhookMessage
+    step: int
+    steps: int
+    after: float
+    receivers: tuple[str, ...]
+    due_at: float
+
+    @property
+    def alert(self) -> Alert:
+        return self.group.alerts[0]
+
+
+@dataclass(frozen=True)
+class DueTimer:
+    """An armed step read back from the store (`id` names it to escalate)."""
+
+    id: int
+    timer: Timer
+    armed_at: float
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """What the store knows of one step of one alert's escalation: `state` is pending, sent or cancelled; a sent one
+    lists its notifications, a cancelled one its `reason` (an EscalationEnd)."""
+
+    fingerprint: str
+    starts_at: str
+    step: int
+    steps: int
+    after: float
+    receivers: tuple[str, ...]
+    armed_at: float
+    due_at: float
+    state: str
+    ended_at: float | None
+    reason: str
+    notifications: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -248,3 +300,30 @@ class Store(Protocol):
     async def watches_due(self, now: float, next_check: float, limit: int) -> list[Watch]:
         """Forget watches whose silence ended by `now`; take up to `limit` due ones, each next asked at `next_check`
         (so one replica asks, not each)."""
+    # -- escalation (relay.escalation) -------------------------------------------------------
+
+    async def arm_escalations(self, timers: Sequence[Timer], resolved: Sequence[Alert],
+                              now: float) -> dict[Episode, list[str]]:
+        """What a webhook means for escalations, in one durable transaction: arm `timers` (each unless that step of
+        that episode is armed already, so a re-sent alert keeps its first clock and an acknowledged one stays
+        acknowledged), and end what is left of the escalation of the `resolved` alerts (reason `resolved`).
+        Returns, per resolved episode (Episode), the receivers its sent steps went to: they hear the resolve too."""
+
+    async def cancel_escalations(self, fingerprints: Sequence[str], reason: EscalationEnd, now: float) -> int:
+        """Cancel every pending escalation step of the alerts with these fingerprints (Alertmanager's, as in the
+        webhook), for `reason`, at `now`; returns how many steps were cancelled (0: nothing was left, e.g. already
+        sent, cancelled or never armed). Steps already sent stay sent. The ones a later firing episode of the same
+        alert arms are not affected. Idempotent: a second acknowledge cancels nothing more. Callers should go
+        through relay.escalation.cancel, which also logs and counts."""
+
+    async def due_escalations(self, now: float, limit: int) -> list[DueTimer]:
+        """Pending steps due at `now`, the earliest first."""
+
+    async def escalate(self, ids: Sequence[int], now: float, notice: list[Candidate],
+                       escalation: Escalation) -> list[Enqueued] | None:
+        """If every step of `ids` is still pending, mark them sent and enqueue `notice` (its notifications marked as
+        `escalation`) in one durable transaction; None when any of them is not pending any more (another replica
+        sent it, or it was cancelled meanwhile): then nothing is written."""
+
+    async def escalations_of(self, fingerprints: Sequence[str]) -> list[StepRecord]:
+        """Every stored step of these alerts' escalations (any episode, any state), in the order they were armed."""

@@ -9,27 +9,36 @@ The hot path (enqueue, claim, outcomes) stays in each store: each dialect does i
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from relay.actions import ACTION, ActionRow
-from relay.alerts import Notification, State, WebhookMessage, group_status, key_part
+from relay.alerts import Alert, Notification, State, WebhookMessage, group_status, key_part
 from relay.errors import Reason
 from relay.store.base import (
     Acted,
     Attempt,
     Cancel,
     Claimed,
+    DueTimer,
     Enqueued,
+    Episode,
+    EscalationEnd,
     Handoff,
     HistoryFilter,
     OutboxStats,
     Replay,
+    StepRecord,
+    Timer,
     Watch,
 )
 from relay.store.rows import HISTORY_COLUMNS, attempt_error, dedup_time, detail_row, history_row, storable
+
+log = logging.getLogger(__name__)
 
 # What a step asks for: every row, the first row (or None), or how many rows it changed.
 Want = Literal["rows", "row", "count"]
@@ -148,6 +157,7 @@ def prune(d: Dialect, finished_before: float, marks_before: float) -> Script:
     yield _count(q["prune_dedup"], marks_before)
     yield _count(q["prune_refs"], marks_before)
     yield _count(q["prune_action_marks"], marks_before)
+    yield _count(q["prune_escalations"], marks_before)
     return forgotten
 
 
@@ -187,6 +197,58 @@ def watches_due(d: Dialect, now: float, next_check: float, limit: int) -> Script
 
 def find_refs(d: Dialect, receiver: str, keys: list[str]) -> Script:
     return {r["alert_key"]: r["ref"] for r in (yield _rows(d.queries["refs_get"], receiver, keys))}
+
+
+def episode(alert: Alert) -> Episode:
+    """An alert episode as the escalations table (and dedup) keys it."""
+    return key_part(alert.fingerprint), dedup_time(alert.startsAt)
+
+
+def arm_escalations(d: Dialect, timers: Sequence[Timer], resolved: Sequence[Alert], now: float) -> Script:
+    """See Store.arm_escalations. Timers go in one statement, in one order (replicas arming one group cannot
+    deadlock); the resolve's receivers are read after its cancel, so a step sent meanwhile is among them."""
+    q = d.queries
+    if timers:
+        rows = sorted(({"fingerprint": key, "starts_at": started, "step": t.step, "steps": t.steps, "after": t.after,
+                        "receivers": json.dumps(list(t.receivers)), "group_key": key_part(t.group.groupKey),
+                        "payload": storable(t.group.model_dump_json()), "due_at": t.due_at}
+                       for t in timers for key, started in [episode(t.alert)]),
+                      key=lambda row: (row["fingerprint"], row["starts_at"], row["step"]))
+        yield _count(q["escalation_arm"], json.dumps(rows), now)
+    sent: dict[Episode, list[str]] = {}
+    if resolved:
+        episodes = json.dumps(sorted({episode(a) for a in resolved}))
+        yield _count(q["escalation_resolve"], now, episodes)
+        for row in (yield _rows(q["escalation_sent_to"], episodes)):
+            receivers = sent.setdefault((row["fingerprint"], row["starts_at"]), [])
+            receivers.extend(r for r in json.loads(row["receivers"]) if r not in receivers)
+    return sent
+
+
+def cancel_escalations(d: Dialect, fingerprints: Sequence[str], reason: str, now: float) -> Script:
+    return (yield _count(d.queries["escalation_cancel"], now, reason, sorted({key_part(f) for f in fingerprints})))
+
+
+def due_escalations(d: Dialect, now: float, limit: int) -> Script:
+    """Due steps; one whose stored alert cannot be read back is left out (and said), never blocking the others."""
+    due = []
+    for row in (yield _rows(d.queries["escalations_due"], now, limit)):
+        try:
+            group = WebhookMessage.model_validate_json(row["payload"])
+        except ValueError as exc:
+            log.error("escalation step %d cannot be read back, skipping it: %s", row["id"], exc)
+            continue
+        timer = Timer(group, row["step"], row["steps"], row["after_seconds"], tuple(json.loads(row["receivers"])),
+                      row["due_at"])
+        due.append(DueTimer(row["id"], timer, row["armed_at"]))
+    return due
+
+
+def escalations_of(d: Dialect, fingerprints: Sequence[str]) -> Script:
+    rows = yield _rows(d.queries["escalations_of"], sorted({key_part(f) for f in fingerprints}))
+    return [StepRecord(r["fingerprint"], r["starts_at"], r["step"], r["steps"], r["after_seconds"],
+                       tuple(json.loads(r["receivers"])), r["armed_at"], r["due_at"], r["state"], r["ended_at"],
+                       r["reason"], tuple(json.loads(r["notifications"]))) for r in rows]
 
 
 def attempt_fields(attempt: Attempt) -> tuple[float, float, str, str, str]:
@@ -268,6 +330,28 @@ class Scripted:
     async def watches_due(self, now: float, next_check: float, limit: int) -> list[Watch]:
         due: list[Watch] = await self._script(watches_due(self.dialect, now, next_check, limit))
         return due
+
+    async def arm_escalations(self, timers: Sequence[Timer], resolved: Sequence[Alert],
+                              now: float) -> dict[Episode, list[str]]:
+        if not timers and not resolved:
+            return {}
+        sent: dict[Episode, list[str]] = await self._script(arm_escalations(self.dialect, timers, resolved, now))
+        return sent
+
+    async def cancel_escalations(self, fingerprints: Sequence[str], reason: EscalationEnd, now: float) -> int:
+        if not fingerprints:
+            return 0
+        return int(await self._script(cancel_escalations(self.dialect, fingerprints, reason, now)))
+
+    async def due_escalations(self, now: float, limit: int) -> list[DueTimer]:
+        due: list[DueTimer] = await self._script(due_escalations(self.dialect, now, limit), read=True)
+        return due
+
+    async def escalations_of(self, fingerprints: Sequence[str]) -> list[StepRecord]:
+        if not fingerprints:
+            return []
+        found: list[StepRecord] = await self._script(escalations_of(self.dialect, fingerprints), read=True)
+        return found
 
     async def find_refs(self, receiver: str, keys: Sequence[str]) -> dict[str, str]:
         if not keys:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -21,7 +22,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from relay.actions import ActionRow
-from relay.alerts import group_status, key_part
+from relay.alerts import Escalation, group_status, key_part
 from relay.errors import StoreRejected, StoreUnavailable
 from relay.store import common, migrate, queries
 from relay.store.base import (
@@ -315,6 +316,21 @@ class PostgresStore(common.Scripted):
             if await conn.fetchval(sql, *params) is None:
                 return None
             return await self.enqueue(notice, now, within=conn)
+
+    # -- escalation (relay.escalation) -------------------------------------------------------
+
+    async def escalate(self, ids: Sequence[int], now: float, notice: list[Candidate],
+                       escalation: Escalation) -> list[Enqueued] | None:
+        """The locking read makes a replica sending the same steps wait, then find them sent: one escalation."""
+        steps = sorted(set(ids))
+        async with self._tx() as conn:
+            if len(await conn.fetch(Q["escalation_lock"], steps)) != len(steps):
+                return None
+            results = await self.enqueue(notice, now, within=conn)
+            written = [r.notification_id for r in results if r.notification_id is not None]
+            await conn.execute(Q["escalation_sent"], now, json.dumps(written), steps)
+            await conn.execute(Q["notification_escalation"], escalation.to_json(), written)
+            return results
 
 
 async def _drive(conn: Conn, script: common.Script) -> Any:

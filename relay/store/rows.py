@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from relay.actions import ACTION, FIELD
-from relay.alerts import Notification, WebhookMessage, parse_time
+from relay.alerts import Escalation, Notification, WebhookMessage, parse_time
 from relay.errors import StoreRejected
 from relay.store.base import Candidate, Claimed
 
@@ -29,11 +29,12 @@ def notification_from_row(row: Mapping[str, Any]) -> Notification:
         group=WebhookMessage.model_validate_json(row["payload"]),
         received_at=datetime.fromtimestamp(row["received_at"], UTC),
         attempts=row["attempts"],
+        escalation=Escalation.from_json(row["escalation"]),
     )
 
 
 HISTORY_COLUMNS = ("id, receiver, integration, status, alertnames, state, attempts, received_at, finished_at, "
-                   "next_attempt_at, last_error, "
+                   "next_attempt_at, last_error, escalation, "
                    # A pending notification waits for every older pending one of its lane: the first of those.
                    "CASE WHEN state = 'pending' THEN (SELECT min(p.id) FROM notifications p WHERE p.lane = "
                    "notifications.lane AND p.state = 'pending' AND p.id < notifications.id) END AS behind")
@@ -42,6 +43,9 @@ HISTORY_COLUMNS = ("id, receiver, integration, status, alertnames, state, attemp
 def history_row(row: Mapping[str, Any]) -> dict[str, Any]:
     item = dict(row)
     item["alertnames"] = [n for n in item["alertnames"].split(",") if n]
+    escalation = Escalation.from_json(item.get("escalation"))
+    item["escalation"] = None if escalation is None else {"step": escalation.step, "steps": escalation.steps,
+                                                          "after_seconds": escalation.after}
     return item
 
 

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from relay.alerts import group_status, key_part
+from relay.alerts import Escalation, group_status, key_part
 from relay.errors import StoreRejected, StoreUnavailable
 from relay.store import common, migrate, queries
 from relay.store.base import (
@@ -378,6 +378,23 @@ class SqliteStore(common.Scripted):
             if not conn.execute(Q["heartbeat_back"], (name, missing_since, missing_since)).rowcount:
                 return None
             return _enqueue(conn, notice, now, None)
+
+        return await self._call(op)
+
+    # -- escalation (relay.escalation) -------------------------------------------------------
+
+    async def escalate(self, ids: Sequence[int], now: float, notice: list[Candidate],
+                       escalation: Escalation) -> list[Enqueued] | None:
+        steps = json.dumps(sorted(set(ids)))
+
+        def op(conn: sqlite3.Connection) -> list[Enqueued] | None:
+            if len(conn.execute(Q["escalation_lock"], (steps,)).fetchall()) != len(set(ids)):
+                return None
+            results = _enqueue(conn, notice, now, None)
+            written = json.dumps([r.notification_id for r in results if r.notification_id is not None])
+            _run(conn, Q["escalation_sent"], (now, written, steps))
+            _run(conn, Q["notification_escalation"], (escalation.to_json(), written))
+            return results
 
         return await self._call(op)
 

@@ -68,7 +68,8 @@ due AS (
     ORDER BY h.priority, h.id
     LIMIT $2 * 4
 )
-SELECT n.id, n.receiver, n.integration, n.lane, n.payload, n.received_at, n.give_up_at, n.attempts, n.priority
+SELECT n.id, n.receiver, n.integration, n.lane, n.payload, n.received_at, n.give_up_at, n.attempts, n.priority,
+       n.escalation
 FROM notifications n
 WHERE n.id IN (SELECT id FROM due) AND n.state = 'pending' AND n.lease_until <= $1
 ORDER BY n.priority, n.id
@@ -279,3 +280,55 @@ UPDATE silence_watches SET next_check = $2
 WHERE (receiver, silence_id) IN (SELECT receiver, silence_id FROM silence_watches WHERE next_check <= $1
                                  ORDER BY next_check LIMIT $3 FOR UPDATE SKIP LOCKED)
 RETURNING receiver, silence_id, payload, ends_at
+
+-- escalation_arm --
+-- Arm the timers of $1 (a JSON array of objects, in one order: no deadlock) at $2, each unless armed already
+INSERT INTO escalations (fingerprint, starts_at, step, steps, after_seconds, receivers, group_key, payload,
+                         armed_at, due_at)
+SELECT t.fingerprint, t.starts_at, t.step, t.steps, t.after, t.receivers, t.group_key, t.payload, $2, t.due_at
+FROM jsonb_to_recordset($1::jsonb) AS t (fingerprint text, starts_at text, step int, steps int, after float8,
+                                         receivers text, group_key text, payload text, due_at float8)
+ON CONFLICT (fingerprint, starts_at, step) DO NOTHING
+
+-- escalation_resolve --
+-- The episodes of $2 (a JSON array of [fingerprint, starts_at]) resolved at $1: what is left of their escalation ends
+UPDATE escalations SET state = 'cancelled', ended_at = $1, reason = 'resolved'
+WHERE state = 'pending' AND (fingerprint, starts_at) IN
+    (SELECT e ->> 0, e ->> 1 FROM jsonb_array_elements($2::jsonb) AS e)
+
+-- escalation_sent_to --
+-- The steps already sent for the episodes of $1 (a JSON array of [fingerprint, starts_at]): their resolve goes there
+SELECT fingerprint, starts_at, receivers FROM escalations
+WHERE state = 'sent' AND (fingerprint, starts_at) IN (SELECT e ->> 0, e ->> 1 FROM jsonb_array_elements($1::jsonb) AS e)
+
+-- escalation_cancel --
+-- Cancel at $1, for reason $2, every pending step of the alerts whose fingerprints are in $3
+UPDATE escalations SET state = 'cancelled', ended_at = $1, reason = $2
+WHERE state = 'pending' AND fingerprint = ANY($3::text[])
+
+-- escalations_due --
+-- Pending steps due at $1, the earliest first, at most $2
+SELECT id, fingerprint, starts_at, step, steps, after_seconds, receivers, group_key, payload, armed_at, due_at
+FROM escalations WHERE state = 'pending' AND due_at <= $1 ORDER BY due_at, id LIMIT $2
+
+-- escalation_lock --
+-- Lock those of the steps $1 that are still pending: a replica sending them meanwhile makes this wait, then skip them
+SELECT id FROM escalations WHERE id = ANY($1::bigint[]) AND state = 'pending' ORDER BY id FOR UPDATE
+
+-- escalation_sent --
+-- Steps $3 were sent at $1 as notifications $2 (a JSON array)
+UPDATE escalations SET state = 'sent', ended_at = $1, notifications = $2 WHERE id = ANY($3::bigint[])
+
+-- notification_escalation --
+-- Notifications $2 are escalation step $1 (JSON: step, steps, after)
+UPDATE notifications SET escalation = $1 WHERE id = ANY($2::bigint[])
+
+-- escalations_of --
+-- Every step of the alerts whose fingerprints are in $1, in the order they were armed
+SELECT id, fingerprint, starts_at, step, steps, after_seconds, receivers, armed_at, due_at, state, ended_at, reason,
+       notifications
+FROM escalations WHERE fingerprint = ANY($1::text[]) ORDER BY armed_at, starts_at, step
+
+-- prune_escalations --
+-- Steps sent or cancelled before $1 (a resolve no longer needs to know where they went)
+DELETE FROM escalations WHERE state <> 'pending' AND ended_at < $1

@@ -23,7 +23,8 @@ SELECT min(receiver) FROM notifications WHERE state = 'pending' AND receiver > ?
 
 -- receiver_heads --
 -- Up to ?3 of receiver ?1's unleased lane heads due at ?2, most severe first, then oldest (hot path: claim)
-SELECT n.id, n.receiver, n.integration, n.lane, n.payload, n.received_at, n.give_up_at, n.attempts, n.priority
+SELECT n.id, n.receiver, n.integration, n.lane, n.payload, n.received_at, n.give_up_at, n.attempts, n.priority,
+       n.escalation
 FROM notifications n INDEXED BY notifications_receiver_priority
 WHERE n.state = 'pending' AND n.receiver = ?1 AND n.next_attempt_at <= ?2 AND n.lease_until <= ?2
   AND NOT EXISTS (SELECT 1 FROM notifications p WHERE p.state = 'pending' AND p.lane = n.lane AND p.id < n.id)
@@ -218,3 +219,57 @@ UPDATE silence_watches SET next_check = ?2
 WHERE (receiver, silence_id) IN (SELECT receiver, silence_id FROM silence_watches WHERE next_check <= ?1
                                  ORDER BY next_check LIMIT ?3)
 RETURNING receiver, silence_id, payload, ends_at
+
+-- escalation_arm --
+-- Arm the timers of ?1 (a JSON array of objects) at ?2, each unless armed already: a re-sent alert keeps its clock
+INSERT INTO escalations (fingerprint, starts_at, step, steps, after_seconds, receivers, group_key, payload,
+                         armed_at, due_at)
+SELECT json_extract(value, '$.fingerprint'), json_extract(value, '$.starts_at'), json_extract(value, '$.step'),
+       json_extract(value, '$.steps'), json_extract(value, '$.after'), json_extract(value, '$.receivers'),
+       json_extract(value, '$.group_key'), json_extract(value, '$.payload'), ?2, json_extract(value, '$.due_at')
+FROM json_each(?1) WHERE true
+ON CONFLICT (fingerprint, starts_at, step) DO NOTHING
+
+-- escalation_resolve --
+-- The episodes of ?2 (a JSON array of [fingerprint, starts_at]) resolved at ?1: what is left of their escalation ends
+UPDATE escalations SET state = 'cancelled', ended_at = ?1, reason = 'resolved'
+WHERE state = 'pending' AND (fingerprint, starts_at) IN
+    (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?2))
+
+-- escalation_sent_to --
+-- The steps already sent for the episodes of ?1 (a JSON array of [fingerprint, starts_at]): their resolve goes there
+SELECT fingerprint, starts_at, receivers FROM escalations
+WHERE state = 'sent' AND (fingerprint, starts_at) IN
+    (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?1))
+
+-- escalation_cancel --
+-- Cancel at ?1, for reason ?2, every pending step of the alerts whose fingerprints are in ?3 (a JSON array)
+UPDATE escalations SET state = 'cancelled', ended_at = ?1, reason = ?2
+WHERE state = 'pending' AND fingerprint IN (SELECT value FROM json_each(?3))
+
+-- escalations_due --
+-- Pending steps due at ?1, the earliest first, at most ?2
+SELECT id, fingerprint, starts_at, step, steps, after_seconds, receivers, group_key, payload, armed_at, due_at
+FROM escalations WHERE state = 'pending' AND due_at <= ?1 ORDER BY due_at, id LIMIT ?2
+
+-- escalation_lock --
+-- Which of the steps ?1 (a JSON array of ids) are still pending (one writer: nobody can take them meanwhile)
+SELECT id FROM escalations WHERE id IN (SELECT value FROM json_each(?1)) AND state = 'pending'
+
+-- escalation_sent --
+-- Steps ?3 (a JSON array of ids) were sent at ?1 as notifications ?2 (a JSON array)
+UPDATE escalations SET state = 'sent', ended_at = ?1, notifications = ?2 WHERE id IN (SELECT value FROM json_each(?3))
+
+-- notification_escalation --
+-- Notifications ?2 (a JSON array of ids) are escalation step ?1 (JSON: step, steps, after)
+UPDATE notifications SET escalation = ?1 WHERE id IN (SELECT value FROM json_each(?2))
+
+-- escalations_of --
+-- Every step of the alerts whose fingerprints are in ?1 (a JSON array), in the order they were armed
+SELECT id, fingerprint, starts_at, step, steps, after_seconds, receivers, armed_at, due_at, state, ended_at, reason,
+       notifications
+FROM escalations WHERE fingerprint IN (SELECT value FROM json_each(?1)) ORDER BY armed_at, starts_at, step
+
+-- prune_escalations --
+-- Steps sent or cancelled before ?1 (a resolve no longer needs to know where they went)
+DELETE FROM escalations WHERE state <> 'pending' AND ended_at < ?1
