@@ -8,9 +8,9 @@ import json
 import logging
 import shutil
 import threading
-import traceback
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import parseaddr
 from pathlib import Path
@@ -24,9 +24,20 @@ from relay.channels import pagerduty as pagerduty_channel
 from relay.channels.email import MAX_ALERTS, SIZE_LIMIT, EmailChannel, build_message, connection_options
 from relay.channels.threads import Threads
 from relay.config.receivers import ReceiverConfig
-from relay.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from relay.errors import Reason, TransientDeliveryError
 from relay.store import open_store
 from relay.templating import Templates
+from tests.channel_contract import (
+    OK,
+    PERMANENT,
+    TRANSIENT,
+    Expected,
+    assert_leaks_no_secret,
+    assert_outcome,
+    contract_case,
+    outcome_of,
+    shown,
+)
 from tests.conftest import Providers
 from tests.e2e.test_routing_table import webhook
 from tests.fakes import notification, webhook_message
@@ -68,15 +79,31 @@ async def silent_server() -> AsyncIterator[str]:
         await server.wait_closed()
 
 
-def assert_no_secret(secret: str, exc: BaseException | None, caplog: pytest.LogCaptureFixture) -> None:
-    if exc is not None:
-        assert secret not in str(exc) + repr(exc) + "".join(traceback.format_exception(exc))
-        if isinstance(exc, DeliveryError):
-            assert secret not in exc.reason + exc.detail
-    assert secret not in caplog.text
+@asynccontextmanager
+async def server_that_drops_after_ehlo() -> AsyncIterator[str]:
+    """A mail server that offers STARTTLS, then goes away (a restart): the moment aiosmtplib misreports."""
+
+    async def drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 mail.example ESMTP\r\n")
+        await reader.readline()
+        writer.write(b"250-mail.example\r\n250-STARTTLS\r\n250 AUTH PLAIN LOGIN\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(drop, "127.0.0.1", 0)
+    try:
+        yield f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
-OK, TRANSIENT, PERMANENT = "ok", "transient", "permanent"
+@asynccontextmanager
+async def nothing_listening() -> AsyncIterator[str]:
+    """A smarthost whose port nobody listens on: connections are refused."""
+    yield f"127.0.0.1:{free_port()}"
+
+
 Script = Callable[[SmtpServer], None]
 
 
@@ -92,50 +119,66 @@ def refuse(text: str) -> Script:
     return lambda smtp: smtp.refuse.update({"ops@ojeomneo.example": text})
 
 
-# provider answer -> outcome; the same shape as the Slack and PagerDuty tables.
+@dataclass(frozen=True)
+class Session:
+    """A row's SMTP session: the mail server's scripted reply, or another server in its place (`elsewhere`: refused,
+    silent, gone after EHLO), and the receiver settings that differ from a TLS + AUTH receiver's."""
+
+    script: Script = nothing
+    elsewhere: Callable[[], AbstractAsyncContextManager[str]] | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+# The mail server's answers -> outcome: SMTP 4xx are tried again, 5xx are not.
 TABLE = [
-    pytest.param(nothing, {}, OK, None, id="250-ok"),
-    pytest.param(reply("451 4.3.0 try again", "RCPT"), {}, TRANSIENT, "server_error", id="rcpt-451"),
-    pytest.param(refuse("550 5.1.1 no such user"), {}, PERMANENT, "client_error", id="rcpt-550"),
-    pytest.param(reply("452 4.3.1 insufficient storage", "MAIL"), {}, TRANSIENT, "server_error", id="mail-452"),
-    pytest.param(reply("553 5.7.1 sender rejected", "MAIL"), {}, PERMANENT, "client_error", id="mail-553"),
-    pytest.param(reply("451 4.3.0 try again", "DATA"), {}, TRANSIENT, "server_error", id="data-451"),
-    pytest.param(reply("554 5.6.0 message rejected", "DATA"), {}, PERMANENT, "client_error", id="data-554"),
-    pytest.param(nothing, {"auth_password": "wrong-" + PASSWORD}, PERMANENT, "auth", id="auth-535"),
-    pytest.param(nothing, {"tls_ca_file": None}, PERMANENT, "tls", id="untrusted-certificate"),
-    pytest.param(nothing, {"tls_ca_file": "/nonexistent/ca.pem"}, TRANSIENT, "connection", id="no-ca-file"),
-    pytest.param("refused", {}, TRANSIENT, "connection", id="connection-refused"),
-    pytest.param("timeout", {}, TRANSIENT, "timeout", id="timeout"),
+    contract_case(Session(), Expected(OK), id="250-ok"),
+    contract_case(Session(reply("451 4.3.0 try again", "RCPT")), Expected(TRANSIENT, Reason.SERVER_ERROR),
+                  id="rcpt-451"),
+    contract_case(Session(refuse("550 5.1.1 no such user")), Expected(PERMANENT, Reason.CLIENT_ERROR), id="rcpt-550"),
+    contract_case(Session(reply("452 4.3.1 insufficient storage", "MAIL")), Expected(TRANSIENT, Reason.SERVER_ERROR),
+                  id="mail-452"),
+    contract_case(Session(reply("553 5.7.1 sender rejected", "MAIL")), Expected(PERMANENT, Reason.CLIENT_ERROR),
+                  id="mail-553"),
+    contract_case(Session(reply("451 4.3.0 try again", "DATA")), Expected(TRANSIENT, Reason.SERVER_ERROR),
+                  id="data-451"),
+    contract_case(Session(reply("554 5.6.0 message rejected", "DATA")), Expected(PERMANENT, Reason.CLIENT_ERROR),
+                  id="data-554"),
+    contract_case(Session(reply("552 5.3.4 message size exceeds fixed maximum message size", "DATA")),
+                  Expected(PERMANENT, Reason.PAYLOAD_TOO_LARGE), id="data-552-too-large"),
+    contract_case(Session(settings={"auth_password": "wrong-" + PASSWORD}), Expected(PERMANENT, Reason.AUTH),
+                  id="auth-535"),
+    contract_case(Session(settings={"tls_ca_file": None}), Expected(PERMANENT, Reason.TLS), id="untrusted-certificate"),
+    contract_case(Session(settings={"tls_ca_file": "/nonexistent/ca.pem"}), Expected(TRANSIENT, Reason.CONNECTION),
+                  id="no-ca-file"),
+    contract_case(Session(elsewhere=nothing_listening), Expected(TRANSIENT, Reason.CONNECTION),
+                  id="connection-refused"),
+    contract_case(Session(elsewhere=silent_server), Expected(TRANSIENT, Reason.TIMEOUT), id="timeout"),
+    # aiosmtplib reports the lost STARTTLS as "not supported" (a permanent config error): it must be retried.
+    contract_case(Session(elsewhere=server_that_drops_after_ehlo), Expected(TRANSIENT, Reason.CONNECTION),
+                  id="gone-after-ehlo"),
 ]
 
 
-@pytest.mark.parametrize(("scenario", "settings", "outcome", "reason"), TABLE)
+@pytest.mark.parametrize(("answer", "expected"), TABLE)
 async def test_smtp_answers_map_to_outcomes(
-    caplog: pytest.LogCaptureFixture, templates: Templates, scenario: Script | str, settings: dict[str, Any],
-    outcome: str, reason: str | None,
+    caplog: pytest.LogCaptureFixture, templates: Templates, answer: Session, expected: Expected,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    async with SmtpServer(require_starttls=True, auth={USER: PASSWORD}) as smtp, silent_server() as silent:
-        smarthost = {"refused": f"127.0.0.1:{free_port()}", "timeout": silent}.get(str(scenario), smtp.smarthost)
-        if callable(scenario):
-            scenario(smtp)
-        config = {"smarthost": smarthost, "require_tls": True, "tls_ca_file": smtp.ca_file,
-                  "auth_username": USER, "auth_password": PASSWORD, **settings}
-        exc: DeliveryError | None = None
-        try:
-            await EmailChannel(receiver(**config), templates, timeout=0.5).send(notification("firing-poddown"))
-        except DeliveryError as caught:
-            exc = caught
+    async with SmtpServer(require_starttls=True, auth={USER: PASSWORD}) as smtp:
+        answer.script(smtp)
+        config = {"require_tls": True, "tls_ca_file": smtp.ca_file, "auth_username": USER, "auth_password": PASSWORD,
+                  **answer.settings}
+        async with (answer.elsewhere or (lambda: nullcontext(smtp.smarthost)))() as smarthost:
+            channel = EmailChannel(receiver(smarthost=smarthost, **config), templates, timeout=0.5)
+            exc = await outcome_of(channel.send(notification("firing-poddown")))
 
-        if outcome == OK:
-            assert exc is None
+        assert_outcome(exc, expected)
+        if exc is None:
             [mail] = await smtp.wait_for(1)
             assert mail.tls and mail.auth_user == USER
         else:
-            assert isinstance(exc, TransientDeliveryError if outcome == TRANSIENT else PermanentDeliveryError), exc
-            assert exc.reason == reason
             assert smtp.messages == []
-        assert_no_secret(PASSWORD, exc, caplog)
+        assert_leaks_no_secret(shown(exc, caplog.text), [PASSWORD, config["auth_password"]])
 
 
 async def test_korean_text_survives_subject_and_both_bodies(tmp_path: Path) -> None:
@@ -201,17 +244,17 @@ async def test_starttls_with_private_ca(templates: Templates) -> None:
 
 async def test_server_requiring_starttls_refuses_plain_sessions(templates: Templates) -> None:
     async with SmtpServer(require_starttls=True) as smtp:
-        with pytest.raises(PermanentDeliveryError) as caught:
-            await EmailChannel(receiver(smarthost=smtp.smarthost), templates).send(notification("firing-poddown"))
-    assert caught.value.reason == "auth" and caught.value.detail.startswith("530")  # Must issue a STARTTLS first
+        exc = await outcome_of(EmailChannel(receiver(smarthost=smtp.smarthost), templates).send(
+            notification("firing-poddown")))
+    assert_outcome(exc, Expected(PERMANENT, Reason.AUTH))
+    assert exc is not None and exc.detail.startswith("530")  # Must issue a STARTTLS first
 
 
 async def test_require_tls_fails_when_server_offers_no_starttls(templates: Templates) -> None:
     async with SmtpServer() as smtp:
-        with pytest.raises(PermanentDeliveryError) as caught:
-            config = receiver(smarthost=smtp.smarthost, require_tls=True)
-            await EmailChannel(config, templates).send(notification("firing-poddown"))
-    assert caught.value.reason == "config"
+        config = receiver(smarthost=smtp.smarthost, require_tls=True)
+        exc = await outcome_of(EmailChannel(config, templates).send(notification("firing-poddown")))
+    assert_outcome(exc, Expected(PERMANENT, Reason.CONFIG))
 
 
 async def test_a_deferred_recipient_is_retried_then_delivered(templates: Templates) -> None:
@@ -247,13 +290,12 @@ async def test_a_ca_file_that_appears_later_is_read_at_the_next_send(templates: 
     async with SmtpServer(require_starttls=True, auth={USER: PASSWORD}) as smtp:
         channel = EmailChannel(receiver(smarthost=smtp.smarthost, require_tls=True, tls_ca_file=str(ca_file),
                                         auth_username=USER, auth_password=PASSWORD), templates)
-        with pytest.raises(TransientDeliveryError) as missing:
-            await channel.send(notification("firing-poddown"))
+        missing = await outcome_of(channel.send(notification("firing-poddown")))
         ca_file.write_bytes(Path(smtp.ca_file).read_bytes())
         await channel.send(notification("firing-poddown"))
         await channel.send(notification("resolved-poddown"))  # the same TLS context serves every connection
         mails = await smtp.wait_for(2)
-    assert missing.value.reason == "connection"
+    assert_outcome(missing, Expected(TRANSIENT, Reason.CONNECTION))
     assert [m.tls for m in mails] == [True, True]
 
 
@@ -299,33 +341,6 @@ def test_subject_is_one_line_and_cut(templates: Templates) -> None:
     subject = str(message["Subject"])
     assert "\n" not in subject and len(subject) <= 250
     assert subject.startswith("[FIRING:1] Very Long xxx") and subject.endswith("more characters")
-
-
-@asynccontextmanager
-async def server_that_drops_after_ehlo() -> AsyncIterator[str]:
-    """A mail server that offers STARTTLS, then goes away (a restart): the moment aiosmtplib misreports."""
-
-    async def drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"220 mail.example ESMTP\r\n")
-        await reader.readline()
-        writer.write(b"250-mail.example\r\n250-STARTTLS\r\n250 AUTH PLAIN LOGIN\r\n")
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(drop, "127.0.0.1", 0)
-    try:
-        yield f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    finally:
-        server.close()
-        await server.wait_closed()
-
-
-async def test_server_gone_after_ehlo_is_retried_not_dead_lettered(templates: Templates) -> None:
-    async with server_that_drops_after_ehlo() as smarthost:
-        config = receiver(smarthost=smarthost, require_tls=True, auth_username=USER, auth_password=PASSWORD)
-        with pytest.raises(TransientDeliveryError) as caught:
-            await EmailChannel(config, templates).send(notification("firing-poddown"))
-    assert caught.value.reason == "connection"
 
 
 # CVE-2024-6923: Python before 3.11.10 / 3.12.5 decodes an encoded-word assigned to a header and writes its CR LF.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-import traceback
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,12 +14,22 @@ import pytest
 
 from relay.channels.pagerduty import PagerDutyChannel, build_events, dedup_key
 from relay.config.receivers import ReceiverConfig
-from relay.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from relay.errors import PermanentDeliveryError, Reason, TransientDeliveryError
 from relay.templating import Templates
+from tests.channel_contract import (
+    OK,
+    PERMANENT,
+    TRANSIENT,
+    Expected,
+    assert_leaks_no_secret,
+    assert_outcome,
+    contract_case,
+    outcome_of,
+    shown,
+)
 from tests.conftest import Providers
-from tests.fakes import notification, webhook_message
+from tests.fakes import STALL, Answer, notification, webhook_message
 from tests.fakes.pagerduty import PagerDutyServer, problems
-from tests.fakes.smtp import free_port
 from tests.helpers import TEMPLATES, RunningRelay, poll_until, relay_settings, running_relay
 
 ROUTING_KEY = "R0UT1NGKEYSECRET0000000000000042"
@@ -56,71 +65,55 @@ async def channel(pd: PagerDutyServer, templates: Templates,
     await sender.close()
 
 
-def assert_no_secret(secret: str, exc: BaseException | None, caplog: pytest.LogCaptureFixture) -> None:
-    for shown in (secret, secret[-4:] + " ", "*" + secret[-4:]):  # nor the library's truncated form
-        if exc is not None:
-            assert shown not in str(exc) + repr(exc) + "".join(traceback.format_exception(exc))
-            if isinstance(exc, DeliveryError):
-                assert shown not in exc.reason + exc.detail
-        assert shown not in caplog.text
+REFUSED = "refused"  # not an answer: nothing listens on PagerDuty's port
+# A library's masked form of the key (`****0042`, its last four characters): not shown either.
+MASKED = ["*" + ROUTING_KEY[-4:], ROUTING_KEY[-4:] + " "]
 
-
-OK, TRANSIENT, PERMANENT = "ok", "transient", "permanent"
-
-# provider answer -> outcome; the same shape as the Slack and email tables.
+# The Events API's answers -> outcome (the fake's documented bodies for each status).
 TABLE = [
-    pytest.param(202, {}, OK, None, None, id="202-ok"),
-    pytest.param(400, {}, PERMANENT, "client_error", None, id="400-invalid-event"),
-    pytest.param(401, {}, PERMANENT, "auth", None, id="401"),
-    pytest.param(403, {}, PERMANENT, "auth", None, id="403"),
-    pytest.param(404, {}, PERMANENT, "not_found", None, id="404"),
-    pytest.param(429, {"Retry-After": "30"}, TRANSIENT, "rate_limited", 30.0, id="429-retry-after"),
-    pytest.param(429, {}, TRANSIENT, "rate_limited", None, id="429-no-retry-after"),
-    pytest.param(500, {}, TRANSIENT, "server_error", None, id="500"),
-    pytest.param(502, {}, TRANSIENT, "server_error", None, id="502"),
-    pytest.param(503, {}, TRANSIENT, "server_error", None, id="503"),
-    pytest.param("refused", {}, TRANSIENT, "connection", None, id="connection-refused"),
-    pytest.param("timeout", {}, TRANSIENT, "timeout", None, id="timeout"),
+    contract_case(Answer(202), Expected(OK), id="202-ok"),
+    contract_case(Answer(400), Expected(PERMANENT, Reason.CLIENT_ERROR), id="400-invalid-event"),
+    contract_case(Answer(401), Expected(PERMANENT, Reason.AUTH), id="401"),
+    contract_case(Answer(403), Expected(PERMANENT, Reason.AUTH), id="403"),
+    contract_case(Answer(404), Expected(PERMANENT, Reason.NOT_FOUND), id="404"),
+    contract_case(Answer(429, None, {"Retry-After": "30"}), Expected(TRANSIENT, Reason.RATE_LIMITED, 30.0),
+                  id="429-retry-after"),
+    contract_case(Answer(429), Expected(TRANSIENT, Reason.RATE_LIMITED), id="429-no-retry-after"),
+    contract_case(Answer(500), Expected(TRANSIENT, Reason.SERVER_ERROR), id="500"),
+    contract_case(Answer(502), Expected(TRANSIENT, Reason.SERVER_ERROR), id="502"),
+    contract_case(Answer(503), Expected(TRANSIENT, Reason.SERVER_ERROR), id="503"),
+    contract_case(REFUSED, Expected(TRANSIENT, Reason.CONNECTION), id="connection-refused"),
+    contract_case(STALL, Expected(TRANSIENT, Reason.TIMEOUT), id="timeout"),
 ]
 
 
-@pytest.mark.parametrize(("answer", "headers", "outcome", "reason", "retry_after"), TABLE)
+@pytest.mark.parametrize(("answer", "expected"), TABLE)
 async def test_provider_answers_map_to_outcomes(
     pd: PagerDutyServer, templates: Templates, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture,
-    answer: int | str, headers: dict[str, str], outcome: str, reason: str | None, retry_after: float | None,
+    answer: Answer | str, expected: Expected,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    url, timeout = pd.url, 5.0
-    if answer == "refused":
-        url = f"http://127.0.0.1:{free_port()}/v2/enqueue"
-    elif answer == "timeout":
-        pd.stall()
-        timeout = 0.2
-    elif answer != 202:
-        assert isinstance(answer, int)
-        pd.respond_with(answer, None, headers)
-    sender = PagerDutyChannel(receiver(url), templates, session, timeout=timeout)
-
-    exc: DeliveryError | None = None
+    if answer == REFUSED:
+        await pd.go_offline()
+    else:
+        assert isinstance(answer, Answer)
+        pd.script(answer)
+    sender = PagerDutyChannel(receiver(pd.url), templates, session, timeout=0.2 if answer == STALL else 5.0)
     try:
-        await sender.send(notification("firing-poddown", "oncall", "pagerduty"))
-    except DeliveryError as caught:
-        exc = caught
+        exc = await outcome_of(sender.send(notification("firing-poddown", "oncall", "pagerduty")))
     finally:
         await sender.close()
 
-    if outcome == OK:
-        assert exc is None
+    assert_outcome(exc, expected)
+    if exc is None:
         [event] = pd.events
         assert event["routing_key"] == ROUTING_KEY
     else:
-        assert isinstance(exc, TransientDeliveryError if outcome == TRANSIENT else PermanentDeliveryError), exc
-        assert exc.reason == reason
-        if isinstance(exc, TransientDeliveryError):
-            assert exc.retry_after == retry_after
         assert pd.events == []
     pd.recover()
-    assert_no_secret(ROUTING_KEY, exc, caplog)
+    texts = shown(exc, caplog.text)
+    assert_leaks_no_secret(texts, [ROUTING_KEY])
+    assert_leaks_no_secret(texts, MASKED, fragment=None)
 
 
 async def test_an_invalid_event_is_refused_by_the_fake_like_the_real_api(pd: PagerDutyServer) -> None:
@@ -214,7 +207,7 @@ async def test_summary_is_cut_to_the_api_limit(pd: PagerDutyServer, channel: Pag
 async def test_destination_is_secret_free(templates: Templates, session: aiohttp.ClientSession) -> None:
     sender = PagerDutyChannel(receiver("https://events.pagerduty.com/v2/enqueue"), templates, session)
     assert sender.destination.startswith("pagerduty:")
-    assert ROUTING_KEY not in sender.destination
+    assert_leaks_no_secret([sender.destination], [ROUTING_KEY])
     assert sender.destination == PagerDutyChannel(receiver("https://x.example/v2/enqueue"), templates,
                                                   session).destination
 
@@ -258,10 +251,9 @@ async def test_one_refused_event_does_not_stop_the_other_alerts_of_the_group(
 ) -> None:
     group = webhook_message("firing-highmemory-group3-truncated")
     pd.respond_with(400)  # the first alert's event is refused for good
-    with pytest.raises(PermanentDeliveryError) as caught:
-        await channel.send(notification(group, "oncall", "pagerduty"))
-    assert caught.value.reason == "client_error"
-    assert "1 of 3" in caught.value.detail
+    exc = await outcome_of(channel.send(notification(group, "oncall", "pagerduty")))
+    assert_outcome(exc, Expected(PERMANENT, Reason.CLIENT_ERROR))
+    assert exc is not None and "1 of 3" in exc.detail
     accepted = await pd.wait_for(2)
     assert [e["payload"]["source"] for e in accepted] == [a.labels["pod"] for a in group.alerts[1:]]
     assert len(pd.open_incidents()) == 2

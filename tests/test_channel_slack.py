@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import traceback
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,9 +16,20 @@ from relay.channels.pagerduty import PagerDutyChannel
 from relay.channels.slack import SlackChannel
 from relay.channels.slack.message import COLOURS, OTHER_COLOUR
 from relay.config.receivers import ReceiverConfig
-from relay.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from relay.errors import Reason
 from relay.templating import Templates
-from tests.fakes import notification
+from tests.channel_contract import (
+    OK,
+    PERMANENT,
+    TRANSIENT,
+    Expected,
+    assert_leaks_no_secret,
+    assert_outcome,
+    contract_case,
+    outcome_of,
+    shown,
+)
+from tests.fakes import STALL, Answer, notification
 from tests.fakes.slack import DEFAULT_TOKEN, DEFAULT_WEBHOOK_PATH, SlackLimit, SlackWebhookServer
 from tests.helpers import TEMPLATES
 
@@ -53,76 +63,69 @@ def channel(slack: SlackWebhookServer, templates: Templates, session: aiohttp.Cl
     return SlackChannel(receiver(**config), templates, session, timeout=timeout)
 
 
-def assert_no_secret(secret: str, exc: BaseException | None, caplog: pytest.LogCaptureFixture) -> None:
-    if exc is not None:
-        shown = str(exc) + repr(exc) + "".join(traceback.format_exception(exc))
-        assert secret not in shown
-        if isinstance(exc, DeliveryError):
-            assert secret not in exc.reason + exc.detail
-    assert secret not in caplog.text
+REFUSED = "refused"  # not an answer: nothing listens on Slack's port
 
-
-OK, TRANSIENT, PERMANENT = "ok", "transient", "permanent"
-
-# provider answer -> outcome; the same shape as the email and PagerDuty tables.
+# The incoming webhook's answers -> outcome: Slack's status and body; its error name is the code, kept in history.
 TABLE = [
-    pytest.param(200, None, {}, OK, None, None, id="200-ok"),
-    pytest.param(400, "invalid_payload", {}, PERMANENT, "client_error", None, id="400-invalid_payload"),
-    pytest.param(400, "no_text", {}, PERMANENT, "client_error", None, id="400-no_text"),
-    pytest.param(401, "", {}, PERMANENT, "auth", None, id="401"),
-    pytest.param(403, "invalid_token", {}, PERMANENT, "auth", None, id="403-invalid_token"),
-    pytest.param(403, "action_prohibited", {}, PERMANENT, "auth", None, id="403-action_prohibited"),
-    pytest.param(404, "channel_not_found", {}, PERMANENT, "not_found", None, id="404-channel_not_found"),
-    pytest.param(404, "no_service", {}, PERMANENT, "not_found", None, id="404-no_service"),
-    pytest.param(404, f"Not Found: {DEFAULT_WEBHOOK_PATH}", {}, PERMANENT, "not_found", None, id="404-proxy-echo"),
-    pytest.param(410, "channel_is_archived", {}, PERMANENT, "not_found", None, id="410-archived"),
-    pytest.param(429, "rate_limited", {"Retry-After": "7"}, TRANSIENT, "rate_limited", 7.0, id="429-retry-after"),
-    pytest.param(429, "rate_limited", {}, TRANSIENT, "rate_limited", None, id="429-no-retry-after"),
-    pytest.param(500, "internal_error", {}, TRANSIENT, "server_error", None, id="500"),
-    pytest.param(503, "service_unavailable", {}, TRANSIENT, "server_error", None, id="503"),
-    pytest.param("refused", None, {}, TRANSIENT, "connection", None, id="connection-refused"),
-    pytest.param("timeout", None, {}, TRANSIENT, "timeout", None, id="timeout"),
+    contract_case(Answer(200), Expected(OK), id="200-ok"),
+    contract_case(Answer(400, "invalid_payload"), Expected(PERMANENT, Reason.CLIENT_ERROR, code="invalid_payload"),
+                  id="400-invalid_payload"),
+    contract_case(Answer(400, "no_text"), Expected(PERMANENT, Reason.CLIENT_ERROR, code="no_text"), id="400-no_text"),
+    contract_case(Answer(400, "too_many_attachments"),
+                  Expected(PERMANENT, Reason.PAYLOAD_TOO_LARGE, code="too_many_attachments"), id="400-too_large"),
+    contract_case(Answer(401, ""), Expected(PERMANENT, Reason.AUTH, code=""), id="401"),
+    contract_case(Answer(403, "invalid_token"), Expected(PERMANENT, Reason.AUTH, code="invalid_token"),
+                  id="403-invalid_token"),
+    contract_case(Answer(403, "action_prohibited"), Expected(PERMANENT, Reason.AUTH, code="action_prohibited"),
+                  id="403-action_prohibited"),
+    contract_case(Answer(404, "channel_not_found"), Expected(PERMANENT, Reason.NOT_FOUND, code="channel_not_found"),
+                  id="404-channel_not_found"),
+    contract_case(Answer(404, "no_service"), Expected(PERMANENT, Reason.NOT_FOUND, code="no_service"),
+                  id="404-no_service"),
+    contract_case(Answer(404, f"Not Found: {DEFAULT_WEBHOOK_PATH}"), Expected(PERMANENT, Reason.NOT_FOUND, code=""),
+                  id="404-proxy-echo"),
+    contract_case(Answer(410, "channel_is_archived"),
+                  Expected(PERMANENT, Reason.NOT_FOUND, code="channel_is_archived"), id="410-archived"),
+    contract_case(Answer(429, "rate_limited", {"Retry-After": "7"}),
+                  Expected(TRANSIENT, Reason.RATE_LIMITED, 7.0, code="rate_limited"), id="429-retry-after"),
+    contract_case(Answer(429, "rate_limited"), Expected(TRANSIENT, Reason.RATE_LIMITED, code="rate_limited"),
+                  id="429-no-retry-after"),
+    contract_case(Answer(500, "internal_error"), Expected(TRANSIENT, Reason.SERVER_ERROR, code="internal_error"),
+                  id="500"),
+    contract_case(Answer(503, "service_unavailable"),
+                  Expected(TRANSIENT, Reason.SERVER_ERROR, code="service_unavailable"), id="503"),
+    contract_case(REFUSED, Expected(TRANSIENT, Reason.CONNECTION), id="connection-refused"),
+    contract_case(STALL, Expected(TRANSIENT, Reason.TIMEOUT), id="timeout"),
 ]
 
 
-@pytest.mark.parametrize(("answer", "body", "headers", "outcome", "reason", "retry_after"), TABLE)
+async def answered(slack: SlackWebhookServer, answer: Answer | str) -> float:
+    """Make Slack answer the next request like a table row says; the send timeout that row wants."""
+    if answer == REFUSED:
+        await slack.go_offline()
+    else:
+        assert isinstance(answer, Answer)
+        slack.script(answer)
+    return 0.2 if answer == STALL else 5.0
+
+
+@pytest.mark.parametrize(("answer", "expected"), TABLE)
 async def test_provider_answers_map_to_outcomes(
     slack: SlackWebhookServer, session: aiohttp.ClientSession, templates: Templates,
-    caplog: pytest.LogCaptureFixture, answer: int | str, body: str | None, headers: dict[str, str],
-    outcome: str, reason: str | None, retry_after: float | None,
+    caplog: pytest.LogCaptureFixture, answer: Answer | str, expected: Expected,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    timeout = 5.0
-    if answer == "refused":
-        await slack.go_offline()
-    elif answer == "timeout":
-        slack.stall()
-        timeout = 0.2
-    elif answer != 200:
-        assert isinstance(answer, int)
-        slack.respond_with(answer, body, headers)
-    sender = channel(slack, templates, session, timeout=timeout)
+    sender = channel(slack, templates, session, timeout=await answered(slack, answer))
+    exc = await outcome_of(sender.send(notification("firing-poddown", "team-slack")))
 
-    exc: DeliveryError | None = None
-    try:
-        await sender.send(notification("firing-poddown", "team-slack"))
-    except DeliveryError as caught:
-        exc = caught
-
-    if outcome == OK:
-        assert exc is None
-        assert len(slack.messages) == 1
-    else:
-        expected = TransientDeliveryError if outcome == TRANSIENT else PermanentDeliveryError
-        assert isinstance(exc, expected), exc
-        assert exc.reason == reason
-        if body and body.isidentifier():  # Slack's own error name: in the detail (history), not the metric reason
-            assert exc.code == body and f"HTTP {answer} {body}" == exc.detail
-        if isinstance(exc, TransientDeliveryError):
-            assert exc.retry_after == retry_after
-        assert slack.messages == []
-    assert_no_secret(SECRET, exc, caplog)
-    assert_no_secret(slack.url(), exc, caplog)
+    assert_outcome(exc, expected)
+    assert len(slack.messages) == (1 if expected.outcome == OK else 0)
+    if expected.code is not None:  # Slack's own error name: in the detail (history) too, not in the reason
+        assert isinstance(answer, Answer) and exc is not None
+        assert exc.detail == f"HTTP {answer.status} {expected.code}".strip()
+    texts = shown(exc, caplog.text)
+    assert_leaks_no_secret(texts, [slack.url(), DEFAULT_WEBHOOK_PATH], fragment=None)  # a part of the host is none
+    assert_leaks_no_secret(texts, [SECRET])
 
 
 async def test_alert_text_cannot_mention_or_disguise_links(
@@ -186,47 +189,51 @@ async def test_destination_is_stable_and_secret_free(
     other = channel(slack, templates, session, webhook_url=slack.url("/services/T1/B1/OTHER"))
     assert first.destination == second.destination != other.destination
     assert first.destination.startswith("slack:")
-    assert SECRET not in first.destination
+    assert_leaks_no_secret([first.destination], [slack.url(), SECRET])
 
 
-@pytest.mark.parametrize(
-    ("token", "script", "outcome", "reason"),
-    [
-        pytest.param(DEFAULT_TOKEN, None, OK, None, id="ok"),
-        pytest.param("xoxb-wrong-SECRETTOKEN", None, PERMANENT, "auth", id="invalid_auth"),
-        pytest.param(DEFAULT_TOKEN, (200, "channel_not_found"), PERMANENT, "not_found", id="channel"),
-        pytest.param(DEFAULT_TOKEN, (429, None), TRANSIENT, "rate_limited", id="429"),
-        pytest.param(DEFAULT_TOKEN, (500, None), TRANSIENT, "server_error", id="500"),
-    ],
-)
+WRONG_TOKEN = "xoxb-wrong-SECRETTOKEN"
+
+# Bot-token mode (chat.postMessage through slack_sdk's Web API client): (the token relay holds, Slack's answer).
+BOT_TABLE = [
+    contract_case((DEFAULT_TOKEN, Answer(200)), Expected(OK), id="ok"),
+    contract_case((WRONG_TOKEN, Answer(200)), Expected(PERMANENT, Reason.AUTH, code="invalid_auth"),
+                  id="invalid_auth"),
+    contract_case((DEFAULT_TOKEN, Answer(200, "channel_not_found")),
+                  Expected(PERMANENT, Reason.NOT_FOUND, code="channel_not_found"), id="channel"),
+    contract_case((DEFAULT_TOKEN, Answer(200, {"ok": False, "error": "msg_too_long"})),
+                  Expected(PERMANENT, Reason.PAYLOAD_TOO_LARGE, code="msg_too_long"), id="msg_too_long"),
+    contract_case((DEFAULT_TOKEN, Answer(429, None, {"Retry-After": "3"})),
+                  Expected(TRANSIENT, Reason.RATE_LIMITED, 3.0, code="ratelimited"), id="429"),
+    contract_case((DEFAULT_TOKEN, Answer(500)), Expected(TRANSIENT, Reason.SERVER_ERROR, code="internal_error"),
+                  id="500"),
+    contract_case((DEFAULT_TOKEN, REFUSED), Expected(TRANSIENT, Reason.CONNECTION), id="connection-refused"),
+    contract_case((DEFAULT_TOKEN, STALL), Expected(TRANSIENT, Reason.TIMEOUT), id="timeout"),
+]
+
+
+@pytest.mark.parametrize(("answer", "expected"), BOT_TABLE)
 async def test_bot_token_mode_posts_with_chat_post_message(
     slack: SlackWebhookServer, session: aiohttp.ClientSession, templates: Templates,
-    caplog: pytest.LogCaptureFixture, token: str, script: tuple[int, str | None] | None,
-    outcome: str, reason: str | None,
+    caplog: pytest.LogCaptureFixture, answer: tuple[str, Answer | str], expected: Expected,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    if script is not None:
-        slack.respond_with(script[0], script[1], {"Retry-After": "3"} if script[0] == 429 else None)
+    token, reply = answer
+    timeout = await answered(slack, reply)
     sender = SlackChannel(receiver(token=token, channel="#ojeomneo-alerts", api_url=slack.api_url), templates,
-                          session)
-    exc: DeliveryError | None = None
-    try:
-        await sender.send(notification("firing-poddown", "team-slack"))
-    except DeliveryError as caught:
-        exc = caught
-    if outcome == OK:
-        assert exc is None
+                          session, timeout=timeout)
+    exc = await outcome_of(sender.send(notification("firing-poddown", "team-slack")))
+
+    assert_outcome(exc, expected)
+    if exc is None:
         [message] = await slack.wait_for(1)
         assert message["channel"] == "#ojeomneo-alerts"
         assert slack.requests[0].path == "/api/chat.postMessage"
     else:
-        assert isinstance(exc, TransientDeliveryError if outcome == TRANSIENT else PermanentDeliveryError)
-        assert exc.reason == reason
-        if token != DEFAULT_TOKEN or (script is not None and script[1]):
-            assert exc.code in ("invalid_auth", "channel_not_found") and exc.code in exc.detail
-        if script is not None and script[0] == 429:
-            assert isinstance(exc, TransientDeliveryError) and exc.retry_after == 3.0
-    assert_no_secret("SECRETTOKEN", exc, caplog)
+        assert slack.messages == []
+        if expected.code:
+            assert exc.code in exc.detail
+    assert_leaks_no_secret(shown(exc, caplog.text), [token, DEFAULT_TOKEN])
 
 
 @pytest.mark.parametrize("mode", ["webhook", "bot"])
@@ -244,10 +251,9 @@ async def test_slack_server_keeps_slacks_own_limit_per_channel(
         first, other = sender("alerts"), sender("other")
         for _ in range(2):
             await first.send(notification("firing-poddown", "team-slack"))
-        with pytest.raises(TransientDeliveryError) as raised:
-            await first.send(notification("firing-poddown", "team-slack"))
+        limited = await outcome_of(first.send(notification("firing-poddown", "team-slack")))
         await other.send(notification("firing-poddown", "team-slack"))
-    assert raised.value.reason == "rate_limited" and raised.value.retry_after == 2.0
+    assert_outcome(limited, Expected(TRANSIENT, Reason.RATE_LIMITED, 2.0))
     assert server.rate_limited == 1 and len(server.messages) == 3
     assert [r.status for r in server.requests] == [200, 200, 429, 200]
 

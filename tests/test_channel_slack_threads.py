@@ -7,9 +7,11 @@ references in a real SQLite store (closed and reopened to stand for a restart).
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +20,27 @@ import pytest
 
 from relay.alerts import WebhookMessage, group_status
 from relay.channels.slack import SlackChannel
+from relay.channels.slack.channel import TIMEOUT
 from relay.channels.slack.threads import ThreadBook
 from relay.channels.threads import Threads
 from relay.config.receivers import ReceiverConfig
-from relay.errors import TransientDeliveryError
+from relay.errors import Reason, TransientDeliveryError
 from relay.preview import THREAD_CHANNEL, THREAD_TS, render
 from relay.store import open_store
 from relay.store.base import Store
 from relay.templating import Templates
-from tests.fakes import notification, webhook_message
+from tests.channel_contract import (
+    OK,
+    PERMANENT,
+    TRANSIENT,
+    Expected,
+    assert_leaks_no_secret,
+    assert_outcome,
+    contract_case,
+    outcome_of,
+    shown,
+)
+from tests.fakes import STALL, Answer, notification, webhook_message
 from tests.fakes.slack import DEFAULT_TOKEN, SlackWebhookServer, channel_id
 from tests.helpers import TEMPLATES, poll_until
 
@@ -58,10 +72,10 @@ Sender = Callable[..., SlackChannel]
 
 @pytest.fixture
 def bot(slack: SlackWebhookServer, session: aiohttp.ClientSession) -> Sender:
-    def make(**config: Any) -> SlackChannel:
+    def make(timeout: float = TIMEOUT, **config: Any) -> SlackChannel:
         receiver = ReceiverConfig.model_validate({"name": "team-slack", "slack": {
             "token": DEFAULT_TOKEN, "channel": CHANNEL, "api_url": slack.api_url, **config}})
-        return SlackChannel(receiver, Templates(TEMPLATES), session)
+        return SlackChannel(receiver, Templates(TEMPLATES), session, timeout=timeout)
     return make
 
 
@@ -151,16 +165,61 @@ async def test_a_failed_resolve_is_retried_without_a_second_reply(
     assert len(slack.updates) == (2 if failing == "reply" else 1)  # an update is repeatable, a reply is not
 
 
-async def test_a_deleted_original_still_gets_the_reply(
-    slack: SlackWebhookServer, store: Store, bot: Sender
+@dataclass(frozen=True)
+class Resolve:
+    """Slack's answers to a resolve's two calls after the announcement: chat.update of the announcing message,
+    then chat.postMessage into its thread (None: as Slack usually answers)."""
+
+    update: Answer | None = None
+    reply: Answer | None = None
+
+    def script(self) -> list[Answer]:
+        """The answers to script, in order (Slack's usual answer to the update when only the reply is scripted)."""
+        if self.reply is None:
+            return [self.update] if self.update else []
+        return [self.update or Answer(200), self.reply]
+
+
+def slack_error(name: str) -> Answer:
+    """A Web API refusal: HTTP 200 with `ok: false` and Slack's error name."""
+    return Answer(200, {"ok": False, "error": name})
+
+
+# A resolve's answers -> outcome. A message that cannot be updated any more still gets the reply in its thread.
+RESOLVE_TABLE = [
+    contract_case(Resolve(), Expected(OK), id="ok"),
+    contract_case(Resolve(update=slack_error("message_not_found")), Expected(OK), id="original-deleted"),
+    contract_case(Resolve(update=slack_error("edit_window_closed")), Expected(OK), id="edit-window-closed"),
+    contract_case(Resolve(update=Answer(500)), Expected(TRANSIENT, Reason.SERVER_ERROR, code="internal_error"),
+                  id="update-500"),
+    contract_case(Resolve(update=Answer(429, None, {"Retry-After": "3"})),
+                  Expected(TRANSIENT, Reason.RATE_LIMITED, 3.0, code="ratelimited"), id="update-429"),
+    contract_case(Resolve(update=slack_error("token_revoked")), Expected(PERMANENT, Reason.AUTH, code="token_revoked"),
+                  id="update-token-revoked"),
+    contract_case(Resolve(update=STALL), Expected(TRANSIENT, Reason.TIMEOUT), id="update-timeout"),
+    contract_case(Resolve(reply=Answer(503)), Expected(TRANSIENT, Reason.SERVER_ERROR, code="service_unavailable"),
+                  id="reply-503"),
+    contract_case(Resolve(update=slack_error("is_archived"), reply=slack_error("is_archived")),
+                  Expected(PERMANENT, Reason.NOT_FOUND, code="is_archived"), id="channel-archived"),
+]
+
+
+@pytest.mark.parametrize(("answer", "expected"), RESOLVE_TABLE)
+async def test_resolve_answers_map_to_outcomes(
+    slack: SlackWebhookServer, store: Store, bot: Sender, caplog: pytest.LogCaptureFixture, answer: Resolve,
+    expected: Expected,
 ) -> None:
-    sender, threads = bot(), Threads(store, "team-slack")
+    caplog.set_level(logging.DEBUG)
+    sender, threads = bot(timeout=0.2 if answer.update == STALL else TIMEOUT), Threads(store, "team-slack")
     await sender.send(notification("firing-poddown", "team-slack"), threads)
-    slack.respond_with(200, {"ok": False, "error": "message_not_found"})
-    await sender.send(notification("resolved-poddown", "team-slack"), threads)
+    slack.script(*answer.script())
+    exc = await outcome_of(sender.send(notification("resolved-poddown", "team-slack"), threads))
+
+    assert_outcome(exc, expected)
     [original] = slack.top_level()
-    assert len(slack.replies(original.ts)) == 1
-    assert slack.updates == []
+    assert len(slack.replies(original.ts)) == (1 if expected.outcome == OK else 0)
+    assert len(slack.updates) == (1 if answer.update is None else 0)  # an original Slack refuses stays as it was
+    assert_leaks_no_secret(shown(exc, caplog.text), [DEFAULT_TOKEN])
 
 
 async def test_a_repeated_firing_reminds_in_the_thread(

@@ -36,6 +36,9 @@ class Answer:
     stall: bool = False
 
 
+STALL = Answer(0, stall=True)  # no answer at all: the request is held open (a client timeout)
+
+
 @dataclass(frozen=True)
 class Request:
     """One request as the fake saw it, with the status it answered."""
@@ -130,6 +133,10 @@ class FakeHttpServer:
         """Answer the next `times` requests like this (body None: the provider's usual body for `status`)."""
         for _ in range(times):
             self._script.append(Answer(status, body, dict(headers or {})))
+
+    def script(self, *answers: Answer) -> None:
+        """Answer the next requests like `answers`, in order (a table row's answer; STALL holds one open)."""
+        self._script.extend(answers)
 
     def stall(self, times: int = 1) -> None:
         """Hold the next `times` requests open without answering until `recover()` or stop (client timeouts)."""
