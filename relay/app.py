@@ -15,10 +15,12 @@ from starlette.routing import Route
 
 from relay import api, webhook
 from relay.auth import LoopbackOnly
+from relay.channels.slack import interactions
 from relay.config.runtime import Runtime
 from relay.retention import prune_forever
 from relay.services import Services, open_services
 from relay.settings import Settings
+from relay.silences import SilenceWatch
 
 __all__ = ["Services", "create_app", "open_services"]
 
@@ -59,7 +61,9 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             asyncio.create_task(prune_forever(opened.store, runtime, timedelta(hours=settings.retention_hours)),
                                 name="retention"),
             asyncio.create_task(opened.deadman.run(), name="heartbeats"),
-            asyncio.create_task(opened.escalator.run(), name="escalations")]
+            asyncio.create_task(opened.escalator.run(), name="escalations"),
+            asyncio.create_task(SilenceWatch(opened.store, runtime, opened.dispatcher,
+                                             settings.silence_watch_seconds).run(), name="silence-watch")]
         try:
             yield
         finally:
@@ -69,6 +73,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     return Starlette(
         routes=[
             Route("/webhook", webhook.handle, methods=["POST"]),
+            Route("/slack/interactions", interactions.handle, methods=["POST"]),
             Route("/metrics", api.metrics_endpoint, methods=["GET"]),
             Route("/healthz", api.healthz, methods=["GET"]),
             Route("/readyz", api.readyz, methods=["GET"]),

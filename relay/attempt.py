@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from relay import metrics, outbox
+from relay.actions import ACTION
 from relay.alerts import Notification
 from relay.channels.base import DETAIL_LIMIT, redact, scrub
 from relay.channels.deadline import send_deadline
@@ -167,7 +168,7 @@ class Attempts:
         metrics.notifications_delivered.labels(notification.receiver, integration).inc()
         metrics.delivery_latency.labels(notification.receiver, integration).observe(
             now - notification.received_at.timestamp())
-        for alert in notification.alerts:
+        for alert in notification.alerts if integration != ACTION else ():  # a click is no alert's delivery
             since = alert.ends_at if alert.status == "resolved" else alert.starts_at
             if since is not None:
                 metrics.alert_to_delivery.labels(integration).observe(max(0.0, now - since.timestamp()))
@@ -221,7 +222,7 @@ class Attempts:
     async def _fallback(self, notification: Notification, now: float) -> None:
         found = self.receivers.receiver(notification.receiver)
         fallback = self.receivers.receiver(found.config.fallback) if found and found.config.fallback else None
-        if fallback is None:
+        if fallback is None or notification.integration == ACTION:  # an action failed: no alert to tell elsewhere
             return
         target = fallback.config
         candidate = Candidate(target.name, target.integration, notification.group,

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from relay.actions import action_of
 from relay.alerts import Alert, Notification
 from relay.channels.base import parse_retry_after, rendered, scrub, secret_digest
 from relay.channels.deadline import remaining
@@ -209,7 +210,11 @@ class PagerDutyChannel:
         """Send every alert's event not yet accepted. PagerDuty refusing one event (400) must not keep the group's
         other incidents from opening: the rest are sent, then the refusal is raised. Anything else stops at once;
         the retry sends only what PagerDuty has not accepted (and PagerDuty merges a repeat by dedup_key)."""
-        events = await rendered(build_events, notification, self.templates, self.receiver)
+        action = action_of(notification)
+        if action is not None:  # acknowledged from Slack (relay.actions): each alert's incident, by its key
+            events = [{"event_action": "acknowledge", "dedup_key": dedup_key(a)} for a in notification.alerts]
+        else:
+            events = await rendered(build_events, notification, self.templates, self.receiver)
         url = self._url()
         pending = list(zip(notification.alerts, events, strict=True))
         if threads is not None and len(pending) > 1:

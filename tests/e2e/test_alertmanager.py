@@ -44,15 +44,17 @@ receivers:
 
 
 @contextlib.asynccontextmanager
-async def alertmanager(tmp_path: Path, relay_url: str) -> AsyncIterator[str]:
+async def alertmanager(tmp_path: Path, relay_url: str, template: str = CONFIG) -> AsyncIterator[str]:
+    """A real Alertmanager on loopback posting to relay; its externalURL (what its webhooks carry) is its own URL."""
     assert BINARY is not None
     config = tmp_path / "alertmanager.yml"
-    config.write_text(CONFIG.format(url=relay_url, token=TOKEN))
+    config.write_text(template.format(url=relay_url, token=TOKEN))
     port = free_port()
     log = (tmp_path / "alertmanager.log").open("wb")
     proc = await asyncio.create_subprocess_exec(
         BINARY, f"--config.file={config}", f"--storage.path={tmp_path / 'am-data'}",
-        f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=", stdout=log, stderr=log)
+        f"--web.listen-address=127.0.0.1:{port}", f"--web.external-url=http://127.0.0.1:{port}",
+        "--cluster.listen-address=", stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
 
     async def ready() -> bool:

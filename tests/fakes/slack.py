@@ -14,12 +14,16 @@ a Retry-After header in whole seconds, as Slack documents. `rate_limited` counts
 from __future__ import annotations
 
 import hashlib
+import hmac
 import itertools
+import json
 import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
+import httpx
 from aiohttp import web
 
 from tests.fakes import DEFAULT_TIMEOUT, Answer, FakeHttpServer, answer_response, read_body, wait_until
@@ -55,6 +59,28 @@ class SlackLimit:
 class _Bucket:
     tokens: float
     updated: float
+
+
+SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5-SECRET"
+TEAM_ID = "T0OJEOMNEO"
+
+
+def signature(secret: str, timestamp: int, body: bytes) -> str:
+    """Slack's request signature: v0= and the hex HMAC-SHA256 of `v0:{timestamp}:{body}` under the signing secret."""
+    base = f"v0:{timestamp}:".encode() + body
+    return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class Interaction:
+    """An interaction request as Slack sends it to an app's request URL."""
+
+    body: bytes
+    headers: dict[str, str]
+
+    async def send(self, relay_url: str) -> httpx.Response:
+        async with httpx.AsyncClient(timeout=10) as client:
+            return await client.post(relay_url + "/slack/interactions", content=self.body, headers=self.headers)
 
 
 @dataclass
@@ -117,6 +143,7 @@ class SlackWebhookServer(FakeHttpServer):
         self.posted: list[Posted] = []  # Web API posts, in order, with their current content
         self.updates: list[dict[str, Any]] = []  # chat.update bodies Slack accepted
         self._ts = itertools.count(1)
+        self.usergroups: dict[str, list[str]] = {}  # usergroups.users.list: group ID -> member IDs
 
     async def __aenter__(self) -> SlackWebhookServer:
         await self.start()
@@ -126,6 +153,58 @@ class SlackWebhookServer(FakeHttpServer):
         app.router.add_post("/services/{path:.*}", self._webhook)
         app.router.add_post("/api/chat.postMessage", self._post_message)
         app.router.add_post("/api/chat.update", self._update)
+        app.router.add_route("*", "/api/usergroups.users.list", self._usergroup_users)
+
+    async def _usergroup_users(self, request: web.Request) -> web.Response:
+        """usergroups.users.list: the members of `usergroups[usergroup]` (no_such_subteam for others)."""
+        fields = dict(request.query)
+        if request.method == "POST":
+            fields.update({k: str(v) for k, v in (await request.post()).items()})
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if token not in self.tokens:
+            answer = {"ok": False, "error": "invalid_auth"}
+        elif fields.get("usergroup") not in self.usergroups:
+            answer = {"ok": False, "error": "no_such_subteam"}
+        else:
+            answer = {"ok": True, "users": self.usergroups[fields["usergroup"]]}
+        await self.record(request, fields, 200)
+        return web.json_response(answer)
+
+    def click(self, posted: Posted, action_id: str, *, user: str = "U0KIM", team: str = TEAM_ID,
+              secret: str = SIGNING_SECRET, timestamp: int | None = None,
+              selected_date_time: int | None = None) -> Interaction:
+        """The request Slack sends when `user` of workspace `team` clicks the element `action_id` of the message as it
+        stands now (a button, or the date-time picker with `selected_date_time`), signed with `secret`."""
+        found = None
+        for block in posted.body.get("blocks") or []:
+            for element in block.get("elements") or [] if block.get("type") == "actions" else []:
+                if element.get("action_id") == action_id:
+                    found = (block, element)
+        assert found is not None, f"no element {action_id!r} in the message as it stands"
+        block, element = found
+        action: dict[str, Any] = {"type": element["type"], "action_id": action_id, "block_id": block["block_id"],
+                                  "action_ts": f"{time.time():.6f}"}
+        if element["type"] == "button":
+            action |= {"text": element["text"], "value": element.get("value", "")}
+        else:
+            action["selected_date_time"] = selected_date_time
+        payload = {
+            "type": "block_actions", "api_app_id": "A0RELAY", "token": "deprecated-verification-token",
+            "trigger_id": "1.2.3", "response_url": self.base_url + "/actions/T0/1/x",
+            "team": {"id": team, "domain": "ojeomneo"},
+            "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": team},
+            "container": {"type": "message", "message_ts": posted.ts, "channel_id": posted.channel,
+                          "is_ephemeral": False},
+            "channel": {"id": posted.channel, "name": "ojeomneo-alerts"},
+            "message": {"type": "message", "ts": posted.ts, "text": posted.body.get("text", ""),
+                        "blocks": posted.body.get("blocks", [])},
+            "actions": [action],
+        }
+        body = urlencode({"payload": json.dumps(payload)}).encode()
+        sent = int(time.time()) if timestamp is None else timestamp
+        return Interaction(body, {"Content-Type": "application/x-www-form-urlencoded",
+                                  "X-Slack-Request-Timestamp": str(sent),
+                                  "X-Slack-Signature": signature(secret, sent, body)})
 
     def url(self, path: str = DEFAULT_WEBHOOK_PATH) -> str:
         """An incoming-webhook URL on this server (the path is the secret part)."""

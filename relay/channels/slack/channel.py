@@ -32,9 +32,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from relay.actions import Action, action_of
 from relay.alerts import Alert, Notification
 from relay.channels.base import parse_retry_after, secret_digest
+from relay.channels.slack.actions import MessageState, controls
 from relay.channels.slack.message import build_message
+from relay.channels.slack.perform import Performer
 from relay.channels.slack.threads import Anchor, Book, ThreadBook, narrowed
 from relay.channels.threads import Threads
 from relay.config.receivers import ReceiverConfig, SlackConfig
@@ -150,8 +153,16 @@ class SlackCalls:
         """An incoming webhook wins over a token."""
         return bool(self.config.webhook_url and self.config.webhook_url.get_secret_value().strip())
 
-    def render(self, notification: Notification, now: datetime | None = None, mention: bool = True) -> dict[str, Any]:
-        return build_message(notification, self.templates, self.receiver, now=now, mention=mention)
+    def render(self, notification: Notification, now: datetime | None = None, mention: bool = True,
+               buttons: bool = False, state: MessageState | None = None, version: str | None = None
+               ) -> dict[str, Any]:
+        """The message; `buttons` adds the actions' notes and buttons (relay.channels.slack.actions) to a firing
+        message of a receiver that has them, as rendering `version` (by default this notification's)."""
+        shown: list[dict[str, Any]] = []
+        if buttons and self.config.actions is not None and notification.status == "firing":
+            shown = controls(self.config.actions, self.receiver.name, version or f"n{notification.id}", state,
+                             now=now.timestamp() if now else None)
+        return build_message(notification, self.templates, self.receiver, now=now, mention=mention, controls=shown)
 
     def requests(self, notification: Notification, book: Book | None = None,
                  now: datetime | None = None) -> list[Call]:
@@ -199,7 +210,8 @@ class SlackCalls:
             await book.reminded(anchor, reminder)
         if plan.new:
             fresh = narrowed(notification, plan.new)
-            answer = await transport(Call("announce", post_call(self.config.channel, self.render(fresh, now))))
+            answer = await transport(Call("announce", post_call(self.config.channel,
+                                                                self.render(fresh, now, buttons=True))))
             await book.remember(Anchor(str(answer["channel"]), str(answer["ts"])), fresh)
 
     async def _resolve_in_thread(self, notification: Notification, book: Book, transport: Transport, anchor: Anchor,
@@ -208,7 +220,8 @@ class SlackCalls:
         original, completed = await book.original(anchor, notification, alerts)
         resolved = narrowed(notification, completed)
         try:
-            await transport(Call("update", update_call(anchor, self.render(original or resolved, now))))
+            redrawn = self.render(original or resolved, now, buttons=True)  # still firing in part: buttons stay
+            await transport(Call("update", update_call(anchor, redrawn)))
         except PermanentDeliveryError as exc:
             if exc.code not in _GONE:
                 raise
@@ -242,10 +255,40 @@ class SlackChannel(SlackCalls):
     async def send(self, notification: Notification, threads: Threads | None = None) -> None:
         book = ThreadBook(threads) if threads is not None else None
         try:
-            await self.make_calls(notification, book, self._make)
+            action = action_of(notification)
+            if action is not None:
+                await self._perform(notification, action, threads)
+            else:
+                await self.make_calls(notification, book, self._make)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise network_error(exc) from None
         log.debug("slack message delivered", extra={"receiver": self.receiver.name, "notification": notification.id})
+
+    async def _perform(self, notification: Notification, action: Action, threads: Threads | None) -> None:
+        """An action row (relay.actions) for this receiver's message: see relay.channels.slack.perform."""
+        if self.config.actions is None or threads is None:
+            raise PermanentDeliveryError(Reason.CONFIG, f"receiver {self.receiver.name!r} has no slack.actions")
+        await Performer(self, self.config.actions, threads).run(notification, action)
+
+    async def update(self, anchor: Anchor, message: dict[str, Any]) -> None:
+        """chat.update of a message relay posted; a message that can no longer change is left as it is."""
+        try:
+            await self._call(lambda client: client.chat_update(**update_call(anchor, message)))
+        except PermanentDeliveryError as exc:
+            if exc.code not in _GONE:
+                raise
+            log.warning("slack message %s can no longer be updated (%s)", anchor.ts, exc.code)
+
+    async def reply(self, anchor: Anchor, text: str) -> None:
+        """A reply of relay's own text in the message's thread (it names a user: `<@U…>`, never alert text)."""
+        body = post_call(None, {"text": text}, anchor)
+        await self._call(lambda client: client.chat_postMessage(**body))
+
+    async def usergroup_members(self, usergroup: str) -> list[str]:
+        """The user IDs of a user group (usergroups.users.list; the bot token needs usergroups:read)."""
+        response = await self._call(lambda client: client.usergroups_users_list(usergroup=usergroup))
+        users = response.get("users")
+        return [str(u) for u in users] if isinstance(users, list) else []
 
     async def _make(self, call: Call) -> Mapping[str, Any]:
         if call.step == "webhook":

@@ -58,9 +58,11 @@ def note(mrkdwn: str) -> dict[str, Any]:
 
 
 def build_message(notification: Notification, templates: Templates, receiver: ReceiverConfig,
-                  *, now: datetime | None = None, mention: bool = True) -> dict[str, Any]:
+                  *, now: datetime | None = None, mention: bool = True,
+                  controls: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
     """The Slack message for a notification, the same for an incoming webhook, chat.postMessage and chat.update;
-    `mention=False` leaves out routes.yaml's mention (one notification pings people once, not per message)."""
+    `mention=False` leaves out routes.yaml's mention (one notification pings people once, not per message);
+    `controls` (relay.channels.slack.actions) go under the header."""
     config = receiver.slack
     assert config is not None
     overrides = receiver.templates
@@ -72,6 +74,7 @@ def build_message(notification: Notification, templates: Templates, receiver: Re
     top = [header(title)]
     if ping:
         top.append(section(ping))
+    top.extend(controls)
     head: list[dict[str, Any]] = []
     if ctx["commonExtraLabels"]:
         head.append(note(" ".join(f"`{slack_escape(k)}={slack_escape(v)}`" for k, v in

@@ -1,0 +1,248 @@
+"""Acting from the Slack message, with the real Alertmanager (Debian's prometheus-alertmanager) and the suite's Slack
+and PagerDuty: the suite's Slack clicks relay's buttons with signed block_actions requests, as Slack does."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.process import RelayProcess, free_port
+from tests.e2e.test_alertmanager import TOKEN, alertmanager, now
+from tests.fakes.pagerduty import PagerDutyServer
+from tests.fakes.slack import DEFAULT_TOKEN, SIGNING_SECRET, TEAM_ID, Posted, SlackWebhookServer
+from tests.helpers import poll_until, relay_settings, running_relay
+
+pytestmark = pytest.mark.skipif(not __import__("shutil").which("prometheus-alertmanager"),
+                                reason="needs Debian prometheus-alertmanager")
+
+ROUTES = """
+receivers:
+  - name: slack-bot
+    slack:
+      token: ${SLACK_TOKEN}
+      channel: "#ojeomneo-alerts"
+      api_url: ${SLACK_API_URL}
+      actions:
+        team_id: TEAM
+        alertmanager:
+          url: ${AM_API_URL:-}
+  - name: pagerduty-oncall
+    pagerduty:
+      routing_key: ${PD_KEY}
+      url: ${PD_URL}
+routes:
+  - matchers: ['severity="critical"']
+    receivers: [slack-bot, pagerduty-oncall]
+default_receivers: [slack-bot]
+""".replace("TEAM", TEAM_ID)
+
+# Alertmanager re-sends the group every second while it fires, so that a silence visibly stops it.
+REPEATING = """
+route:
+  receiver: relay
+  group_by: [alertname]
+  group_wait: 0s
+  group_interval: 1s
+  repeat_interval: 1s
+receivers:
+  - name: relay
+    webhook_configs:
+      - url: {url}/webhook
+        send_resolved: true
+        http_config:
+          authorization:
+            credentials: {token}
+"""
+LABELS = {"alertname": "PodDown", "severity": "critical", "namespace": "ojeomneo", "pod": "server-0"}
+
+
+def env(slack: SlackWebhookServer, pagerduty: PagerDutyServer, am_api: str = "") -> dict[str, str]:
+    return {"SLACK_TOKEN": DEFAULT_TOKEN, "SLACK_API_URL": slack.api_url, "PD_KEY": "R0UTINGKEY0000000000000000000001",
+            "PD_URL": pagerduty.url, "AM_API_URL": am_api}
+
+
+def text(posted: Posted | dict[str, Any]) -> str:
+    return json.dumps(posted.body if isinstance(posted, Posted) else posted, ensure_ascii=False)
+
+
+def action_ids(posted: Posted) -> list[str]:
+    return [e["action_id"] for b in posted.body.get("blocks", []) if b["type"] == "actions" for e in b["elements"]]
+
+
+async def am_get(am: str, path: str, **params: str) -> Any:
+    async with httpx.AsyncClient(timeout=5) as client:
+        answer = await client.get(am + path, params=params)
+    answer.raise_for_status()
+    return answer.json()
+
+
+async def webhooks_accepted(relay_url: str) -> float:
+    async with httpx.AsyncClient(timeout=5) as client:
+        exposition = (await client.get(relay_url + "/metrics")).text
+    found = re.search(r'^relay_webhook_requests_total\{code="200"\} (\S+)$', exposition, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+async def test_silence_unsilence_and_acknowledge_from_slack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with SlackWebhookServer() as slack, PagerDutyServer() as pagerduty:
+        for key, value in env(slack, pagerduty).items():
+            monkeypatch.setenv(key, value)
+        routes = tmp_path / "routes.yaml"
+        routes.write_text(ROUTES)
+        settings = relay_settings(tmp_path, routes, webhook_token=TOKEN, admin_token="admin-token-0123",
+                                  slack_signing_secret=SIGNING_SECRET)
+        async with running_relay(settings) as relay, alertmanager(tmp_path, relay.url, REPEATING) as am:
+            alert = {"labels": LABELS, "annotations": {"summary": "Pod down"}, "startsAt": now()}
+            async with httpx.AsyncClient() as client:
+                assert (await client.post(f"{am}/api/v2/alerts", json=[alert])).status_code == 200
+            await slack.wait_for(1, timeout=20)
+            [trigger] = await pagerduty.wait_for(1)
+            [message] = slack.top_level()
+            assert action_ids(message) == ["relay:acknowledge", "relay:silence:3600", "relay:silence:14400",
+                                           "relay:silence:86400", "relay:silence_until"]
+            before = await webhooks_accepted(relay.url)
+            await poll_until(lambda: _more(relay.url, before + 2), timeout=10)  # Alertmanager re-sends it
+
+            clicked = time.time()
+            answer = await slack.click(message, "relay:silence:3600").send(relay.url)
+            assert answer.status_code == 200, answer.text
+            [update] = await slack.wait_for_updates(1)
+            [silence] = [s for s in await am_get(am, "/api/v2/silences") if s["status"]["state"] == "active"]
+            assert sorted((m["name"], m["value"], m["isRegex"], m["isEqual"]) for m in silence["matchers"]) == sorted(
+                (k, v, False, True) for k, v in LABELS.items())
+            assert "U0KIM" in silence["createdBy"]
+            assert f"https://ojeomneo.slack.com/archives/{message.channel}/p{message.ts.replace('.', '')}" in \
+                silence["comment"]
+            ends = silence["endsAt"].replace("Z", "+00:00")
+            assert 3590 < datetime.fromisoformat(ends).timestamp() - clicked < 3610
+            assert "Silenced until" in text(update) and "<@U0KIM>" in text(update)
+            assert action_ids(message) == ["relay:acknowledge", "relay:unsilence"]
+            await poll_until(lambda: len(slack.replies(message.ts)) == 1)
+            [reply] = slack.replies(message.ts)
+            assert "silenced this until" in text(reply) and silence["id"] in text(reply)
+
+            [state] = [a["status"] for a in await am_get(am, "/api/v2/alerts")]
+            assert state["state"] == "suppressed" and state["silencedBy"] == [silence["id"]]
+            # An absence needs a window: what was on its way arrives in 1.5 s, then 3 s (3 repeat intervals) of quiet.
+            await asyncio.sleep(1.5)
+            quiet = await webhooks_accepted(relay.url)
+            await asyncio.sleep(3.0)
+            assert await webhooks_accepted(relay.url) == quiet  # Alertmanager no longer notifies it
+
+            answer = await slack.click(message, "relay:unsilence").send(relay.url)
+            assert answer.status_code == 200, answer.text
+            await slack.wait_for_updates(2)
+            [expired] = [s for s in await am_get(am, "/api/v2/silences") if s["id"] == silence["id"]]
+            assert expired["status"]["state"] == "expired"
+            assert "Silenced until" not in text(message) and "relay:silence:3600" in action_ids(message)
+
+            answer = await slack.click(message, "relay:acknowledge").send(relay.url)
+            assert answer.status_code == 200, answer.text
+            await pagerduty.wait_for(2)
+            await slack.wait_for_updates(3)
+            acknowledge = pagerduty.events[1]
+            assert acknowledge["event_action"] == "acknowledge" and acknowledge["dedup_key"] == trigger["dedup_key"]
+            assert "Acknowledged by <@U0KIM>" in text(message) and "relay:acknowledge" not in action_ids(message)
+            await poll_until(lambda: len(slack.replies(message.ts)) == 3)  # silenced, unsilenced, acknowledged
+
+
+            async def actions_done() -> bool:
+                done = [h for h in await relay.history(state="delivered") if h["integration"] == "action"]
+                return len(done) == 4
+
+            await poll_until(actions_done)  # Slack's silence, unsilence and acknowledge, PagerDuty's acknowledge
+            actions = [h for h in await relay.history() if h["integration"] == "action"]
+            detail = (await relay.admin("GET", f"/api/v1/notifications/{actions[-1]['id']}")).json()
+            assert detail["action"]["kind"] == "silence" and detail["action"]["user"] == "U0KIM"
+        assert SIGNING_SECRET not in json.dumps([r.body for r in slack.requests])
+
+
+async def _more(relay_url: str, count: float) -> bool:
+    return await webhooks_accepted(relay_url) >= count
+
+
+async def test_a_silenced_alert_that_resolves_is_shown_resolved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    async with SlackWebhookServer() as slack, PagerDutyServer() as pagerduty:
+        for key, value in env(slack, pagerduty).items():
+            monkeypatch.setenv(key, value)
+        routes = tmp_path / "routes.yaml"
+        routes.write_text(ROUTES)
+        settings = relay_settings(tmp_path, routes, webhook_token=TOKEN, slack_signing_secret=SIGNING_SECRET,
+                                  silence_watch_seconds=0.5)
+        async with running_relay(settings) as relay, alertmanager(tmp_path, relay.url) as am:
+            labels = {**LABELS, "severity": "warning"}
+            alert = {"labels": labels, "annotations": {"summary": "Pod down"}, "startsAt": now()}
+            async with httpx.AsyncClient() as client:
+                assert (await client.post(f"{am}/api/v2/alerts", json=[alert])).status_code == 200
+                await slack.wait_for(1, timeout=20)
+                [message] = slack.top_level()
+                answer = await slack.click(message, "relay:silence:3600").send(relay.url)
+                assert answer.status_code == 200, answer.text
+                await slack.wait_for_updates(1)
+                alert["endsAt"] = now()  # resolved while silenced: Alertmanager sends no resolve
+                assert (await client.post(f"{am}/api/v2/alerts", json=[alert])).status_code == 200
+            await slack.wait_for_updates(2, timeout=20)
+        assert "[RESOLVED] PodDown" in text(message) and "relay:unsilence" not in text(message)
+        assert any("RESOLVED" in text(r).upper() for r in slack.replies(message.ts))
+
+
+async def test_a_silence_asked_for_while_relay_dies_is_created_once_after_restart(tmp_path: Path) -> None:
+    async with SlackWebhookServer() as slack, PagerDutyServer() as pagerduty:
+        routes = tmp_path / "routes.yaml"
+        routes.write_text(ROUTES)
+        unreachable = f"http://127.0.0.1:{free_port()}"  # Alertmanager's API, not up yet
+        base = {**env(slack, pagerduty, unreachable), "RELAY_SLACK_SIGNING_SECRET": SIGNING_SECRET}
+        async with alertmanager(tmp_path, "http://127.0.0.1:9") as am:
+            relay = RelayProcess(tmp_path, routes, base)
+            await relay.start()
+            try:
+                webhook = {"version": "4", "groupKey": '{}:{alertname="PodDown"}', "status": "firing",
+                           "receiver": "relay", "externalURL": am, "groupLabels": {"alertname": "PodDown"},
+                           "alerts": [{"status": "firing", "labels": LABELS, "startsAt": now(),
+                                       "fingerprint": "f00dfeedf00dfeed"}]}
+                async with httpx.AsyncClient(timeout=10) as client:
+                    assert (await client.post(relay.url + "/webhook", json=webhook)).status_code == 200
+                await slack.wait_for(1)
+                await poll_until(lambda: _refs_kept(relay.url), timeout=10)
+                [message] = slack.top_level()
+                answer = await slack.click(message, "relay:silence:14400").send(relay.url)
+                assert answer.status_code == 200, answer.text
+                await poll_until(lambda: _attempted(relay.url), timeout=10)  # Alertmanager could not be reached
+            finally:
+                await relay.kill()
+            relay = RelayProcess(tmp_path, routes, {**base, "AM_API_URL": am})
+            await relay.start()
+            try:
+                await slack.wait_for_updates(1, timeout=20)
+                await poll_until(lambda: _all_delivered(relay.url), timeout=10)
+            finally:
+                await relay.terminate()
+            silences = [s for s in await am_get(am, "/api/v2/silences") if s["status"]["state"] == "active"]
+        assert len(silences) == 1 and "U0KIM" in silences[0]["createdBy"]
+        assert "Silenced until" in text(message)
+
+
+async def _history(relay_url: str) -> list[dict[str, Any]]:
+    async with httpx.AsyncClient(timeout=5, headers={"X-Relay-Request": "1"}) as client:
+        return list((await client.get(relay_url + "/api/v1/notifications")).json()["notifications"])
+
+
+async def _refs_kept(relay_url: str) -> bool:
+    return any(h["state"] == "delivered" for h in await _history(relay_url))
+
+
+async def _attempted(relay_url: str) -> bool:
+    return any(h["integration"] == "action" and h["attempts"] >= 1 for h in await _history(relay_url))
+
+
+async def _all_delivered(relay_url: str) -> bool:
+    return all(h["state"] == "delivered" for h in await _history(relay_url))
