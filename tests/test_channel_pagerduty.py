@@ -28,7 +28,7 @@ from tests.channel_contract import (
     shown,
 )
 from tests.conftest import Providers
-from tests.fakes import STALL, Answer, notification, webhook_message
+from tests.fakes import REFUSED, STALL, UNTRUSTED, Answer, notification, webhook_message
 from tests.fakes.pagerduty import PagerDutyServer, problems
 from tests.helpers import TEMPLATES, RunningRelay, poll_until, relay_settings, running_relay
 
@@ -65,7 +65,6 @@ async def channel(pd: PagerDutyServer, templates: Templates,
     await sender.close()
 
 
-REFUSED = "refused"  # not an answer: nothing listens on PagerDuty's port
 # A library's masked form of the key (`****0042`, its last four characters): not shown either.
 MASKED = ["*" + ROUTING_KEY[-4:], ROUTING_KEY[-4:] + " "]
 
@@ -84,6 +83,8 @@ TABLE = [
     contract_case(Answer(503), Expected(TRANSIENT, Reason.SERVER_ERROR), id="503"),
     contract_case(REFUSED, Expected(TRANSIENT, Reason.CONNECTION), id="connection-refused"),
     contract_case(STALL, Expected(TRANSIENT, Reason.TIMEOUT), id="timeout"),
+    # Retried as a connection failure, where email's untrusted certificate is `tls` and final.
+    contract_case(UNTRUSTED, Expected(TRANSIENT, Reason.CONNECTION), id="untrusted-certificate"),
 ]
 
 
@@ -93,16 +94,13 @@ async def test_provider_answers_map_to_outcomes(
     answer: Answer | str, expected: Expected,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    if answer == REFUSED:
-        await pd.go_offline()
-    else:
-        assert isinstance(answer, Answer)
-        pd.script(answer)
-    sender = PagerDutyChannel(receiver(pd.url), templates, session, timeout=0.2 if answer == STALL else 5.0)
-    try:
-        exc = await outcome_of(sender.send(notification("firing-poddown", "oncall", "pagerduty")))
-    finally:
-        await sender.close()
+    async with pd.answering(answer) as base_url:
+        sender = PagerDutyChannel(receiver(base_url + "/v2/enqueue"), templates, session,
+                                  timeout=0.2 if answer == STALL else 5.0)
+        try:
+            exc = await outcome_of(sender.send(notification("firing-poddown", "oncall", "pagerduty")))
+        finally:
+            await sender.close()
 
     assert_outcome(exc, expected)
     if exc is None:

@@ -29,7 +29,7 @@ from tests.channel_contract import (
     outcome_of,
     shown,
 )
-from tests.fakes import STALL, Answer, notification
+from tests.fakes import REFUSED, STALL, UNTRUSTED, Answer, notification
 from tests.fakes.slack import DEFAULT_TOKEN, DEFAULT_WEBHOOK_PATH, SlackLimit, SlackWebhookServer
 from tests.helpers import TEMPLATES
 
@@ -63,8 +63,6 @@ def channel(slack: SlackWebhookServer, templates: Templates, session: aiohttp.Cl
     return SlackChannel(receiver(**config), templates, session, timeout=timeout)
 
 
-REFUSED = "refused"  # not an answer: nothing listens on Slack's port
-
 # The incoming webhook's answers -> outcome: Slack's status and body; its error name is the code, kept in history.
 TABLE = [
     contract_case(Answer(200), Expected(OK), id="200-ok"),
@@ -96,17 +94,9 @@ TABLE = [
                   Expected(TRANSIENT, Reason.SERVER_ERROR, code="service_unavailable"), id="503"),
     contract_case(REFUSED, Expected(TRANSIENT, Reason.CONNECTION), id="connection-refused"),
     contract_case(STALL, Expected(TRANSIENT, Reason.TIMEOUT), id="timeout"),
+    # Retried as a connection failure, where email's untrusted certificate is `tls` and final.
+    contract_case(UNTRUSTED, Expected(TRANSIENT, Reason.CONNECTION), id="untrusted-certificate"),
 ]
-
-
-async def answered(slack: SlackWebhookServer, answer: Answer | str) -> float:
-    """Make Slack answer the next request like a table row says; the send timeout that row wants."""
-    if answer == REFUSED:
-        await slack.go_offline()
-    else:
-        assert isinstance(answer, Answer)
-        slack.script(answer)
-    return 0.2 if answer == STALL else 5.0
 
 
 @pytest.mark.parametrize(("answer", "expected"), TABLE)
@@ -115,8 +105,10 @@ async def test_provider_answers_map_to_outcomes(
     caplog: pytest.LogCaptureFixture, answer: Answer | str, expected: Expected,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    sender = channel(slack, templates, session, timeout=await answered(slack, answer))
-    exc = await outcome_of(sender.send(notification("firing-poddown", "team-slack")))
+    async with slack.answering(answer) as base_url:
+        url = base_url + DEFAULT_WEBHOOK_PATH
+        sender = channel(slack, templates, session, timeout=0.2 if answer == STALL else 5.0, webhook_url=url)
+        exc = await outcome_of(sender.send(notification("firing-poddown", "team-slack")))
 
     assert_outcome(exc, expected)
     assert len(slack.messages) == (1 if expected.outcome == OK else 0)
@@ -124,7 +116,7 @@ async def test_provider_answers_map_to_outcomes(
         assert isinstance(answer, Answer) and exc is not None
         assert exc.detail == f"HTTP {answer.status} {expected.code}".strip()
     texts = shown(exc, caplog.text)
-    assert_leaks_no_secret(texts, [slack.url(), DEFAULT_WEBHOOK_PATH], fragment=None)  # a part of the host is none
+    assert_leaks_no_secret(texts, [url, DEFAULT_WEBHOOK_PATH], fragment=None)  # a part of the host is no secret
     assert_leaks_no_secret(texts, [SECRET])
 
 
@@ -209,6 +201,7 @@ BOT_TABLE = [
                   id="500"),
     contract_case((DEFAULT_TOKEN, REFUSED), Expected(TRANSIENT, Reason.CONNECTION), id="connection-refused"),
     contract_case((DEFAULT_TOKEN, STALL), Expected(TRANSIENT, Reason.TIMEOUT), id="timeout"),
+    contract_case((DEFAULT_TOKEN, UNTRUSTED), Expected(TRANSIENT, Reason.CONNECTION), id="untrusted-certificate"),
 ]
 
 
@@ -219,10 +212,10 @@ async def test_bot_token_mode_posts_with_chat_post_message(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     token, reply = answer
-    timeout = await answered(slack, reply)
-    sender = SlackChannel(receiver(token=token, channel="#ojeomneo-alerts", api_url=slack.api_url), templates,
-                          session, timeout=timeout)
-    exc = await outcome_of(sender.send(notification("firing-poddown", "team-slack")))
+    async with slack.answering(reply) as base_url:
+        config = receiver(token=token, channel="#ojeomneo-alerts", api_url=base_url + "/api/")
+        sender = SlackChannel(config, templates, session, timeout=0.2 if reply == STALL else 5.0)
+        exc = await outcome_of(sender.send(notification("firing-poddown", "team-slack")))
 
     assert_outcome(exc, expected)
     if exc is None:

@@ -4,20 +4,24 @@ Each is a real server on 127.0.0.1 with an OS-assigned port, started and stopped
 by `async with`, so relay can be pointed at it in-process or as a subprocess.
 Tests wait on conditions (`await fake.wait_for(n)`), never on sleeps.
 `FakeHttpServer` holds what the two HTTP fakes share: scripted answers,
-outages (`fail_all`, `stall`, `go_offline`) and the record of every request.
+outages (`fail_all`, `stall`, `go_offline`), a channel table row's answer
+(`answering`) and the record of every request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import trustme
 from aiohttp import web
 
 from relay.alerts import Notification, WebhookMessage
@@ -37,6 +41,8 @@ class Answer:
 
 
 STALL = Answer(0, stall=True)  # no answer at all: the request is held open (a client timeout)
+# Not answers of the provider, for a table row: nothing listens on its port; a certificate nobody trusts answers.
+REFUSED, UNTRUSTED = "refused", "untrusted-certificate"
 
 
 @dataclass(frozen=True)
@@ -138,6 +144,21 @@ class FakeHttpServer:
         """Answer the next requests like `answers`, in order (a table row's answer; STALL holds one open)."""
         self._script.extend(answers)
 
+    @asynccontextmanager
+    async def answering(self, answer: Answer | str) -> AsyncIterator[str]:
+        """Answer the next request like a table row says: an Answer, REFUSED (this server goes offline) or UNTRUSTED
+        (another server, with a certificate the client does not trust, takes the request). Yields the base URL."""
+        if answer == UNTRUSTED:
+            async with untrusted_https(self.host) as base_url:
+                yield base_url
+            return
+        if answer == REFUSED:
+            await self.go_offline()
+        else:
+            assert isinstance(answer, Answer), answer
+            self.script(answer)
+        yield self.base_url
+
     def stall(self, times: int = 1) -> None:
         """Hold the next `times` requests open without answering until `recover()` or stop (client timeouts)."""
         for _ in range(times):
@@ -211,6 +232,24 @@ class FakeHttpServer:
         await wait_until(self._changed, lambda: len(self.requests) >= count, timeout,
                          lambda: f"{len(self.requests)} request(s) received: {[r.status for r in self.requests]}")
         return self.requests[:count]
+
+
+@asynccontextmanager
+async def untrusted_https(host: str = "127.0.0.1") -> AsyncIterator[str]:
+    """An HTTPS endpoint whose certificate comes from a CA the client does not trust (a self-signed endpoint, a
+    TLS-intercepting proxy): the handshake fails before any HTTP. Yields its base URL."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    trustme.CA().issue_cert(host).configure_cert(context)
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, host, 0, ssl=context)
+    try:
+        yield f"https://{host}:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 async def read_body(request: web.Request) -> tuple[Any, bool]:
