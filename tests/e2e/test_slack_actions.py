@@ -77,6 +77,20 @@ def action_ids(posted: Posted) -> list[str]:
     return [e["action_id"] for b in posted.body.get("blocks", []) if b["type"] == "actions" for e in b["elements"]]
 
 
+def mrkdwn(value: Any) -> list[str]:
+    """Every text of a message that Slack reads as mrkdwn: mrkdwn objects and the top-level text."""
+    found: list[str] = []
+    if isinstance(value, dict):
+        if value.get("type") == "mrkdwn" or "blocks" in value:
+            found.append(str(value.get("text", "")))
+        for item in value.values():
+            found += mrkdwn(item)
+    elif isinstance(value, list):
+        for item in value:
+            found += mrkdwn(item)
+    return found
+
+
 async def am_get(am: str, path: str, **params: str) -> Any:
     async with httpx.AsyncClient(timeout=5) as client:
         answer = await client.get(am + path, params=params)
@@ -246,3 +260,35 @@ async def _attempted(relay_url: str) -> bool:
 
 async def _all_delivered(relay_url: str) -> bool:
     return all(h["state"] == "delivered" for h in await _history(relay_url))
+
+
+async def test_hostile_labels_stay_text_and_a_double_click_silences_once(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    async with SlackWebhookServer() as slack, PagerDutyServer() as pagerduty:
+        for key, value in env(slack, pagerduty).items():
+            monkeypatch.setenv(key, value)
+        routes = tmp_path / "routes.yaml"
+        routes.write_text(ROUTES)
+        settings = relay_settings(tmp_path, routes, webhook_token=TOKEN, slack_signing_secret=SIGNING_SECRET)
+        hostile = "PodDown\u202e <!channel> *now* <http://evil.example|click>"
+        labels = {**LABELS, "alertname": hostile, "severity": "warning", "pod": "@here <@U0BOSS>"}
+        async with running_relay(settings) as relay, alertmanager(tmp_path, relay.url) as am:
+            alert = {"labels": labels, "annotations": {"summary": "<!everyone> down"}, "startsAt": now()}
+            async with httpx.AsyncClient() as client:
+                assert (await client.post(f"{am}/api/v2/alerts", json=[alert])).status_code == 200
+            await slack.wait_for(1, timeout=20)
+            [message] = slack.top_level()
+            first = slack.click(message, "relay:silence:3600")
+            second = slack.click(message, "relay:silence:14400", timestamp=int(time.time()) - 1)
+            assert (await first.send(relay.url)).status_code == 200
+            assert (await second.send(relay.url)).json()["status"] == "duplicate"
+            [update] = await slack.wait_for_updates(1)
+            silences = await am_get(am, "/api/v2/silences")
+        assert len(silences) == 1  # two clicks on one button: one silence
+        [silence] = silences
+        assert {m["name"]: m["value"] for m in silence["matchers"]} == labels  # matchers are the alert's labels as is
+        shown = json.dumps(mrkdwn(update), ensure_ascii=False)  # plain_text (the header) is never parsed by Slack
+        for raw in ("<!channel>", "<!everyone>", "<http://evil.example|click>", "<@U0BOSS>", "\u202e"):
+            assert raw not in shown and raw not in silence["comment"] and raw not in silence["createdBy"]
+        assert "&lt;!channel&gt;" in shown and "[U+202E]" in shown
+        assert hostile not in silence["comment"] and labels["pod"] not in silence["comment"]  # no alert text there

@@ -67,6 +67,7 @@ def build_message(notification: Notification, templates: Templates, receiver: Re
     assert config is not None
     overrides = receiver.templates
     ctx = context(notification, now=now)
+    ctx["buttons"] = bool(controls)  # the message carries Silence buttons: the templates leave out the Silence link
     title = templates.render("slack", "title", overrides, ctx) or notification.status
     fallback = templates.render("slack", "text", overrides, ctx)
     ping = config.mention if mention and config.mention and notification.status == "firing" else ""

@@ -58,11 +58,11 @@ def marker(notification_id: int) -> str:
 
 
 def comment(action: Action, notification: Notification) -> str:
-    """The silence's comment: who, from where, and a link to the message; alert text shown as text."""
-    names = ", ".join(sorted({visible(a.name)[:100] for a in notification.alerts}))
+    """The silence's comment: who, from where, and a link to the message. No alert text: the matchers say which
+    alert it is, and a label value in the comment would be one more place where hostile text is read."""
     link = action.permalink()
-    text = f"Silenced from Slack by {visible(action.user_name) or action.user} {marker(notification.id)}: {names}"
-    return (text + (f" {link}" if link else ""))[:COMMENT_LIMIT]
+    text = f"Silenced from Slack by {visible(action.user_name) or action.user} {marker(notification.id)}"
+    return (text + (f": {link}" if link else ""))[:COMMENT_LIMIT]
 
 
 def created_by(action: Action) -> str:

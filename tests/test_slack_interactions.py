@@ -1,0 +1,164 @@
+"""POST /slack/interactions refuses what Slack did not sign, or signed for someone else, and changes nothing then;
+a click it accepts acts once. The suite's Slack sends the requests as Slack does (relay.channels.slack.interactions)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from relay.channels.slack.interactions import verify
+from relay.errors import Rejected
+from tests.fakes.slack import DEFAULT_TOKEN, SIGNING_SECRET, TEAM_ID, Posted, SlackWebhookServer, signature
+from tests.helpers import RunningRelay, fixture, poll_until, relay_settings, running_relay
+
+ROUTES = """
+receivers:
+  - name: slack-bot
+    slack:
+      token: ${SLACK_TOKEN}
+      channel: "#ojeomneo-alerts"
+      api_url: ${SLACK_API_URL}
+      actions:
+        team_id: %s
+%s
+  - name: slack-hook
+    slack:
+      webhook_url: ${SLACK_WEBHOOK_URL}
+default_receivers: [slack-bot, slack-hook]
+"""
+
+
+@dataclass
+class Setup:
+    relay: RunningRelay
+    slack: SlackWebhookServer
+    message: Posted
+
+    async def actions(self) -> list[dict[str, Any]]:
+        return [h for h in await self.relay.history() if h["integration"] == "action"]
+
+
+@pytest.fixture
+def restrict() -> str:
+    return ""
+
+
+@pytest.fixture
+async def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restrict: str) -> AsyncIterator[Setup]:
+    async with SlackWebhookServer() as slack:
+        slack.usergroups["S0ONCALL"] = ["U0ONCALL"]
+        for key, value in {"SLACK_TOKEN": DEFAULT_TOKEN, "SLACK_API_URL": slack.api_url,
+                           "SLACK_WEBHOOK_URL": slack.url()}.items():
+            monkeypatch.setenv(key, value)
+        routes = tmp_path / "routes.yaml"
+        routes.write_text(ROUTES % (TEAM_ID, restrict))
+        settings = relay_settings(tmp_path, routes, slack_signing_secret=SIGNING_SECRET)
+        async with running_relay(settings) as relay:
+            assert (await relay.post(fixture("firing-poddown.json"))).status_code == 200
+            await slack.wait_for(2)
+            await poll_until(lambda: _delivered(relay, 2))  # where the message went is committed
+            [message] = slack.top_level()
+            yield Setup(relay, slack, message)
+
+
+async def _delivered(relay: RunningRelay, count: int) -> bool:
+    return len(await relay.history(state="delivered")) >= count
+
+
+async def test_incoming_webhook_messages_keep_plain_links_and_bot_messages_get_buttons(setup: Setup) -> None:
+    [hook] = [m for m in setup.slack.messages if "thread_ts" not in m and m is not setup.message.body
+              and "channel" not in m]
+    assert "actions" not in json.dumps([b["type"] for b in hook.get("blocks", [])])
+    assert "|Silence>" in json.dumps(hook)  # the link into Alertmanager's UI stays
+    kinds = [b["type"] for b in setup.message.body["blocks"]]
+    assert "actions" in kinds and "|Silence>" not in json.dumps(setup.message.body)  # the buttons replace it
+
+
+async def test_an_acknowledge_updates_the_message_and_a_double_click_acts_once(setup: Setup) -> None:
+    first = setup.slack.click(setup.message, "relay:acknowledge")
+    again = setup.slack.click(setup.message, "relay:acknowledge", timestamp=int(time.time()) - 1)
+    assert (await first.send(setup.relay.url)).status_code == 200
+    answer = await again.send(setup.relay.url)
+    assert answer.status_code == 200 and answer.json()["status"] == "duplicate"
+    await setup.slack.wait_for_updates(1)
+    await poll_until(lambda: len(setup.slack.replies(setup.message.ts)) == 1)
+    assert "Acknowledged by <@U0KIM>" in json.dumps(setup.message.body)
+    [reply] = setup.slack.replies(setup.message.ts)
+    assert "<@U0KIM> acknowledged this" in reply.body["text"]
+    [action] = await setup.actions()
+    detail = (await setup.relay.admin("GET", f"/api/v1/notifications/{action['id']}")).json()
+    assert detail["action"]["user"] == "U0KIM" and detail["action"]["kind"] == "acknowledge"
+
+
+async def test_a_replayed_request_is_refused(setup: Setup) -> None:
+    click = setup.slack.click(setup.message, "relay:acknowledge")
+    assert (await click.send(setup.relay.url)).status_code == 200
+    answer = await click.send(setup.relay.url)
+    assert answer.status_code == 409 and "replay" in answer.json()["error"]
+    assert len(await setup.actions()) == 1
+
+
+@pytest.mark.parametrize(("change", "status", "says"), [
+    ({"secret": "not-the-signing-secret"}, 401, "does not match"),
+    ({"timestamp": int(time.time()) - 301}, 401, "more than 5 minutes"),
+    ({"team": "T0ELSEWHERE"}, 403, "workspace T0ELSEWHERE"),
+])
+async def test_what_slack_did_not_sign_for_this_app_changes_nothing(setup: Setup, change: dict[str, Any],
+                                                                    status: int, says: str,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    answer = await setup.slack.click(setup.message, "relay:acknowledge", **change).send(setup.relay.url)
+    assert answer.status_code == status and says in answer.json()["error"]
+    assert await setup.actions() == [] and setup.slack.updates == []
+    assert SIGNING_SECRET not in caplog.text
+
+
+async def test_unsigned_and_foreign_requests_are_refused(setup: Setup) -> None:
+    async with httpx.AsyncClient(base_url=setup.relay.url) as client:
+        unsigned = await client.post("/slack/interactions", content=b"payload=%7B%7D",
+                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert unsigned.status_code == 401
+        body = b"payload=" + b"%7B%22type%22%3A%22view_submission%22%7D"
+        now = int(time.time())
+        other = await client.post("/slack/interactions", content=body, headers={
+            "Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": str(now),
+            "X-Slack-Signature": signature(SIGNING_SECRET, now, body)})
+        assert other.status_code == 400 and "block_actions" in other.json()["error"]
+    assert await setup.actions() == []
+
+
+@pytest.mark.parametrize("restrict", ["        allowed_users: [U0ALLOWED]"])
+async def test_only_allowed_users_act(setup: Setup) -> None:
+    refused = await setup.slack.click(setup.message, "relay:acknowledge").send(setup.relay.url)
+    assert refused.status_code == 403 and "U0KIM" in refused.json()["error"]
+    assert await setup.actions() == []
+    allowed = await setup.slack.click(setup.message, "relay:acknowledge", user="U0ALLOWED").send(setup.relay.url)
+    assert allowed.status_code == 200
+
+
+@pytest.mark.parametrize("restrict", ["        allowed_usergroup: S0ONCALL"])
+async def test_members_of_the_allowed_user_group_act(setup: Setup) -> None:
+    refused = await setup.slack.click(setup.message, "relay:acknowledge").send(setup.relay.url)
+    assert refused.status_code == 403
+    allowed = await setup.slack.click(setup.message, "relay:acknowledge", user="U0ONCALL").send(setup.relay.url)
+    assert allowed.status_code == 200
+    assert [r.body for r in setup.slack.requests if r.path.endswith("usergroups.users.list")] == [
+        {"usergroup": "S0ONCALL"}]  # asked once, then remembered
+
+
+def test_the_signature_is_checked_over_the_raw_body() -> None:
+    now = time.time()
+    body = b"payload=%7B%7D"
+    sig = signature(SIGNING_SECRET, int(now), body)
+    assert verify(body, str(int(now)), sig, SIGNING_SECRET, now) == sig
+    with pytest.raises(Rejected) as refused:
+        verify(body + b" ", str(int(now)), sig, SIGNING_SECRET, now)
+    assert refused.value.status == 401
