@@ -18,6 +18,7 @@ from relay.channels.slack.interactions import verify
 from relay.errors import Rejected
 from tests.fakes.slack import DEFAULT_TOKEN, SIGNING_SECRET, TEAM_ID, Posted, SlackWebhookServer, signature
 from tests.helpers import RunningRelay, fixture, poll_until, relay_settings, running_relay
+from tests.test_cli import run_relay
 
 ROUTES = """
 receivers:
@@ -96,6 +97,11 @@ async def test_an_acknowledge_updates_the_message_and_a_double_click_acts_once(s
     [action] = await setup.actions()
     detail = (await setup.relay.admin("GET", f"/api/v1/notifications/{action['id']}")).json()
     assert detail["action"]["user"] == "U0KIM" and detail["action"]["kind"] == "acknowledge"
+    await poll_until(lambda: _delivered(setup.relay, 3))
+    code, out = await run_relay("notifications", "show", str(action["id"]), "--url", setup.relay.url, env={})
+    assert code == 0, out
+    assert f"notification {action['id']} to slack-bot (action): delivered" in out
+    assert "action: acknowledge by u0kim (U0KIM) at " in out and "delivered" in out.split("attempts:")[1]
 
 
 async def test_a_replayed_request_is_refused(setup: Setup) -> None:

@@ -66,7 +66,14 @@ def _show(row: dict[str, Any]) -> str:
     lines = [f"notification {row['id']} to {row['receiver']} ({row['integration']}): {row['state']}",
              f"  received {_when(row['received_at'])}, {row['attempts']} attempts"
              + (f", last error: {row['last_error']}" if row.get("last_error") else ""),
-             f"  group {row['group_key']}", "  alerts:"]
+             f"  group {row['group_key']}"]
+    action = row.get("action")
+    if isinstance(action, dict):  # a click from Slack (relay.actions): who asked what, when; the attempts: its result
+        until = f" until {_when(action['until'])}" if action.get("until") else ""
+        who = f"{action.get('user_name') or '?'} ({action.get('user')})"
+        lines.append(f"  action: {action.get('kind')}{until} by {who} at {_when(action.get('clicked_at'))}, "
+                     f"on Slack message {action.get('channel')}/{action.get('ts')}")
+    lines.append("  alerts:")
     for alert in row["alerts"]:
         labels = ", ".join(f"{k}={v}" for k, v in sorted(alert["labels"].items()))
         lines.append(f"    {alert['status']:8} {labels}  (since {alert['startsAt']})")
@@ -105,6 +112,15 @@ def _each(client: httpx.Client, ids: list[int], method: str, path: str, done: st
     return 1 if failed else 0
 
 
+def cmd_notifications_show(args: argparse.Namespace, settings: Settings) -> int:
+    """One notification (or action) with its alerts and every attempt."""
+    with _client(args, settings) as client:
+        for notification_id in args.ids:
+            row = _call(client, "GET", f"/api/v1/notifications/{notification_id}")
+            print(json.dumps(row, indent=2) if args.json else _show(row))
+    return 0
+
+
 def cmd_notifications_cancel(args: argparse.Namespace, settings: Settings) -> int:
     """Cancel pending notifications: they will not be sent, and the next ones of their lanes go."""
     with _client(args, settings) as client:
@@ -140,13 +156,18 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def add_commands(sub: Any) -> None:
-    """Register `notifications list|cancel` and `dead-letters list|show|retry|purge` on the top-level parser."""
+    """Register `notifications list|show|cancel` and `dead-letters list|show|retry|purge` on the top-level parser."""
     notifications = sub.add_parser("notifications", help="delivery history").add_subparsers(
         dest="notifications_command", required=True)
     nlist = notifications.add_parser("list", help="recent notifications, newest first")
     _common(nlist)
     nlist.add_argument("--state", choices=["pending", "delivered", "dead", "cancelled"])
     nlist.set_defaults(func=cmd_notifications_list)
+    nshow = notifications.add_parser("show", help="notifications or actions with their alerts and attempts")
+    nshow.add_argument("ids", nargs="+", type=int, metavar="ID")
+    nshow.add_argument("--url", help="relay's base URL (default: from RELAY_HOST/RELAY_PORT)")
+    nshow.add_argument("--json", action="store_true", help="print the API's JSON")
+    nshow.set_defaults(func=cmd_notifications_show)
     ncancel = notifications.add_parser("cancel", help="cancel pending notifications (recorded in history)")
     ncancel.add_argument("ids", nargs="+", type=int, metavar="ID")
     ncancel.add_argument("--url", help="relay's base URL (default: from RELAY_HOST/RELAY_PORT)")
