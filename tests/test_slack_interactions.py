@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -13,11 +14,14 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from relay.channels.slack.interactions import verify
+from relay.config.routes import load_routes
 from relay.errors import Rejected
+from relay.templating import Templates
 from tests.fakes.slack import DEFAULT_TOKEN, SIGNING_SECRET, TEAM_ID, Posted, SlackWebhookServer, signature
-from tests.helpers import RunningRelay, fixture, poll_until, relay_settings, running_relay
+from tests.helpers import REPO, RunningRelay, fixture, poll_until, relay_settings, running_relay
 from tests.test_cli import run_relay
 
 ROUTES = """
@@ -168,3 +172,16 @@ def test_the_signature_is_checked_over_the_raw_body() -> None:
     with pytest.raises(Rejected) as refused:
         verify(body + b" ", str(int(now)), sig, SIGNING_SECRET, now)
     assert refused.value.status == 401
+
+
+def test_the_set_up_guide_configures_what_relay_reads(tmp_path: Path) -> None:
+    """docs/slack-app.md: the manifest's request URL is relay's endpoint, its routes.yaml loads with buttons."""
+    guide = (REPO / "docs" / "slack-app.md").read_text()
+    manifest, routes = [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", guide, re.S)][:2]
+    assert manifest["settings"]["interactivity"]["request_url"].endswith("/slack/interactions")
+    assert "chat:write" in manifest["oauth_config"]["scopes"]["bot"]
+    path = tmp_path / "routes.yaml"
+    path.write_text(yaml.safe_dump({**routes, "default_receivers": ["slack-alerts"]}))
+    loaded = load_routes(path, Templates(), {"SLACK_BOT_TOKEN": "xoxb-1"})
+    actions = loaded.receivers["slack-alerts"].slack.actions  # type: ignore[union-attr]
+    assert actions is not None and actions.team_id == "T0123ABCD" and actions.allowed_usergroup == "S0ONCALL"

@@ -39,7 +39,7 @@ from tests.deploy.prometheusrule import GENERATED
 from tests.helpers import REPO
 
 KUBERNETES_VERSIONS = sorted(set(all_versions()), key=lambda v: tuple(map(int, v.split("."))))
-CORE_KINDS = {"ConfigMap", "Deployment", "Service", "PersistentVolumeClaim", "PodDisruptionBudget"}
+CORE_KINDS = {"ConfigMap", "Deployment", "Service", "PersistentVolumeClaim", "PodDisruptionBudget", "Ingress"}
 
 
 def test_overlays_are_sqlite_and_postgres() -> None:
@@ -357,3 +357,24 @@ def test_templates_component_mounts_overrides_where_relay_looks() -> None:
         assert (packaged / item["path"]).is_file(), f"{item['path']} overrides no packaged template"
     # The example starts as the default it overrides, so adding the component changes nothing until edited.
     assert data["slack-title.j2"] == (packaged / "slack" / "title.j2").read_text()
+
+
+def test_slack_actions_component_exposes_only_the_interactions_path() -> None:
+    """Slack reaches /slack/interactions through the Ingress and nothing else of relay; relay gets the secret."""
+    resources = overlay("sqlite", ("slack-actions",))
+    ingress = one(resources, "Ingress", "relay-slack")
+    paths = [p for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
+    assert [(p["path"], p["pathType"]) for p in paths] == [("/slack/interactions", "Exact")]
+    service = one(resources, "Service", "relay")
+    backend = paths[0]["backend"]["service"]
+    assert backend["name"] == service["metadata"]["name"]
+    assert backend["port"]["name"] in {port["name"] for port in service["spec"]["ports"]}
+    secret = env_of(one(resources, "Deployment", "relay"))["RELAY_SLACK_SIGNING_SECRET"]
+    assert secret["valueFrom"]["secretKeyRef"]["name"] == "relay"
+    assert ("POST", "/slack/interactions") in {(m, r.path) for r in create_app_routes() for m in r.methods or ()}
+
+
+def create_app_routes() -> list[Any]:
+    from relay.app import create_app
+
+    return list(create_app(Settings()).routes)
