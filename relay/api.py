@@ -122,13 +122,15 @@ def by_id(handler: Callable[[Request, int], Awaitable[Response]]) -> Handler:
 async def notifications(request: Request) -> Response:
     params = request.query_params
     try:
+        summary = params.get("summary")
         query = HistoryFilter(receiver=params.get("receiver"), alertname=params.get("alertname"),
                               state=params.get("state"), ids=_ids(params.get("ids")),
+                              summary=_id(summary) if summary is not None else None,
                               limit=int(params.get("limit", "100")))
         if not 1 <= query.limit <= 1000:
             raise ValueError(query.limit)
     except ValueError:
-        return _error("ids must be positive integers and limit 1 to 1000", 400)
+        return _error("ids and summary must be positive integers and limit 1 to 1000", 400)
     return JSONResponse({"notifications": await services(request).store.history(query)})
 
 

@@ -70,3 +70,16 @@ def set_heartbeats(states: dict[str, tuple[float | None, bool]]) -> None:
     for name, (last_seen, missing) in states.items():
         heartbeat_last_seen.labels(name).set(last_seen or 0.0)
         heartbeat_missing.labels(name).set(int(missing))
+
+storm_active = Gauge("relay_storm_active", "1 while relay folds a receiver's backlog into summaries (an alert storm).",
+                     ["receiver"])
+notifications_coalesced = Counter("relay_notifications_coalesced",
+                                  "Notifications delivered in a storm's summary instead of on their own.", ["receiver"])
+
+
+def set_storms(active: set[str], receivers: list[str]) -> None:
+    """Publish which receivers are in a storm; every foldable receiver gets a series, 0 when calm (and a coalesced
+    count from 0, so its rate starts with the first fold)."""
+    for name in set(receivers) | active:
+        storm_active.labels(name).set(int(name in active))
+        notifications_coalesced.labels(name)

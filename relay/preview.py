@@ -17,14 +17,17 @@ from email.utils import parseaddr
 from typing import Any
 
 from relay.alerts import Notification, WebhookMessage, group_status
+from relay.channels.digest import build_digest
 from relay.channels.email import build_message as email_message
 from relay.channels.email import message_id
 from relay.channels.pagerduty import build_events
 from relay.channels.slack.channel import SlackCalls
+from relay.channels.slack.summary import AssumedStorms
 from relay.channels.slack.threads import Anchor, AssumedBook, narrowed
 from relay.config.receivers import ReceiverConfig
 from relay.errors import DeliveryError
 from relay.fingerprint import fingerprint
+from relay.fold import storm_lane, storm_of, summary_group
 from relay.templating import Templates
 
 GO_ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -58,6 +61,20 @@ def resolved(group: WebhookMessage, now: datetime) -> WebhookMessage:
 def as_notification(receiver: ReceiverConfig, group: WebhookMessage, now: datetime) -> Notification:
     return Notification(id=0, receiver=receiver.name, integration=receiver.integration,
                         lane=f"{receiver.name}:{group.groupKey}", group=group, received_at=now)
+
+
+def storm_summary(receiver: ReceiverConfig, group: WebhookMessage, count: int, now: datetime) -> Notification:
+    """The first summary of a storm of `count` alerts like the group's first (each its own group, told apart by an
+    `instance` label), as relay.storm would fold them for this receiver."""
+    base = group.alerts[0]
+    groups = []
+    for i in range(count):
+        labels = {**base.labels, "instance": f"{base.labels.get('instance', 'preview')}-{i + 1}"}
+        alert = base.model_copy(update={"labels": labels, "fingerprint": fingerprint(labels)})
+        groups.append(group.model_copy(update={"alerts": [alert], "status": alert.status}))
+    folded = summary_group(1, groups)
+    return Notification(id=1, receiver=receiver.name, integration=receiver.integration,
+                        lane=storm_lane(receiver.name, 1), group=folded, received_at=now)
 
 
 def template_problems(receivers: Mapping[str, ReceiverConfig], templates: Templates) -> list[str]:
@@ -99,6 +116,8 @@ _SLACK_SHOWN = {
     "reply": "chat.postMessage, a reply in that message's thread",
     "announce": "chat.postMessage of the firing alerts (assumed new: no earlier message known; its ts is remembered "
                 "for the resolve)",
+    "summary": "chat.postMessage of the storm's summary (its first; later ones update it in place with chat.update)",
+    "detail": "chat.postMessage, a reply in the summary's thread listing what this summary folded",
 }
 
 
@@ -106,13 +125,16 @@ def _slack(receiver: ReceiverConfig, notification: Notification, templates: Temp
     """The calls SlackChannel.send makes (the same code makes them); in bot-token mode assuming relay announced the
     resolved alerts and nothing else."""
     book = AssumedBook(Anchor(THREAD_CHANNEL, THREAD_TS))
-    calls = SlackCalls(receiver, templates).requests(notification, book, now)
+    calls = SlackCalls(receiver, templates).requests(notification, book, now, AssumedStorms())
     return "".join(f"# {_SLACK_SHOWN.get(call.step, call.method)}\n" + _json(call.body) for call in calls)
 
 
 def _email(receiver: ReceiverConfig, notification: Notification, templates: Templates, now: datetime) -> str:
     config = receiver.email
     assert config is not None
+    where = f"SMTP via {config.smarthost or '(smarthost unset)'} to {', '.join(config.to)}"
+    if storm_of(notification.lane) is not None:
+        return f"# {where} (a storm's digest)\n{build_digest(notification, receiver, now=now).as_string()}"
     answered = [a for a in notification.alerts if a.status == "resolved"]
     replying_to: list[str] = []
     if answered and config.from_:  # as if this receiver had announced them in an earlier notification
@@ -120,7 +142,6 @@ def _email(receiver: ReceiverConfig, notification: Notification, templates: Temp
         domain = parseaddr(config.from_)[1].rpartition("@")[2] or "relay.invalid"
         replying_to = [message_id(narrowed(notification, firing), domain)]
     message = email_message(notification, templates, receiver, replying_to=replying_to, now=now)
-    where = f"SMTP via {config.smarthost or '(smarthost unset)'} to {', '.join(config.to)}"
     return f"# {where}\n{message.as_string()}"
 
 

@@ -19,11 +19,13 @@ from relay.retry import RetryPolicy
 from relay.settings import Settings
 from relay.store import open_store
 from relay.store.base import Store
+from relay.storm import Storms
 
 
 @dataclass(frozen=True)
 class Services:
-    """The settings, store, configuration, dispatcher, heartbeat switch and escalation checker of one running relay."""
+    """The settings, store, configuration, dispatcher, heartbeat switch, escalation checker and storm stage of one
+    running relay."""
 
     settings: Settings
     store: Store
@@ -31,6 +33,7 @@ class Services:
     dispatcher: Dispatcher
     deadman: DeadMan
     escalator: Escalator
+    storms: Storms
 
     async def close(self, tasks: Iterable[asyncio.Task[object]] = ()) -> None:
         """Let in-flight sends finish (up to the shutdown grace), end `tasks`, then close configuration and store."""
@@ -69,7 +72,8 @@ async def open_services(settings: Settings) -> Services:
         raise
     dispatcher = Dispatcher(store, runtime, dispatcher_options(settings))
     return Services(settings, store, runtime, dispatcher, DeadMan(store, runtime, dispatcher),
-                    Escalator(store, runtime, dispatcher))
+                    Escalator(store, runtime, dispatcher),
+                    Storms(store, runtime, dispatcher, settings.rate_limits, settings.external_url))
 
 
 def services(request: Request) -> Services:

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     retry_max_seconds: float = Field(default=300.0, gt=0)
     # How long delivered notifications, dedup marks and thread references are kept (Alertmanager keeps 120h).
     retention_hours: float = Field(default=168.0, gt=0)
+    # Where people reach this relay (e.g. https://relay.example.com), for links in messages: a storm summary links
+    # the notification history of what it folded. Unset: the summary names the `relay notifications` command instead.
+    external_url: str | None = None
     # Per-destination token buckets (DESIGN.md defaults); false leaves only receivers' own `rate_limit`.
     rate_limits: bool = True
 
@@ -50,6 +53,14 @@ class Settings(BaseSettings):
         if self.lease_seconds <= self.send_timeout_seconds:
             raise ValueError("RELAY_LEASE_SECONDS must be longer than RELAY_SEND_TIMEOUT_SECONDS, "
                              "or a slow send could be claimed and sent twice")
+        return self
+
+    @model_validator(mode="after")
+    def _external_url_is_http(self) -> Settings:
+        if self.external_url is not None:
+            self.external_url = self.external_url.strip().rstrip("/") or None
+        if self.external_url is not None and not self.external_url.startswith(("http://", "https://")):
+            raise ValueError("RELAY_EXTERNAL_URL must be an http:// or https:// URL")
         return self
 
     @model_validator(mode="after")

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from relay.alerts import WebhookMessage, group_status
+from relay.alerts import Notification, WebhookMessage, group_status
 from relay.config.receivers import ReceiverConfig
+from relay.fold import storm_lane, summary_group
 from relay.preview import GO_ZERO_TIME, as_notification, readable_email, render, resolved
 from relay.templating import Templates
 from tests.helpers import FIXTURES, TEMPLATES
@@ -75,6 +76,35 @@ def test_output_matches_the_golden_file(integration: str, fixture: str, state: s
         "RELAY_UPDATE_GOLDEN=1 pytest tests/test_golden.py and review `git diff tests/golden`")
 
 
+STORM_INTEGRATIONS = ("email", "slack")  # PagerDuty is never folded
+
+
+def storm_rendered(integration: str) -> str:
+    """A storm's summary of every fixture's alerts (firing, and one group resolved), as relay.storm folds them."""
+    groups = []
+    for name in FIXTURE_NAMES:
+        group = WebhookMessage.model_validate_json((FIXTURES / f"{name}.json").read_bytes())
+        groups.append(resolved(group, NOW) if name.startswith("resolved") else fired(group))
+    receiver = RECEIVERS[integration]
+    notification = Notification(7, receiver.name, receiver.integration, storm_lane(receiver.name, 3),
+                                summary_group(3, groups, "https://relay.ojeomneo.example"), NOW)
+    text = render(receiver, notification, Templates(TEMPLATES), NOW)
+    return readable_email(text) if integration == "email" else text
+
+
+@pytest.mark.parametrize("integration", STORM_INTEGRATIONS)
+def test_storm_summary_matches_the_golden_file(integration: str) -> None:
+    text = storm_rendered(integration)
+    for secret in SECRETS:
+        assert secret not in text
+    path = GOLDEN / integration / "storm-summary.txt"
+    if UPDATE:
+        path.write_text(text, encoding="utf-8")
+    assert text == path.read_text(encoding="utf-8"), (
+        f"{path.relative_to(GOLDEN.parent.parent)} differs; regenerate with RELAY_UPDATE_GOLDEN=1 and review it")
+
+
 def test_no_stale_golden_files() -> None:
     expected = {golden_path(i, f, s) for i in RECEIVERS for f in FIXTURE_NAMES for s in STATES}
+    expected |= {GOLDEN / i / "storm-summary.txt" for i in STORM_INTEGRATIONS}
     assert set(GOLDEN.glob("*/*.txt")) == expected

@@ -147,6 +147,19 @@ def outbox_row(board: Board) -> None:
         [Query(f"sum by (receiver) (relay_dead_letters{{{RECEIVER}}})", "{{receiver}}")]), width=8)
 
 
+def storm_row(board: Board) -> None:
+    board.row("Storms")
+    board.add(timeseries_panel(
+        "In a storm", "1 while relay folds a receiver's backlog into summaries: more waits than its rate lets out "
+        "within its storm window (routes.yaml storm:).", "none",
+        [Query(f"max by (receiver) (relay_storm_active{{{RECEIVER}}})", "{{receiver}}")], maximum=1), width=12)
+    board.add(timeseries_panel(
+        "Folded into summaries", "Notifications delivered in a storm's summary instead of on their own, per "
+        "second; each is listed in relay's history under its summary.", "ops",
+        [Query(f"sum by (receiver) (rate(relay_notifications_coalesced_total{{{RECEIVER}}}[{RATE}]))",
+               "{{receiver}}")], stacked=True), width=12)
+
+
 def ingest_row(board: Board) -> None:
     board.row("Ingest and dedup")
     board.add(timeseries_panel(
@@ -204,10 +217,10 @@ def heartbeat_row(board: Board) -> None:
 def build() -> Board:
     board = Board("relay", "relay / Alert delivery",
                   "relay's delivery of Alertmanager notifications to Slack, email and PagerDuty: latency against "
-                  "the plan's 1-minute target, outcomes, outbox, dedup, configuration and heartbeats.",
+                  "the plan's 1-minute target, outcomes, outbox, storms, dedup, configuration and heartbeats.",
                   ["relay", "alerting"])
     board.variable("receiver", "Receiver", "label_values(relay_outbox_pending, receiver)")
     board.variable("integration", "Integration", "label_values(relay_notification_requests_total, integration)")
-    for row in (now_row, latency_row, outcomes_row, outbox_row, ingest_row, config_row, heartbeat_row):
+    for row in (now_row, latency_row, outcomes_row, outbox_row, storm_row, ingest_row, config_row, heartbeat_row):
         row(board)
     return board

@@ -37,6 +37,7 @@ from relay.channels.base import guard_store, rendered, scrub
 from relay.channels.threads import Threads, alert_key
 from relay.config.receivers import EmailConfig, ReceiverConfig
 from relay.errors import DeliveryError, PermanentDeliveryError, Reason, TransientDeliveryError
+from relay.fold import redraws, storm_of
 from relay.neutralise import header_text
 from relay.templating import Templates, context, cut
 
@@ -112,7 +113,7 @@ def build_message(notification: Notification, templates: Templates, receiver: Re
     domain = parseaddr(config.from_)[1].rpartition("@")[2] or "relay.invalid"
 
     def assemble(text: str, html: str) -> EmailMessage:
-        return _assemble(notification, receiver, subject, text, html, domain, replying_to, now)
+        return assemble_email(notification, receiver, subject, text, html, domain, replying_to, now)
 
     alerts = ctx["alerts"]
     shown = min(len(alerts), MAX_ALERTS)  # cut before rendering: a 20,000-alert group renders MAX_ALERTS
@@ -143,7 +144,7 @@ def _bodies(templates: Templates, receiver: ReceiverConfig, ctx: dict[str, Any],
     return text, html
 
 
-def _assemble(notification: Notification, receiver: ReceiverConfig, subject: str, text: str, html: str,
+def assemble_email(notification: Notification, receiver: ReceiverConfig, subject: str, text: str, html: str,
               domain: str, replying_to: Sequence[str], now: datetime) -> EmailMessage:
     config = receiver.email
     assert config is not None and config.from_ is not None
@@ -245,8 +246,16 @@ class EmailChannel:
         return f"email:{self.config.smarthost}"
 
     async def send(self, notification: Notification, threads: Threads | None = None) -> None:
-        replying_to = await self._answered(notification, threads)
-        message = await rendered(build_message, notification, self.templates, self.receiver, replying_to=replying_to)
+        if storm_of(notification.lane) is not None:  # a storm's digest (relay.channels.digest)
+            from relay.channels.digest import build_digest
+
+            if redraws(notification.group):  # a Slack message's redraw: an email cannot be changed once sent
+                return
+            message = await rendered(build_digest, notification, self.receiver)
+        else:
+            replying_to = await self._answered(notification, threads)
+            message = await rendered(build_message, notification, self.templates, self.receiver,
+                                     replying_to=replying_to)
         password = self.config.auth_password.get_secret_value() if self.config.auth_password else None
         options = connection_options(self.config, self.timeout)
         try:

@@ -63,10 +63,14 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 
 def _show(row: dict[str, Any]) -> str:
+    folded = (f"  delivered in storm summary {row['summary_id']} (relay notifications show {row['summary_id']})"
+              if row.get("summary_id") else None)
+    holds = (f"  a storm's summary of {row['folded']} notifications (relay notifications list --summary {row['id']})"
+             if "folded" in row else None)
     lines = [f"notification {row['id']} to {row['receiver']} ({row['integration']}): {row['state']}",
              f"  received {_when(row['received_at'])}, {row['attempts']} attempts"
              + (f", last error: {row['last_error']}" if row.get("last_error") else ""),
-             f"  group {row['group_key']}"]
+             *(line for line in (folded, holds) if line), f"  group {row['group_key']}"]
     action = row.get("action")
     if isinstance(action, dict):  # a click from Slack (relay.actions): who asked what, when; the attempts: its result
         until = f" until {_when(action['until'])}" if action.get("until") else ""
@@ -87,8 +91,9 @@ def _show(row: dict[str, Any]) -> str:
 
 
 def _list(client: httpx.Client, args: argparse.Namespace, state: str | None) -> list[dict[str, Any]]:
+    summary = getattr(args, "summary", None)
     params = {k: v for k, v in (("receiver", args.receiver), ("state", state), ("alertname", args.alertname),
-                                ("limit", str(args.limit))) if v}
+                                ("summary", str(summary) if summary else None), ("limit", str(args.limit))) if v}
     return list(_call(client, "GET", "/api/v1/notifications", params=params)["notifications"])
 
 
@@ -113,7 +118,7 @@ def _each(client: httpx.Client, ids: list[int], method: str, path: str, done: st
 
 
 def cmd_notifications_show(args: argparse.Namespace, settings: Settings) -> int:
-    """One notification (or action) with its alerts and every attempt."""
+    """One notification (or action) with its alerts and every attempt; a folded one names its storm summary."""
     with _client(args, settings) as client:
         for notification_id in args.ids:
             row = _call(client, "GET", f"/api/v1/notifications/{notification_id}")
@@ -162,6 +167,7 @@ def add_commands(sub: Any) -> None:
     nlist = notifications.add_parser("list", help="recent notifications, newest first")
     _common(nlist)
     nlist.add_argument("--state", choices=["pending", "delivered", "dead", "cancelled"])
+    nlist.add_argument("--summary", type=int, metavar="ID", help="the notifications folded into this storm summary")
     nlist.set_defaults(func=cmd_notifications_list)
     nshow = notifications.add_parser("show", help="notifications or actions with their alerts and attempts")
     nshow.add_argument("ids", nargs="+", type=int, metavar="ID")

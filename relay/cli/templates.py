@@ -18,7 +18,7 @@ def cmd_templates_render(args: argparse.Namespace, settings: Settings) -> int:
 
     from relay.alerts import WebhookMessage
     from relay.errors import DeliveryError
-    from relay.preview import as_notification, render, resolved, synthetic_group
+    from relay.preview import as_notification, render, resolved, storm_summary, synthetic_group
 
     if args.fixture and args.labels:
         raise UsageError("give either --fixture FILE or labels k=v, not both")
@@ -38,12 +38,24 @@ def cmd_templates_render(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     if args.resolve:
         group = resolved(group, now)
+    if args.storm is not None and not receiver.folds:
+        raise UsageError(f"receiver {receiver.name!r} is never folded into storm summaries "
+                         + ("(PagerDuty: each incident matters)" if receiver.pagerduty else "(storm.enabled is false)"))
+    notification = (storm_summary(receiver, group, args.storm, now) if args.storm is not None
+                    else as_notification(receiver, group, now))
     try:
-        print(render(receiver, as_notification(receiver, group, now), templates, now), end="")
+        print(render(receiver, notification, templates, now), end="")
     except DeliveryError as exc:
         print(f"relay: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 100_000:
+        raise argparse.ArgumentTypeError("N must be 1 to 100000")
+    return value
 
 
 def add_commands(sub: Any) -> None:
@@ -53,6 +65,8 @@ def add_commands(sub: Any) -> None:
     render.add_argument("--receiver", required=True)
     render.add_argument("--fixture", metavar="FILE", help="an Alertmanager webhook body (JSON)")
     render.add_argument("--resolve", action="store_true", help="render the resolve of these alerts")
+    render.add_argument("--storm", type=_count, metavar="N",
+                        help="render the summary of a storm of N such alerts, each its own group (relay.storm)")
     render.add_argument("--annotation", action="append", default=[], metavar="K=V",
                         help="an annotation of the synthetic alert (with labels k=v)")
     render.add_argument("labels", nargs="*", metavar="K=V", help="labels of a synthetic alert")

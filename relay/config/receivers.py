@@ -128,6 +128,22 @@ class RateLimit(_Strict):
     burst: int = Field(default=1, ge=1)
 
 
+class StormConfig(_Strict):
+    """Coalescing in a storm (relay.storm): when what waits for this receiver would take longer than `window` to
+    send at its rate, relay folds it into summaries (at most one per `window`; a bot token's summary is updated in
+    place more often). Notifications with an alert whose `severity` is in `never_fold` are always sent on their own."""
+
+    enabled: bool = True
+    window: Duration = parse_duration("30s")
+    never_fold: list[str] = Field(default_factory=lambda: ["critical"])
+
+    @model_validator(mode="after")
+    def _window_positive(self) -> StormConfig:
+        if self.window.total_seconds() < 1:
+            raise ValueError("storm.window must be at least 1s")
+        return self
+
+
 class ReceiverConfig(_Strict):
     name: str = Field(min_length=1)
     slack: SlackConfig | None = None
@@ -137,13 +153,22 @@ class ReceiverConfig(_Strict):
     rate_limit: RateLimit | None = None
     give_up_after: Duration = parse_duration("24h")
     fallback: str | None = None
+    storm: StormConfig = Field(default_factory=StormConfig)
 
     @model_validator(mode="after")
     def _exactly_one_integration(self) -> ReceiverConfig:
         given = [name for name in ("slack", "email", "pagerduty") if getattr(self, name) is not None]
         if len(given) != 1:
             raise ValueError(f"receiver {self.name!r} must have exactly one of slack, email, pagerduty (has {given})")
+        if self.pagerduty is not None and "storm" in self.model_fields_set and self.storm.enabled:
+            raise ValueError(f"receiver {self.name!r}: PagerDuty is never folded (each incident matters); "
+                             "remove `storm` or set `storm: {enabled: false}`")
         return self
+
+    @property
+    def folds(self) -> bool:
+        """Whether relay.storm may fold this receiver's backlog into summaries (never PagerDuty's)."""
+        return self.storm.enabled and self.pagerduty is None
 
     @property
     def integration(self) -> Integration:

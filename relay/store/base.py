@@ -199,7 +199,62 @@ class HistoryFilter:
     alertname: str | None = None
     state: str | None = None
     ids: tuple[int, ...] = ()
+    summary: int | None = None  # the notifications folded into this summary (relay.storm)
     limit: int = 100
+
+
+@dataclass(frozen=True)
+class StormState:
+    """One storm of a receiver (relay.storm), epoch seconds: open while `ended_at` is None; `folded_at` is its last
+    fold, `folded` how many notifications it folded, `ref` where its summary message is (None: not posted yet)."""
+
+    id: int
+    receiver: str
+    started_at: float
+    folded_at: float
+    ended_at: float | None
+    folded: int
+    ref: str | None
+
+
+@dataclass(frozen=True)
+class Fold:
+    """A fold to make: into `storm` (None: open one, unless the receiver has one open already), at `now`."""
+
+    receiver: str
+    integration: str
+    storm: StormState | None
+    now: float
+    never_fold: tuple[str, ...]  # values of `label` (routes.yaml priority.label) sent on their own
+    give_up_after: float
+    relay_url: str = ""  # RELAY_EXTERNAL_URL, kept in the summary for its history link
+    label: str = "severity"
+
+
+@dataclass(frozen=True)
+class Folded:
+    """What a fold did: the storm, its new summary notification, how many notifications and alerts it folded."""
+
+    storm_id: int
+    summary_id: int
+    notifications: int
+    alerts: int
+
+
+@dataclass(frozen=True)
+class Ended:
+    """A storm ended: `redraw_id` is the notification that redraws its message as over (None: none was asked)."""
+
+    redraw_id: int | None
+
+
+@dataclass(frozen=True)
+class StormView:
+    """A summary as its channel sends it: the storm, and every alert of the storm's summaries up to this one."""
+
+    storm: StormState
+    alerts: list[Alert]
+    first: bool  # the storm's first summary (nothing of it was sent before)
 
 
 class Store(Protocol):
@@ -269,6 +324,27 @@ class Store(Protocol):
 
     async def remember_refs(self, receiver: str, keys: Sequence[str], ref: str) -> None:
         """Durably remember `ref` for each alert key; a later call for the same key replaces it."""
+
+    async def storm_backlog(self, due_by: float) -> dict[str, int]:
+        """Per receiver, how many pending notifications (not summaries) are due by `due_by`."""
+
+    async def storms(self) -> list[StormState]:
+        """Every open storm."""
+
+    async def fold(self, plan: Fold) -> Folded | None:
+        """In one transaction: open the storm (or check that `fold.storm` was not folded since), mark what waits and
+        may be folded (relay.fold.choose) delivered in a new summary notification, and write that summary; None when
+        there is nothing to fold or another replica opened or folded the storm meanwhile."""
+
+    async def storm_end(self, storm_id: int, folded_at: float, now: float, redraw: bool = False) -> Ended | None:
+        """End the storm if it was not folded since `folded_at` (else another replica folded: None); with `redraw`,
+        enqueue in the same transaction a copy of its last summary that redraws its message as over."""
+
+    async def storm_view(self, summary_id: int, lane: str) -> StormView | None:
+        """The storm of summary `summary_id` (in `lane`) and its alerts so far; None if the storm is forgotten."""
+
+    async def storm_remember(self, storm_id: int, ref: str) -> None:
+        """Durably remember where the storm's summary message is."""
 
     async def heartbeat_seen(self, names: Sequence[str], now: float) -> None:
         """A firing heartbeat alert arrived: its last-seen time becomes `now` (never goes back)."""

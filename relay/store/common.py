@@ -19,20 +19,35 @@ from typing import Any, Literal
 from relay.actions import ACTION, ActionRow
 from relay.alerts import Alert, Notification, State, WebhookMessage, group_status, key_part
 from relay.errors import Reason
+from relay.fold import (
+    REDRAW_SUFFIX,
+    SUMMARY_GROUP_KEY,
+    alertnames,
+    choose,
+    read_waiting,
+    storm_lane,
+    storm_of,
+    summary_group,
+)
 from relay.store.base import (
     Acted,
     Attempt,
     Cancel,
     Claimed,
     DueTimer,
+    Ended,
     Enqueued,
     Episode,
     EscalationEnd,
+    Fold,
+    Folded,
     Handoff,
     HistoryFilter,
     OutboxStats,
     Replay,
     StepRecord,
+    StormState,
+    StormView,
     Timer,
     Watch,
 )
@@ -116,6 +131,8 @@ def history(d: Dialect, query: HistoryFilter) -> Script:
         where.append(f"(',' || alertnames || ',') LIKE {param(f'%,{query.alertname},%')}")
     if query.ids:
         where.append(d.id_list(param(list(query.ids))))
+    if query.summary is not None:
+        where.append(f"summary_id = {param(query.summary)}")
     sql = (f"SELECT {HISTORY_COLUMNS} FROM notifications WHERE {' AND '.join(where)} "
            f"ORDER BY id DESC LIMIT {param(query.limit)}")
     return [history_row(dict(row)) for row in (yield _rows(sql, *params))]
@@ -126,7 +143,10 @@ def detail(d: Dialect, notification_id: int) -> Script:
     if row is None:
         return None
     attempts = yield _rows(d.queries["attempts_of"], notification_id)
-    return detail_row(dict(row), row["payload"], [dict(a) for a in attempts])
+    item = detail_row(dict(row), row["payload"], [dict(a) for a in attempts])
+    if item["group_key"].startswith(SUMMARY_GROUP_KEY):  # a storm's summary: how many notifications it holds
+        item["folded"] = (yield _row(d.queries["folded_count"], notification_id))[0]
+    return item
 
 
 def purge(d: Dialect, notification_id: int) -> Script:
@@ -158,6 +178,7 @@ def prune(d: Dialect, finished_before: float, marks_before: float) -> Script:
     yield _count(q["prune_refs"], marks_before)
     yield _count(q["prune_action_marks"], marks_before)
     yield _count(q["prune_escalations"], marks_before)
+    yield _count(q["prune_storms"], marks_before)
     return forgotten
 
 
@@ -193,6 +214,63 @@ def watches_due(d: Dialect, now: float, next_check: float, limit: int) -> Script
     yield _count(d.queries["watch_ended"], now)
     rows = yield _rows(d.queries["watch_due"], now, next_check, limit)
     return [Watch(r["receiver"], r["silence_id"], r["payload"], float(r["ends_at"])) for r in rows]
+
+
+def fold(d: Dialect, f: Fold) -> Script:
+    """See Store.fold: what waits is read (and, on PostgreSQL, locked) first, so no claim takes it meanwhile."""
+    q = d.queries
+    chosen = choose(read_waiting((yield _rows(q["storm_waiting"], f.receiver)), f.now), f.never_fold, f.label)
+    if not chosen:
+        return None
+    if f.storm is None:
+        opened = yield _row(q["storm_open"], f.receiver, f.now)
+        if opened is None:  # another replica opened one
+            return None
+        storm_id = int(opened[0])
+    elif (yield _count(q["storm_continue"], f.storm.id, f.storm.folded_at, f.now)):
+        storm_id = f.storm.id
+    else:  # another replica folded or ended it meanwhile
+        return None
+    group = summary_group(storm_id, [w.group for w in chosen if w.group is not None], f.relay_url)
+    written = yield _row(q["storm_summary"], f.receiver, f.integration, storm_lane(f.receiver, storm_id),
+                         group.status, alertnames(group), storable(group.model_dump_json()), f.now,
+                         f.now + f.give_up_after, min(w.priority for w in chosen))
+    summary_id = int(written[0])
+    folded = yield _count(q["storm_fold"], summary_id, f.now, [w.id for w in chosen])
+    yield _count(q["storm_fold_attempts"], summary_id, f.now)
+    yield _count(q["storm_count"], storm_id, folded)
+    return Folded(storm_id, summary_id, folded, len(group.alerts))
+
+
+def storm_end(d: Dialect, storm_id: int, folded_at: float, now: float, redraw: bool) -> Script:
+    """See Store.storm_end: the redraw is the storm's last summary again, marked (relay.fold.redraws)."""
+    q = d.queries
+    if not (yield _count(q["storm_end"], storm_id, folded_at, now)):
+        return None
+    storm = (yield _row(q["storm_get"], storm_id)) if redraw else None
+    last = None if storm is None else (yield _row(q["storm_last"], storm_lane(storm["receiver"], storm_id)))
+    if storm is None or last is None:
+        return Ended(None)
+    group = WebhookMessage.model_validate_json(last["payload"])
+    group = group.model_copy(update={"groupKey": group.groupKey + REDRAW_SUFFIX})
+    written = yield _row(q["storm_summary"], storm["receiver"], last["integration"], last["lane"], group.status,
+                         alertnames(group), storable(group.model_dump_json()), now,
+                         now + last["give_up_at"] - last["received_at"], last["priority"])
+    return Ended(int(written[0]))
+
+
+def storm_view(d: Dialect, summary_id: int, lane: str) -> Script:
+    storm_id = storm_of(lane)
+    row = None if storm_id is None else (yield _row(d.queries["storm_get"], storm_id))
+    if row is None:
+        return None
+    summaries = yield _rows(d.queries["storm_summaries"], lane, summary_id)
+    alerts = [a for s in summaries for a in WebhookMessage.model_validate_json(s["payload"]).alerts]
+    return StormView(StormState(*row), alerts, first=len(summaries) <= 1)
+
+
+def _all(sql: str, *params: Any) -> Script:
+    return (yield _rows(sql, *params))
 
 
 def find_refs(d: Dialect, receiver: str, keys: list[str]) -> Script:
@@ -330,6 +408,27 @@ class Scripted:
     async def watches_due(self, now: float, next_check: float, limit: int) -> list[Watch]:
         due: list[Watch] = await self._script(watches_due(self.dialect, now, next_check, limit))
         return due
+    async def storm_backlog(self, due_by: float) -> dict[str, int]:
+        rows = await self._script(_all(self.dialect.queries["storm_backlog"], due_by), read=True)
+        return {receiver: int(count) for receiver, count in rows}
+
+    async def storms(self) -> list[StormState]:
+        return [StormState(*row) for row in await self._script(_all(self.dialect.queries["storms_open"]), read=True)]
+
+    async def fold(self, plan: Fold) -> Folded | None:
+        folded: Folded | None = await self._script(fold(self.dialect, plan))
+        return folded
+
+    async def storm_end(self, storm_id: int, folded_at: float, now: float, redraw: bool = False) -> Ended | None:
+        ended: Ended | None = await self._script(storm_end(self.dialect, storm_id, folded_at, now, redraw))
+        return ended
+
+    async def storm_view(self, summary_id: int, lane: str) -> StormView | None:
+        found: StormView | None = await self._script(storm_view(self.dialect, summary_id, lane), read=True)
+        return found
+
+    async def storm_remember(self, storm_id: int, ref: str) -> None:
+        await self._script(_single(_count(self.dialect.queries["storm_ref"], storm_id, ref)))
 
     async def arm_escalations(self, timers: Sequence[Timer], resolved: Sequence[Alert],
                               now: float) -> dict[Episode, list[str]]:

@@ -34,7 +34,7 @@ def notification_from_row(row: Mapping[str, Any]) -> Notification:
 
 
 HISTORY_COLUMNS = ("id, receiver, integration, status, alertnames, state, attempts, received_at, finished_at, "
-                   "next_attempt_at, last_error, escalation, "
+                   "next_attempt_at, last_error, escalation, summary_id, "
                    # A pending notification waits for every older pending one of its lane: the first of those.
                    "CASE WHEN state = 'pending' THEN (SELECT min(p.id) FROM notifications p WHERE p.lane = "
                    "notifications.lane AND p.state = 'pending' AND p.id < notifications.id) END AS behind")

@@ -32,16 +32,20 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from relay import summary
 from relay.actions import Action, action_of
 from relay.alerts import Alert, Notification
 from relay.channels.base import parse_retry_after, secret_digest
 from relay.channels.slack.actions import MessageState, controls
 from relay.channels.slack.message import build_message
 from relay.channels.slack.perform import Performer
+from relay.channels.slack.summary import StoreStorms, StormBook, anchor_of, detail_message, summary_message
 from relay.channels.slack.threads import Anchor, Book, ThreadBook, narrowed
 from relay.channels.threads import Threads
 from relay.config.receivers import ReceiverConfig, SlackConfig
-from relay.errors import PermanentDeliveryError, Reason, TransientDeliveryError, http_reason
+from relay.errors import DeliveryUnfinished, PermanentDeliveryError, Reason, TransientDeliveryError, http_reason
+from relay.fold import redraws, storm_of
+from relay.store.base import StormView
 from relay.templating import Templates
 
 log = logging.getLogger(__name__)
@@ -115,8 +119,9 @@ def network_error(exc: BaseException) -> TransientDeliveryError | PermanentDeliv
 
 
 # webhook: the incoming webhook; post: chat.postMessage without threads; announce / remind / update / reply: the
-# bot-token steps of a thread plan (a new message, a reminder in a thread, the announcement redrawn, a thread reply).
-Step = Literal["webhook", "post", "announce", "remind", "update", "reply"]
+# bot-token steps of a thread plan (a new message, a reminder in a thread, the announcement redrawn, a thread reply);
+# summary / resummary / detail: a storm's summary posted, updated in place, and its details in its thread.
+Step = Literal["webhook", "post", "announce", "remind", "update", "reply", "summary", "resummary", "detail"]
 
 
 @dataclass(frozen=True)
@@ -130,7 +135,8 @@ class Call:
     @property
     def method(self) -> str:
         """The Web API method, or `webhook` for a POST to the incoming webhook."""
-        return {"webhook": "webhook", "update": "chat.update"}.get(self.step, "chat.postMessage")
+        return {"webhook": "webhook", "update": "chat.update", "resummary": "chat.update"}.get(self.step,
+                                                                                           "chat.postMessage")
 
 
 # How a call is made: the Web API's answer (what chat.postMessage says about the new message) comes back.
@@ -140,6 +146,8 @@ Transport = Callable[[Call], Awaitable[Mapping[str, Any]]]
 class SlackCalls:
     """The calls a Slack receiver makes for a notification, in order, whatever makes them: SlackChannel.send, or
     requests() for `relay templates render` (httpx's build_request/send split)."""
+
+    stepwise = False  # a preview makes every call at once; SlackChannel ends an attempt after each storm step
 
     def __init__(self, receiver: ReceiverConfig, templates: Templates) -> None:
         if receiver.slack is None:
@@ -165,7 +173,7 @@ class SlackCalls:
         return build_message(notification, self.templates, self.receiver, now=now, mention=mention, controls=shown)
 
     def requests(self, notification: Notification, book: Book | None = None,
-                 now: datetime | None = None) -> list[Call]:
+                 now: datetime | None = None, storms: StormBook | None = None) -> list[Call]:
         """Every call send() would make, as data, with `book`'s thread plan; the book must answer without waiting for
         I/O (preview's assumed threads), and every call is taken to succeed (a new message's channel and ts unknown)."""
         made: list[Call] = []
@@ -176,7 +184,7 @@ class SlackCalls:
 
         # With neither secret set (`routes diff` of a file whose ${VAR}s are unset here) it shows the incoming webhook.
         token = self.config.token.get_secret_value().strip() if self.config.token else ""
-        steps = self.make_calls(notification, book, record, now, webhook=self.webhook or not token)
+        steps = self.make_calls(notification, book, record, now, webhook=self.webhook or not token, storms=storms)
         try:
             steps.send(None)
         except StopIteration:
@@ -185,10 +193,16 @@ class SlackCalls:
         raise RuntimeError("requests() needs a thread book that answers without waiting")
 
     async def make_calls(self, notification: Notification, book: Book | None, transport: Transport,
-                         now: datetime | None = None, *, webhook: bool | None = None) -> None:
+                         now: datetime | None = None, *, webhook: bool | None = None,
+                         storms: StormBook | None = None) -> None:
         """Make the calls through `transport`: the webhook (when configured, unless `webhook` says), else one
-        chat.postMessage without a thread book, else the steps of the book's thread plan."""
-        if self.webhook if webhook is None else webhook:
+        chat.postMessage without a thread book, else the steps of the book's thread plan. A storm's summary is one
+        message per summary through the webhook, or (with a token and both books) one per storm, updated."""
+        webhook = self.webhook if webhook is None else webhook
+        if storm_of(notification.lane) is not None:
+            await self._summarise(notification, None if webhook else book, None if webhook else storms, transport,
+                                  webhook)
+        elif webhook:
             channel = {"channel": self.config.channel} if self.config.channel else {}
             await transport(Call("webhook", {**self.render(notification, now), **channel}))
         elif book is None:
@@ -214,11 +228,62 @@ class SlackCalls:
                                                                 self.render(fresh, now, buttons=True))))
             await book.remember(Anchor(str(answer["channel"]), str(answer["ts"])), fresh)
 
+    async def _summarise(self, notification: Notification, book: Book | None, storms: StormBook | None,
+                         transport: Transport, webhook: bool) -> None:
+        """A storm's summary: by webhook (or without books) a message of its own alerts; with a token, the storm's
+        one message posted or updated to show the storm so far, then this summary's alerts in its thread (the firing
+        ones' resolves will answer there). Each is one Slack call: with `stepwise`, the first call ends the attempt
+        (DeliveryUnfinished) and the next attempt, with a rate-limit token of its own, replies in the thread."""
+        own = summary.of(notification)
+        if redraws(notification.group) and (webhook or book is None or storms is None):
+            return  # only a message updated in place has anything to redraw (the receiver changed meanwhile)
+        if webhook:
+            channel = {"channel": self.config.channel} if self.config.channel else {}
+            await transport(Call("webhook", {**summary_message(own), **channel}))
+            return
+        view = await storms.view(notification) if storms is not None else None
+        if view is None or book is None or storms is None:  # no store (or the storm forgotten): a message of its own
+            await transport(Call("post", post_call(self.config.channel, summary_message(own))))
+            return
+        anchor, shown = anchor_of(view.storm.ref)
+        if shown != notification.id:  # the storm's message does not show this summary yet (an earlier attempt's)
+            anchor = await self._show_storm(notification, view, anchor, storms, transport)
+            if redraws(notification.group):  # the storm is over: its message says so, nothing new to detail
+                return
+            if self.stepwise:
+                raise DeliveryUnfinished(f"storm summary {notification.id} shown; its details follow in its thread")
+        assert anchor is not None
+        await transport(Call("detail", post_call(None, detail_message(own), anchor)))
+        await book.folded(anchor, [a for a in notification.alerts if a.status == "firing"], notification.id)
+
+    async def _show_storm(self, notification: Notification, view: StormView, anchor: Anchor | None,
+                          storms: StormBook, transport: Transport) -> Anchor:
+        """Update the storm's message to show it so far (post it if there is none, or it is gone); remember it."""
+        storm = summary.of(notification, view.alerts, ended=view.storm.ended_at is not None)
+        if anchor is not None:
+            try:
+                await transport(Call("resummary", update_call(anchor, summary_message(storm))))
+            except PermanentDeliveryError as exc:
+                if exc.code not in _GONE:
+                    raise
+                log.warning("storm summary %s can no longer be updated (%s); posting a new one", anchor.ts, exc.code)
+                anchor = None
+        if anchor is None:
+            answer = await transport(Call("summary", post_call(self.config.channel, summary_message(storm))))
+            anchor = Anchor(str(answer["channel"]), str(answer["ts"]), summary=True)
+        await storms.posted(storm.storm_id, anchor, notification.id)
+        return anchor
+
     async def _resolve_in_thread(self, notification: Notification, book: Book, transport: Transport, anchor: Anchor,
                                  alerts: list[Alert], now: datetime | None) -> None:
-        """Update the announcing message first (repeatable), then reply in its thread (not repeated once done)."""
+        """Update the announcing message first (repeatable), then reply in its thread (not repeated once done); a
+        storm's summary is not redrawn (it counts the storm), the resolve only answers in its thread."""
         original, completed = await book.original(anchor, notification, alerts)
         resolved = narrowed(notification, completed)
+        if anchor.summary:
+            await transport(Call("reply", post_call(None, self.render(resolved, now), anchor)))
+            await book.mark_resolved(anchor, alerts)
+            return
         try:
             redrawn = self.render(original or resolved, now, buttons=True)  # still firing in part: buttons stay
             await transport(Call("update", update_call(anchor, redrawn)))
@@ -237,6 +302,7 @@ class SlackChannel(SlackCalls):
     """Posts a notification as Slack messages, by incoming webhook or by bot token (with threads)."""
 
     integration = "slack"
+    stepwise = True
 
     def __init__(self, receiver: ReceiverConfig, templates: Templates, session: aiohttp.ClientSession,
                  *, timeout: float = TIMEOUT) -> None:
@@ -254,12 +320,13 @@ class SlackChannel(SlackCalls):
 
     async def send(self, notification: Notification, threads: Threads | None = None) -> None:
         book = ThreadBook(threads) if threads is not None else None
+        storms = StoreStorms(threads.store) if threads is not None else None
         try:
             action = action_of(notification)
             if action is not None:
                 await self._perform(notification, action, threads)
             else:
-                await self.make_calls(notification, book, self._make)
+                await self.make_calls(notification, book, self._make, storms=storms)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise network_error(exc) from None
         log.debug("slack message delivered", extra={"receiver": self.receiver.name, "notification": notification.id})
@@ -295,11 +362,11 @@ class SlackChannel(SlackCalls):
             assert self.config.webhook_url is not None
             await self._post_webhook(self.config.webhook_url.get_secret_value().strip(), call.body)
             return {}
-        if call.step == "update":
+        if call.step in ("update", "resummary"):
             await self._call(lambda client: client.chat_update(**call.body))
             return {}
         response = await self._call(lambda client: client.chat_postMessage(**call.body))
-        return {"channel": response["channel"], "ts": response["ts"]} if call.step == "announce" else {}
+        return {"channel": response["channel"], "ts": response["ts"]} if call.step in ("announce", "summary") else {}
 
     async def _call(self, method: Callable[[AsyncWebClient], Awaitable[AsyncSlackResponse]]) -> AsyncSlackResponse:
         token = self.config.token.get_secret_value() if self.config.token else ""

@@ -33,10 +33,12 @@ from relay.channels.threads import Threads, alert_key
 
 @dataclass(frozen=True)
 class Anchor:
-    """A Slack message: its channel ID and `ts` (what chat.update and thread_ts need)."""
+    """A Slack message: its channel ID and `ts` (what chat.update and thread_ts need); `summary` when it is a storm's
+    summary (relay.channels.slack.summary), which a resolve answers in its thread but never redraws."""
 
     channel: str
     ts: str
+    summary: bool = False
 
     @property
     def key(self) -> str:
@@ -60,7 +62,8 @@ def plan(alerts: Sequence[Alert], refs: Mapping[str, str], notification_id: int)
     new: list[Alert] = []
     for alert in alerts:
         ref = _parse(refs.get(alert_key(alert)))
-        anchor = Anchor(ref["channel"], ref["ts"]) if ref and not ref.get("resolved") else None
+        anchor = (Anchor(ref["channel"], ref["ts"], ref.get("summary") is True)
+                  if ref and not ref.get("resolved") else None)
         if alert.status == "resolved" and ref is not None and ref.get("resolved"):
             continue  # already answered by an earlier attempt of this notification
         if anchor is None:
@@ -110,6 +113,8 @@ class Book(Protocol):
 
     async def mark_resolved(self, anchor: Anchor, alerts: Sequence[Alert]) -> None: ...
 
+    async def folded(self, anchor: Anchor, alerts: Sequence[Alert], summary_id: int) -> None: ...
+
 
 @dataclass(frozen=True)
 class AssumedBook:
@@ -137,6 +142,9 @@ class AssumedBook:
         return None
 
     async def mark_resolved(self, anchor: Anchor, alerts: Sequence[Alert]) -> None:
+        return None
+
+    async def folded(self, anchor: Anchor, alerts: Sequence[Alert], summary_id: int) -> None:
         return None
 
 
@@ -189,8 +197,13 @@ class ThreadBook:
         ref = json.dumps({"channel": anchor.channel, "ts": anchor.ts, "resolved": True})
         await guard_store(self.threads.remember(alerts, ref))
 
+    async def folded(self, anchor: Anchor, alerts: Sequence[Alert], summary_id: int) -> None:
+        """These firing alerts were announced in a storm's summary: their resolve answers in its thread."""
+        await self._point(alerts, Anchor(anchor.channel, anchor.ts, summary=True), summary_id)
+
     async def _point(self, alerts: Sequence[Alert], anchor: Anchor, notification_id: int) -> None:
-        ref = json.dumps({"channel": anchor.channel, "ts": anchor.ts, "notified": notification_id})
+        ref = json.dumps({"channel": anchor.channel, "ts": anchor.ts, "notified": notification_id,
+                          **({"summary": True} if anchor.summary else {})})
         await guard_store(self.threads.remember(alerts, ref))
 
     async def _put(self, keys: list[str], value: str) -> None:

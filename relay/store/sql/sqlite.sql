@@ -273,3 +273,77 @@ FROM escalations WHERE fingerprint IN (SELECT value FROM json_each(?1)) ORDER BY
 -- prune_escalations --
 -- Steps sent or cancelled before ?1 (a resolve no longer needs to know where they went)
 DELETE FROM escalations WHERE state <> 'pending' AND ended_at < ?1
+-- storm_backlog --
+-- Per receiver, the pending notifications due by ?1 that are neither a storm's summaries nor clicks' rows
+SELECT receiver, count(*) FROM notifications
+WHERE state = 'pending' AND next_attempt_at <= ?1 AND instr(lane, char(30)) = 0
+  AND integration <> 'action' GROUP BY receiver
+
+-- storms_open --
+-- Every open storm
+SELECT id, receiver, started_at, folded_at, ended_at, folded, ref FROM storms WHERE ended_at IS NULL ORDER BY receiver
+
+-- storm_waiting --
+-- Receiver ?1's pending notifications (not summaries nor clicks), lane by lane, with lease and priority (what may fold)
+SELECT id, lane, payload, lease_until, priority FROM notifications
+WHERE state = 'pending' AND receiver = ?1 AND instr(lane, char(30)) = 0 AND integration <> 'action'
+ORDER BY lane, id
+
+-- storm_open --
+-- Open a storm for receiver ?1 at ?2, unless it has one open (another replica's): then no row
+INSERT INTO storms (receiver, started_at, folded_at) VALUES (?1, ?2, ?2) ON CONFLICT DO NOTHING RETURNING id
+
+-- storm_continue --
+-- Fold again into open storm ?1 at ?3 if its last fold is still ?2 (else another replica folded or ended it)
+UPDATE storms SET folded_at = ?3 WHERE id = ?1 AND folded_at = ?2 AND ended_at IS NULL
+
+-- storm_summary --
+-- Write a summary: receiver ?1, integration ?2, lane ?3, status ?4, alertnames ?5, payload ?6, due now ?7, give up ?8,
+-- priority ?9 (its most severe folded notification's)
+INSERT INTO notifications (receiver, integration, lane, status, alertnames, payload, received_at, give_up_at,
+                           next_attempt_at, priority)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?7, ?9) RETURNING id
+
+-- storm_fold --
+-- Record notifications ?3 (a JSON array) delivered at ?2 in summary ?1, if still pending and not being sent
+UPDATE notifications SET state = 'delivered', finished_at = ?2, summary_id = ?1, last_error = NULL, lease_until = 0,
+       lease_owner = NULL
+WHERE id IN (SELECT value FROM json_each(?3)) AND state = 'pending' AND lease_until <= ?2
+
+-- storm_fold_attempts --
+-- The attempt of each notification folded into summary ?1 at ?2: delivered in that summary
+INSERT INTO attempts (notification_id, started_at, duration, outcome, reason, detail)
+SELECT id, ?2, 0, 'delivered', 'folded', 'in summary ' || summary_id FROM notifications WHERE summary_id = ?1
+
+-- storm_count --
+-- Storm ?1 folded ?2 more notifications
+UPDATE storms SET folded = folded + ?2 WHERE id = ?1
+
+-- storm_end --
+-- End open storm ?1 at ?3 if its last fold is still ?2
+UPDATE storms SET ended_at = ?3 WHERE id = ?1 AND folded_at = ?2 AND ended_at IS NULL
+
+-- storm_get --
+-- Storm ?1
+SELECT id, receiver, started_at, folded_at, ended_at, folded, ref FROM storms WHERE id = ?1
+
+-- storm_summaries --
+-- The summaries of storm lane ?1 up to notification ?2, in order (what the storm's message shows so far)
+SELECT id, payload FROM notifications WHERE instr(lane, char(30)) > 0 AND lane = ?1 AND id <= ?2 ORDER BY id
+
+-- storm_last --
+-- The last summary in storm lane ?1 (what the storm's message showed last)
+SELECT id, integration, lane, payload, received_at, give_up_at, priority FROM notifications
+WHERE instr(lane, char(30)) > 0 AND lane = ?1 ORDER BY id DESC LIMIT 1
+
+-- storm_ref --
+-- Remember where storm ?1's summary message is (?2)
+UPDATE storms SET ref = ?2 WHERE id = ?1
+
+-- folded_count --
+-- How many notifications were folded into summary ?1
+SELECT count(*) FROM notifications WHERE summary_id = ?1
+
+-- prune_storms --
+-- Storms that ended before ?1
+DELETE FROM storms WHERE ended_at < ?1
