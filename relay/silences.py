@@ -4,7 +4,8 @@ Every silence relay created (relay.channels.slack.perform) is watched until it e
 RELAY_SILENCE_WATCH_SECONDS per silence, and at most BATCH silences a round, relay asks the Alertmanager that
 sent the alert for its state (`GET /api/v2/alerts?filter=…`). Once Alertmanager no longer has it firing, relay
 enqueues its resolve as Alertmanager would have sent it, in the alert's own lane: the message turns green and its
-thread says so, once (the store's dedup, also across replicas, which take each watch in turn). A silence that
+thread says so, and every other receiver of the alert gets its resolve (PagerDuty's incident closes), once (the
+store's dedup, also across replicas, which take each watch in turn). A silence that
 ends, or is expired with Unsilence, is no longer watched: Alertmanager notifies for the alert again by itself.
 """
 
@@ -23,6 +24,7 @@ from relay.alerts import WebhookMessage
 from relay.config.runtime import Runtime
 from relay.errors import DeliveryError, StoreRejected, StoreUnavailable
 from relay.store.base import Candidate, Store, Watch
+from relay.webhook import candidates
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +78,14 @@ class SilenceWatch:
         ended = datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z")
         done = alert.model_copy(update={"status": "resolved", "endsAt": ended})
         resolve = group.model_copy(update={"alerts": [done], "status": "resolved"})
-        candidate = Candidate(watch.receiver, found.config.integration, resolve, (timedelta(0),),
-                              found.config.give_up_after)
-        await outbox.enqueue(self.intake, self.store, [candidate], now)
+        routes = self.runtime.routes
+        # As if Alertmanager had sent it: every receiver routes.yaml gives the alert (PagerDuty's incident closes
+        # too), the silencing Slack receiver at least; dedup makes a later real resolve a no-op.
+        chosen = candidates(resolve, routes) if routes is not None else []
+        if not any(c.receiver == watch.receiver for c in chosen):
+            chosen.append(Candidate(watch.receiver, found.config.integration, resolve, (timedelta(0),),
+                                    found.config.give_up_after))
+        await outbox.enqueue(self.intake, self.store, chosen, now)
         await self.store.unwatch_silence(watch.receiver, watch.silence_id)
         log.info("silenced alert %s resolved in Alertmanager: its resolve is shown", alert.name)
         return 1

@@ -185,3 +185,44 @@ def test_the_set_up_guide_configures_what_relay_reads(tmp_path: Path) -> None:
     loaded = load_routes(path, Templates(), {"SLACK_BOT_TOKEN": "xoxb-1"})
     actions = loaded.receivers["slack-alerts"].slack.actions  # type: ignore[union-attr]
     assert actions is not None and actions.team_id == "T0123ABCD" and actions.allowed_usergroup == "S0ONCALL"
+
+
+ESCALATING = """
+receivers:
+  - name: slack-bot
+    slack:
+      token: ${SLACK_TOKEN}
+      channel: "#ojeomneo-alerts"
+      api_url: ${SLACK_API_URL}
+      actions:
+        team_id: TEAM
+  - name: slack-hook
+    slack:
+      webhook_url: ${SLACK_WEBHOOK_URL}
+routes:
+  - matchers: ['alertname="PodDown"']
+    receivers: [slack-bot]
+    escalate: [{after: 1h, receivers: [slack-hook]}]
+""".replace("TEAM", TEAM_ID)
+
+
+async def test_an_acknowledge_from_slack_stops_the_escalation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with SlackWebhookServer() as slack:
+        for key, value in {"SLACK_TOKEN": DEFAULT_TOKEN, "SLACK_API_URL": slack.api_url,
+                           "SLACK_WEBHOOK_URL": slack.url()}.items():
+            monkeypatch.setenv(key, value)
+        routes = tmp_path / "routes.yaml"
+        routes.write_text(ESCALATING)
+        async with running_relay(relay_settings(tmp_path, routes, slack_signing_secret=SIGNING_SECRET)) as relay:
+            group = fixture("firing-poddown.json")
+            assert (await relay.post(group)).status_code == 200
+            await slack.wait_for(1)
+            await poll_until(lambda: _delivered(relay, 1))
+            store = relay.app.state.services.store
+            fingerprints = [a["fingerprint"] for a in group["alerts"]]
+            assert {s.state for s in await store.escalations_of(fingerprints)} == {"pending"}
+            [message] = slack.top_level()
+            assert (await slack.click(message, "relay:acknowledge").send(relay.url)).status_code == 200
+            await poll_until(lambda: _delivered(relay, 2))
+            steps = await store.escalations_of(fingerprints)
+        assert steps and {(s.state, s.reason) for s in steps} == {("cancelled", "acknowledged")}

@@ -193,8 +193,7 @@ async def test_a_silenced_alert_that_resolves_is_shown_resolved(tmp_path: Path, 
         settings = relay_settings(tmp_path, routes, webhook_token=TOKEN, slack_signing_secret=SIGNING_SECRET,
                                   silence_watch_seconds=0.5)
         async with running_relay(settings) as relay, alertmanager(tmp_path, relay.url) as am:
-            labels = {**LABELS, "severity": "warning"}
-            alert = {"labels": labels, "annotations": {"summary": "Pod down"}, "startsAt": now()}
+            alert = {"labels": LABELS, "annotations": {"summary": "Pod down"}, "startsAt": now()}
             async with httpx.AsyncClient() as client:
                 assert (await client.post(f"{am}/api/v2/alerts", json=[alert])).status_code == 200
                 await slack.wait_for(1, timeout=20)
@@ -205,6 +204,8 @@ async def test_a_silenced_alert_that_resolves_is_shown_resolved(tmp_path: Path, 
                 alert["endsAt"] = now()  # resolved while silenced: Alertmanager sends no resolve
                 assert (await client.post(f"{am}/api/v2/alerts", json=[alert])).status_code == 200
             await slack.wait_for_updates(2, timeout=20)
+            trigger, resolve = await pagerduty.wait_for(2)
+        assert (resolve["event_action"], resolve["dedup_key"]) == ("resolve", trigger["dedup_key"])
         assert "[RESOLVED] PodDown" in text(message) and "relay:unsilence" not in text(message)
         assert any("RESOLVED" in text(r).upper() for r in slack.replies(message.ts))
 

@@ -1,0 +1,111 @@
+"""relay.alertmanager against a local server answering as Alertmanager's API v2 does: what is sent (auth, the
+silence's body, the filter), and how answers are classified, with no secret in any error text."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from pydantic import SecretStr
+
+from relay.alertmanager import AlertmanagerClient, base_url, equal_matchers
+from relay.config.receivers import AlertmanagerApi
+from relay.errors import PermanentDeliveryError, Reason, TransientDeliveryError
+
+TOKEN = "am-bearer-SECRET-0123456789"
+
+
+class Alertmanager:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, dict[str, str], Any]] = []
+        self.answer: tuple[int, Any] | None = None
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.text()
+        self.seen.append((request.method, request.path_qs, dict(request.headers), json.loads(body) if body else None))
+        if self.answer is not None:
+            status, payload = self.answer
+            return web.Response(status=status, text=payload if isinstance(payload, str) else json.dumps(payload))
+        if request.method == "POST":
+            return web.json_response({"silenceID": "5e1"})
+        if request.path == "/api/v2/alerts":
+            return web.json_response([{"fingerprint": "f1", "labels": {}, "status": {"state": "suppressed",
+                                                                                     "silencedBy": ["5e1"]}}])
+        return web.json_response([])
+
+
+@pytest.fixture
+async def am() -> AsyncIterator[tuple[Alertmanager, str]]:
+    fake = Alertmanager()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", fake.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    yield fake, f"http://127.0.0.1:{runner.addresses[0][1]}"
+    await runner.cleanup()
+
+
+async def test_a_silence_is_posted_with_every_label_and_the_bearer_token(am: tuple[Alertmanager, str]) -> None:
+    fake, url = am
+    start = datetime(2026, 12, 1, 13, 0, tzinfo=UTC)
+    async with aiohttp.ClientSession() as session:
+        client = AlertmanagerClient(session, url, AlertmanagerApi(bearer_token=SecretStr(TOKEN)))
+        labels = {"alertname": "PodDown", "pod": 'a"b\\c'}
+        assert await client.create_silence(equal_matchers(labels), start, start + timedelta(hours=1), "kim",
+                                           "why") == "5e1"
+        assert await client.alert_state(labels, "f1") == "suppressed"
+        assert await client.alert_state(labels, "other") is None
+    method, path, headers, body = fake.seen[0]
+    assert (method, path) == ("POST", "/api/v2/silences")
+    assert headers["Authorization"] == f"Bearer {TOKEN}"
+    assert body == {"matchers": [{"name": "alertname", "value": "PodDown", "isRegex": False, "isEqual": True},
+                                 {"name": "pod", "value": 'a"b\\c', "isRegex": False, "isEqual": True}],
+                    "startsAt": "2026-12-01T13:00:00+00:00", "endsAt": "2026-12-01T14:00:00+00:00",
+                    "createdBy": "kim", "comment": "why"}
+    _, query, _, _ = fake.seen[1]
+    assert "filter=alertname%3D%22PodDown%22" in query and "filter=pod%3D%22a%5C%22b%5C%5Cc%22" in query
+
+
+@pytest.mark.parametrize(("status", "kind", "reason"), [
+    (400, PermanentDeliveryError, Reason.CLIENT_ERROR),
+    (401, PermanentDeliveryError, Reason.AUTH),
+    (429, TransientDeliveryError, Reason.RATE_LIMITED),
+    (500, TransientDeliveryError, Reason.SERVER_ERROR),
+    (503, TransientDeliveryError, Reason.SERVER_ERROR),
+])
+async def test_answers_are_classified_and_never_quote_the_token(am: tuple[Alertmanager, str], status: int,
+                                                                kind: type[Exception], reason: Reason) -> None:
+    fake, url = am
+    fake.answer = (status, f"refused, you sent Bearer {TOKEN}")
+    async with aiohttp.ClientSession() as session:
+        client = AlertmanagerClient(session, url, AlertmanagerApi(bearer_token=SecretStr(TOKEN)))
+        with pytest.raises(kind) as raised:
+            await client.create_silence([], datetime.now(UTC), datetime.now(UTC), "kim", "")
+    assert raised.value.reason is reason  # type: ignore[attr-defined]
+    assert TOKEN not in str(raised.value) and f"HTTP {status}" in str(raised.value)
+
+
+async def test_an_expired_and_forgotten_silence_is_no_failure(am: tuple[Alertmanager, str]) -> None:
+    fake, url = am
+    fake.answer = (404, "silence not found")
+    async with aiohttp.ClientSession() as session:
+        assert await AlertmanagerClient(session, url, AlertmanagerApi()).expire_silence("5e1") is False
+    assert fake.seen[0][:2] == ("DELETE", "/api/v2/silence/5e1")
+
+
+async def test_an_unreachable_alertmanager_is_transient_and_no_url_is_permanent() -> None:
+    async with aiohttp.ClientSession() as session:
+        client = AlertmanagerClient(session, "http://127.0.0.1:9", AlertmanagerApi())
+        with pytest.raises(TransientDeliveryError):
+            await client.silences()
+    with pytest.raises(PermanentDeliveryError):
+        base_url("", AlertmanagerApi())
+    assert base_url("http://am:9093/", AlertmanagerApi()) == "http://am:9093"
+    assert base_url("http://am:9093", AlertmanagerApi(url="http://other:9093/prefix/")) == "http://other:9093/prefix"
