@@ -92,12 +92,19 @@ async def test_answers_are_classified_and_never_quote_the_token(am: tuple[Alertm
     assert TOKEN not in str(raised.value) and f"HTTP {status}" in str(raised.value)
 
 
-async def test_an_expired_and_forgotten_silence_is_no_failure(am: tuple[Alertmanager, str]) -> None:
+@pytest.mark.parametrize("answer", [(500, '"silence not found"\n'), (404, "silence not found")])
+async def test_an_expired_and_forgotten_silence_is_no_failure(am: tuple[Alertmanager, str],
+                                                             answer: tuple[int, str]) -> None:
+    """Alertmanager 0.25 answers a silence it does not know with 500 "silence not found" (later ones 404)."""
     fake, url = am
-    fake.answer = (404, "silence not found")
+    fake.answer = answer
     async with aiohttp.ClientSession() as session:
         assert await AlertmanagerClient(session, url, AlertmanagerApi()).expire_silence("5e1") is False
     assert fake.seen[0][:2] == ("DELETE", "/api/v2/silence/5e1")
+    fake.answer = (500, "internal error")
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(TransientDeliveryError):
+            await AlertmanagerClient(session, url, AlertmanagerApi()).expire_silence("5e1")
 
 
 async def test_an_unreachable_alertmanager_is_transient_and_no_url_is_permanent() -> None:

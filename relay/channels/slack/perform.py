@@ -147,6 +147,10 @@ class Performer:
             one = shown.model_copy(update={"alerts": [alert]})
             await guard_store(self.threads.store.watch_silence(
                 Watch(self.threads.receiver, made[key], one.model_dump_json(), action.until), now))
+        for key, older in state.silences:  # a Silence clicked on an older rendering: the new silence replaces it
+            if made.get(key) != older:
+                await client.expire_silence(older)
+                await guard_store(self.threads.store.unwatch_silence(self.threads.receiver, older))
         await guard_store(escalation.cancel(self.threads.store, [a.fingerprint for a in notification.alerts],
                                             "silenced"))
         state = dataclasses.replace(state, silenced_until=action.until, silenced_by=action.user,
