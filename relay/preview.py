@@ -21,7 +21,7 @@ from relay.channels.digest import build_digest
 from relay.channels.email import build_message as email_message
 from relay.channels.email import message_id
 from relay.channels.pagerduty import build_events
-from relay.channels.slack.channel import SlackCalls
+from relay.channels.slack.channel import Call, SlackCalls
 from relay.channels.slack.summary import AssumedStorms
 from relay.channels.slack.threads import Anchor, AssumedBook, narrowed
 from relay.config.receivers import ReceiverConfig
@@ -33,6 +33,8 @@ from relay.templating import Templates
 GO_ZERO_TIME = "0001-01-01T00:00:00Z"
 THREAD_TS = "<ts of the message that announced these alerts>"
 THREAD_CHANNEL = "<channel of that message>"
+SUMMARY_TS = "<ts of the storm's summary message>"
+SUMMARY_CHANNEL = "<channel of the storm's summary message>"
 
 
 def rfc3339(when: datetime) -> str:
@@ -126,7 +128,12 @@ def _slack(receiver: ReceiverConfig, notification: Notification, templates: Temp
     resolved alerts and nothing else."""
     book = AssumedBook(Anchor(THREAD_CHANNEL, THREAD_TS))
     calls = SlackCalls(receiver, templates).requests(notification, book, now, AssumedStorms())
-    return "".join(f"# {_SLACK_SHOWN.get(call.step, call.method)}\n" + _json(call.body) for call in calls)
+    return "".join(f"# {_SLACK_SHOWN.get(call.step, call.method)}\n" + _json(_placed(call)) for call in calls)
+
+
+def _placed(call: Call) -> dict[str, Any]:
+    """A storm's detail reply goes into the summary's thread, which is only known at delivery time."""
+    return {**call.body, "channel": SUMMARY_CHANNEL, "thread_ts": SUMMARY_TS} if call.step == "detail" else call.body
 
 
 def _email(receiver: ReceiverConfig, notification: Notification, templates: Templates, now: datetime) -> str:

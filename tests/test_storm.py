@@ -22,7 +22,7 @@ from relay.store.base import Candidate
 from relay.storm import Storms
 from tests.fakes.slack import DEFAULT_TOKEN, SlackLimit, SlackWebhookServer
 from tests.fakes.smtp import SmtpServer
-from tests.helpers import RunningRelay, poll_until, relay_settings, running_relay, slack_text
+from tests.helpers import RunningRelay, poll_until, postgres_database, relay_settings, running_relay, slack_text
 
 EXTERNAL_URL = "https://relay.ojeomneo.example"
 SUMMARY_LINK = re.compile(re.escape(EXTERNAL_URL) + r"/api/v1/notifications\?summary=(\d+)")
@@ -224,3 +224,23 @@ async def test_pagerduty_is_never_folded(tmp_path: Path) -> None:
 def test_summary_lines_are_json_safe() -> None:
     """The fixtures above are valid webhook bodies (a cheap guard on the test's own data)."""
     assert WebhookMessage.model_validate_json(json.dumps(body(7))).alerts[0].labels["pod"] == "api-007"
+
+
+async def test_two_replicas_fold_a_storm_once(tmp_path: Path) -> None:
+    """Both replicas check; the store lets one of them fold each time, so nothing is summarised twice."""
+    async with SlackWebhookServer(limit=SlackLimit()) as slack, postgres_database() as url:
+        receiver = f"  - name: alerts\n    slack:\n      webhook_url: {slack.url()}\n    storm: {{window: 4s}}\n"
+        settings = storm_settings(tmp_path, receiver).model_copy(update={"database_url": url})
+        async with running_relay(settings) as one, running_relay(settings) as two:
+            await asyncio.gather(storm(one, range(0, 200, 2)), storm(two, range(1, 200, 2)))
+            await poll_until(lambda: settled(one), timeout=30)
+            texts = [slack_text(m) for m in slack.messages]
+            pods = {f"api-{i:03d}" for i in range(200)}
+            assert await named(one, texts, pods) == pods
+            history = await two.history(limit="1000")
+        folded = summaries(history)
+        everything = [i for ids in folded.values() for i in ids]
+        assert folded and len(everything) == len(set(everything))
+        linked = [int(s) for text in texts for s in SUMMARY_LINK.findall(text)]
+        assert sorted(linked) == sorted(folded)  # each summary sent once, by one of them
+        assert len(slack.messages) <= 25
