@@ -256,13 +256,13 @@ def context(notification: Notification, extra: Mapping[str, Any] | None = None,
 
 def _escalation(notification: Notification) -> dict[str, Any] | None:
     """An escalation step as templates see it (None for every other notification): `notice` is relay's own text,
-    e.g. `Escalation (step 1 of 2): not acknowledged for 10m`."""
+    e.g. `Escalation 1 of 2: not acknowledged for 10m`."""
     step = notification.escalation
     if step is None:
         return None
     after = duration(step.after)
     return {"step": step.step, "steps": step.steps, "after": after,
-            "notice": f"Escalation (step {step.step} of {step.steps}): not acknowledged for {after}"}
+            "notice": f"Escalation {step.step} of {step.steps}: not acknowledged for {after}"}
 
 
 class Templates:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
 from relay.auth import REQUEST_HEADER
+from relay.config.durations import format_duration
 from relay.errors import AdminError
 from relay.settings import Settings
 
@@ -51,13 +52,19 @@ def _when(epoch: float | None) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%SZ") if epoch else "-"
 
 
+def _after(seconds: float) -> str:
+    return format_duration(timedelta(seconds=seconds))
+
+
 def _table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "no notifications"
     lines = [f"{'ID':>6}  {'RECEIVED':20}  {'RECEIVER':18}  {'STATE':9}  {'TRIES':>5}  ALERTS  /  LAST ERROR"]
     for row in rows:
         lines.append(f"{row['id']:>6}  {_when(row['received_at']):20}  {row['receiver']:18}  {row['state']:9}  "
-                     f"{row['attempts']:>5}  {','.join(row['alertnames'])} ({row['status']})"
+                     f"{row['attempts']:>5}  {','.join(row['alertnames'])} ({row['status']}"
+                     + (f", escalation {row['escalation']['step']}/{row['escalation']['steps']}"
+                        if row.get("escalation") else "") + ")"
                      + (f"  /  {row['last_error']}" if row.get("last_error") else ""))
     return "\n".join(lines)
 
@@ -77,6 +84,10 @@ def _show(row: dict[str, Any]) -> str:
         who = f"{action.get('user_name') or '?'} ({action.get('user')})"
         lines.append(f"  action: {action.get('kind')}{until} by {who} at {_when(action.get('clicked_at'))}, "
                      f"on Slack message {action.get('channel')}/{action.get('ts')}")
+    if row.get("escalation"):
+        step = row["escalation"]
+        lines.append(f"  escalation step {step['step']} of {step['steps']}: its alerts were not acknowledged for "
+                     f"{_after(step['after_seconds'])}")
     lines.append("  alerts:")
     for alert in row["alerts"]:
         labels = ", ".join(f"{k}={v}" for k, v in sorted(alert["labels"].items()))
@@ -87,7 +98,23 @@ def _show(row: dict[str, Any]) -> str:
         detail += f": {attempt['detail']}" if attempt["detail"] else ""
         lines.append(f"    {_when(attempt['started_at'])}  {attempt['outcome']:9}{detail} "
                      f"({attempt['duration'] * 1000:.0f} ms)")
+    lines.extend(_steps(row.get("escalation_steps", [])))
     return "\n".join(lines)
+
+
+def _steps(steps: list[dict[str, Any]]) -> list[str]:
+    """Where the escalation of a notification's alerts stands, one line per step."""
+    lines = ["  escalation of its alerts:"] if steps else []
+    for step in steps:
+        if step["state"] == "pending":
+            state = f"due {_when(step['due_at'])}"
+        elif step["state"] == "sent":
+            state = f"sent {_when(step['ended_at'])} as notification {', '.join(map(str, step['notifications']))}"
+        else:
+            state = f"cancelled {_when(step['ended_at'])} ({step['reason']})"
+        lines.append(f"    {step['fingerprint']} step {step['step']} of {step['steps']} (after "
+                     f"{_after(step['after_seconds'])}, to {', '.join(step['receivers'])}): {state}")
+    return lines
 
 
 def _list(client: httpx.Client, args: argparse.Namespace, state: str | None) -> list[dict[str, Any]]:

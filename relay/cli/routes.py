@@ -74,6 +74,12 @@ def cmd_routes_test(args: argparse.Namespace, settings: Settings) -> int:
     beats = [h.name for h in routes.spec.heartbeats if h.matches(alert)]
     names = [] if beats else [t.receiver for t in routes.targets(alert)]
     print(",".join(names))
+    chosen = None if beats else routes.escalation(alert)
+    if chosen is not None:
+        from relay.config.escalation import describe
+
+        print(f"escalation (route {chosen.route + 1}), unless acknowledged, silenced or resolved: "
+              f"{describe(chosen.steps)}")
     if beats:
         print(f"heartbeat {', '.join(beats)}: consumed by relay's dead man's switch, not routed", file=sys.stderr)
     if args.verify_receivers is not None and names != [n for n in args.verify_receivers.split(",") if n]:

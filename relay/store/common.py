@@ -146,7 +146,19 @@ def detail(d: Dialect, notification_id: int) -> Script:
     item = detail_row(dict(row), row["payload"], [dict(a) for a in attempts])
     if item["group_key"].startswith(SUMMARY_GROUP_KEY):  # a storm's summary: how many notifications it holds
         item["folded"] = (yield _row(d.queries["folded_count"], notification_id))[0]
+    item["escalation_steps"] = (yield from _steps_of(d, WebhookMessage.model_validate_json(row["payload"]).alerts))
     return item
+
+
+def _steps_of(d: Dialect, alerts: Sequence[Alert]) -> Script:
+    """The escalation steps of these alert episodes, as a notification's detail shows them (where each stands)."""
+    episodes = {episode(a): a.fingerprint for a in alerts}
+    rows = yield _rows(d.queries["escalations_of"], sorted({key for key, _ in episodes}))
+    return [{"fingerprint": episodes[(r["fingerprint"], r["starts_at"])], "step": r["step"], "steps": r["steps"],
+             "after_seconds": r["after_seconds"], "receivers": json.loads(r["receivers"]), "due_at": r["due_at"],
+             "state": r["state"], "ended_at": r["ended_at"], "reason": r["reason"],
+             "notifications": json.loads(r["notifications"])}
+            for r in rows if (r["fingerprint"], r["starts_at"]) in episodes]
 
 
 def purge(d: Dialect, notification_id: int) -> Script:
