@@ -17,19 +17,20 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import timedelta
-
-from prometheus_client import Counter
+from typing import TYPE_CHECKING
 
 from relay import metrics, outbox
 from relay.alerts import Alert, Escalation, WebhookMessage
 from relay.config.durations import format_duration
-from relay.config.routes import Routes
-from relay.config.runtime import Runtime
 from relay.errors import StoreUnavailable
 from relay.heartbeat import is_heartbeat
 from relay.outbox import Intake
 from relay.store.base import Candidate, DueTimer, EscalationEnd, Store, Timer
 from relay.store.common import episode
+
+if TYPE_CHECKING:  # at run time only their values come in: relay.channels can import this module
+    from relay.config.routes import Routes
+    from relay.config.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,6 @@ BATCH = 500
 # An escalated firing alert passes dedup even if its receiver already heard of it: the step is the point.
 ALWAYS = timedelta(0)
 
-steps_total = Counter("relay_escalation_steps", "Escalation steps armed, sent, or cancelled (by reason).",
-                      ["outcome"])
 
 
 def text(after: float) -> str:
@@ -81,12 +80,12 @@ async def arm(store: Store, routes: Routes, message: WebhookMessage, chosen: lis
     resolved = [a for a in message.alerts if a.status == "resolved" and not is_heartbeat(routes.spec.heartbeats, a)]
     if not armed and not resolved:
         return chosen
-    sent = await store.arm_escalations(armed, resolved, received_at)
-    if armed:
-        steps_total.labels("armed").inc(len(armed))
+    done = await store.arm_escalations(armed, resolved, received_at)
+    if done.cancelled:
+        metrics.escalation_steps.labels("resolved").inc(done.cancelled)
     extra: dict[str, list[Alert]] = defaultdict(list)
     for alert in resolved:
-        for receiver in sent.get(episode(alert), ()):
+        for receiver in done.sent_to.get(episode(alert), ()):
             if receiver in routes.receivers:
                 extra[receiver].append(alert)
     return with_resolves(chosen, extra, message, routes)
@@ -121,7 +120,7 @@ async def cancel(store: Store, fingerprints: Sequence[str], reason: EscalationEn
     Raises StoreUnavailable like any store write."""
     cancelled = await store.cancel_escalations(list(fingerprints), reason, time.time() if now is None else now)
     if cancelled:
-        steps_total.labels(reason).inc(cancelled)
+        metrics.escalation_steps.labels(reason).inc(cancelled)
         log.info("escalation of %d alert(s) %s: %d step(s) cancelled", len(set(fingerprints)), reason, cancelled)
     return cancelled
 
@@ -196,7 +195,7 @@ class Escalator:
             [d.id for d in batch], now, candidates, marker))
         if results is None:
             return  # another replica sent it, or it was acknowledged meanwhile
-        steps_total.labels("sent").inc(len(batch))
+        metrics.escalation_steps.labels("sent").inc(len(batch))
         names = sorted({d.timer.alert.name for d in batch})
         log.warning("escalating %d alert(s) %s (step %d of %d, %s) to %s", len(batch), ", ".join(names), t.step,
                     t.steps, text(t.after), ", ".join(r.receiver for r in results) or "nobody (no receiver left)")

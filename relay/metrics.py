@@ -59,6 +59,9 @@ def set_outbox(pending: dict[str, int], oldest_age: float, dead: dict[str, int],
 heartbeat_last_seen = Gauge("relay_heartbeat_last_seen_timestamp_seconds",
                             "When a configured heartbeat (e.g. the Watchdog) last arrived, as the store knows it "
                             "(0: never).", ["heartbeat"])
+escalation_steps = Counter("relay_escalation_steps",
+                           "Escalation steps sent, or cancelled (outcome: acknowledged, silenced, resolved, unrouted).",
+                           ["outcome"])
 heartbeat_missing = Gauge("relay_heartbeat_missing", "1 while relay reports a configured heartbeat as missing.",
                           ["heartbeat"])
 

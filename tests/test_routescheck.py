@@ -56,8 +56,12 @@ def test_unset_variables_without_default_are_named_with_their_line(tmp_path: Pat
 def test_a_receiver_nothing_sends_to(tmp_path: Path) -> None:
     text = HEAD + "  - name: spare\n    slack: {webhook_url: x}\n  - name: backup\n    slack: {webhook_url: y}\n"
     text = text.replace("pagerduty: {", "fallback: backup\n    pagerduty: {") + ROUTED
-    assert check(tmp_path, text) == [":7: receiver spare is used by no route, default_receivers, fallback or heartbeat"]
+    assert check(tmp_path, text) == [
+        ":7: receiver spare is used by no route, escalation, default_receivers, fallback or heartbeat"]
     assert check(tmp_path, text + "default_receivers: [spare]\n") == []
+    escalated = text.replace("    receivers: [slack, pager]\n",
+                             "    receivers: [slack, pager]\n    escalate: [{after: 10m, receivers: [spare]}]\n")
+    assert check(tmp_path, escalated) == []  # an escalation step sends to it
 
 
 def routes(*entries: str) -> str:
@@ -184,3 +188,15 @@ async def test_cli_strict_reads_the_repositorys_rule_files(tmp_path: Path) -> No
     assert problems == [
         'relay: routes.yaml: severity="none" matches no route: alerts with it reach only default_receivers '
         f"(slack-alerts) (rules with it: Watchdog at deploy/prometheus/rules.yml:{line})"]
+
+
+def test_an_escalation_an_earlier_escalating_route_takes_first(tmp_path: Path) -> None:
+    escalate = "\n    escalate: [{after: 10m, receivers: [pager]}]"
+    text = routes(f'severity="critical";\n    continue: true{escalate}', f'severity="critical", team="db";{escalate}')
+    assert [f for f in check(tmp_path, text) if "escalation" in f] == [
+        ":14: route 2's escalation never runs: route 1 (line 8, severity=\"critical\") escalates every alert it "
+        "would first (an alert gets one escalation)"]
+    # Without the first escalation, or when the first route does not take all of the second's alerts: fine.
+    assert [f for f in check(tmp_path, text.replace(escalate, "", 1)) if "escalation" in f] == []
+    text = routes(f'team="db";\n    continue: true{escalate}', f'severity="critical";{escalate}')
+    assert [f for f in check(tmp_path, text) if "escalation" in f] == []

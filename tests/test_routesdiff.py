@@ -69,3 +69,34 @@ async def test_cli_reads_prometheus_rules_and_can_fail_the_build(tmp_path: Path)
     assert "STOPS PAGING: PodDown loses pagerduty-oncall (after: slack-alerts)\n" in out
     code, out = await run_relay("routes", "diff", str(ROUTES), str(ROUTES), "--exit-code", env=ENV)
     assert code == 0 and "no alert changes receivers" in out
+
+
+CRITICAL = """  - matchers: ['severity="critical"']
+    receivers: [slack-alerts, ops-email]
+"""
+
+
+def with_escalation(tmp_path: Path, name: str, steps: str) -> Path:
+    path = tmp_path / name
+    path.write_text(ROUTES.read_text().replace(CRITICAL, CRITICAL + "    escalate:\n" + steps, 1))
+    return path
+
+
+async def test_removing_an_escalation_step_says_who_is_no_longer_paged(tmp_path: Path) -> None:
+    old = with_escalation(tmp_path, "old.yaml", "      - {after: 10m, receivers: [pagerduty-oncall]}\n"
+                                                "      - {after: 30m, receivers: [ops-email]}\n")
+    new = with_escalation(tmp_path, "new.yaml", "      - {after: 30m, receivers: [ops-email]}\n")
+    code, out = await run_relay("routes", "diff", str(old), str(new), "--exit-code", env=ENV)
+    assert code == 1, out
+    assert ("STOPS PAGING when unacknowledged: HighErrorRate (severity=critical) no longer escalates to "
+            "pagerduty-oncall (escalation after: after 30m: ops-email)\n") in out
+    assert ("  HighErrorRate (severity=critical): after 10m: pagerduty-oncall; after 30m: ops-email -> "
+            "after 30m: ops-email\n") in out
+    assert "PodDown" not in out  # its own route comes first and does not escalate
+    code, out = await run_relay("routes", "diff", str(old), str(new), "--format", "markdown", env=ENV)
+    assert "**⚠ 6 alerts stop escalating**" in out and "### ⚠ Stops escalating" in out
+    assert "| `HighErrorRate (severity=critical)` | `pagerduty-oncall` (**stops paging**) | `after 30m: ops-email` |" \
+        in out
+    # Adding an escalation loses nobody: listed, no warning.
+    code, out = await run_relay("routes", "diff", str(ROUTES), str(new), env=ENV)
+    assert "STOPS" not in out and "  HighErrorRate (severity=critical): (none) -> after 30m: ops-email\n" in out

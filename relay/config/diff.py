@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from relay.config.receivers import GlobalConfig
@@ -97,6 +97,16 @@ def receivers_of(routes: Routes, labels: Labels) -> tuple[str, ...]:
     return tuple(beats) if beats else tuple(t.receiver for t in routes.targets(present))
 
 
+def escalation_of(routes: Routes, labels: Labels) -> tuple[str, ...]:
+    """The escalation steps an alert with these labels gets (`after 10m: pagerduty-oncall`), as `relay serve` arms
+    them: none for a heartbeat's alerts or an alert no escalating route takes."""
+    present = {k: v for k, v in labels.items() if v != ""}
+    if any(h.matches(present) for h in routes.spec.heartbeats):
+        return ()
+    chosen = routes.escalation(present)
+    return tuple(str(step) for step in chosen.steps) if chosen is not None else ()
+
+
 def empty_routes(source: str) -> Routes:
     """The routes of a file that does not exist (at the base of a change that adds it): no alert reaches anyone."""
     spec = RoutesFile.model_construct(global_=GlobalConfig(), receivers=[], routes=[], default_receivers=[],
@@ -104,15 +114,18 @@ def empty_routes(source: str) -> Routes:
     return Routes(spec, source, "")
 
 
-def _reduce(old: Routes, new: Routes, labels: Labels) -> Labels:
+Answer = Callable[[Routes, Labels], tuple[str, ...]]
+
+
+def _reduce(old: Routes, new: Routes, labels: Labels, answer: Answer = receivers_of) -> Labels:
     """Drop each label whose absence changes neither side's answer: what is left is what the change is about."""
-    want = (receivers_of(old, labels), receivers_of(new, labels))
+    want = (answer(old, labels), answer(new, labels))
     kept = dict(labels)
     for name in list(kept):
         if name == "alertname" and kept[name] != OTHER:
             continue  # keep the alert's name: people read changes by alert
         trial = {**kept, name: ""}
-        if (receivers_of(old, trial), receivers_of(new, trial)) == want:
+        if (answer(old, trial), answer(new, trial)) == want:
             kept[name] = ""
     return {k: v for k, v in kept.items() if v != ""}
 
@@ -121,15 +134,16 @@ def _order(change: Change) -> tuple[int, str, tuple[tuple[str, str], ...]]:
     return (change.alertname is None, change.alertname or "", change.labels)
 
 
-def diff(old: Routes, new: Routes, alerts: Iterable[Labels] = ()) -> list[Change]:
-    """Every kind of alert whose receivers differ: the given alerts, then label sets from both files' matchers."""
+def diff(old: Routes, new: Routes, alerts: Iterable[Labels] = (), answer: Answer = receivers_of) -> list[Change]:
+    """Every kind of alert whose receivers differ (with `answer=escalation_of`: whose escalation steps differ): the
+    given alerts, then label sets from both files' matchers."""
     changes: dict[tuple[tuple[str, str], ...], Change] = {}
     probes = itertools.chain(alerts, _combinations(matcher_values((old, new))))
     for labels in probes:
-        before, after = receivers_of(old, labels), receivers_of(new, labels)
+        before, after = answer(old, labels), answer(new, labels)
         if before == after:
             continue
-        reduced = _reduce(old, new, labels)
+        reduced = _reduce(old, new, labels, answer)
         key = tuple(sorted(reduced.items()))
-        changes.setdefault(key, Change(key, receivers_of(old, reduced), receivers_of(new, reduced)))
+        changes.setdefault(key, Change(key, answer(old, reduced), answer(new, reduced)))
     return sorted(changes.values(), key=_order)

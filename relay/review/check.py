@@ -1,10 +1,12 @@
 """`relay routes check --strict`: what loads but is almost certainly a mistake, each with file and line.
 
 - a `${VAR}` without default that is unset: its receiver loads with no secret and dead-letters everything;
-- a receiver nothing sends to (no route, default_receivers, fallback or heartbeat names it);
+- a receiver nothing sends to (no route, escalation, default_receivers, fallback or heartbeat names it);
 - a route that can never match: an earlier route without `continue`, or a heartbeat, takes every alert it
   would (checked soundly: only when the earlier matchers provably hold for all of its alerts), or its own
   matchers exclude each other;
+- an escalation that never runs: an earlier escalating route with `continue: true` takes every alert of its
+  route first (an alert gets the escalation of the first escalating route it matches);
 - a severity no route handles (critical, warning, info and every severity of the rule files): such alerts
   reach only default_receivers, the catch-all that a misspelt severity also falls into.
 """
@@ -50,8 +52,9 @@ def unused_receivers(file: Path, routes: Routes, lines: Mapping[yamlconfig.Path_
     spec = routes.spec
     used = {n for r in spec.routes for n in r.receivers} | set(spec.default_receivers)
     used |= {n for h in spec.heartbeats for n in h.receivers} | {r.fallback for r in spec.receivers if r.fallback}
+    used |= {n for r in spec.routes for step in r.escalate for n in step.receivers}
     return [Finding(str(file), yamlconfig.line_of(lines, ("receivers", i, "name")),
-                    f"receiver {r.name} is used by no route, default_receivers, fallback or heartbeat")
+                    f"receiver {r.name} is used by no route, escalation, default_receivers, fallback or heartbeat")
             for i, r in enumerate(spec.receivers) if r.name not in used]
 
 
@@ -117,6 +120,22 @@ def unreachable_routes(file: Path, routes: Routes, lines: Mapping[yamlconfig.Pat
     return out
 
 
+def shadowed_escalations(file: Path, routes: Routes, lines: Mapping[yamlconfig.Path_, int]) -> list[Finding]:
+    out = []
+    spec = routes.spec
+    for j, route in enumerate(spec.routes):
+        if not route.escalate:
+            continue
+        for i, earlier in enumerate(spec.routes[:j]):
+            if earlier.escalate and earlier.continue_ and covers(earlier.matchers, route.matchers):
+                out.append(Finding(str(file), yamlconfig.line_of(lines, ("routes", j, "escalate")),
+                                   f"route {j + 1}'s escalation never runs: route {i + 1} (line "
+                                   f"{yamlconfig.line_of(lines, ('routes', i))}, {_describe(earlier.matchers)}) "
+                                   "escalates every alert it would first (an alert gets one escalation)"))
+                break
+    return out
+
+
 def unrouted_severities(file: Path, routes: Routes, alerts: Iterable[RuleAlert]) -> list[Finding]:
     spec = routes.spec
     by_severity: dict[str, list[RuleAlert]] = {s: [] for s in SEVERITIES}
@@ -144,4 +163,5 @@ def findings(file: Path, routes: Routes, alerts: Iterable[RuleAlert], environ: M
     """Everything `--strict` reports for a routes file that has already loaded."""
     _, lines = yamlconfig.load(file, environ)
     return [*unset_variables(file, environ, allowed_unset), *unused_receivers(file, routes, lines),
-            *unreachable_routes(file, routes, lines), *unrouted_severities(file, routes, alerts)]
+            *unreachable_routes(file, routes, lines), *shadowed_escalations(file, routes, lines),
+            *unrouted_severities(file, routes, alerts)]

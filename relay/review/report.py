@@ -1,8 +1,9 @@
 """`relay routes diff --format text|markdown|json`: a review printed for a terminal, a pull request, or a script.
 
 The markdown is a pull-request comment: a change that stops paging someone comes
-first under a warning heading, then what else loses receivers, then every alert
-whose receivers change (before → after), then the messages that read
+first under a warning heading, then what else loses receivers, then what no
+longer escalates to someone, then every alert whose receivers change (before →
+after) and every alert whose escalation changes, then the messages that read
 differently, collapsed. A hidden marker lets a CI job find and update its one
 comment. Names from the files are shown as code, so no label value becomes a
 mention, a link or markup in the comment.
@@ -28,6 +29,11 @@ def _names(names: tuple[str, ...] | list[str]) -> str:
     return ", ".join(names) or "(none)"
 
 
+def _steps(steps: tuple[str, ...]) -> str:
+    """An escalation as a review shows it: `after 10m: pagerduty-oncall; after 30m: ops-email`, or (none)."""
+    return "; ".join(steps) or "(none)"
+
+
 def _whole_diff(message: Message) -> list[str]:
     """The message before and after as one unified diff with all its lines as context: the whole message shows."""
     before, after = message.before.splitlines(), message.after.splitlines()
@@ -38,6 +44,16 @@ def _whole_diff(message: Message) -> list[str]:
 def _headline(review: Review) -> str:
     out = f"{review.base.label} -> {review.head.label}"
     return out + (f" ({review.base.label} does not exist: every route is new)" if review.base.missing else "")
+
+
+def _stops_escalating(review: Review) -> list[str]:
+    lines = []
+    for change, impact in [(c, review.escalation_impact(c)) for c in review.escalations]:
+        if impact.lost:
+            what = "STOPS PAGING when unacknowledged" if impact.pages_lost else "STOPS ESCALATING"
+            lines.append(f"{what}: {change.alert} no longer escalates to {_names(impact.lost)} "
+                         f"(escalation after: {_steps(change.after)})")
+    return lines
 
 
 def text(review: Review) -> str:
@@ -53,6 +69,7 @@ def text(review: Review) -> str:
     for change, impact in impacts:
         if impact.lost and not impact.pages_lost:
             lines.append(f"STOPS NOTIFYING: {change.alert} loses {_names(impact.lost)} (after: {_names(change.after)})")
+    lines += _stops_escalating(review)
     for change, impact in impacts:
         if impact.pages_gained:
             lines.append(f"starts paging: {change.alert} through {_names(impact.pages_gained)}")
@@ -62,6 +79,10 @@ def text(review: Review) -> str:
         count = len(review.changes)
         lines.append(f"{count} alert{'s change' if count != 1 else ' changes'} receivers:")
         lines += [f"  {change}" for change in review.changes]
+    if review.escalations:
+        count = len(review.escalations)
+        lines.append(f"{count} alert{'s change' if count != 1 else ' changes'} escalation:")
+        lines += [f"  {c.alert}: {_steps(c.before)} -> {_steps(c.after)}" for c in review.escalations]
     for receiver in review.templates:
         lines.append(f"messages of {_template_summary(receiver)}:")
         for message in receiver.messages:
@@ -120,8 +141,15 @@ def _counts(review: Review) -> str:
     impacts = [review.impact(c) for c in review.changes]
     stop = sum(bool(i.pages_lost) for i in impacts)
     parts = [f"**⚠ {stop} alert{'s' if stop != 1 else ''} stop{'s' if stop == 1 else ''} paging**"] if stop else []
+    unescalated = sum(bool(review.escalation_impact(c).lost) for c in review.escalations)
+    if unescalated:
+        parts.append(f"**⚠ {unescalated} alert{'s' if unescalated != 1 else ''} "
+                     f"stop{'s' if unescalated == 1 else ''} escalating**")
     count = len(review.changes)
     parts.append(f"{count} alert{'s change' if count != 1 else ' changes'} receivers")
+    if review.escalations:
+        count = len(review.escalations)
+        parts.append(f"{count} alert{'s change' if count != 1 else ' changes'} escalation")
     if review.templates:
         parts.append(f"messages change for {len(review.templates)} receiver{'s' if len(review.templates) != 1 else ''}")
     return " · ".join(parts)
@@ -138,6 +166,14 @@ def _routing_sections(review: Review) -> list[str]:
     if loses:
         out += ["### ⚠ Stops notifying", "", "These alerts no longer reach a receiver that they reach today.", "",
                 *_table(("Alert", "No longer sent to", "Reaches after"), loses)]
+    escalations = [(c, review.escalation_impact(c)) for c in review.escalations]
+    unescalated = [(_code(c.alert), _codes(i.lost) + (" (**stops paging**)" if i.pages_lost else ""),
+                    _code(_steps(c.after)))
+                   for c, i in escalations if i.lost]
+    if unescalated:
+        out += ["### ⚠ Stops escalating", "", "When nobody acknowledges these alerts, they no longer reach a receiver "
+                "that their escalation reaches today.", "",
+                *_table(("Alert", "No longer escalated to", "Escalation after"), unescalated)]
     starts = [(_code(c.alert), _codes(i.pages_gained), _codes(c.before)) for c, i in impacts if i.pages_gained]
     if starts:
         out += ["### Starts paging", "", *_table(("Alert", "Now paged through", "Reached before"), starts)]
@@ -149,6 +185,9 @@ def _routing_sections(review: Review) -> list[str]:
     if review.changes:
         rows = [(_code(c.alert), _codes(c.before), _codes(c.after)) for c in review.changes]
         out += [f"### Alerts whose receivers change ({len(rows)})", "", *_table(("Alert", "Before", "After"), rows)]
+    if review.escalations:
+        rows = [(_code(c.alert), _code(_steps(c.before)), _code(_steps(c.after))) for c in review.escalations]
+        out += [f"### Alerts whose escalation changes ({len(rows)})", "", *_table(("Alert", "Before", "After"), rows)]
     return out
 
 
@@ -206,11 +245,19 @@ def _change_json(review: Review, change: Change) -> dict[str, Any]:
             "starts_paging": list(impact.pages_gained)}
 
 
+def _escalation_json(review: Review, change: Change) -> dict[str, Any]:
+    impact = review.escalation_impact(change)
+    return {"alert": change.alert, "alertname": change.alertname, "labels": dict(change.labels),
+            "before": list(change.before), "after": list(change.after), "stops_escalating_to": list(impact.lost),
+            "starts_escalating_to": list(impact.gained), "stops_paging": list(impact.pages_lost)}
+
+
 def as_json(review: Review) -> str:
     data = {
         "base": review.base.label, "head": review.head.label, "base_missing": review.base.missing,
         "rule_files": list(dict.fromkeys([*review.base.rule_files, *review.head.rule_files])),
         "changes": [_change_json(review, c) for c in review.changes],
+        "escalations": [_escalation_json(review, c) for c in review.escalations],
         "receivers": {"added": list(review.added), "removed": list(review.removed),
                       "renamed": [{"from": a, "to": b} for a, b in review.renamed]},
         "templates": [{"receiver": t.receiver, "integration": t.integration, "files": list(t.files),

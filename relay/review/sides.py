@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from relay.config.diff import Change, diff, empty_routes
+from relay.config.diff import Change, diff, empty_routes, escalation_of
 from relay.config.routes import Routes, load_routes
 from relay.errors import ConfigError
 from relay.review import revisions, rulefiles
@@ -71,18 +71,33 @@ class Review:
     templates: tuple[TemplateChange, ...]
     samples: str  # what the messages were rendered for: "fixtures", "rules" or "example"
     fixtures: str | None = None  # the fixtures folder, as given
+    escalations: tuple[Change, ...] = ()  # alerts whose escalation steps change (before/after: step descriptions)
 
     def impact(self, change: Change) -> Impact:
+        return self._impact(change.before, change.after)
+
+    def escalation_impact(self, change: Change) -> Impact:
+        """Who an unacknowledged alert of this kind no longer (or newly) escalates to: a lost PagerDuty receiver is
+        a page nobody gets when nobody acknowledges."""
+        labels = dict(change.labels)
+        return self._impact(_escalated_to(self.base.routes, labels), _escalated_to(self.head.routes, labels))
+
+    def _impact(self, before: tuple[str, ...], after: tuple[str, ...]) -> Impact:
         renamed = dict(self.renamed)
-        lost = tuple(r for r in change.before if r not in change.after and renamed.get(r) not in change.after)
-        gained = tuple(r for r in change.after if r not in change.before and
-                       not any(renamed.get(b) == r for b in change.before))
+        lost = tuple(r for r in before if r not in after and renamed.get(r) not in after)
+        gained = tuple(r for r in after if r not in before and not any(renamed.get(b) == r for b in before))
         return Impact(lost, gained, tuple(r for r in lost if _pages(self.base.routes, r)),
                       tuple(r for r in gained if _pages(self.head.routes, r)))
 
     @property
     def empty(self) -> bool:
-        return not (self.changes or self.added or self.removed or self.templates)
+        return not (self.changes or self.added or self.removed or self.templates or self.escalations)
+
+
+def _escalated_to(routes: Routes, labels: dict[str, str]) -> tuple[str, ...]:
+    """Every receiver some escalation step of such an alert reaches, in step order."""
+    chosen = routes.escalation({k: v for k, v in labels.items() if v != ""}) if escalation_of(routes, labels) else None
+    return tuple(dict.fromkeys(r for step in chosen.steps for r in step.receivers)) if chosen else ()
 
 
 def _pages(routes: Routes, receiver: str) -> bool:
@@ -185,8 +200,9 @@ def build(request: Request) -> Review:
         base, head = _side(request, old_spec, stack), _side(request, new_spec, stack)
         probes = {tuple(sorted(a.labels.items())): a.labels for a in [*base.alerts, *head.alerts]}
         changes = diff(base.routes, head.routes, probes.values())
+        escalations = diff(base.routes, head.routes, probes.values(), escalation_of)
         added, removed, renamed = _renames(base, head)
         samples, described = _samples(request, base, head)
         messages = templatediff.changes(base.routes, base.templates, head.routes, head.templates, samples, renamed)
     return Review(base, head, tuple(changes), added, removed, renamed, tuple(messages), described,
-                  str(request.fixtures) if request.fixtures is not None else None)
+                  str(request.fixtures) if request.fixtures is not None else None, tuple(escalations))

@@ -146,6 +146,15 @@ class Timer:
 
 
 @dataclass(frozen=True)
+class Resolved:
+    """What a webhook's resolved alerts did to escalations: how many pending steps they ended, and per episode
+    the receivers that its sent steps reached (they hear the resolve too)."""
+
+    cancelled: int = 0
+    sent_to: dict[Episode, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class DueTimer:
     """An armed step read back from the store (`id` names it to escalate)."""
 
@@ -379,11 +388,10 @@ class Store(Protocol):
     # -- escalation (relay.escalation) -------------------------------------------------------
 
     async def arm_escalations(self, timers: Sequence[Timer], resolved: Sequence[Alert],
-                              now: float) -> dict[Episode, list[str]]:
+                              now: float) -> Resolved:
         """What a webhook means for escalations, in one durable transaction: arm `timers` (each unless that step of
         that episode is armed already, so a re-sent alert keeps its first clock and an acknowledged one stays
-        acknowledged), and end what is left of the escalation of the `resolved` alerts (reason `resolved`).
-        Returns, per resolved episode (Episode), the receivers its sent steps went to: they hear the resolve too."""
+        acknowledged), and end what is left of the escalation of the `resolved` alerts (reason `resolved`)."""
 
     async def cancel_escalations(self, fingerprints: Sequence[str], reason: EscalationEnd, now: float) -> int:
         """Cancel every pending escalation step of the alerts with these fingerprints (Alertmanager's, as in the

@@ -45,6 +45,7 @@ from relay.store.base import (
     HistoryFilter,
     OutboxStats,
     Replay,
+    Resolved,
     StepRecord,
     StormState,
     StormView,
@@ -305,14 +306,15 @@ def arm_escalations(d: Dialect, timers: Sequence[Timer], resolved: Sequence[Aler
                        for t in timers for key, started in [episode(t.alert)]),
                       key=lambda row: (row["fingerprint"], row["starts_at"], row["step"]))
         yield _count(q["escalation_arm"], json.dumps(rows), now)
+    if not resolved:
+        return Resolved()
     sent: dict[Episode, list[str]] = {}
-    if resolved:
-        episodes = json.dumps(sorted({episode(a) for a in resolved}))
-        yield _count(q["escalation_resolve"], now, episodes)
-        for row in (yield _rows(q["escalation_sent_to"], episodes)):
-            receivers = sent.setdefault((row["fingerprint"], row["starts_at"]), [])
-            receivers.extend(r for r in json.loads(row["receivers"]) if r not in receivers)
-    return sent
+    episodes = json.dumps(sorted({episode(a) for a in resolved}))
+    cancelled = yield _count(q["escalation_resolve"], now, episodes)
+    for row in (yield _rows(q["escalation_sent_to"], episodes)):
+        receivers = sent.setdefault((row["fingerprint"], row["starts_at"]), [])
+        receivers.extend(r for r in json.loads(row["receivers"]) if r not in receivers)
+    return Resolved(cancelled, sent)
 
 
 def cancel_escalations(d: Dialect, fingerprints: Sequence[str], reason: str, now: float) -> Script:
@@ -443,11 +445,11 @@ class Scripted:
         await self._script(_single(_count(self.dialect.queries["storm_ref"], storm_id, ref)))
 
     async def arm_escalations(self, timers: Sequence[Timer], resolved: Sequence[Alert],
-                              now: float) -> dict[Episode, list[str]]:
+                              now: float) -> Resolved:
         if not timers and not resolved:
-            return {}
-        sent: dict[Episode, list[str]] = await self._script(arm_escalations(self.dialect, timers, resolved, now))
-        return sent
+            return Resolved()
+        done: Resolved = await self._script(arm_escalations(self.dialect, timers, resolved, now))
+        return done
 
     async def cancel_escalations(self, fingerprints: Sequence[str], reason: EscalationEnd, now: float) -> int:
         if not fingerprints:

@@ -11,7 +11,7 @@ from typing import Any
 from relay.alerts import Alert, Escalation, WebhookMessage
 from relay.fingerprint import fingerprint
 from relay.store import open_store
-from relay.store.base import Candidate, HistoryFilter, Store, Timer
+from relay.store.base import Candidate, HistoryFilter, Resolved, Store, Timer
 
 
 def group(name: str = "PodDown", status: str = "firing", pod: str = "api-1") -> WebhookMessage:
@@ -40,8 +40,8 @@ def alert(message: WebhookMessage) -> Alert:
 
 async def test_steps_become_due_in_order_and_a_resend_keeps_the_first_clock(store: Store) -> None:
     now = time.time()
-    assert await store.arm_escalations(timers(now), [], now) == {}
-    assert await store.arm_escalations(timers(now + 60), [], now + 60) == {}  # Alertmanager sends it again
+    assert await store.arm_escalations(timers(now), [], now) == Resolved()
+    assert await store.arm_escalations(timers(now + 60), [], now + 60) == Resolved()  # Alertmanager sends it again
     assert await store.due_escalations(now + 9.9, 10) == []
     [first] = await store.due_escalations(now + 10, 10)
     assert (first.timer.step, first.timer.receivers, first.timer.due_at, first.armed_at) == (
@@ -105,12 +105,13 @@ async def test_a_resolve_ends_the_escalation_and_names_where_it_went(store: Stor
     [due] = await store.due_escalations(now + 10, 10)
     await store.escalate([due.id], now + 10, notice(due.timer.group), Escalation(1, 2, 10.0))
     resolved = alert(group(status="resolved"))
-    sent = await store.arm_escalations([], [resolved], now + 20)
-    assert sent == {(resolved.fingerprint, "2026-11-26T07:00:00.123456+00:00"): ["pagerduty-oncall"]}
+    done = await store.arm_escalations([], [resolved], now + 20)
+    sent_to = {(resolved.fingerprint, "2026-11-26T07:00:00.123456+00:00"): ["pagerduty-oncall"]}
+    assert done == Resolved(1, sent_to)
     assert await store.due_escalations(now + 60, 10) == []
     # A resolve again (Alertmanager re-sends it): nothing left to end, still says where the step went.
-    assert await store.arm_escalations([], [resolved], now + 30) == sent
-    assert await store.arm_escalations([], [alert(group(status="resolved", pod="never-armed"))], now) == {}
+    assert await store.arm_escalations([], [resolved], now + 30) == Resolved(0, sent_to)
+    assert await store.arm_escalations([], [alert(group(status="resolved", pod="never-armed"))], now) == Resolved()
 
 
 async def test_timers_survive_a_restart(database_url: str) -> None:

@@ -7,6 +7,7 @@ acknowledge or a resolve in time prevents it; a restart keeps the timer; replica
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,12 @@ def services(relay: RunningRelay) -> Services:
 async def checked_after(relay: RunningRelay, moment: float) -> None:
     """Wait until the relay's escalation checker has run a check that began after `moment`."""
     await poll_until(lambda: services(relay).escalator.checked_at > moment, timeout=15)
+
+
+async def steps_counted(relay: RunningRelay, outcome: str) -> float:
+    text = (await relay.client.get("/metrics")).text
+    found = re.search(rf'^relay_escalation_steps_total{{outcome="{outcome}"}} (\S+)$', text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
 
 
 async def all_delivered(relay: RunningRelay) -> bool:
@@ -126,6 +133,7 @@ async def test_an_acknowledge_in_time_prevents_the_escalation(tmp_path: Path, pr
     async with running_relay(settings) as relay:
         await relay.post(webhook())
         await providers.slack.wait_for(1)
+        acknowledged = await steps_counted(relay, "acknowledged")
         # What relay's Slack Acknowledge does for the alerts of the message it was clicked on.
         assert await escalation.cancel(services(relay).store, [fingerprint(LABELS)], "acknowledged") == 2
         await relay.post(webhook())  # Alertmanager re-sends the group: it does not re-arm the escalation
@@ -135,12 +143,14 @@ async def test_an_acknowledge_in_time_prevents_the_escalation(tmp_path: Path, pr
         assert sorted(row["receiver"] for row in await relay.history()) == ["ops-email", "slack-alerts"]
         steps = await services(relay).store.escalations_of([fingerprint(LABELS)])
         assert [(s.state, s.reason) for s in steps] == [("cancelled", "acknowledged")] * 2
+        assert await steps_counted(relay, "acknowledged") == acknowledged + 2
 
 
 async def test_a_resolve_in_time_prevents_the_escalation(tmp_path: Path, providers: Providers) -> None:
     settings = relay_settings(tmp_path, routes_with_escalation(tmp_path, providers, "2s", "3s"))
     async with running_relay(settings) as relay:
         await relay.post(webhook())
+        before = await steps_counted(relay, "resolved")
         resolved = (await relay.post(webhook("resolved"))).json()
         assert set(resolved["receivers"]) == {"slack-alerts", "ops-email"}  # no step was sent: no one else hears
         await checked_after(relay, time.time() + 3.5)
@@ -149,6 +159,7 @@ async def test_a_resolve_in_time_prevents_the_escalation(tmp_path: Path, provide
         assert len(await relay.history()) == 4
         steps = await services(relay).store.escalations_of([fingerprint(LABELS)])
         assert [(s.state, s.reason) for s in steps] == [("cancelled", "resolved")] * 2
+        assert await steps_counted(relay, "resolved") == before + 2
 
 
 async def test_a_restart_keeps_the_timer(tmp_path: Path, providers: Providers) -> None:
