@@ -1,8 +1,9 @@
 """One attempt: send a claimed notification once, then record what became of it (store, metrics, fallback).
 
-`send` turns the channel's answer into a value (Delivered, Deferred, Unfinished or Failed); `Attempts.run`
-persists it: complete, retry later (counted or not), or dead-letter and hand the group to the fallback receiver.
-Channels only classify failures; this module decides when to try again.
+`send` turns the channel's answer into a value (Delivered, Unfinished or Failed); `Attempts.run` persists it:
+complete, retry later (counted or not), or dead-letter and hand the group to the fallback receiver. Channels only
+classify failures; this module decides when to try again. The rate-limit token was taken before the claim
+(relay.ratelimit); a provider's own 429 holds the whole destination for its Retry-After (`hold`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from relay.errors import (
     StoreUnavailable,
     TransientDeliveryError,
 )
-from relay.ratelimit import RateLimiter
 from relay.retry import RetryPolicy, next_attempt
 from relay.store.base import Attempt, Candidate, Claimed, Store
 
@@ -47,13 +47,6 @@ class Delivered:
 
 
 @dataclass(frozen=True, slots=True)
-class Deferred:
-    """No rate-limit token yet: back in the outbox for `wait` seconds, no attempt counted, nothing sent."""
-
-    wait: float
-
-
-@dataclass(frozen=True, slots=True)
 class Unfinished:
     """Part went out and the channel kept its progress; the rest goes at once, no backoff, no attempt counted."""
 
@@ -67,7 +60,7 @@ class Failed:
     error: DeliveryError
 
 
-Outcome = Delivered | Deferred | Unfinished | Failed
+Outcome = Delivered | Unfinished | Failed
 DELIVERED = Delivered()
 
 
@@ -81,12 +74,11 @@ class Attempts:
     lease: float
     send_timeout: float
     policy: RetryPolicy
-    default_rate_limits: bool
     intake: outbox.Intake
     wake: Callable[[], None]
+    hold: Callable[[str, float], None]  # a destination answered 429: claim nothing for it for these seconds
 
     def __post_init__(self) -> None:
-        self.limiter = RateLimiter()
         self._backing_off: set[str] = set()  # receivers whose last failure scheduled a backoff (not a rate limit)
         self._brought_forward: dict[str, float] = {}  # receiver -> when its retries were last made due at once
 
@@ -99,10 +91,6 @@ class Attempts:
             await self._delivered(notification, started)
         elif isinstance(outcome, Failed):
             await self._failed(claimed, started, outcome.error)
-        elif isinstance(outcome, Deferred):
-            attempt = Attempt(started, 0.0, "deferred", "rate_limited")
-            await self.store_call(self.store.retry_later(notification.id, self.owner, attempt,
-                                                          started + outcome.wait, count_attempt=False))
         else:
             now = time.time()
             log.info("notification %d to %s: %s", notification.id, notification.receiver, outcome.detail)
@@ -120,11 +108,6 @@ class Attempts:
         if missing:
             return Failed(PermanentDeliveryError(Reason.UNCONFIGURED,
                                                  f"{missing} is not set for receiver {receiver.name!r}"))
-        wait = 0.0
-        if receiver.rate_limit is not None or self.default_rate_limits:
-            wait = self.limiter.take(channel.destination, receiver.integration, receiver.rate_limit)
-        if wait > 0:
-            return Deferred(wait)
         labels = (receiver.name, receiver.integration)
         metrics.notification_requests.labels(*labels).inc()
         call_started = time.perf_counter()
@@ -198,6 +181,8 @@ class Attempts:
         attempt = Attempt(started, now - started, "retry", exc.reason, exc.detail)
         if isinstance(exc, TransientDeliveryError):
             honoured = self.policy.honoured(exc.retry_after)
+            if exc.reason is Reason.RATE_LIMITED and honoured:
+                self._hold(notification.receiver, honoured)
             if exc.retry_after is not None and honoured is not None and honoured < exc.retry_after:
                 log.warning("notification %d to %s: the provider asked to wait %gs (Retry-After); waiting at most "
                             "%gs (RELAY_RETRY_MAX_SECONDS) and trying again until give-up", notification.id,
@@ -218,6 +203,11 @@ class Attempts:
         await self.store_call(self.store.dead_letter(notification.id, self.owner, dead))
         metrics.notifications_failed.labels(notification.receiver, notification.integration, reason).inc()
         await self._fallback(notification, now)
+
+    def _hold(self, receiver: str, wait: float) -> None:
+        found = self.receivers.receiver(receiver)
+        if found is not None:
+            self.hold(found.channel.destination, wait)
 
     async def _fallback(self, notification: Notification, now: float) -> None:
         found = self.receivers.receiver(notification.receiver)

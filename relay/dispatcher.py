@@ -2,7 +2,9 @@
 
 Workers take the head of each lane under a lease, so a lane is delivered in
 arrival order while lanes run in parallel. Capacity is counted by relay.slots;
-one send and its outcome are relay.attempt's.
+one send and its outcome are relay.attempt's. A rate-limited destination's token
+is taken before its notification is claimed or sent (relay.ratelimit): one out of
+tokens is left alone until its next token is due.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from relay import slots
 from relay.attempt import Attempts
 from relay.config.runtime import Receivers
 from relay.errors import StoreUnavailable
+from relay.ratelimit import Budget, Waiting, budget_of
 from relay.retry import RetryPolicy
 from relay.store.base import Attempt, Claimed, Handoff, Store
 
@@ -44,7 +47,8 @@ class Dispatcher:
         self.options = options or DispatcherOptions()
         self.owner = uuid.uuid4().hex
         self.attempts = Attempts(store, receivers, self.owner, self.options.lease, self.options.send_timeout,
-                                 self.options.policy, self.options.default_rate_limits, self, self.wake)
+                                 self.options.policy, self, self.wake, self.hold)
+        self.waiting = Waiting()
         self._wake = asyncio.Event()
         self._stopping = False
         self._inflight: dict[asyncio.Task[None], str] = {}  # task -> receiver
@@ -62,6 +66,10 @@ class Dispatcher:
         """New work is in the outbox: look now rather than at the next poll."""
         self._wake.set()
 
+    def hold(self, destination: str, seconds: float) -> None:
+        """Claim nothing for `destination` for `seconds` (out of tokens, or the provider's Retry-After)."""
+        self.waiting.hold(destination, seconds)
+
     async def run(self) -> None:
         self._runner = asyncio.current_task()
         while not self._stopping:
@@ -70,10 +78,11 @@ class Dispatcher:
             self._wake.clear()
             if free > 0:
                 now = time.time()
-                room = self._room()
+                budgets, held = self._budgets()
+                room = self._room(held)
                 self._claiming = free  # no webhook may be offered these slots until the claim is in
                 try:
-                    claim = await self.store.claim(self.owner, free, now, self.options.lease, room)
+                    claim = await self.store.claim(self.owner, free, now, self.options.lease, room, budgets)
                 except StoreUnavailable as exc:
                     log.error("cannot claim notifications: %s", exc)
                     claim = None
@@ -84,8 +93,12 @@ class Dispatcher:
                     self._claiming = 0
                 if claim is not None and not self._stopping:
                     self._start(claim.claimed)
+                    for destination, wait in claim.waits.items():
+                        self.waiting.hold(destination, wait)
                     if claim.next_due is not None:
                         timeout = min(timeout, max(0.0, claim.next_due - time.time()))
+            if (token_due := self.waiting.next_in()) is not None:
+                timeout = min(timeout, token_due)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
@@ -98,7 +111,7 @@ class Dispatcher:
         free = self._free()
         if self._stopping or free <= 0:
             return None
-        room = self._room()
+        room = self._room(self._budgets()[1] if self.waiting else ())
         offer = slots.offer(receivers, free, room, self.options.workers_per_receiver)
         if not any(offer.values()):
             return None
@@ -117,7 +130,7 @@ class Dispatcher:
                 else:
                     self._offered.pop(receiver, None)
         if not self._stopping:
-            self._start(claimed)
+            self._start(claimed, paid=False)
             return
         for item in claimed:
             attempt = Attempt(time.time(), 0.0, "deferred", "shutting_down")
@@ -126,18 +139,57 @@ class Dispatcher:
             self._returns.add(task)
             task.add_done_callback(self._returns.discard)
 
-    def _start(self, claimed: list[Claimed]) -> None:
+    def _start(self, claimed: list[Claimed], paid: bool = True) -> None:
+        """Send each; those not `paid` (handed off by an enqueue) first take their destination's token."""
+        budgets = {} if paid else self._budgets()[0]
         for item in claimed:
-            task = asyncio.create_task(self.attempts.run(item))
+            budget = budgets.get(item.notification.receiver)
+            run = self.attempts.run(item) if budget is None else self._paid_run(item, budget)
+            task = asyncio.create_task(run)
             self._inflight[task] = item.notification.receiver
             task.add_done_callback(self._done)
+
+    async def _paid_run(self, item: Claimed, budget: Budget) -> None:
+        """A handed-off notification: send it with a token, or give it back to its lane to be claimed when the
+        destination has one (most severe first), without an attempt."""
+        try:
+            grant = (await self.store.spend({budget: 1}))[budget.destination]
+            if grant.granted:
+                await self.attempts.run(item)
+                return
+            self.waiting.hold(budget.destination, grant.wait)
+            await self.store.release(self.owner, [item.notification.id])
+        except StoreUnavailable as exc:
+            log.error("cannot take a rate-limit token (the notification is tried again when its lease ends): %s",
+                      exc)
+
+    def _budgets(self) -> tuple[dict[str, Budget], set[str]]:
+        """The rate-limit budget of each receiver that has one, except receivers whose destination waits for its
+        next token; and those receivers."""
+        budgets: dict[str, Budget] = {}
+        held: set[str] = set()
+        waiting = self.waiting.held()
+        for name in self.receivers.receiver_names():
+            found = self.receivers.receiver(name)
+            budget = budget_of(found.config, found.channel.destination,
+                               self.options.default_rate_limits) if found is not None else None
+            if budget is None:
+                continue
+            if budget.destination in waiting:
+                held.add(name)
+            else:
+                budgets[name] = budget
+        return budgets, held
 
     def _free(self) -> int:
         return slots.free(self.options.workers, len(self._inflight), self._offered, self._claiming)
 
-    def _room(self) -> dict[str, int]:
-        return slots.room(self.options.workers_per_receiver, self.receivers.receiver_names(), self._offered,
+    def _room(self, held: Iterable[str] = ()) -> dict[str, int]:
+        """Each receiver's room; none for the `held` (their destination waits for a token)."""
+        room = slots.room(self.options.workers_per_receiver, self.receivers.receiver_names(), self._offered,
                           self._inflight.values())
+        room.update(dict.fromkeys(held, 0))
+        return room
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.pop(task, None)

@@ -13,8 +13,9 @@
         ├── TransientDeliveryError  try again later (connection, timeout, 5xx, 429, SMTP 4xx)
         └── PermanentDeliveryError  dead-letter at once (4xx, bad token, unset secret, template error)
 
-What one send came to is a value, not an error: relay.attempt's Delivered, Deferred (no rate-limit token yet),
-Unfinished and Failed (holding the DeliveryError), so no exception steers the dispatcher.
+What one send came to is a value, not an error: relay.attempt's Delivered, Unfinished and Failed (holding the
+DeliveryError), so no exception steers the dispatcher. (A rate-limit token is taken before a claim, so no send
+waits for one.)
 
 Library errors (aiohttp, httpx, aiosmtplib, sqlite3, asyncpg) are translated
 into this tree where they are caught and never travel further up. Messages

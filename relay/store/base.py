@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol
 from relay.actions import ActionRow
 from relay.alerts import Alert, Escalation, Notification, WebhookMessage, key_part
 from relay.priority import DEFAULT, Priority
+from relay.ratelimit import Budget, Grant
 
 
 @dataclass(frozen=True)
@@ -88,10 +89,15 @@ class Handoff:
 
 @dataclass(frozen=True)
 class Claim:
-    """Notifications handed to this worker, and when the next not-yet-due one becomes due (epoch seconds)."""
+    """Notifications handed to this worker, and when the next not-yet-due one becomes due (epoch seconds).
+
+    `waits` names each destination whose bucket is out of tokens (its due lane heads, if any, stay unclaimed and
+    untouched) with the seconds until its next token.
+    """
 
     claimed: list[Claimed]
     next_due: float | None
+    waits: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -290,8 +296,18 @@ class Store(Protocol):
         owner in that transaction."""
 
     async def claim(self, owner: str, limit: int, now: float, lease: float,
-                    room: Mapping[str, int] | None = None) -> Claim:
-        """Lease up to `limit` due lane heads; `room` caps how many more each named receiver may get."""
+                    room: Mapping[str, int] | None = None, budgets: Mapping[str, Budget] | None = None) -> Claim:
+        """Lease up to `limit` due lane heads, most severe first, then oldest; `room` caps how many more each named
+        receiver may get. A receiver named in `budgets` gets one only with a token of its destination's bucket,
+        taken in the same claim (so the most severe heads of a saturated destination get its tokens)."""
+
+    async def spend(self, wanted: Mapping[Budget, int]) -> dict[str, Grant]:
+        """Take up to `wanted[b]` tokens of each destination's bucket, for notifications an enqueue handed off;
+        one bucket per destination for every process on this store."""
+
+    async def release(self, owner: str, notification_ids: Sequence[int]) -> None:
+        """Give leased notifications back to their lanes as they were (no attempt recorded): handed off, then no
+        token for them."""
 
     async def complete(self, notification_id: int, owner: str, attempt: Attempt) -> None: ...
 

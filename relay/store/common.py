@@ -29,6 +29,7 @@ from relay.fold import (
     storm_of,
     summary_group,
 )
+from relay.ratelimit import Budget, Grant, by_destination
 from relay.store.base import (
     Acted,
     Attempt,
@@ -346,6 +347,52 @@ def escalations_of(d: Dialect, fingerprints: Sequence[str]) -> Script:
 def attempt_fields(attempt: Attempt) -> tuple[float, float, str, str, str]:
     """An attempt as record_attempt (and the outcome statements) take it, after the notification id."""
     return attempt.started_at, attempt.duration, attempt.outcome, attempt.reason, attempt.detail
+
+
+# Claims within budgets (relay.ratelimit): both stores size a claim by the tokens their buckets hold, take one token
+# per lane head they read, and lease only the heads that got one, most severe first.
+
+def shares(limit: int, room: Mapping[str, int], budgets: Mapping[str, Budget], tokens: Mapping[str, float]
+           ) -> tuple[dict[str, int], dict[str, float]]:
+    """Each receiver's share of a claim: its room, and for a receiver with a budget at most the whole tokens its
+    destination holds; and, for each destination holding none, the seconds until it does (its rows are not read)."""
+    out = dict(room)
+    per = by_destination(budgets.values())
+    for receiver, b in budgets.items():
+        out[receiver] = max(0, min(out.get(receiver, limit), int(tokens.get(b.destination, b.burst))))
+    waits = {d: (1 - tokens[d]) / b.rate for d, b in per.items() if d in tokens and tokens[d] < 1}
+    return out, waits
+
+
+def wanted(rows: Sequence[Any], budgets: Mapping[str, Budget]) -> dict[Budget, int]:
+    """The tokens these claimed rows need: one each, per destination."""
+    per = by_destination(budgets.values())
+    count: dict[str, int] = {}
+    for row in rows:
+        b = budgets.get(row["receiver"])
+        if b is not None:
+            count[b.destination] = count.get(b.destination, 0) + 1
+    return {per[d]: n for d, n in count.items()}
+
+
+def afford(rows: Sequence[Any], budgets: Mapping[str, Budget], grants: Mapping[str, Grant]) -> list[Any]:
+    """The rows (in priority order) that got a token: per destination the first `granted`; all rows of receivers
+    without a budget."""
+    left = {d: g.granted for d, g in grants.items()}
+    out = []
+    for row in rows:
+        b = budgets.get(row["receiver"])
+        if b is not None:
+            if left.get(b.destination, 0) <= 0:
+                continue
+            left[b.destination] -= 1
+        out.append(row)
+    return out
+
+
+def waits_after(grants: Mapping[str, Grant]) -> dict[str, float]:
+    """The destinations a claim's take left without a whole token, with the seconds until their next one."""
+    return {d: g.wait for d, g in grants.items() if g.wait > 0}
 
 
 # The outcome statements' own parameters (before the attempt's), the same in both dialects: done, then retry.

@@ -24,6 +24,7 @@ from asyncpg.pool import PoolConnectionProxy
 from relay.actions import ActionRow
 from relay.alerts import Escalation, group_status, key_part
 from relay.errors import StoreRejected, StoreUnavailable
+from relay.ratelimit import Budget, Grant, by_destination, grant
 from relay.store import common, migrate, queries
 from relay.store.base import (
     Acted,
@@ -239,11 +240,23 @@ class PostgresStore(common.Scripted):
         return out
 
     async def claim(self, owner: str, limit: int, now: float, lease: float,
-                    room: Mapping[str, int] | None = None) -> Claim:
+                    room: Mapping[str, int] | None = None, budgets: Mapping[str, Budget] | None = None) -> Claim:
         await self._hold_owner(owner)
+        budgets = budgets or {}
         rooms = {receiver: max(0, n) for receiver, n in (room or {}).items()}
+        waits: dict[str, float] = {}
         async with self._tx() as conn:
+            if budgets:
+                per = sorted(by_destination(budgets.values()).values(), key=lambda b: b.destination)
+                peeked = await conn.fetch(Q["bucket_peek"], [b.destination for b in per], [b.rate for b in per],
+                                          [b.burst for b in per])
+                rooms, waits = common.shares(limit, rooms, budgets, {r["destination"]: r["tokens"] for r in peeked})
             rows = await conn.fetch(Q["claim"], now, limit, list(rooms), list(rooms.values()))
+            full = len(rows) >= limit
+            if budgets and (wanted := common.wanted(rows, budgets)):
+                grants = await _take(conn, wanted)
+                rows = common.afford(rows, budgets, grants)
+                waits.update(common.waits_after(grants))
             leased = {r["id"] for r in await conn.fetch(Q["lease"], [r["id"] for r in rows], now + lease, owner,
                                                         now)} if rows else set()
             claimed = []
@@ -257,8 +270,19 @@ class PostgresStore(common.Scripted):
                     await conn.execute(Q["unreadable"], row["id"], now)
                     continue
                 claimed.append(Claimed(notification, row["give_up_at"], now + lease))
-            next_due = now if len(rows) >= limit else await conn.fetchval(Q["next_due"], now)
-        return Claim(claimed, next_due)
+            next_due = now if full else await conn.fetchval(Q["next_due"], now)
+        return Claim(claimed, next_due, waits)
+
+    async def spend(self, wanted: Mapping[Budget, int]) -> dict[str, Grant]:
+        if not wanted:
+            return {}
+        async with self._conn() as conn:
+            return await _take(conn, wanted)
+
+    async def release(self, owner: str, notification_ids: Sequence[int]) -> None:
+        if notification_ids:
+            async with self._conn() as conn:
+                await conn.execute(Q["release"], owner, list(notification_ids))
 
     async def _finish(self, sql: str, params: tuple[Any, ...], attempt: Attempt) -> None:
         async with self._conn() as conn:
@@ -331,6 +355,14 @@ class PostgresStore(common.Scripted):
             await conn.execute(Q["escalation_sent"], now, json.dumps(written), steps)
             await conn.execute(Q["notification_escalation"], escalation.to_json(), written)
             return results
+
+
+async def _take(conn: Conn, wanted: Mapping[Budget, int]) -> dict[str, Grant]:
+    """Take tokens from the shared buckets (one statement; destinations in one order, so takes cannot deadlock)."""
+    order = sorted(wanted, key=lambda b: b.destination)
+    rows = await conn.fetch(Q["bucket_take"], [b.destination for b in order], [b.rate for b in order],
+                            [b.burst for b in order], [wanted[b] for b in order])
+    return {r["destination"]: grant(r["granted"], r["tokens"], r["rate"]) for r in rows}
 
 
 async def _drive(conn: Conn, script: common.Script) -> Any:

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from relay.alerts import Escalation, group_status, key_part
 from relay.errors import StoreRejected, StoreUnavailable
+from relay.ratelimit import Buckets, Budget, Grant, by_destination
 from relay.store import common, migrate, queries
 from relay.store.base import (
     Attempt,
@@ -142,6 +143,7 @@ class SqliteStore(common.Scripted):
         self._checkpointer: threading.Thread | None = None
         self._stop_checkpoints = threading.Event()
         self._write_failure: str | None = None  # why the last durable batch could not commit (None: it did)
+        self._buckets = Buckets()  # rate limits: one process serves this file, so its buckets are the budget
 
     # -- the writer thread ---------------------------------------------------------------
 
@@ -300,11 +302,21 @@ class SqliteStore(common.Scripted):
         return await self._call(lambda conn: _enqueue(conn, candidates, received_at, handoff))
 
     async def claim(self, owner: str, limit: int, now: float, lease: float,
-                    room: Mapping[str, int] | None = None) -> Claim:
+                    room: Mapping[str, int] | None = None, budgets: Mapping[str, Budget] | None = None) -> Claim:
+        budgets = budgets or {}
+
         def op(conn: sqlite3.Connection) -> Claim:
-            due, more, next_due = _due_heads(conn, limit, now, room or {})
+            shares, waits = dict(room or {}), dict[str, float]()
+            if budgets:
+                shares, waits = common.shares(limit, shares, budgets,
+                                              self._buckets.peek(by_destination(budgets.values()).values()))
+            due, more, next_due = _due_heads(conn, limit, now, shares)
             if len(due) > limit:
                 due, more = due[:limit], True
+            if budgets and (wanted := common.wanted(due, budgets)):
+                grants = self._buckets.take(wanted)
+                due = common.afford(due, budgets, grants)
+                waits.update(common.waits_after(grants))
             claimed: list[Claimed] = []
             for row in due:
                 try:
@@ -315,9 +327,17 @@ class SqliteStore(common.Scripted):
                     continue
                 conn.execute(Q["lease"], (now + lease, owner, row["id"]))
                 claimed.append(Claimed(notification, row["give_up_at"], now + lease))
-            return Claim(claimed, now if more and len(claimed) >= limit else next_due)
+            return Claim(claimed, now if more and len(claimed) >= limit else next_due, waits)
 
         return await self._call(op, durable=False)  # a lost lease is freed at start anyway
+
+    async def spend(self, wanted: Mapping[Budget, int]) -> dict[str, Grant]:
+        return self._buckets.take(wanted)  # this process's buckets: no database work
+
+    async def release(self, owner: str, notification_ids: Sequence[int]) -> None:
+        if notification_ids:
+            ids = json.dumps(list(notification_ids))
+            await self._call(lambda conn: _run(conn, Q["release"], (owner, ids)), durable=False)
 
     async def _finish(self, sql: str, params: tuple[Any, ...], notification_id: int, attempt: Attempt,
                       durable: bool = False) -> None:

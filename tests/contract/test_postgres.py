@@ -9,10 +9,13 @@ from collections.abc import AsyncIterator
 import pytest
 
 from relay.errors import StoreUnavailable
+from relay.ratelimit import Budget
 from relay.store import open_store
 from relay.store.base import Attempt, HistoryFilter, Store
 from tests.contract.test_heartbeats import notice
 from tests.contract.test_store import candidate
+from tests.doubles import candidate as one_alert
+from tests.doubles import group
 from tests.helpers import postgres_database
 
 
@@ -98,6 +101,30 @@ async def test_replicas_marking_a_heartbeat_missing_write_one_notice(url: str) -
                                          for _ in range(5) for s in (a, b)))
         assert len([r for r in results if r is not None]) == 1
         assert [row["status"] for row in await a.history(HistoryFilter())] == ["resolved", "firing"]
+    finally:
+        await a.close()
+        await b.close()
+
+
+
+async def test_replicas_on_one_database_draw_on_one_bucket_per_destination(url: str) -> None:
+    """Issue 14: two replicas taking tokens of one destination at once, by claims and by handed-off sends, get its
+    burst between them, not a burst each; after that only what the rate refills."""
+
+    budget = Budget("slack:shared", rate=2.0, burst=4)
+    a, b = await opened(url), await opened(url)
+    try:
+        now = time.time()
+        for i in range(20):
+            await a.enqueue([one_alert("slack-alerts", group(f"g{i}", f"Warn{i}"))], now)
+        started = time.monotonic()
+        claims = await asyncio.gather(*(s.claim(owner, 5, now, 60, budgets={"slack-alerts": budget})
+                                        for _ in range(3) for s, owner in ((a, "replica-a"), (b, "replica-b"))))
+        spends = await asyncio.gather(*(s.spend({budget: 1}) for s in (a, b) for _ in range(5)))
+        elapsed = time.monotonic() - started
+        taken = sum(len(c.claimed) for c in claims) + sum(g[budget.destination].granted for g in spends)
+        assert 4 <= taken <= 4 + 2.0 * elapsed + 1e-6
+        assert any(budget.destination in c.waits for c in claims), [(len(c.claimed), c.waits) for c in claims]
     finally:
         await a.close()
         await b.close()

@@ -76,6 +76,36 @@ ORDER BY n.priority, n.id
 LIMIT $2
 FOR UPDATE OF n SKIP LOCKED
 
+-- bucket_peek --
+-- The tokens destinations $1 (rates $2, bursts $3) hold now at the server's clock, taking none; a bucket never used
+-- is full (hot path: claim)
+SELECT w.destination, coalesce(least(w.burst, b.tokens
+           + greatest(0, extract(epoch FROM clock_timestamp()) - b.updated) * w.rate), w.burst)::float8 AS tokens
+FROM unnest($1::text[], $2::float8[], $3::int[]) AS w (destination, rate, burst)
+LEFT JOIN rate_buckets b USING (destination)
+
+-- bucket_take --
+-- Take up to $4 whole tokens from each destination's bucket $1 (rates $2, bursts $3; sorted by the caller: one lock
+-- order) at the server's clock; the row lock makes it one budget for every replica; a first use starts full
+INSERT INTO rate_buckets AS b (destination, rate, burst, tokens, updated, granted)
+SELECT w.destination, w.rate, w.burst, w.burst - least(w.n, w.burst), c.t, least(w.n, w.burst)
+FROM unnest($1::text[], $2::float8[], $3::int[], $4::int[]) WITH ORDINALITY AS w (destination, rate, burst, n, k),
+     (SELECT extract(epoch FROM clock_timestamp())::float8 AS t) AS c
+ORDER BY w.k
+ON CONFLICT (destination) DO UPDATE SET
+    tokens = least(excluded.burst, b.tokens + greatest(0, excluded.updated - b.updated) * excluded.rate)
+             - least(excluded.granted, floor(least(excluded.burst,
+                   b.tokens + greatest(0, excluded.updated - b.updated) * excluded.rate))),
+    granted = least(excluded.granted, floor(least(excluded.burst,
+                  b.tokens + greatest(0, excluded.updated - b.updated) * excluded.rate)))::int,
+    updated = excluded.updated, rate = excluded.rate, burst = excluded.burst
+RETURNING destination, granted, tokens, rate
+
+-- release --
+-- Give leased notifications $2 back to their lanes untouched, if owner $1 still holds them
+UPDATE notifications SET lease_until = 0, lease_owner = NULL
+WHERE id = ANY($2::bigint[]) AND state = 'pending' AND lease_owner = $1
+
 -- next_due --
 -- When the next not-yet-due unleased notification becomes due (hot path: claim)
 SELECT min(next_attempt_at) FROM notifications WHERE state = 'pending' AND next_attempt_at > $1 AND lease_until <= $1
@@ -250,10 +280,11 @@ UPDATE heartbeats SET missing_since = NULL WHERE name = $1 AND missing_since = $
 INSERT INTO action_marks (key, created_at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING RETURNING key
 
 -- action_insert --
--- Write one action row (integration 'action', its own lane), due now, leased to $9 until $8 when handed off
+-- Write one action row (integration 'action', its own lane, priority -1: a person's click goes ahead of every
+-- alert for its destination), due now, leased to $9 until $8 when handed off
 INSERT INTO notifications (receiver, integration, lane, status, alertnames, payload, received_at, give_up_at,
-                           next_attempt_at, lease_until, lease_owner)
-VALUES ($1, 'action', $2, $3, $4, $5, $6, $7, $6, $8, $9)
+                           next_attempt_at, lease_until, lease_owner, priority)
+VALUES ($1, 'action', $2, $3, $4, $5, $6, $7, $6, $8, $9, -1)
 RETURNING id
 
 -- prune_action_marks --

@@ -40,6 +40,11 @@ WHERE state = 'pending' AND receiver = ?1 AND next_attempt_at > ?2 AND lease_unt
 -- Lease a notification to its sender until ? (hot path: claim and handoff)
 UPDATE notifications SET lease_until = ?, lease_owner = ? WHERE id = ?
 
+-- release --
+-- Give leased notifications ?2 (a JSON array) back to their lanes untouched, if owner ?1 still holds them
+UPDATE notifications SET lease_until = 0, lease_owner = NULL
+WHERE id IN (SELECT value FROM json_each(?2)) AND state = 'pending' AND lease_owner = ?1
+
 -- unreadable --
 -- Set aside a notification whose payload cannot be read back, so it blocks no lane
 UPDATE notifications SET state = 'dead', finished_at = ?, last_error = 'unreadable' WHERE id = ?
@@ -189,10 +194,11 @@ UPDATE heartbeats SET missing_since = NULL WHERE name = ? AND missing_since = ? 
 INSERT INTO action_marks (key, created_at) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING RETURNING key
 
 -- action_insert --
--- Write one action row (integration 'action', its own lane), due now, leased to ?11 until ?10 when handed off
+-- Write one action row (integration 'action', its own lane, priority -1: a person's click goes ahead of every
+-- alert for its destination), due now, leased to ?11 until ?10 when handed off
 INSERT INTO notifications (receiver, integration, lane, status, alertnames, payload, received_at, give_up_at,
-                           next_attempt_at, lease_until, lease_owner)
-VALUES (?1, 'action', ?2, ?3, ?4, ?5, ?6, ?7, ?6, ?8, ?9)
+                           next_attempt_at, lease_until, lease_owner, priority)
+VALUES (?1, 'action', ?2, ?3, ?4, ?5, ?6, ?7, ?6, ?8, ?9, -1)
 RETURNING id
 
 -- prune_action_marks --
