@@ -172,6 +172,10 @@ class Sink:
     def alertmanager_url(self) -> str:
         return f"{self.url}/alertmanager"
 
+    @property
+    def pagerduty_url(self) -> str:
+        return f"{self.url}/v2/enqueue"
+
     async def count(self) -> int:
         async with self.session.get(f"{self.url}/-/count") as answer:
             return int((await answer.json())["count"])
@@ -195,9 +199,11 @@ class Sink:
             await asyncio.sleep(0.05)
 
 
-async def start_sink(stack: Stack) -> Sink:
+async def start_sink(stack: Stack, slack_limit: tuple[float, int] | None = None) -> Sink:
+    """The sink; `slack_limit` (messages/s, burst) turns on Slack's own limit per incoming webhook."""
     port = free_port()
-    proc = await stack.spawn("sink", [sys.executable, "-m", "bench.sink", "--port", str(port)])
+    limit = ["--slack-limit", str(slack_limit[0]), str(slack_limit[1])] if slack_limit else []
+    proc = await stack.spawn("sink", [sys.executable, "-m", "bench.sink", "--port", str(port), *limit])
     url = f"http://127.0.0.1:{port}"
     await wait_ready(proc, f"{url}/-/count")
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
@@ -219,12 +225,14 @@ def routes_yaml(sink: Sink, receivers: Sequence[str] = ("bench",), rate_limit: b
 
 
 async def start_relay(stack: Stack, name: str, routes: str, database_url: str,
-                      env: dict[str, str] | None = None, wait: bool = True) -> tuple[Proc, str, float]:
-    """`relay serve` on a free port; returns the process, its base URL and the seconds it took to be ready."""
+                      env: dict[str, str] | None = None, wait: bool = True, port: int | None = None
+                      ) -> tuple[Proc, str, float]:
+    """`relay serve` on `port` (default: a free one); returns the process, its base URL and the seconds it took
+    to be ready."""
     routes_file = stack.tmp / f"{name}-routes.yaml"
     routes_file.write_text(routes)
-    port = free_port()
-    proc = await stack.spawn(name, [sys.executable, "-m", "relay", "serve"], {
+    port = port or free_port()
+    proc = await stack.spawn(name, [sys.executable, *_relay_command(name), "serve"], {
         "RELAY_ROUTES": str(routes_file),
         "RELAY_DATABASE_URL": database_url, "RELAY_PORT": str(port), "RELAY_LOG_LEVEL": "INFO",
         **(env or {})})
@@ -232,6 +240,15 @@ async def start_relay(stack: Stack, name: str, routes: str, database_url: str,
     await stack.profile(proc)
     ready = await wait_ready(proc, f"{url}/readyz") if wait else 0.0
     return proc, url, ready
+
+
+def _relay_command(name: str) -> list[str]:
+    """`-m relay`, or with BENCH_CPROFILE=DIR relay under cProfile (its event-loop thread) into DIR/NAME.prof."""
+    folder = os.environ.get("BENCH_CPROFILE")
+    if not folder:
+        return ["-m", "relay"]
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return ["-m", "bench.profiled", str(Path(folder) / f"{name}.prof")]
 
 
 def sqlite_url(stack: Stack, name: str) -> str:
@@ -284,18 +301,18 @@ async def postgres_database(stack: Stack, name: str) -> str:
 STARTS_AT = "2026-11-26T07:40:12.5Z"
 
 
-def webhook_alert(bench_id: str) -> dict[str, Any]:
+def webhook_alert(bench_id: str, severity: str = "warning") -> dict[str, Any]:
     """A firing alert named by its bench id (so every message about it names it, whoever renders it)."""
-    labels = {"alertname": bench_id, "severity": "warning", "service": "bench"}
+    labels = {"alertname": bench_id, "severity": severity, "service": "bench"}
     return {"status": "firing", "labels": labels, "annotations": {"summary": f"bench alert {bench_id}"},
             "startsAt": STARTS_AT, "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "",
             "fingerprint": fingerprint(labels)}
 
 
-def webhook(bench_ids: Sequence[str], group: str) -> bytes:
+def webhook(bench_ids: Sequence[str], group: str, severity: str = "warning") -> bytes:
     """An Alertmanager v4 webhook body holding one alert per id, as one group named `group`."""
-    alerts = [webhook_alert(i) for i in bench_ids]
-    common = alerts[0]["labels"] if len(alerts) == 1 else {"severity": "warning", "service": "bench"}
+    alerts = [webhook_alert(i, severity) for i in bench_ids]
+    common = alerts[0]["labels"] if len(alerts) == 1 else {"severity": severity, "service": "bench"}
     return json.dumps({
         "version": "4", "groupKey": f'{{}}:{{group="{group}"}}', "status": "firing", "receiver": "relay",
         "alerts": alerts, "groupLabels": {"group": group}, "commonLabels": common, "commonAnnotations": {},
