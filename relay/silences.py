@@ -4,9 +4,10 @@ Every silence relay created (relay.channels.slack.perform) is watched until it e
 RELAY_SILENCE_WATCH_SECONDS per silence, and at most BATCH silences a round, relay asks the Alertmanager that
 sent the alert for its state (`GET /api/v2/alerts?filter=…`). Once Alertmanager no longer has it firing, relay
 enqueues its resolve as Alertmanager would have sent it, in the alert's own lane: the message turns green and its
-thread says so, and every other receiver of the alert gets its resolve (PagerDuty's incident closes), once (the
-store's dedup, also across replicas, which take each watch in turn). A silence that
-ends, or is expired with Unsilence, is no longer watched: Alertmanager notifies for the alert again by itself.
+thread says so, and every other receiver of the alert, or of a step of its escalation, gets its resolve
+(PagerDuty's incident closes), once (the store's dedup, also across replicas, which take each watch in turn).
+A silence that ends, or is expired with Unsilence, is no longer watched: Alertmanager notifies for the alert
+again by itself.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
 
-from relay import outbox
+from relay import escalation, outbox
 from relay.alertmanager import AlertmanagerClient, base_url
 from relay.alerts import WebhookMessage
 from relay.config.runtime import Runtime
@@ -85,6 +86,8 @@ class SilenceWatch:
         if not any(c.receiver == watch.receiver for c in chosen):
             chosen.append(Candidate(watch.receiver, found.config.integration, resolve, (timedelta(0),),
                                     found.config.give_up_after))
+        if routes is not None:  # the receivers an escalation step reached before the silence hear it too
+            chosen = await escalation.arm(self.store, routes, resolve, chosen, now)
         await outbox.enqueue(self.intake, self.store, chosen, now)
         await self.store.unwatch_silence(watch.receiver, watch.silence_id)
         log.info("silenced alert %s resolved in Alertmanager: its resolve is shown", alert.name)

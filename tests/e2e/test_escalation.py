@@ -8,11 +8,13 @@ acknowledge or a resolve in time prevents it; a restart keeps the timer; replica
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from relay import escalation
 from relay.cli.admin import _show
@@ -20,6 +22,7 @@ from relay.fingerprint import fingerprint
 from relay.services import Services
 from tests.conftest import Providers
 from tests.e2e.process import RelayProcess
+from tests.fakes.slack import DEFAULT_TOKEN, SIGNING_SECRET, TEAM_ID
 from tests.helpers import RunningRelay, poll_until, postgres_database, relay_settings, repo_routes, running_relay
 
 CRITICAL_ROUTE = """  - matchers: ['severity="critical"']
@@ -200,3 +203,78 @@ async def test_two_replicas_on_one_postgres_database_escalate_once(tmp_path: Pat
             await replica.terminate()
         log = replica.log.read_text()
         assert "Traceback" not in log, log
+
+
+BOT_ROUTES = """
+receivers:
+  - name: slack-bot
+    slack:
+      token: ${SLACK_TOKEN}
+      channel: "#ojeomneo-alerts"
+      api_url: ${SLACK_API_URL}
+      actions:
+        team_id: TEAM
+        alertmanager:
+          url: ${AM_API_URL:-}
+  - name: pagerduty-oncall
+    pagerduty:
+      routing_key: R0UTINGKEY0000000000000000000001
+      url: ${PD_URL}
+routes:
+  - matchers: ['severity="critical"']
+    receivers: [slack-bot]
+    escalate: [{after: AFTER, receivers: [pagerduty-oncall]}]
+""".replace("TEAM", TEAM_ID)
+
+
+def bot_routes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, providers: Providers, after: str,
+               am_api: str = "") -> Path:
+    for key, value in {"SLACK_TOKEN": DEFAULT_TOKEN, "SLACK_API_URL": providers.slack.api_url,
+                       "PD_URL": providers.pagerduty.url, "AM_API_URL": am_api}.items():
+        monkeypatch.setenv(key, value)
+    path = tmp_path / "bot-routes.yaml"
+    path.write_text(BOT_ROUTES.replace("AFTER", after))
+    return path
+
+
+async def test_an_acknowledge_clicked_in_slack_in_time_prevents_the_escalation(
+        tmp_path: Path, providers: Providers, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = relay_settings(tmp_path, bot_routes(tmp_path, monkeypatch, providers, "2s"),
+                              slack_signing_secret=SIGNING_SECRET)
+    async with running_relay(settings) as relay:
+        await relay.post(webhook())
+        await providers.slack.wait_for(1)
+        await poll_until(lambda: all_delivered(relay))  # where the message went is committed
+        [message] = providers.slack.top_level()
+        assert (await providers.slack.click(message, "relay:acknowledge").send(relay.url)).status_code == 200
+        await poll_until(lambda: all_delivered(relay))
+        await checked_after(relay, time.time() + 2.5)  # the step was due by then
+        assert providers.pagerduty.events == []
+        steps = await services(relay).store.escalations_of([fingerprint(LABELS)])
+        assert [(s.state, s.reason) for s in steps] == [("cancelled", "acknowledged")]
+
+
+@pytest.mark.skipif(not shutil.which("prometheus-alertmanager"), reason="needs Debian prometheus-alertmanager")
+async def test_an_escalated_alert_silenced_then_resolved_closes_the_escalations_incident(
+        tmp_path: Path, providers: Providers, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Alertmanager sends no resolve for a silenced alert; relay's own (it asks Alertmanager) reaches the step's
+    PagerDuty receiver too, not only the route's."""
+    from tests.e2e.test_alertmanager import TOKEN, alertmanager, now
+
+    settings = relay_settings(tmp_path, bot_routes(tmp_path, monkeypatch, providers, "1s"), webhook_token=TOKEN,
+                              slack_signing_secret=SIGNING_SECRET, silence_watch_seconds=0.5)
+    async with running_relay(settings) as relay, alertmanager(tmp_path, relay.url) as am:
+        alert = {"labels": LABELS, "annotations": {"summary": "5xx ratio is 7%"}, "startsAt": now()}
+        async with httpx.AsyncClient() as client:
+            assert (await client.post(f"{am}/api/v2/alerts", json=[alert])).status_code == 200
+            await providers.slack.wait_for(1, timeout=20)
+            [trigger] = await providers.pagerduty.wait_for(1)  # the escalation step, nobody having acknowledged
+            assert "not acknowledged for 1s" in trigger["payload"]["summary"]
+            [message] = providers.slack.top_level()
+            assert (await providers.slack.click(message, "relay:silence:3600").send(relay.url)).status_code == 200
+            await providers.slack.wait_for_updates(1)
+            alert["endsAt"] = now()
+            assert (await client.post(f"{am}/api/v2/alerts", json=[alert])).status_code == 200
+        [_, resolve] = await providers.pagerduty.wait_for(2, timeout=20)
+    assert (resolve["event_action"], resolve["dedup_key"]) == ("resolve", trigger["dedup_key"])
+    assert providers.pagerduty.open_incidents() == {}
