@@ -5,7 +5,8 @@ suite's Slack fake, tests/fakes/slack.py: about 1 message/s per incoming
 webhook with a burst of 3, 429 + Retry-After past it) and PagerDuty's Events
 API beside it; relay on SQLite and on PostgreSQL (a fresh database, dropped
 afterwards), each run with relay and the sink started afresh, relay's
-settings as a new user has them (default rate limits and storm settings).
+settings as a new user has them (default rate limits and storm settings;
+`--no-fold` turns folding off, so the whole backlog waits its turn).
 
 1. Storm: N warnings, each its own Alertmanager group (its own webhook, its
    own lane), posted as fast as relay answers them (8 at a time), then one
@@ -72,7 +73,7 @@ ROUTES = """receivers:
   - name: slack
     slack:
       webhook_url: {slack}
-  - name: pagerduty
+{storm}  - name: pagerduty
     pagerduty:
       routing_key: benchstormroutingkey0000000000000
       url: {pagerduty}
@@ -124,6 +125,8 @@ class Result:
     named: int  # ... by the deadline
     all_named_s: float  # first warning's webhook -> the last storm alert named (nan: not by the deadline)
     deadline_s: float
+    named_in_messages: int = 0  # ... of them in a Slack message's own text (the rest only in linked history)
+    history_links: int = 0  # history links that messages carried
     ingest_alerts_per_s: float = float("nan")
     ingest_p50_ms: float = float("nan")
     ingest_p99_ms: float = float("nan")
@@ -190,7 +193,8 @@ async def one_run(store: str, run: int, opts: argparse.Namespace, keep: bool) ->
         sink = await start_sink(stack, SLACK_LIMIT)
         database = sqlite_url(stack, "storm") if store == "sqlite" else await postgres_database(stack, f"storm{run}")
         port = free_port()
-        routes = ROUTES.format(slack=sink.slack_url("storm"), pagerduty=sink.pagerduty_url)
+        routes = ROUTES.format(slack=sink.slack_url("storm"), pagerduty=sink.pagerduty_url,
+                               storm="    storm: {enabled: false}\n" if opts.no_fold else "")
         proc, url, _ = await start_relay(stack, f"storm-{store}-{run}", routes, database,
                                          {"RELAY_EXTERNAL_URL": f"http://127.0.0.1:{port}"}, port=port)
         storm_ids = [f"bench-s{run}-{n}" for n in range(opts.warnings)]
@@ -236,18 +240,21 @@ async def one_run(store: str, run: int, opts: argparse.Namespace, keep: bool) ->
             await step()
             counts = await sink_counts(sink)
             named = [t for t in (seen.named_at(i) for i in storm_ids) if t is not None]
+            in_messages = sum(1 for i in storm_ids if i in seen.slack)
             result = Result(
                 store, run, opts.warnings, post_s, waiting,
                 seen.slack.get(critical, float("nan")) - critical_sent,
                 seen.pagerduty.get(critical, float("nan")) - critical_sent,
                 cpu_pct, cpu_window, sent_in_window, counts["count"], counts["rate_limited"],
                 sum(1 for t in named if t - storm_started <= 60.0), len(named),
-                max(named) - storm_started if len(named) == len(storm_ids) else float("nan"), opts.deadline)
+                max(named) - storm_started if len(named) == len(storm_ids) else float("nan"), opts.deadline,
+                in_messages, len(seen.links))
             print(f"  run {run + 1} {store:<8} {opts.warnings} warnings posted in {post_s:.2f} s, {waiting} waiting; "
                   f"critical on Slack {result.critical_slack_s:.2f} s, PagerDuty {result.critical_pagerduty_s:.2f} s; "
                   f"CPU waiting {cpu_pct:.1f}% ({sent_in_window} sent in {cpu_window:.0f} s); "
                   f"{counts['count']} messages, {counts['rate_limited']} 429s; named {result.named_60s} in 60 s, "
-                  f"{len(named)}/{opts.warnings} by {opts.deadline:g} s", flush=True)
+                  f"{len(named)}/{opts.warnings} by {opts.deadline:g} s ({in_messages} in a message's text, the rest "
+                  f"in the history behind {len(seen.links)} link(s))", flush=True)
 
             # 2. ingest while the backlog is delivered
             await seen.update(sink)
@@ -266,7 +273,8 @@ async def one_run(store: str, run: int, opts: argparse.Namespace, keep: bool) ->
 
 
 def report(results: Sequence[Result], stores: Sequence[str], opts: argparse.Namespace, machine: Machine) -> str:
-    lines = [f"Storm: {opts.warnings} warnings (each its own group) then one critical, Slack limited to "
+    lines = [f"Storm: {opts.warnings} warnings (each its own group) then one critical, "
+             f"{'folding off, ' if opts.no_fold else ''}Slack limited to "
              f"{SLACK_LIMIT[0]:g}/s burst {SLACK_LIMIT[1]}; ingest {opts.ingest_alerts} alerts in {opts.per_webhook}-"
              f"alert webhooks during it; {opts.runs} run(s), medians; deadline {opts.deadline:g} s.",
              machine.describe(), ""]
@@ -317,6 +325,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ingest-alerts", type=int, default=10_000, help="alerts posted during the storm")
     parser.add_argument("--per-webhook", type=int, default=100, help="alerts per ingest webhook (one group each)")
     parser.add_argument("--ingest-senders", type=int, default=4)
+    parser.add_argument("--no-fold", action="store_true",
+                        help="the Slack receiver with `storm: {enabled: false}`: the backlog waits, one message each")
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--stores", nargs="+", choices=STORES, default=list(STORES))
     parser.add_argument("--require-postgres", action="store_true", help="fail instead of skipping PostgreSQL")
