@@ -341,7 +341,12 @@ async def test_a_group_of_1000_alerts_reaches_pagerduty_whole_each_event_once(
         [row] = await relay.history()
         detail = (await relay.admin("GET", f"/api/v1/notifications/{row['id']}")).json()
     per_key = Counter(e["dedup_key"] for e in providers.pagerduty.events)
-    assert len(per_key) == 1000 and set(per_key.values()) == {1}  # every alert paged, none twice
+    # Every alert paged. One is paged twice only when its call ran out of time after PagerDuty had taken it (the
+    # answer came too late to be remembered; PagerDuty merges the repeat by dedup_key): at most one repeat per
+    # timed-out attempt, where a retry that forgot its progress would repeat hundreds.
+    repeats = sum(n - 1 for n in per_key.values())
+    timeouts = [a for a in detail["attempt_log"] if a["reason"] == "timeout"]
+    assert len(per_key) == 1000 and repeats <= len(timeouts), (repeats, len(timeouts))
     unfinished = [a for a in detail["attempt_log"] if a["reason"] == "unfinished"]
     assert len(unfinished) >= 1 and detail["attempt_log"][-1]["outcome"] == "delivered"
 
