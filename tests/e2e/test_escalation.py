@@ -165,6 +165,20 @@ async def test_a_resolve_in_time_prevents_the_escalation(tmp_path: Path, provide
         assert await steps_counted(relay, "resolved") == before + 2
 
 
+async def test_a_routes_yaml_that_no_longer_escalates_cancels_what_is_left(tmp_path: Path,
+                                                                          providers: Providers) -> None:
+    routes = routes_with_escalation(tmp_path, providers, "2s", "3s")
+    async with running_relay(relay_settings(tmp_path, routes)) as relay:
+        await relay.post(webhook())
+        repo_routes(tmp_path, providers.pagerduty.url)  # the same file, without the escalation
+        await services(relay).runtime.reload()
+        await checked_after(relay, time.time() + 3.5)
+        await poll_until(lambda: all_delivered(relay))
+        assert providers.pagerduty.events == []
+        steps = await services(relay).store.escalations_of([fingerprint(LABELS)])
+        assert [(s.state, s.reason) for s in steps] == [("cancelled", "unrouted")] * 2
+
+
 async def test_a_restart_keeps_the_timer(tmp_path: Path, providers: Providers) -> None:
     settings = relay_settings(tmp_path, routes_with_escalation(tmp_path, providers, "2s", "1h"))
     async with running_relay(settings) as relay:
