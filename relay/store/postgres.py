@@ -24,7 +24,7 @@ from asyncpg.pool import PoolConnectionProxy
 from relay.actions import ActionRow
 from relay.alerts import Escalation, group_status, key_part
 from relay.errors import StoreRejected, StoreUnavailable
-from relay.ratelimit import Budget, Grant, by_destination, grant
+from relay.ratelimit import Budget, Grant, Prepaid, by_destination, grant, prepay
 from relay.store import common, migrate, queries
 from relay.store.base import (
     Acted,
@@ -92,6 +92,7 @@ class PostgresStore(common.Scripted):
         self._owners: set[str] = set()
         self._liveness_lock = asyncio.Lock()
         self._write_failure: str | None = None  # why the last enqueue could not commit (None: it did)
+        self._prepaid = Prepaid()  # tokens of fast shared buckets taken for sends to come
 
     @contextlib.asynccontextmanager
     async def _conn(self) -> AsyncIterator[Conn]:
@@ -274,10 +275,24 @@ class PostgresStore(common.Scripted):
         return Claim(claimed, next_due, waits)
 
     async def spend(self, wanted: Mapping[Budget, int]) -> dict[str, Grant]:
-        if not wanted:
-            return {}
-        async with self._conn() as conn:
-            return await _take(conn, wanted)
+        """A fast destination's tokens are taken several at a time and kept a moment (relay.ratelimit.Prepaid)."""
+        out: dict[str, Grant] = {}
+        short: dict[Budget, tuple[int, int]] = {}  # budget -> (still needed, already covered)
+        for b, n in wanted.items():
+            covered = self._prepaid.use(b.destination, n)
+            if covered >= n:
+                out[b.destination] = Grant(n, 0.0)
+            else:
+                short[b] = (n - covered, covered)
+        if short:
+            async with self._conn() as conn:
+                grants = await _take(conn, {b: need + prepay(b) - 1 for b, (need, _) in short.items()})
+            for b, (need, covered) in short.items():
+                got = grants[b.destination]
+                used = min(need, got.granted)
+                self._prepaid.keep(b.destination, got.granted - used)
+                out[b.destination] = Grant(covered + used, 0.0 if used == need else got.wait)
+        return out
 
     async def release(self, owner: str, notification_ids: Sequence[int]) -> None:
         if notification_ids:
