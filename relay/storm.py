@@ -13,7 +13,6 @@ every sixth of it); the storm ends when a window passes with nothing left to fol
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
@@ -74,8 +73,7 @@ class Storms:
                 log.warning("cannot check for storms now: %s", exc)
             except Exception:  # never let a bug stop the stage for good: notifications then go one by one
                 log.exception("checking for storms failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.sleep(CHECK_SECONDS)
+            await asyncio.sleep(CHECK_SECONDS)
 
     async def check(self, now: float) -> None:
         routes = self.runtime.routes
