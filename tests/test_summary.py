@@ -151,3 +151,16 @@ def test_templates_render_shows_a_storm_summary(tmp_path: Path) -> None:
     assert "Alert storm: 30 alerts folded for bot (30 firing, 0 resolved)" in run.stdout
     assert "# chat.postMessage of the storm's summary" in run.stdout and "instance=preview-30" in run.stdout
     assert "xoxb-SECRET-1" not in run.stdout
+
+
+def test_notifications_show_names_the_summary_of_a_folded_notification() -> None:
+    from relay.cli.admin import _show
+
+    row: dict[str, Any] = {"id": 12, "receiver": "slack-alerts", "integration": "slack", "state": "delivered",
+                           "received_at": 1.0, "attempts": 0, "last_error": None, "summary_id": 40, "group_key": "g",
+                           "alerts": [], "attempt_log": [{"started_at": 2.0, "duration": 0.0, "outcome": "delivered",
+                                                          "reason": "folded", "detail": "in summary 40"}]}
+    assert "delivered in storm summary 40 (relay notifications show 40)" in _show(row)
+    assert "delivered folded: in summary 40" in _show(row)
+    summary = {**row, "id": 40, "summary_id": None, "folded": 195, "group_key": "relay-storm:3"}
+    assert "a storm's summary of 195 notifications (relay notifications list --summary 40)" in _show(summary)
