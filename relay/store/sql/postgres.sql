@@ -322,10 +322,12 @@ FROM jsonb_to_recordset($1::jsonb) AS t (fingerprint text, starts_at text, step 
 ON CONFLICT (fingerprint, starts_at, step) DO NOTHING
 
 -- escalation_resolve --
--- The episodes of $2 (a JSON array of [fingerprint, starts_at]) resolved at $1: what is left of their escalation ends
+-- The episodes of $2 (a JSON array of [fingerprint, starts_at]) resolved at $1: what is left of their escalation
+-- ends (rows locked in id order, as escalation_lock takes them: a checker sending them meanwhile cannot deadlock)
 UPDATE escalations SET state = 'cancelled', ended_at = $1, reason = 'resolved'
-WHERE state = 'pending' AND (fingerprint, starts_at) IN
-    (SELECT e ->> 0, e ->> 1 FROM jsonb_array_elements($2::jsonb) AS e)
+WHERE id IN (SELECT id FROM escalations WHERE state = 'pending' AND (fingerprint, starts_at) IN
+                 (SELECT e ->> 0, e ->> 1 FROM jsonb_array_elements($2::jsonb) AS e)
+             ORDER BY id FOR UPDATE)
 
 -- escalation_sent_to --
 -- The steps already sent for the episodes of $1 (a JSON array of [fingerprint, starts_at]): their resolve goes there
@@ -333,9 +335,10 @@ SELECT fingerprint, starts_at, receivers FROM escalations
 WHERE state = 'sent' AND (fingerprint, starts_at) IN (SELECT e ->> 0, e ->> 1 FROM jsonb_array_elements($1::jsonb) AS e)
 
 -- escalation_cancel --
--- Cancel at $1, for reason $2, every pending step of the alerts whose fingerprints are in $3
+-- Cancel at $1, for reason $2, every pending step of the alerts whose fingerprints are in $3 (locked in id order)
 UPDATE escalations SET state = 'cancelled', ended_at = $1, reason = $2
-WHERE state = 'pending' AND fingerprint = ANY($3::text[])
+WHERE id IN (SELECT id FROM escalations WHERE state = 'pending' AND fingerprint = ANY($3::text[])
+             ORDER BY id FOR UPDATE)
 
 -- escalations_due --
 -- Pending steps due at $1, the earliest first, at most $2
