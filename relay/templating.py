@@ -10,7 +10,7 @@ relay itself trusts (a mention from routes.yaml, a link it built) is `Markup`.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, overload
@@ -265,6 +265,18 @@ def _escalation(notification: Notification) -> dict[str, Any] | None:
             "notice": f"Escalation {step.step} of {step.steps}: not acknowledged for {after}"}
 
 
+class _Sandbox(SandboxedEnvironment):
+    """The sandbox with each template's globals as one plain dict.
+
+    Jinja's default is a ChainMap over the environment's globals, which every render copies key by key into its
+    new context (a failed lookup per key): about a fifth of rendering a Slack message. Relay sets its globals
+    once, before any template is loaded, so a copy taken at load sees the same names and values.
+    """
+
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        return {**self.globals, **(d or {})}
+
+
 class Templates:
     """The packaged default templates, overridden file by file from a directory, syntax-checked at load.
 
@@ -281,10 +293,11 @@ class Templates:
                                   "lstrip_blocks": True, "keep_trailing_newline": False,
                                   "auto_reload": False}  # a reload builds new Templates: no stat per render
         self._envs: dict[Kind, SandboxedEnvironment] = {
-            "plain": SandboxedEnvironment(autoescape=False, **common),
-            "html": SandboxedEnvironment(autoescape=True, **common),
-            "mrkdwn": SandboxedEnvironment(autoescape=False, finalize=_slack_finalize, **common),
+            "plain": _Sandbox(autoescape=False, **common),
+            "html": _Sandbox(autoescape=True, **common),
+            "mrkdwn": _Sandbox(autoescape=False, finalize=_slack_finalize, **common),
         }
+        self._loaded: dict[tuple[str, str, str], jinja2.Template] = {}  # (integration, part, file) -> template
         for env in self._envs.values():
             env.filters.update(reltime=_reltime, clock=clock, lasted=lasted, safe_url=safe_url)
             env.globals.update(silence_url=silence_url, slack_link=slack_link)
@@ -298,8 +311,12 @@ class Templates:
         return overrides.get(part) or PARTS[integration][part][0]
 
     def _template(self, integration: str, part: str, overrides: Mapping[str, str]) -> jinja2.Template:
-        name = self.template_name(integration, part, overrides)
-        return self._envs[PARTS[integration][part][1]].get_template(name)
+        """The compiled template, looked up once (Templates never reload: a reload builds new Templates)."""
+        key = (integration, part, self.template_name(integration, part, overrides))
+        template = self._loaded.get(key)
+        if template is None:
+            template = self._loaded[key] = self._envs[PARTS[integration][part][1]].get_template(key[2])
+        return template
 
     def check(self, integration: str, overrides: Mapping[str, str], where: str) -> None:
         """Compile every part a receiver uses; a missing or broken template is a ConfigError."""

@@ -95,5 +95,6 @@ async def _serve(settings: Settings, sock: socket.socket) -> int:
                             access_log=False, lifespan="on", timeout_graceful_shutdown=int(
                                 settings.shutdown_grace_seconds) + 5)
     server = uvicorn.Server(config)
+    startup.collect_for_serving()
     await server.serve(sockets=[sock])
     return 0 if server.started else 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import logging
 import socket
 import time
@@ -132,3 +133,19 @@ async def wait_for_postgres(url: str, wait_seconds: float) -> None:
         else:
             await conn.close()
             return
+
+
+# One webhook and its delivery allocate a few thousand objects, nearly all freed by reference counting; at
+# Python's default young-generation threshold (700) the cycle collector still ran about every 10 alerts, and each
+# full pass walked everything start-up had loaded (~36 ms). Measured at 200 alerts/s: ~50 us of CPU per alert.
+YOUNG_GENERATION_THRESHOLD = 10_000
+
+
+def collect_for_serving() -> None:
+    """Just before serving: what start-up loaded (modules, config, templates) lives to the end, so it leaves the
+    collector's generations (gc.freeze), and the young generation may grow further between collections.
+    Unreachable cycles are still collected, only less often."""
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, older, oldest)
