@@ -10,15 +10,12 @@ start (or from the reload that added the heartbeat) before it calls one missing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
 
-from relay import metrics, outbox
+from relay import metrics, outbox, stages
 from relay.config.durations import format_duration
 from relay.config.routes import Routes
 from relay.config.runtime import Runtime
-from relay.errors import StoreUnavailable
 from relay.heartbeat import HeartbeatConfig, notice, notice_group
 from relay.outbox import Intake
 from relay.store.base import HeartbeatState, Store
@@ -49,16 +46,7 @@ class DeadMan:
         return min(CHECK_MAX_SECONDS, max(CHECK_MIN_SECONDS, min(silences, default=CHECK_MAX_SECONDS * 5) / 5))
 
     async def run(self) -> None:
-        while True:
-            self._nudge.clear()
-            try:
-                await self.check(time.time())
-            except StoreUnavailable as exc:
-                log.warning("cannot check heartbeats now: %s", exc)
-            except Exception:  # never let a bug stop the switch for good
-                log.exception("checking heartbeats failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._nudge.wait(), self.interval())
+        await stages.every(self.interval, self.check, "heartbeats", log, self._nudge)
 
     async def check(self, now: float) -> None:
         routes = self.runtime.routes

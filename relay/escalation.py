@@ -11,7 +11,6 @@ The escalated message is an ordinary notification marked with its step (alerts.E
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import defaultdict
@@ -19,10 +18,9 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from relay import metrics, outbox
+from relay import metrics, outbox, stages
 from relay.alerts import Alert, Escalation, WebhookMessage
 from relay.config.durations import format_duration
-from relay.errors import StoreUnavailable
 from relay.heartbeat import is_heartbeat
 from relay.outbox import Intake
 from relay.store.base import Candidate, DueTimer, EscalationEnd, Store, Timer
@@ -166,14 +164,7 @@ class Escalator:
         return min(CHECK_MAX_SECONDS, max(CHECK_MIN_SECONDS, min(afters, default=CHECK_MAX_SECONDS * 5) / 5))
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.check(time.time())
-            except StoreUnavailable as exc:
-                log.warning("cannot check escalations now: %s", exc)
-            except Exception:  # never let a bug stop escalations for good
-                log.exception("checking escalations failed")
-            await asyncio.sleep(self.interval())
+        await stages.every(self.interval, self.check, "escalations", log)
 
     async def check(self, now: float) -> None:
         routes = self.runtime.routes

@@ -12,18 +12,16 @@ again by itself.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
 
-from relay import escalation, outbox
+from relay import escalation, outbox, stages
 from relay.alertmanager import AlertmanagerClient, base_url
 from relay.alerts import WebhookMessage
 from relay.config.runtime import Runtime
-from relay.errors import DeliveryError, StoreRejected, StoreUnavailable
+from relay.errors import DeliveryError
 from relay.store.base import Candidate, Store, Watch
 from relay.webhook import candidates
 
@@ -40,14 +38,7 @@ class SilenceWatch:
         self.interval = interval
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.check(time.time())
-            except (StoreUnavailable, StoreRejected) as exc:
-                log.error("cannot check silenced alerts now (tried again in %.0fs): %s", self.interval, exc)
-            except Exception:  # never let one bad watch stop the others for good
-                log.exception("checking silenced alerts failed")
-            await asyncio.sleep(min(self.interval, 5.0))
+        await stages.every(lambda: min(self.interval, 5.0), self.check, "silenced alerts", log)
 
     async def check(self, now: float) -> int:
         """Ask about every due watch; returns how many resolves were enqueued."""

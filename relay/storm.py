@@ -12,14 +12,12 @@ every sixth of it); the storm ends when a window passes with nothing left to fol
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
-from relay import metrics, outbox
+from relay import metrics, outbox, stages
 from relay.config.receivers import RateLimit, ReceiverConfig
 from relay.config.runtime import Runtime
-from relay.errors import StoreUnavailable
 from relay.outbox import Intake
 from relay.ratelimit import DEFAULTS
 from relay.store.base import Ended, Enqueued, Fold, Folded, Store, StormState
@@ -66,14 +64,8 @@ class Storms:
         self.external_url = external_url or ""
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.check(time.time())
-            except StoreUnavailable as exc:
-                log.warning("cannot check for storms now: %s", exc)
-            except Exception:  # never let a bug stop the stage for good: notifications then go one by one
-                log.exception("checking for storms failed")
-            await asyncio.sleep(CHECK_SECONDS)
+        # Should the check keep failing, notifications go one by one, as without the stage.
+        await stages.every(lambda: CHECK_SECONDS, self.check, "for storms", log)
 
     async def check(self, now: float) -> None:
         routes = self.runtime.routes
