@@ -255,6 +255,18 @@ def sqlite_url(stack: Stack, name: str) -> str:
     return f"sqlite:///{stack.tmp / f'{name}.db'}"
 
 
+def usable_stores(stores: list[str], require_postgres: bool) -> list[str]:
+    """The stores asked for that can run here: PostgreSQL is dropped, said why, when it cannot (or the bench stops,
+    with --require-postgres)."""
+    stores = list(stores)
+    if "postgres" in stores and (why := postgres_available()):
+        if require_postgres:
+            raise SystemExit(f"bench: {why}")
+        print(f"skipping postgres: {why}")
+        stores.remove("postgres")
+    return stores
+
+
 def postgres_available() -> str | None:
     """None when relay can use PostgreSQL here, else why not (the store not built yet, or no server)."""
     try:

@@ -38,7 +38,6 @@ from bench.common import (
     median,
     open_fds,
     open_files,
-    postgres_available,
     postgres_database,
     routes_yaml,
     rss_bytes,
@@ -46,6 +45,7 @@ from bench.common import (
     start_relay,
     start_sink,
     table,
+    usable_stores,
     webhook,
 )
 
@@ -243,12 +243,7 @@ def report(results: Sequence[Result], opts: argparse.Namespace, machine: Machine
 
 
 async def main(opts: argparse.Namespace) -> int:
-    stores = list(opts.stores)
-    if "postgres" in stores and (why := postgres_available()):
-        if opts.require_postgres:
-            raise SystemExit(f"bench: {why}")
-        print(f"skipping postgres: {why}")
-        stores.remove("postgres")
+    stores = usable_stores(opts.stores, opts.require_postgres)
     machine = Machine()
     results = []
     async with cancel_on_sigterm(), Stack(opts.keep) as stack:

@@ -55,12 +55,12 @@ from bench.common import (
     free_port,
     median,
     pct,
-    postgres_available,
     postgres_database,
     sqlite_url,
     start_relay,
     start_sink,
     table,
+    usable_stores,
     webhook,
 )
 from bench.sink import BENCH_ID
@@ -303,12 +303,7 @@ def report(results: Sequence[Result], stores: Sequence[str], opts: argparse.Name
 
 
 async def main(opts: argparse.Namespace) -> int:
-    stores = list(opts.stores)
-    if "postgres" in stores and (why := postgres_available()):
-        if opts.require_postgres:
-            raise SystemExit(f"bench: {why}")
-        print(f"skipping postgres: {why}")
-        stores.remove("postgres")
+    stores = usable_stores(opts.stores, opts.require_postgres)
     machine = Machine()
     results = []
     async with cancel_on_sigterm():

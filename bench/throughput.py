@@ -34,13 +34,13 @@ from bench.common import (
     cancel_on_sigterm,
     cpu_seconds,
     median,
-    postgres_available,
     postgres_database,
     routes_yaml,
     sqlite_url,
     start_relay,
     start_sink,
     table,
+    usable_stores,
     webhook,
 )
 
@@ -195,12 +195,7 @@ def report(results: Sequence[Result], stores: Sequence[str], opts: argparse.Name
 
 
 async def main(opts: argparse.Namespace) -> int:
-    stores = list(opts.stores)
-    if "postgres" in stores and (why := postgres_available()):
-        if opts.require_postgres:
-            raise SystemExit(f"bench: {why}")
-        print(f"skipping postgres: {why}")
-        stores.remove("postgres")
+    stores = usable_stores(opts.stores, opts.require_postgres)
     machine = Machine()
     results = []
     async with cancel_on_sigterm(), Stack(opts.keep) as stack:
