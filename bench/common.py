@@ -20,8 +20,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -253,6 +253,12 @@ def _relay_command(name: str) -> list[str]:
 
 def sqlite_url(stack: Stack, name: str) -> str:
     return f"sqlite:///{stack.tmp / f'{name}.db'}"
+
+
+def save_json(path: str | None, machine: Any, key: str, items: Iterable[Any]) -> None:
+    """With --json PATH: the machine and every result (dataclasses) as JSON, for comparing runs later."""
+    if path:
+        Path(path).write_text(json.dumps({"machine": asdict(machine), key: [asdict(i) for i in items]}, indent=1))
 
 
 def usable_stores(stores: list[str], require_postgres: bool) -> list[str]:

@@ -24,8 +24,7 @@ import asyncio
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import aiohttp
 
@@ -41,6 +40,7 @@ from bench.common import (
     postgres_database,
     routes_yaml,
     rss_bytes,
+    save_json,
     sqlite_url,
     start_relay,
     start_sink,
@@ -252,9 +252,7 @@ async def main(opts: argparse.Namespace) -> int:
             results.append(await one_store(stack, sink, store, opts))
     machine.done()
     print("\n" + report(results, opts, machine))
-    if opts.json:
-        Path(opts.json).write_text(json.dumps({"machine": asdict(machine), "results": [asdict(r) for r in results]},
-                                              indent=1))
+    save_json(opts.json, machine, "results", results)
     return 0
 
 

@@ -24,12 +24,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import aiohttp
 
@@ -48,6 +46,7 @@ from bench.common import (
     postgres_available,
     postgres_database,
     routes_yaml,
+    save_json,
     sqlite_url,
     start_relay,
     start_sink,
@@ -283,9 +282,7 @@ async def main(opts: argparse.Namespace) -> int:
     machine.done()
     text = report(samples, systems, opts.rates, opts.seconds, opts.runs, machine)
     print("\n" + text)
-    if opts.json:
-        Path(opts.json).write_text(json.dumps({"machine": asdict(machine), "samples": [asdict(s) for s in samples]},
-                                              indent=1))
+    save_json(opts.json, machine, "samples", samples)
     return 0
 
 

@@ -41,8 +41,7 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import aiohttp
 
@@ -56,6 +55,7 @@ from bench.common import (
     median,
     pct,
     postgres_database,
+    save_json,
     sqlite_url,
     start_relay,
     start_sink,
@@ -312,9 +312,7 @@ async def main(opts: argparse.Namespace) -> int:
                 results.append(await one_run(store, run, opts, opts.keep))
     machine.done()
     print("\n" + report(results, stores, opts, machine))
-    if opts.json:
-        Path(opts.json).write_text(json.dumps({"machine": asdict(machine), "results": [asdict(r) for r in results]},
-                                              indent=1))
+    save_json(opts.json, machine, "results", results)
     return 0
 
 

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -36,6 +35,7 @@ from bench.common import (
     median,
     postgres_database,
     routes_yaml,
+    save_json,
     sqlite_url,
     start_relay,
     start_sink,
@@ -205,9 +205,7 @@ async def main(opts: argparse.Namespace) -> int:
                 results.append(await one_run(stack, sink, store, run, opts))
     machine.done()
     print("\n" + report(results, stores, opts, machine))
-    if opts.json:
-        Path(opts.json).write_text(json.dumps({"machine": asdict(machine), "results": [asdict(r) for r in results]},
-                                              indent=1))
+    save_json(opts.json, machine, "results", results)
     return 0
 
 
