@@ -8,7 +8,7 @@ ARG BASE_IMAGE=python:3.11-slim
 # pip and the setuptools that python3 -m venv adds (66 on bookworm, flagged by scanners) leave it at the end:
 # relay needs neither at run time.
 FROM ${BASE_IMAGE} AS build
-# A CA bundle for pip, where the build reaches PyPI through a TLS proxy (CI mounts the host's: see README).
+# A CA bundle for pip, where the build reaches PyPI through a TLS proxy (CI mounts the host's: see docs/kubernetes.md).
 ARG PIP_CERT
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src

@@ -259,7 +259,7 @@ def test_every_variable_routes_yaml_reads_is_set_by_the_deployment(variant: tupl
     assert {"SLACK_WEBHOOK_URL", "PAGERDUTY_ROUTING_KEY"} <= variables_read(routes)
     for variable in env.values():
         assert ("value" in variable) != ("valueFrom" in variable), variable  # never both: the API refuses it
-    # Secret values come only from the Secret the README tells you to create, and only the token is required.
+    # Secret values come only from the Secret docs/kubernetes.md tells you to create, and only the token is required.
     refs = {n: v["valueFrom"]["secretKeyRef"] for n, v in env.items() if "valueFrom" in v}
     assert {n for n, ref in refs.items() if not ref.get("optional")} <= {"RELAY_WEBHOOK_TOKEN", "RELAY_DATABASE_URL"}
     assert {ref["name"] for ref in refs.values()} <= {"relay", "relay-database"}
@@ -272,7 +272,8 @@ def test_image_is_tagged_with_the_package_version() -> None:
 
 
 def readme_section(title: str) -> str:
-    text = (REPO / "README.md").read_text()
+    """A section of docs/kubernetes.md (the README's "Deploying on Kubernetes" moved there)."""
+    text = (REPO / "docs" / "kubernetes.md").read_text()
     start = text.index(f"## {title}\n")
     end = text.find("\n## ", start + 1)
     return text[start:end if end >= 0 else None]
@@ -283,7 +284,7 @@ def shell_blocks(section: str) -> str:
 
 
 def test_readme_creates_the_secrets_the_deployment_reads() -> None:
-    """The README's `kubectl create secret` commands give every key the Deployment may read, and no other."""
+    """docs/kubernetes.md's `kubectl create secret` commands give every key the Deployment may read, and no other."""
     commands = shell_blocks(readme_section("Deploying on Kubernetes")).replace("\\\n", " ")
     namespace = one(overlay("sqlite"), "Deployment", "relay")["metadata"]["namespace"]
     created: dict[str, set[str]] = {}
@@ -306,7 +307,7 @@ def test_readme_applies_every_overlay() -> None:
 
 
 def test_readme_alertmanager_config_is_valid_and_points_at_the_service(tmp_path: Any) -> None:
-    """The plain alertmanager.yml in the README passes `amtool check-config` and posts to relay's Service."""
+    """The plain alertmanager.yml in docs/kubernetes.md passes `amtool check-config` and posts to relay's Service."""
     section = readme_section("Deploying on Kubernetes")
     [config] = [b for b in re.findall(r"```yaml\n(.*?)```", section, re.S) if "webhook_configs" in b]
     service = one(overlay("sqlite"), "Service", "relay")

@@ -89,7 +89,7 @@ async def answers_probes_and_scrape(pod: Pod) -> str:
 
 
 async def post(pod: Pod, body: object, token: str | None = TOKEN) -> httpx.Response:
-    """POST as Alertmanager does, naming the Service (README: http://relay.relay.svc:8080/webhook)."""
+    """POST as Alertmanager does, naming the Service (docs/kubernetes.md: http://relay.relay.svc:8080/webhook)."""
     service = one(overlay("sqlite"), "Service", "relay")["metadata"]
     headers = {"Host": f"{service['name']}.{service['namespace']}.svc:8080"}
     if token:
