@@ -6,7 +6,8 @@ webhook body holding the alerts of the notifications it folded, so history, repl
 it like any other.
 
 A lane is folded from its head up to its first notification that must be sent on its own (a `never_fold`
-severity), and not at all while its head is being sent: what stays keeps its order, and a resolve is never folded
+severity, or relay's own notice: a negative priority, relay.priority.OWN_RANK), and not at all while its head is being
+sent: what stays keeps its order, and a resolve is never folded
 ahead of a firing still on its way.
 """
 
@@ -56,14 +57,14 @@ def sent_alone(group: WebhookMessage, never_fold: Iterable[str], label: str = "s
 
 def choose(waiting: Sequence[Waiting], never_fold: Iterable[str], label: str = "severity") -> list[Waiting]:
     """The notifications to fold: per lane (rows in lane, id order), the prefix before the first that is sent
-    alone; none of a lane whose head is being sent."""
+    alone (a `never_fold` value, or relay's own notice, ranked below 0); none of a lane whose head is being sent."""
     kept = tuple(never_fold)
     chosen: list[Waiting] = []
     lane, open_ = None, False
     for row in waiting:
         if row.lane != lane:
             lane, open_ = row.lane, not row.leased
-        if open_ and (row.leased or row.group is None or sent_alone(row.group, kept, label)):
+        if open_ and (row.leased or row.group is None or row.priority < 0 or sent_alone(row.group, kept, label)):
             open_ = False
         if open_:
             chosen.append(row)

@@ -22,6 +22,7 @@ from relay.config.matchers import Matcher, parse_matchers
 from relay.config.receivers import ReceiverConfig
 from relay.fingerprint import fingerprint
 from relay.preview import GO_ZERO_TIME, rfc3339
+from relay.priority import OWN
 from relay.store.base import Candidate
 
 ALERTNAME = "RelayHeartbeatMissing"
@@ -128,6 +129,7 @@ def notice_group(beat: HeartbeatConfig, missing_since: float, last_seen: float |
 
 
 def notice(beat: HeartbeatConfig, receivers: Mapping[str, ReceiverConfig], group: WebhookMessage) -> list[Candidate]:
-    """One candidate per receiver of the heartbeat that the loaded routes.yaml still has."""
-    return [Candidate(name, receivers[name].integration, group, (NO_REMINDER,), receivers[name].give_up_after)
+    """One candidate per receiver of the heartbeat that the loaded routes.yaml still has, ranked as relay's own
+    notice (relay.priority.OWN: first in line, never folded, whatever routes.yaml `priority` says)."""
+    return [Candidate(name, receivers[name].integration, group, (NO_REMINDER,), receivers[name].give_up_after, OWN)
             for name in beat.receivers if name in receivers]

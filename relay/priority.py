@@ -4,6 +4,10 @@ A notification's priority is the rank of its most severe alert in the configured
 by default the `severity` label: critical, warning, info, then anything else). It is worked out at enqueue from the
 alerts that survived dedup and stored with the notification, so a claim reads lane heads in priority order from an
 index; a reload that changes the order applies to notifications enqueued after it.
+
+relay's own notices (relay.heartbeat: the pipeline in front of relay is broken) rank OWN_RANK whatever the order
+says: ahead of every alert and of a person's click (-1, relay.actions), and never folded into a storm's summary
+(relay.fold), because they say that no other alert may be reaching anyone.
 """
 
 from __future__ import annotations
@@ -34,13 +38,19 @@ class PriorityConfig(BaseModel):
         return Priority(self.label, self.order)
 
 
+OWN_RANK = -2  # relay's own notices; a click's action row is -1; alerts 0 and up
+
+
 @dataclass(frozen=True)
 class Priority:
     label: str = "severity"
     order: tuple[str, ...] = ("critical", "warning", "info")
+    own: bool = False  # relay's own notice: OWN_RANK, whatever its labels
 
     def rank(self, labels: Mapping[str, str]) -> int:
         """0 for the first value of the order; a value not in it (or no label) ranks after all of them."""
+        if self.own:
+            return OWN_RANK
         value = labels.get(self.label)
         try:
             return self.order.index(value) if value is not None else len(self.order)
@@ -53,3 +63,4 @@ class Priority:
 
 
 DEFAULT = Priority()
+OWN = Priority(own=True)  # given only by relay's own code (relay.heartbeat.notice), never by a webhook's labels

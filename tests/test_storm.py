@@ -18,7 +18,7 @@ from typing import Any
 from relay.alerts import WebhookMessage
 from relay.settings import Settings
 from relay.store import open_store
-from relay.store.base import Candidate
+from relay.store.base import Candidate, HistoryFilter
 from relay.storm import Storms
 from tests.fakes.slack import DEFAULT_TOKEN, SlackLimit, SlackWebhookServer
 from tests.fakes.smtp import SmtpServer
@@ -244,3 +244,58 @@ async def test_two_replicas_fold_a_storm_once(tmp_path: Path) -> None:
         linked = [int(s) for text in texts for s in SUMMARY_LINK.findall(text)]
         assert sorted(linked) == sorted(folded)  # each summary sent once, by one of them
         assert len(slack.messages) <= 25
+
+
+async def test_relays_own_notice_goes_first_and_is_never_folded_whatever_the_priority_label(tmp_path: Path) -> None:
+    """Issue 20 #8: with routes.yaml `priority: {label: urgency}` the heartbeat notice (which has no `urgency`) ranked
+    after every alert and was folded into the storm's summary. relay's own notice is claimed before the storm's
+    warnings and stays a message of its own."""
+    from relay.config.runtime import Runtime
+    from relay.heartbeat import notice, notice_group
+
+    receiver = "  - name: alerts\n    slack:\n      webhook_url: http://127.0.0.1:9/hook\n"
+    path = routes(tmp_path, receiver)
+    path.write_text(path.read_text() + "priority: {label: urgency, order: [page, ticket]}\n"
+                    "heartbeats:\n  - name: watchdog\n    matchers: ['alertname=\"Watchdog\"']\n"
+                    "    max_silence: 5m\n    receivers: [alerts]\n")
+    settings = relay_settings(tmp_path, path, rate_limits=True)
+    runtime = Runtime(settings.routes, settings.templates)
+    await runtime.start()
+    store = open_store(settings.database_url)
+    await store.open()
+    try:
+        loaded = runtime.routes
+        assert loaded is not None
+        now = time.time()
+        alerts = loaded.receivers["alerts"]
+
+        def warning(i: int) -> Candidate:
+            group = body(i)
+            group["alerts"][0]["labels"]["urgency"] = "ticket"
+            return Candidate("alerts", "slack", WebhookMessage.model_validate(group),
+                             (loaded.longest_repeat_interval(),), alerts.give_up_after, loaded.priority)
+
+        await store.enqueue([warning(i) for i in range(100)], now)
+        [beat] = loaded.spec.heartbeats
+        [written] = await store.enqueue(notice(beat, loaded.receivers, notice_group(beat, now, None, now - 300)), now)
+        await store.enqueue([warning(i) for i in range(100, 200)], now)
+
+        class Intake:
+            def handoff(self, receivers: object) -> None:
+                return None
+
+            def adopt(self, claimed: object, offer: object = None) -> None:
+                return None
+
+            def wake(self) -> None:
+                return None
+
+        await Storms(store, runtime, Intake()).check(now + 1)
+        assert len(await store.storms()) == 1  # the warnings were folded...
+        [row] = await store.history(HistoryFilter(ids=(written.notification_id,)))
+        assert (row["state"], row["summary_id"]) == ("pending", None)  # ...the notice was not
+        first = (await store.claim("w", 1, now + 2, 60)).claimed
+        assert [c.notification.id for c in first] == [written.notification_id]  # and it goes out before the summary
+    finally:
+        await store.close()
+        await runtime.close()
