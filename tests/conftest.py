@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +16,12 @@ from tests.fakes.pagerduty import PagerDutyServer
 from tests.fakes.slack import SlackWebhookServer
 from tests.fakes.smtp import SmtpServer
 from tests.helpers import postgres_database, provider_env, repo_routes
+
+# `relay test-alert` remembers what it fired under $XDG_STATE_HOME (~/.local/state by default): the suite, and every
+# relay it starts (subprocesses inherit this), keeps that in a directory of its own, never the user's real home.
+STATE_HOME = tempfile.mkdtemp(prefix="relay-tests-state-")
+os.environ["XDG_STATE_HOME"] = STATE_HOME
+atexit.register(shutil.rmtree, STATE_HOME, ignore_errors=True)
 
 
 @dataclass

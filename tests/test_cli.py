@@ -180,3 +180,48 @@ async def test_receivers_on_routes_yaml_defaults_are_named_and_test_alert_does_n
     assert "ops-email                retrying (attempts " in out and "connection" in out
     assert "warning: it sends to email.to is the routes.yaml default ops@ojeomneo.example" in out
     assert took < 30, out  # not the 60 s timeout: a placeholder's failure is reported, not waited out
+
+
+def test_the_suite_keeps_test_alerts_memory_out_of_the_real_home() -> None:
+    from relay.cli.testalert import state_file
+
+    real_home = Path(os.path.expanduser("~")).resolve()
+    assert not state_file().resolve().is_relative_to(real_home / ".local")
+    assert os.environ["XDG_STATE_HOME"] and state_file().is_relative_to(os.environ["XDG_STATE_HOME"])
+
+
+async def test_resolve_closes_the_last_alert_relay_accepted_whatever_its_severity(
+        tmp_path: Path, providers: Providers) -> None:
+    """Fire a critical, then a warning relay never gets (unreachable) and a --direct refused while relay serve holds
+    the file: a plain --resolve closes the critical, with its startsAt, and not a warning that never fired."""
+    env = {**providers.env, "XDG_STATE_HOME": str(tmp_path / "state")}
+    settings = relay_settings(tmp_path, providers.routes)
+    code, out = await run_relay("test-alert", "--resolve", env=env)
+    assert code == 2 and "no firing test alert to resolve" in out and "relay test-alert" in out, out
+    async with running_relay(settings) as relay:
+        code, out = await run_relay("test-alert", "--severity", "critical", "--url", relay.url, env=env)
+        assert code == 0, out
+        fired = re.search(r"startsAt (\S+)\)", out)
+        assert fired
+        code, out = await run_relay("test-alert", "--url", f"http://127.0.0.1:{free_port()}", env=env)
+        assert code == 1 and "cannot reach relay" in out, out
+        from relay.store.filelock import lock_database
+
+        held = lock_database(settings.database_url)  # as `relay serve` holds it
+        try:
+            code, out = await run_relay("test-alert", "--direct", env={
+                **env, "RELAY_DATABASE_URL": settings.database_url, "RELAY_ROUTES": str(providers.routes)})
+        finally:
+            if held is not None:
+                held.release()
+        assert code == 1 and "without --direct" in out, out
+        code, out = await run_relay("test-alert", "--resolve", "--url", relay.url, env=env)
+        assert code == 0, out
+        assert "resolved test alert RelayTestAlert (severity=critical" in out
+        assert f"startsAt {fired[1]})" in out
+        history = (await relay.client.get("/api/v1/notifications", params={"receiver": "slack-alerts"})).json()
+        assert [n["status"] for n in history["notifications"]] == ["resolved", "firing"]
+        code, out = await run_relay("test-alert", "--resolve", "--url", relay.url, env=env)
+        assert code == 2 and "no firing test alert to resolve" in out, out  # that one is closed now
+    resolved = [m for m in providers.slack.messages if "RESOLVED" in str(m)]
+    assert len(resolved) == 1 and "RelayTestAlert" in str(resolved[0])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import argparse
+import textwrap
+from typing import TYPE_CHECKING, Any
 
 from relay.errors import UsageError
 from relay.settings import Settings
@@ -10,6 +12,26 @@ from relay.settings import Settings
 if TYPE_CHECKING:
     from relay.config.routes import Routes
     from relay.templating import Templates
+
+
+URL_HELP = ("the running relay's base URL (default: http://RELAY_HOST:RELAY_PORT, i.e. http://127.0.0.1:8080), "
+            "e.g. --url http://relay.example:8080")
+# What the commands that talk to a running relay read from the environment, for their --help.
+ADMIN_ENVIRONMENT = ["RELAY_HOST, RELAY_PORT   where relay listens (default: 127.0.0.1, 8080)",
+                     "RELAY_ADMIN_TOKEN   sent as the admin API's bearer token when set"]
+
+
+def command(sub: Any, name: str, summary: str, description: str, examples: list[str],
+            environment: list[str] | None = None) -> argparse.ArgumentParser:
+    """A subcommand whose --help has a description, examples and the environment variables it reads, laid out as
+    written (amtool's help is the model: what it does, an example, every flag with its default)."""
+    description = "\n\n".join(textwrap.fill(part, 100) for part in description.split("\n\n"))
+    epilog = "examples:\n" + "\n".join(f"  {line}" for line in examples)
+    if environment:
+        epilog += "\n\nenvironment:\n" + "\n".join(f"  {line}" for line in environment)
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=summary, description=description, epilog=epilog,
+                                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    return parser
 
 
 def labels(pairs: list[str]) -> dict[str, str]:

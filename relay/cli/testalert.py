@@ -15,46 +15,77 @@ from typing import Any
 import httpx
 
 from relay.cli import admin
-from relay.cli.common import labels
-from relay.errors import AdminError, StartupError
+from relay.cli.common import ADMIN_ENVIRONMENT, URL_HELP, command, labels
+from relay.errors import AdminError, StartupError, UsageError
 from relay.fingerprint import fingerprint
 from relay.settings import Settings
 
 FINAL = {"delivered", "dead"}
-STATE_FILE = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "relay" / "test-alerts.json"
+DEFAULT_ALERTNAME = "RelayTestAlert"
+DEFAULT_SEVERITY = "warning"
+REMEMBERED = 20  # firing test alerts kept for --resolve, the newest last
+
+
+def state_file() -> Path:
+    """Where test-alert remembers the firing alerts relay accepted: $XDG_STATE_HOME/relay/test-alerts.json (by default
+    ~/.local/state/relay/). Read when called, so a test (or a user) can point XDG_STATE_HOME elsewhere."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "relay" / "test-alerts.json"
 
 
 def _rfc3339(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _remembered_start(fp: str) -> str | None:
+def remembered() -> list[dict[str, Any]]:
+    """The firing test alerts relay accepted and no accepted resolve has closed, oldest first. A missing, unreadable
+    or older-format file (a {fingerprint: startsAt} map, written before anything was checked) is an empty list."""
     try:
-        value = json.loads(STATE_FILE.read_text()).get(fp)
+        data = json.loads(state_file().read_text())
     except (OSError, ValueError):
-        return None
-    return value if isinstance(value, str) else None
+        return []
+    fired = data.get("fired") if isinstance(data, dict) else None
+    if not isinstance(fired, list):
+        return []
+    return [entry for entry in fired if isinstance(entry, dict) and isinstance(entry.get("labels"), dict)
+            and isinstance(entry.get("startsAt"), str) and isinstance(entry.get("fingerprint"), str)]
 
 
-def _remember_start(fp: str, starts_at: str) -> None:
+def _save(fired: list[dict[str, Any]]) -> None:
     try:
-        data = json.loads(STATE_FILE.read_text()) if STATE_FILE.exists() else {}
-        data[fp] = starts_at
-        STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
-        STATE_FILE.write_text(json.dumps(data))
-    except (OSError, ValueError):
+        path = state_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"fired": fired[-REMEMBERED:]}, indent=1))
+    except OSError:
         pass  # only --resolve's convenience depends on it
+
+
+def remember(alert: dict[str, Any]) -> None:
+    """Relay accepted this alert: a firing is remembered for --resolve, a resolve forgets the firing it closed."""
+    fired = [e for e in remembered() if e["fingerprint"] != alert["fingerprint"]]
+    if alert["status"] == "firing":
+        fired.append({"fingerprint": alert["fingerprint"], "labels": alert["labels"], "startsAt": alert["startsAt"]})
+    _save(fired)
+
+
+def last_fired(alertname: str | None, severity: str | None, labels: dict[str, str]) -> dict[str, Any] | None:
+    """The newest remembered firing test alert that has what the command line names (nothing named: the newest)."""
+    named = {"alertname": alertname, "severity": severity}
+    wanted = {**labels, **{k: v for k, v in named.items() if v}}
+    for entry in reversed(remembered()):
+        if all(entry["labels"].get(k) == v for k, v in wanted.items()):
+            return dict(entry)
+    return None
 
 
 def build_payload(alertname: str, severity: str, labels: dict[str, str], resolve: bool,
                   starts_at: str | None = None) -> dict[str, Any]:
-    """An Alertmanager v4 webhook for one alert; a resolve reuses the firing's startsAt so it closes that episode."""
+    """An Alertmanager v4 webhook for one alert; a resolve carries the firing's startsAt so it closes that episode.
+    Nothing is remembered here: `remember` is called once relay has accepted it."""
     all_labels = {"alertname": alertname, "severity": severity, **labels}
     fp = fingerprint(all_labels)
     now = datetime.now(UTC)
-    start = starts_at or (_remembered_start(fp) if resolve else None) or _rfc3339(now)
-    if not resolve:
-        _remember_start(fp, start)
+    start = starts_at or _rfc3339(now)
     status = "resolved" if resolve else "firing"
     alert = {
         "status": status,
@@ -72,6 +103,24 @@ def build_payload(alertname: str, severity: str, labels: dict[str, str], resolve
         "commonAnnotations": alert["annotations"], "externalURL": "",
         "version": "4", "groupKey": f'{{}}/{{test-alert}}:{{alertname="{alertname}"}}', "truncatedAlerts": 0,
     }
+
+
+def payload_for(args: argparse.Namespace) -> dict[str, Any]:
+    """The webhook this command line sends. A resolve closes the last test alert relay accepted firing that matches
+    what is named (by default the last one, whatever its name, severity and labels), with that alert's startsAt."""
+    extra = labels(args.label)
+    if not args.resolve:
+        return build_payload(args.alertname or DEFAULT_ALERTNAME, args.severity or DEFAULT_SEVERITY, extra, False)
+    fired = last_fired(args.alertname, args.severity, extra)
+    if fired is None:
+        named = ", ".join(f"{k}={v}" for k, v in
+                          {"alertname": args.alertname, "severity": args.severity, **extra}.items() if v)
+        raise UsageError("no firing test alert to resolve" + (f" with {named}" if named else "")
+                         + f": only alerts relay accepted are remembered (in {state_file()}); "
+                         "send one first with `relay test-alert`")
+    rest = {k: v for k, v in fired["labels"].items() if k not in ("alertname", "severity")}
+    return build_payload(fired["labels"].get("alertname", ""), fired["labels"].get("severity", ""), rest, True,
+                         starts_at=fired["startsAt"])
 
 
 async def follow(fetch: Callable[[list[int]], Awaitable[list[dict[str, Any]]]], ids: list[int],
@@ -150,6 +199,7 @@ async def _through_relay(args: argparse.Namespace, settings: Settings, payload: 
             raise AdminError(f"cannot reach relay at {url}: {type(exc).__name__}") from exc
         if answer.status_code != 200:
             raise AdminError(f"webhook answered {answer.status_code}: {answer.text}")
+        remember(payload["alerts"][0])
         summary = answer.json()
 
         async def fetch(ids: list[int]) -> list[dict[str, Any]]:
@@ -197,6 +247,7 @@ async def _deliver_here(args: argparse.Namespace, settings: Settings, payload: d
         message = WebhookMessage.model_validate(payload)
         assert routes is not None
         results = await outbox.enqueue(services.dispatcher, store, candidates(message, routes), time.time())
+        remember(payload["alerts"][0])
         info = summary(message, results, defaults=routes.defaults)
 
         async def fetch(ids: list[int]) -> list[dict[str, Any]]:
@@ -219,21 +270,39 @@ def _print_outcome(summary: dict[str, Any], rows: list[dict[str, Any]]) -> int:
 
 
 def cmd_test_alert(args: argparse.Namespace, settings: Settings) -> int:
-    payload = build_payload(args.alertname, args.severity, labels(args.label), args.resolve)
+    payload = payload_for(args)
     alert = payload["alerts"][0]
-    print(f"{alert['status']} test alert {args.alertname} (severity={args.severity}, "
+    print(f"{alert['status']} test alert {alert['labels']['alertname']} (severity={alert['labels']['severity']}, "
           f"fingerprint {alert['fingerprint']}, startsAt {alert['startsAt']})")
     runner = _direct if args.direct else _through_relay
     return asyncio.run(runner(args, settings, payload))
 
 
 def add_commands(sub: Any) -> None:
-    test = sub.add_parser("test-alert", help="send a synthetic alert and show what each receiver got")
-    test.add_argument("--alertname", default="RelayTestAlert")
-    test.add_argument("--severity", default="warning")
-    test.add_argument("--label", action="append", default=[], metavar="K=V")
-    test.add_argument("--resolve", action="store_true", help="send the resolve of the last test alert")
-    test.add_argument("--url", help="relay's base URL (default: from RELAY_HOST/RELAY_PORT)")
-    test.add_argument("--direct", action="store_true", help="route, render and deliver in this process")
-    test.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for delivery")
+    test = command(
+        sub, "test-alert", "send a synthetic alert and show what each receiver got",
+        "Post one synthetic Alertmanager webhook to the running relay (or, with --direct, route and deliver it in this "
+        "process) and print, per receiver, whether it was delivered, is being retried or was dead-lettered. Firing "
+        "alerts relay accepted are remembered (in $XDG_STATE_HOME/relay/test-alerts.json, by default "
+        "~/.local/state/relay/) so that --resolve can close the last one. Exits 1 unless every receiver got it.",
+        examples=["relay test-alert", "relay test-alert --severity critical --label team=web",
+                  "relay test-alert --resolve", "relay test-alert --direct   # no running relay needed"],
+        environment=[*ADMIN_ENVIRONMENT, "RELAY_WEBHOOK_TOKEN   sent with the webhook when set"])
+    test.add_argument("--alertname", metavar="NAME",
+                      help=f"the alertname label (default: {DEFAULT_ALERTNAME}; with --resolve: any), "
+                      "e.g. --alertname DiskFull")
+    test.add_argument("--severity", metavar="LEVEL",
+                      help=f"the severity label, which picks the route (default: {DEFAULT_SEVERITY}; with --resolve: "
+                      "any), e.g. --severity critical")
+    test.add_argument("--label", action="append", default=[], metavar="K=V",
+                      help="another label, repeatable (default: none), e.g. --label team=web")
+    test.add_argument("--resolve", action="store_true",
+                      help="resolve the last test alert relay accepted firing, whatever its severity; --alertname, "
+                      "--severity and --label narrow which (default: off)")
+    test.add_argument("--url", metavar="URL", help=URL_HELP)
+    test.add_argument("--direct", action="store_true",
+                      help="route, render and deliver in this process, on RELAY_DATABASE_URL itself; refused while a "
+                      "`relay serve` holds that SQLite file (default: off, send through the running relay)")
+    test.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                      help="how long to wait for every receiver's outcome (default: %(default)s), e.g. --timeout 60")
     test.set_defaults(func=cmd_test_alert)
