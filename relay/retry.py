@@ -1,6 +1,10 @@
 """When to try a failed notification again: exponential backoff with jitter, Retry-After, give-up.
 
-The wait comes from tenacity's `wait_exponential_jitter`; the dispatcher
+The wait is Google Cloud Storage's retry strategy (the formula tenacity's
+`wait_exponential_jitter` implements), written out here: relay never retries a
+call in-process, so tenacity's retry loop has nothing to do, and its wait
+object needs a `RetryCallState` it is not meant to be given and changed its
+argument names in 9.2 (`initial` deprecated for `multiplier`). The dispatcher
 persists the resulting time in the store, so a restart continues the schedule
 instead of starting it over. A provider's Retry-After is honoured up to the
 policy's maximum: `Retry-After: 999999` (or `inf`, or a date in 2100) would
@@ -10,9 +14,8 @@ otherwise put the next attempt past give-up and dead-letter a page at once.
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass
-
-from tenacity import RetryCallState, wait_exponential_jitter
 
 
 @dataclass(frozen=True)
@@ -23,10 +26,12 @@ class RetryPolicy:
 
     def delay(self, attempts: int, retry_after: float | None = None) -> float:
         """Seconds to wait after the `attempts`-th failed attempt; never less than the provider's Retry-After."""
-        state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
-        state.attempt_number = max(1, attempts)
         jitter = self.initial if self.jitter is None else self.jitter
-        wait = wait_exponential_jitter(multiplier=self.initial, max=self.maximum, jitter=jitter)(state)
+        try:  # initial, 2*initial, 4*initial, ... plus up to `jitter`, at most `maximum`
+            wait = min(self.initial * 2.0 ** (max(1, attempts) - 1) + random.uniform(0, jitter), self.maximum)
+        except OverflowError:  # 2.0 ** 1100 after a long outage
+            wait = self.maximum
+        wait = max(0.0, wait)
         honoured = self.honoured(retry_after)
         if honoured is not None:
             wait = max(wait, honoured)

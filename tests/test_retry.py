@@ -70,3 +70,13 @@ async def test_a_huge_retry_after_delays_a_page_but_does_not_dead_letter_it(
 async def _finished(relay: RunningRelay, count: int) -> bool:
     rows = await relay.history()
     return len(rows) == count and all(r["state"] != "pending" for r in rows)
+
+
+def test_backoff_doubles_from_initial_up_to_the_maximum_with_bounded_jitter() -> None:
+    policy = RetryPolicy(initial=2, maximum=60, jitter=0)
+    assert [policy.delay(n) for n in range(1, 7)] == [2, 4, 8, 16, 32, 60]
+    assert policy.delay(0) == 2  # no attempt counted yet: the first wait
+    assert policy.delay(5000) == 60  # a week-long outage's attempt count overflows a float: still the maximum
+    jittered = RetryPolicy(initial=1, maximum=300)  # default jitter: up to one `initial` more
+    waits = [jittered.delay(3) for _ in range(200)]
+    assert all(4 <= w <= 5 for w in waits) and len(set(waits)) > 1
