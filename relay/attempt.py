@@ -31,6 +31,7 @@ from relay.errors import (
     StoreUnavailable,
     TransientDeliveryError,
 )
+from relay.logs import delivery_fields
 from relay.retry import RetryPolicy, next_attempt
 from relay.store.base import Attempt, Candidate, Claimed, Store
 
@@ -93,7 +94,8 @@ class Attempts:
             await self._failed(claimed, started, outcome.error)
         else:
             now = time.time()
-            log.info("notification %d to %s: %s", notification.id, notification.receiver, outcome.detail)
+            log.info("notification %d to %s: %s", notification.id, notification.receiver, outcome.detail,
+                     extra=delivery_fields(notification, "deferred", "unfinished", now))
             attempt = Attempt(started, now - started, "deferred", "unfinished", outcome.detail)
             await self.store_call(self.store.retry_later(notification.id, self.owner, attempt, now,
                                                           count_attempt=False))
@@ -156,7 +158,8 @@ class Attempts:
             if since is not None:
                 metrics.alert_to_delivery.labels(integration).observe(max(0.0, now - since.timestamp()))
         log.info("delivered notification %d to %s (%s, %d alerts, attempt %d)", notification.id,
-                 notification.receiver, notification.status, len(notification.alerts), notification.attempts + 1)
+                 notification.receiver, notification.status, len(notification.alerts), notification.attempts + 1,
+                 extra=delivery_fields(notification, "delivered", None, now))
         receiver = notification.receiver
         if receiver in self._backing_off and now - self._brought_forward.get(receiver, 0.0) >= BRING_FORWARD_EVERY:
             await self._recovered(receiver, now)
@@ -186,19 +189,22 @@ class Attempts:
             if exc.retry_after is not None and honoured is not None and honoured < exc.retry_after:
                 log.warning("notification %d to %s: the provider asked to wait %gs (Retry-After); waiting at most "
                             "%gs (RELAY_RETRY_MAX_SECONDS) and trying again until give-up", notification.id,
-                            notification.receiver, exc.retry_after, honoured)
+                            notification.receiver, exc.retry_after, honoured,
+                            extra=delivery_fields(notification, "retry", exc.reason, now))
             when = next_attempt(self.policy, notification.attempts + 1, now, claimed.give_up_at, exc.retry_after)
             if when is not None:
                 if exc.reason is not Reason.RATE_LIMITED:  # a rate limit keeps its wait even when others get through
                     self._backing_off.add(notification.receiver)
                 log.warning("notification %d to %s failed (%s), retrying in %.1fs", notification.id,
-                            notification.receiver, exc, when - now)
+                            notification.receiver, exc, when - now,
+                            extra=delivery_fields(notification, "retry", exc.reason, now))
                 await self.store_call(self.store.retry_later(notification.id, self.owner, attempt, when))
                 return
             reason = Reason.GAVE_UP
         else:
             reason = exc.reason
-        log.error("notification %d to %s is a dead letter: %s", notification.id, notification.receiver, exc)
+        log.error("notification %d to %s is a dead letter: %s", notification.id, notification.receiver, exc,
+                  extra=delivery_fields(notification, "dead", reason, now))
         dead = Attempt(started, now - started, "dead", reason, exc.detail if reason == exc.reason else str(exc))
         await self.store_call(self.store.dead_letter(notification.id, self.owner, dead))
         metrics.notifications_failed.labels(notification.receiver, notification.integration, reason).inc()
