@@ -24,6 +24,8 @@ from relay.channels.pagerduty import build_events
 from relay.channels.slack.channel import Call, SlackCalls
 from relay.channels.slack.summary import AssumedStorms
 from relay.channels.slack.threads import Anchor, AssumedBook, narrowed
+from relay.channels.webhook import build_request as webhook_request
+from relay.channels.webhook import is_json
 from relay.config.receivers import ReceiverConfig
 from relay.errors import DeliveryError
 from relay.fingerprint import fingerprint
@@ -104,6 +106,8 @@ def render(receiver: ReceiverConfig, notification: Notification, templates: Temp
         return _slack(receiver, notification, templates, now)
     if receiver.email is not None:
         return _email(receiver, notification, templates, now)
+    if receiver.webhook is not None:
+        return _webhook(receiver, notification, templates, now)
     return _pagerduty(receiver, notification, templates, now)
 
 
@@ -156,6 +160,17 @@ def _pagerduty(receiver: ReceiverConfig, notification: Notification, templates: 
     events = build_events(notification, templates, receiver, now=now)
     shown = [{"routing_key": "<routing key: not shown>", **event} for event in events]
     return f"# POST {len(events)} event(s) to the Events API v2, one per alert\n" + _json(shown)
+
+
+def _webhook(receiver: ReceiverConfig, notification: Notification, templates: Templates, now: datetime) -> str:
+    outgoing = webhook_request(notification, templates, receiver, now)
+    http = receiver.webhook.http_config if receiver.webhook is not None else None
+    auth = " with basic auth" if http and http.basic_auth else " with an Authorization header" if http and (
+        http.bearer_token or http.authorization) else ""
+    head = f"# POST to the webhook URL (a secret: not shown){auth}, Content-Type: {outgoing.content_type}"
+    if is_json(outgoing.content_type):
+        return f"{head} (the JSON shown indented)\n" + _json(json.loads(outgoing.body))
+    return f"{head}\n{outgoing.body}\n"
 
 
 def readable_email(text: str) -> str:

@@ -20,7 +20,22 @@ DEFAULTS: dict[str, RateLimit] = {
     "slack": RateLimit(rate=1.0, burst=5),
     "pagerduty": RateLimit(rate=2.0, burst=10),
     "email": RateLimit(rate=5.0, burst=20),
+    # Discord answers 429 past 5 requests in 2 s per webhook, and past about 30 messages a minute per channel.
+    "discord": RateLimit(rate=0.5, burst=5),
+    # Telegram: about 1 message a second in one chat, 20 a minute in a group (telegram_limit tells them apart).
+    "telegram": RateLimit(rate=1.0, burst=1),
+    # Teams: Microsoft documents 4 requests a second per webhook (and 60 per 30 s) for Teams webhooks.
+    "teams": RateLimit(rate=1.0, burst=4),
+    # A generic webhook has no provider limit to default to: set `rate_limit` for an endpoint that needs one.
 }
+TELEGRAM_GROUP = RateLimit(rate=20 / 60, burst=1)
+
+
+def default_limit(config: ReceiverConfig) -> RateLimit | None:
+    """The provider's documented limit for this receiver's destination, if it has one."""
+    if config.telegram is not None and config.telegram.group:
+        return TELEGRAM_GROUP
+    return DEFAULTS.get(config.integration)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +50,7 @@ class Budget:
 
 def budget_of(config: ReceiverConfig, destination: str, defaults: bool) -> Budget | None:
     """The receiver's own `rate_limit`, else its integration's default when defaults are on, else none."""
-    limit = config.rate_limit or (DEFAULTS.get(config.integration) if defaults else None)
+    limit = config.rate_limit or (default_limit(config) if defaults else None)
     return None if limit is None else Budget(destination, limit.rate, limit.burst)
 
 

@@ -19,7 +19,7 @@ from relay import metrics, outbox, stages
 from relay.config.receivers import RateLimit, ReceiverConfig
 from relay.config.runtime import Runtime
 from relay.outbox import Intake
-from relay.ratelimit import DEFAULTS
+from relay.ratelimit import default_limit
 from relay.store.base import Ended, Enqueued, Fold, Folded, Store, StormState
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ def rate_of(receiver: ReceiverConfig, default_rate_limits: bool) -> RateLimit | 
     """The rate relay sends to this receiver at (None: unlimited, so it never has a backlog to fold)."""
     if receiver.rate_limit is not None:
         return receiver.rate_limit
-    return DEFAULTS.get(receiver.integration) if default_rate_limits else None
+    return default_limit(receiver) if default_rate_limits else None
 
 
 def updates_in_place(receiver: ReceiverConfig) -> bool:

@@ -24,7 +24,7 @@ from relay.alerts import Alert, Notification, parse_time
 from relay.errors import ConfigError, PermanentDeliveryError, Reason
 from relay.neutralise import visible
 
-Kind = Literal["plain", "mrkdwn", "html"]
+Kind = Literal["plain", "mrkdwn", "html", "markdown"]
 
 # The parts each integration renders: the default file (packaged under relay/templates/) and how values are escaped.
 PARTS: dict[str, dict[str, tuple[str, Kind]]] = {
@@ -33,6 +33,11 @@ PARTS: dict[str, dict[str, tuple[str, Kind]]] = {
     "email": {"subject": ("email/subject.j2", "plain"), "text": ("email/text.j2", "plain"),
               "html": ("email/html.html.j2", "html")},
     "pagerduty": {"summary": ("pagerduty/summary.j2", "plain")},
+    # The default body is Alertmanager's webhook v4 JSON (`webhook_v4`); a custom one is any text, `tojson` its values.
+    "webhook": {"body": ("webhook/body.j2", "plain")},
+    "discord": {"title": ("discord/title.j2", "markdown"), "description": ("discord/description.j2", "markdown")},
+    "telegram": {"text": ("telegram/text.html.j2", "html")},
+    "teams": {"title": ("teams/title.j2", "markdown"), "alert": ("teams/alert.j2", "markdown")},
 }
 
 # Labels that say nothing to a person reading an alert (the name and severity are shown elsewhere).
@@ -44,6 +49,25 @@ _LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 def slack_escape(value: object) -> str:
     """Escape the three characters Slack's mrkdwn treats as control: & < >."""
     return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# Markdown (Discord's, and the CommonMark subset of Adaptive Cards in Teams) that an alert value must not produce:
+# emphasis, code, spoilers, quotes, links `[text](url)`, and `<...>` (Discord mentions `<@&id>`, timestamps; Teams
+# `<at>` mentions); `@` so `@everyone` and `@here` read as text. A backslash makes each one literal in both.
+_MARKDOWN = re.compile(r"([\\*_~`|<>\[\]()@#])")
+
+
+def markdown_escape(value: object) -> str:
+    """A value as literal text in Discord or Teams markdown: every character that means something there escaped."""
+    return _MARKDOWN.sub(r"\\\1", str(value))
+
+
+def _markdown_finalize(value: object) -> object:
+    if value is None:
+        return ""
+    if isinstance(value, Markup):
+        return str(value)
+    return markdown_escape(value)
 
 
 def _slack_finalize(value: object) -> object:
@@ -296,6 +320,7 @@ class Templates:
             "plain": _Sandbox(autoescape=False, **common),
             "html": _Sandbox(autoescape=True, **common),
             "mrkdwn": _Sandbox(autoescape=False, finalize=_slack_finalize, **common),
+            "markdown": _Sandbox(autoescape=False, finalize=_markdown_finalize, **common),
         }
         self._loaded: dict[tuple[str, str, str], jinja2.Template] = {}  # (integration, part, file) -> template
         for env in self._envs.values():

@@ -26,7 +26,8 @@ from tests.helpers import FIXTURES, TEMPLATES
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("RELAY_UPDATE_GOLDEN") == "1"
 NOW = datetime(2026, 11, 26, 7, 50, tzinfo=UTC)  # a few minutes after the fixtures fired
-SECRETS = ("xoxb-golden-SECRET-token", "GOLDEN-ROUTING-KEY-SECRET", "smtp-SECRET-password")
+SECRETS = ("xoxb-golden-SECRET-token", "GOLDEN-ROUTING-KEY-SECRET", "smtp-SECRET-password",
+           "https://hooks.ojeomneo.example/golden-SECRET-path", "golden-SECRET-bearer")
 
 RECEIVERS = {
     "slack": ReceiverConfig.model_validate({"name": "slack-alerts", "slack": {
@@ -36,6 +37,8 @@ RECEIVERS = {
         "smarthost": "smtp.ojeomneo.example:587", "auth_username": "relay", "auth_password": SECRETS[2]}}),
     "pagerduty": ReceiverConfig.model_validate({"name": "pagerduty-oncall", "pagerduty": {
         "routing_key": SECRETS[1]}}),
+    "webhook": ReceiverConfig.model_validate({"name": "hook-ops", "webhook": {
+        "url": SECRETS[3], "http_config": {"bearer_token": SECRETS[4]}}}),
 }
 FIXTURE_NAMES = sorted(p.stem for p in FIXTURES.glob("*.json"))
 STATES = ("firing", "resolved")
@@ -76,7 +79,7 @@ def test_output_matches_the_golden_file(integration: str, fixture: str, state: s
         "RELAY_UPDATE_GOLDEN=1 pytest tests/test_golden.py and review `git diff tests/golden`")
 
 
-STORM_INTEGRATIONS = ("email", "slack")  # PagerDuty is never folded
+STORM_INTEGRATIONS = ("email", "slack", "webhook")  # PagerDuty is never folded
 
 
 def storm_rendered(integration: str) -> str:

@@ -6,7 +6,7 @@ from relay.ratelimit import DEFAULTS, PREPAID_FOR, Buckets, Budget, Prepaid, Wai
 
 
 def test_the_default_buckets_are_shared_one_token_at_a_time_a_fast_one_a_few_at_once() -> None:
-    assert [prepay(Budget("d", limit.rate, limit.burst)) for limit in DEFAULTS.values()] == [1, 1, 1]
+    assert {prepay(Budget("d", limit.rate, limit.burst)) for limit in DEFAULTS.values()} == {1}
     assert prepay(Budget("d", 1000.0, 1000)) == 50  # 50 ms of its rate per round trip
     assert prepay(Budget("d", 1000.0, 8)) == 2  # never more than a quarter of its burst
 

@@ -17,7 +17,7 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol, TypeVar
-from urllib.parse import quote, quote_plus, urlsplit
+from urllib.parse import parse_qsl, quote, quote_plus, urlsplit
 
 from relay.alerts import Notification
 from relay.channels.threads import Threads
@@ -75,6 +75,9 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
     return text
 
 
+TOKEN_PIECE = 16  # a URL's path segment or query value this long may be its token
+
+
 def secret_forms(secret: str) -> set[str]:
     """A secret as it may be quoted back: as is, URL-encoded, JSON-escaped, base64; a URL's path on its own too."""
     secret = secret.strip()
@@ -83,9 +86,12 @@ def secret_forms(secret: str) -> set[str]:
     forms = {secret, quote(secret, safe=""), quote(secret, safe="/"), quote_plus(secret), quote_plus(secret, safe="/"),
              json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1],
              json.dumps(secret).replace("/", "\\/")[1:-1], base64.b64encode(secret.encode()).decode()}
-    path = urlsplit(secret).path if "://" in secret else ""
-    if len(path) >= 8:  # a Slack webhook URL's secret is its path, which a proxy may quote without the host
-        forms |= secret_forms(path)
+    parts = urlsplit(secret) if "://" in secret else None
+    if parts is not None and len(parts.path) >= 8:  # a Slack webhook URL's secret is its path, which a proxy may
+        forms |= secret_forms(parts.path)           # quote without the host
+    if parts is not None:  # a token in one path segment (Discord's, Telegram's bot<token>) or query value (Teams'
+        pieces = [*parts.path.split("/"), *(v for _, v in parse_qsl(parts.query))]  # `sig`) quoted on its own
+        forms |= {form for piece in pieces if len(piece) >= TOKEN_PIECE for form in secret_forms(piece)}
     return {form for form in forms if form}
 
 

@@ -8,6 +8,7 @@ from relay.channels.base import Channel
 from relay.channels.email import EmailChannel
 from relay.channels.pagerduty import PagerDutyChannel
 from relay.channels.slack import SlackChannel
+from relay.channels.webhook import WebhookChannel
 from relay.config.receivers import ReceiverConfig
 from relay.templating import Templates
 
@@ -19,4 +20,6 @@ def build_channel(receiver: ReceiverConfig, templates: Templates, session: aioht
         return SlackChannel(receiver, templates, session)
     if integration == "email":
         return EmailChannel(receiver, templates)
+    if integration == "webhook":
+        return WebhookChannel(receiver, templates, session)
     return PagerDutyChannel(receiver, templates, session)

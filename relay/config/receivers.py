@@ -1,4 +1,4 @@
-"""Receivers: named destinations of one integration (slack, email or pagerduty).
+"""Receivers: named destinations of one integration (slack, email, pagerduty, webhook, discord, telegram, teams).
 
 Secrets arrive from the environment through `${VAR}` expansion; a receiver
 whose secret is unset still loads, and its notifications become dead letters
@@ -13,8 +13,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from relay.config.durations import Duration, parse_duration
+from relay.config.integrations import DiscordConfig, TeamsConfig, TelegramConfig, WebhookConfig
 
-Integration = Literal["slack", "email", "pagerduty"]
+Integration = Literal["slack", "email", "pagerduty", "webhook", "discord", "telegram", "teams"]
+INTEGRATIONS: tuple[Integration, ...] = ("slack", "email", "pagerduty", "webhook", "discord", "telegram", "teams")
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
@@ -149,6 +151,10 @@ class ReceiverConfig(_Strict):
     slack: SlackConfig | None = None
     email: EmailConfig | None = None
     pagerduty: PagerDutyConfig | None = None
+    webhook: WebhookConfig | None = None
+    discord: DiscordConfig | None = None
+    telegram: TelegramConfig | None = None
+    teams: TeamsConfig | None = None
     templates: dict[str, str] = Field(default_factory=dict)
     rate_limit: RateLimit | None = None
     give_up_after: Duration = parse_duration("24h")
@@ -157,9 +163,10 @@ class ReceiverConfig(_Strict):
 
     @model_validator(mode="after")
     def _exactly_one_integration(self) -> ReceiverConfig:
-        given = [name for name in ("slack", "email", "pagerduty") if getattr(self, name) is not None]
+        given = [name for name in INTEGRATIONS if getattr(self, name) is not None]
         if len(given) != 1:
-            raise ValueError(f"receiver {self.name!r} must have exactly one of slack, email, pagerduty (has {given})")
+            raise ValueError(f"receiver {self.name!r} must have exactly one of {', '.join(INTEGRATIONS)} "
+                             f"(has {given})")
         if self.pagerduty is not None and "storm" in self.model_fields_set and self.storm.enabled:
             raise ValueError(f"receiver {self.name!r}: PagerDuty is never folded (each incident matters); "
                              "remove `storm` or set `storm: {enabled: false}`")
@@ -172,11 +179,7 @@ class ReceiverConfig(_Strict):
 
     @property
     def integration(self) -> Integration:
-        if self.slack is not None:
-            return "slack"
-        if self.email is not None:
-            return "email"
-        return "pagerduty"
+        return next(name for name in INTEGRATIONS if getattr(self, name) is not None)
 
     def secrets(self) -> list[str]:
         """Every secret value of this receiver, for scrubbing texts that quote a provider."""
@@ -185,13 +188,16 @@ class ReceiverConfig(_Strict):
         if self.slack is not None and self.slack.actions is not None:
             api = self.slack.actions.alertmanager
             values += [api.bearer_token, api.password]
+        hook = self.webhook or self.discord or self.telegram or self.teams
+        if hook is not None:
+            values += [SecretStr(v) for v in hook.secret_values()]
         return [v.get_secret_value() for v in values if isinstance(v, SecretStr) and v.get_secret_value().strip()]
 
     def missing_secret(self) -> str | None:
         """The name of the unset setting that keeps this receiver from sending, if any."""
-        config = self.slack or self.email or self.pagerduty
-        assert config is not None
-        return config.missing_secret()
+        config = getattr(self, self.integration)
+        missing: str | None = config.missing_secret()
+        return missing
 
 
 class GlobalConfig(_Strict):

@@ -146,8 +146,9 @@ class Routes:
 # Where a receiver's messages go; a value here that is only a `${VAR:-default}` placeholder (VAR unset) is worth
 # saying at start: `localhost:587` or `ops@example` rarely is where a new user's alerts should go.
 _DESTINATIONS = {"slack": ("webhook_url", "token", "channel", "api_url"), "email": ("to", "smarthost"),
-                 "pagerduty": ("routing_key", "url")}
-_SECRETS = {"webhook_url", "token", "routing_key"}
+                 "pagerduty": ("routing_key", "url"), "webhook": ("url",), "discord": ("webhook_url",),
+                 "telegram": ("bot_token", "chat_id", "api_url"), "teams": ("webhook_url",)}
+_SECRETS = {"webhook_url", "token", "routing_key", "bot_token"}
 _GLOBALS = {"smarthost": "smtp_smarthost"}
 
 
