@@ -83,8 +83,8 @@ TABLE = [
     contract_case(Answer(503), Expected(TRANSIENT, Reason.SERVER_ERROR), id="503"),
     contract_case(REFUSED, Expected(TRANSIENT, Reason.CONNECTION), id="connection-refused"),
     contract_case(STALL, Expected(TRANSIENT, Reason.TIMEOUT), id="timeout"),
-    # Retried as a connection failure, where email's untrusted certificate is `tls` and final.
-    contract_case(UNTRUSTED, Expected(TRANSIENT, Reason.CONNECTION), id="untrusted-certificate"),
+    # Retried (relay.channels.http's table, as every HTTP channel), where email's untrusted certificate is final.
+    contract_case(UNTRUSTED, Expected(TRANSIENT, Reason.TLS), id="untrusted-certificate"),
 ]
 
 

@@ -94,8 +94,8 @@ TABLE = [
                   Expected(TRANSIENT, Reason.SERVER_ERROR, code="service_unavailable"), id="503"),
     contract_case(REFUSED, Expected(TRANSIENT, Reason.CONNECTION), id="connection-refused"),
     contract_case(STALL, Expected(TRANSIENT, Reason.TIMEOUT), id="timeout"),
-    # Retried as a connection failure, where email's untrusted certificate is `tls` and final.
-    contract_case(UNTRUSTED, Expected(TRANSIENT, Reason.CONNECTION), id="untrusted-certificate"),
+    # Retried (relay.channels.http's table, as every HTTP channel), where email's untrusted certificate is final.
+    contract_case(UNTRUSTED, Expected(TRANSIENT, Reason.TLS), id="untrusted-certificate"),
 ]
 
 
@@ -201,7 +201,7 @@ BOT_TABLE = [
                   id="500"),
     contract_case((DEFAULT_TOKEN, REFUSED), Expected(TRANSIENT, Reason.CONNECTION), id="connection-refused"),
     contract_case((DEFAULT_TOKEN, STALL), Expected(TRANSIENT, Reason.TIMEOUT), id="timeout"),
-    contract_case((DEFAULT_TOKEN, UNTRUSTED), Expected(TRANSIENT, Reason.CONNECTION), id="untrusted-certificate"),
+    contract_case((DEFAULT_TOKEN, UNTRUSTED), Expected(TRANSIENT, Reason.TLS), id="untrusted-certificate"),
 ]
 
 

@@ -3,7 +3,8 @@
 Each of these receivers is a JSON POST (or PATCH) to a URL that usually holds the secret. The call is made with
 relay's shared aiohttp session under a total deadline that really ends it, never follows a redirect (a credential
 goes only to the host it was configured for), and reads at most ANSWER_LIMIT bytes of the answer. aiohttp's errors
-become delivery errors here, once, holding only the exception's type: their text quotes the URL.
+become delivery errors here, once (`network_error`, also for Slack and PagerDuty, which call through their SDK or
+their own request), holding only the exception's type: their text quotes the URL.
 
     timeout                    transient  timeout
     refused, reset, DNS        transient  connection
@@ -36,6 +37,18 @@ from relay.errors import DeliveryError, PermanentDeliveryError, Reason, Transien
 TIMEOUT = 10.0
 ANSWER_LIMIT = 64 * 1024  # a provider's answer is a few hundred bytes; an echoing proxy's is cut here
 HEADERS = {"Content-Type": "application/json", "User-Agent": "relay"}
+
+# What a caller catches around an HTTP call: everything TABLE translates, nothing else (a bug still surfaces).
+NETWORK_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientError, OSError)
+# The first row an error is an instance of decides: InvalidURL is also a ClientError, TimeoutError (asyncio's and
+# aiohttp's ServerTimeoutError) and ssl.SSLError are also OSErrors.
+TABLE: tuple[tuple[tuple[type[BaseException], ...], type[DeliveryError], Reason], ...] = (
+    ((aiohttp.InvalidURL,), PermanentDeliveryError, Reason.CONFIG),
+    ((TimeoutError,), TransientDeliveryError, Reason.TIMEOUT),
+    ((aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError, ssl.SSLError), TransientDeliveryError,
+     Reason.TLS),
+    (NETWORK_ERRORS, TransientDeliveryError, Reason.CONNECTION),
+)
 
 
 @dataclass(frozen=True)
@@ -76,21 +89,33 @@ async def call(session: aiohttp.ClientSession, method: str, url: str, body: byte
                 timeout=aiohttp.ClientTimeout(total=timeout)) as response:
             raw = await response.content.read(ANSWER_LIMIT)
             status, retry_after = response.status, response.headers.get("Retry-After")
-    except TimeoutError:
-        raise TransientDeliveryError(Reason.TIMEOUT, f"no answer in {timeout:.1f}s") from None
-    except aiohttp.InvalidURL:
-        raise PermanentDeliveryError(Reason.CONFIG, f"the configured {what} is not a usable URL") from None
-    except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError, ssl.SSLError) as exc:
-        raise TransientDeliveryError(Reason.TLS, f"{type(exc).__name__}: the server's certificate is not trusted "
-                                                 "(or TLS failed)") from None
-    except (aiohttp.ClientError, OSError) as exc:
-        raise TransientDeliveryError(Reason.CONNECTION, type(exc).__name__) from None
+    except NETWORK_ERRORS as exc:
+        raise network_error(exc, what, timeout) from None
     text = raw.decode("utf-8", "replace")
     try:
         parsed = json.loads(text) if text.strip() else None
     except ValueError:
         parsed = None
     return Reply(status, retry_after, parsed, text)
+
+
+def network_error(exc: BaseException, what: str, timeout: float | None = None) -> DeliveryError:
+    """The DeliveryError for `exc`, one of NETWORK_ERRORS, raised while calling the configured `what` (e.g.
+    "PagerDuty URL"); `timeout` is the call's limit in seconds, for the detail of a timeout."""
+    for kinds, error, reason in TABLE:
+        if isinstance(exc, kinds):
+            return error(reason, _detail(reason, exc, what, timeout))
+    raise TypeError(f"{type(exc).__name__} is not a network error")  # a caller caught more than NETWORK_ERRORS
+
+
+def _detail(reason: Reason, exc: BaseException, what: str, timeout: float | None) -> str:
+    if reason is Reason.CONFIG:
+        return f"the configured {what} is not usable"
+    if reason is Reason.TIMEOUT and timeout is not None:
+        return f"no answer in {timeout:.1f}s"
+    if reason is Reason.TLS:
+        return f"{type(exc).__name__}: the server's certificate is not trusted (or TLS failed)"
+    return type(exc).__name__
 
 
 def failure(reply: Reply, secrets: Iterable[str | None], *, said: str = "", code: str = "",

@@ -35,6 +35,7 @@ from relay.actions import action_of
 from relay.alerts import Alert, Notification
 from relay.channels.base import parse_retry_after, rendered, scrub, secret_digest
 from relay.channels.deadline import remaining
+from relay.channels.http import NETWORK_ERRORS, network_error
 from relay.channels.threads import Threads, alert_key
 from relay.config.receivers import PagerDutyConfig, ReceiverConfig
 from relay.errors import (
@@ -260,12 +261,8 @@ class PagerDutyChannel:
                     timeout=aiohttp.ClientTimeout(total=timeout)) as response:
                 raw = await response.content.read(ANSWER_LIMIT)
                 status, retry_after = response.status, response.headers.get("Retry-After")
-        except TimeoutError:
-            raise TransientDeliveryError(Reason.TIMEOUT, f"no answer in {timeout:.1f}s") from None
-        except aiohttp.InvalidURL:
-            raise PermanentDeliveryError(Reason.CONFIG, "the configured PagerDuty URL is not usable") from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise TransientDeliveryError(Reason.CONNECTION, type(exc).__name__) from None
+        except NETWORK_ERRORS as exc:
+            raise network_error(exc, "PagerDuty URL", timeout) from None
         try:
             body = json.loads(raw)
         except ValueError:

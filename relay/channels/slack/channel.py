@@ -36,6 +36,7 @@ from relay import summary
 from relay.actions import Action, action_of
 from relay.alerts import Alert, Notification
 from relay.channels.base import parse_retry_after, secret_digest
+from relay.channels.http import NETWORK_ERRORS, network_error
 from relay.channels.slack.actions import MessageState, controls
 from relay.channels.slack.message import build_message
 from relay.channels.slack.perform import Performer
@@ -107,15 +108,6 @@ def reminder_call(anchor: Anchor, message: dict[str, Any]) -> dict[str, Any]:
 def update_call(anchor: Anchor, message: dict[str, Any]) -> dict[str, Any]:
     """The chat.update arguments (an update cannot change who posted the message)."""
     return {"channel": anchor.channel, "ts": anchor.ts, **{k: v for k, v in message.items() if k not in _POST_ONLY}}
-
-
-def network_error(exc: BaseException) -> TransientDeliveryError | PermanentDeliveryError:
-    """Translate an aiohttp failure; its text may hold the URL, so only the type is kept."""
-    if isinstance(exc, TimeoutError):
-        return TransientDeliveryError(Reason.TIMEOUT, type(exc).__name__)
-    if isinstance(exc, aiohttp.InvalidURL):
-        return PermanentDeliveryError(Reason.CONFIG, "the configured Slack URL is not a valid URL")
-    return TransientDeliveryError(Reason.CONNECTION, type(exc).__name__)
 
 
 # webhook: the incoming webhook; post: chat.postMessage without threads; announce / remind / update / reply: the
@@ -327,9 +319,10 @@ class SlackChannel(SlackCalls):
                 await self._perform(notification, action, threads)
             else:
                 await self.make_calls(notification, book, self._make, storms=storms)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise network_error(exc) from None
-        log.debug("slack message delivered", extra={"receiver": self.receiver.name, "notification": notification.id})
+        except NETWORK_ERRORS as exc:
+            raise network_error(exc, "Slack URL", self.timeout) from None
+        log.debug("slack message delivered", extra={"receiver": self.receiver.name,
+                                                    "notification_id": notification.id})
 
     async def _perform(self, notification: Notification, action: Action, threads: Threads | None) -> None:
         """An action row (relay.actions) for this receiver's message: see relay.channels.slack.perform."""
