@@ -13,13 +13,12 @@ import email.policy
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from email.utils import parseaddr
 from typing import Any
 
 from relay.alerts import Notification, WebhookMessage, group_status
 from relay.channels.digest import build_digest
 from relay.channels.email import build_message as email_message
-from relay.channels.email import message_id
+from relay.channels.mail import domain_of, message_id
 from relay.channels.pagerduty import build_events
 from relay.channels.slack.channel import Call, SlackCalls
 from relay.channels.slack.summary import AssumedStorms
@@ -150,8 +149,7 @@ def _email(receiver: ReceiverConfig, notification: Notification, templates: Temp
     replying_to: list[str] = []
     if answered and config.from_:  # as if this receiver had announced them in an earlier notification
         firing = [a.model_copy(update={"status": "firing", "endsAt": GO_ZERO_TIME}) for a in answered]
-        domain = parseaddr(config.from_)[1].rpartition("@")[2] or "relay.invalid"
-        replying_to = [message_id(narrowed(notification, firing), domain)]
+        replying_to = [message_id(narrowed(notification, firing), domain_of(config.from_))]
     message = email_message(notification, templates, receiver, replying_to=replying_to, now=now)
     return f"# {where}\n{message.as_string()}"
 

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import parseaddr
 from html import escape
 
 from relay.alerts import Notification
-from relay.channels.email import assemble_email
+from relay.channels.mail import assemble_email, sender_domain
 from relay.config.receivers import ReceiverConfig
-from relay.errors import PermanentDeliveryError, Reason
 from relay.neutralise import header_text
 from relay.summary import Summary, of
 
@@ -56,10 +54,8 @@ def build_digest(notification: Notification, receiver: ReceiverConfig, *,
     """The digest email of a storm's summary notification."""
     config = receiver.email
     assert config is not None
-    if not config.from_:
-        raise PermanentDeliveryError(Reason.UNCONFIGURED, "email.from (or global.smtp_from) is not set")
+    domain = sender_domain(config)
     digest = of(notification)
     text, html = digest_bodies(digest)
-    domain = parseaddr(config.from_)[1].rpartition("@")[2] or "relay.invalid"
     return assemble_email(notification, receiver, header_text(f"[relay] {digest.title}"), text, html, domain, (),
                     now or datetime.now(UTC))

@@ -19,14 +19,12 @@ In-Reply-To and References, so mail clients show them as one conversation.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import re
 import ssl
 from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import format_datetime, parseaddr
 from html import escape as html_escape
 from typing import Any
 
@@ -34,6 +32,8 @@ import aiosmtplib
 
 from relay.alerts import Notification
 from relay.channels.base import guard_store, rendered, scrub
+from relay.channels.digest import build_digest
+from relay.channels.mail import assemble_email, sender_domain
 from relay.channels.threads import Threads, alert_key
 from relay.config.receivers import EmailConfig, ReceiverConfig
 from relay.errors import DeliveryError, PermanentDeliveryError, Reason, TransientDeliveryError
@@ -46,7 +46,6 @@ log = logging.getLogger(__name__)
 TIMEOUT = 20.0
 IMPLICIT_TLS_PORT = 465
 DEFAULT_PORT = 25
-SUBJECT_LIMIT = 250
 # The whole message, bytes on the wire. Servers refuse 10 MB or more (a permanent failure: a lost alert); 1 MB is
 # hundreds of alerts, more than anyone reads in one email. Alerts past MAX_ALERTS are not even rendered.
 SIZE_LIMIT = 1_000_000
@@ -93,24 +92,15 @@ def tls_context(config: EmailConfig) -> ssl.SSLContext:
     return context
 
 
-def message_id(notification: Notification, domain: str) -> str:
-    """One Message-ID per notification, the same on every attempt, so a retried email is recognised as a copy."""
-    keys = ",".join(f"{a.fingerprint}@{a.startsAt}:{a.status}" for a in notification.alerts)
-    seed = f"{notification.receiver}\n{notification.id}\n{notification.received_at.isoformat()}\n{keys}"
-    return f"<relay.{hashlib.sha256(seed.encode()).hexdigest()[:32]}@{domain}>"
-
-
 def build_message(notification: Notification, templates: Templates, receiver: ReceiverConfig, *,
                   replying_to: Sequence[str] = (), now: datetime | None = None) -> EmailMessage:
     """The rendered message with From/To/Date/Message-ID; a resolve names the emails it answers in In-Reply-To."""
     config = receiver.email
     assert config is not None
-    if not config.from_:
-        raise PermanentDeliveryError(Reason.UNCONFIGURED, "email.from (or global.smtp_from) is not set")
+    domain = sender_domain(config)
     now = now or datetime.now(UTC)
     ctx = context(notification, now=now)
     subject = header_text(templates.render("email", "subject", receiver.templates, ctx))
-    domain = parseaddr(config.from_)[1].rpartition("@")[2] or "relay.invalid"
 
     def assemble(text: str, html: str) -> EmailMessage:
         return assemble_email(notification, receiver, subject, text, html, domain, replying_to, now)
@@ -142,28 +132,6 @@ def _bodies(templates: Templates, receiver: ReceiverConfig, ctx: dict[str, Any],
         end = len(html) if end < 0 else end
         html = f"{html[:end]}<p><strong>{html_escape(note)}</strong>{html_escape(where)}</p>\n{html[end:]}"
     return text, html
-
-
-def assemble_email(notification: Notification, receiver: ReceiverConfig, subject: str, text: str, html: str,
-              domain: str, replying_to: Sequence[str], now: datetime) -> EmailMessage:
-    config = receiver.email
-    assert config is not None and config.from_ is not None
-    group = hashlib.sha256(f"{receiver.name}\n{notification.group.groupKey}".encode()).hexdigest()[:32]
-    message = EmailMessage()
-    message["Subject"] = cut(subject, SUBJECT_LIMIT)
-    message["From"] = config.from_
-    message["To"] = ", ".join(config.to)
-    message["Date"] = format_datetime(now)
-    message["Message-ID"] = message_id(notification, domain)
-    if replying_to:  # RFC 5322 3.6.4: the messages this one answers, so mail clients thread it under them
-        message["In-Reply-To"] = " ".join(replying_to)
-    message["References"] = " ".join([f"<{group}@{domain}>", *replying_to])
-    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to alerts
-    message.set_content(text + "\n", charset="utf-8", cte="quoted-printable")
-    message.add_alternative(html + "\n", subtype="html", charset="utf-8", cte="quoted-printable")
-    # A boundary derived from the content (not random) makes the same notification render to the same bytes.
-    message.set_boundary("=_relay_" + hashlib.sha256(f"{text}\n{html}".encode()).hexdigest()[:24])
-    return message
 
 
 def _scrub(text: str, secret: str | None) -> str:
@@ -247,7 +215,6 @@ class EmailChannel:
 
     async def send(self, notification: Notification, threads: Threads | None = None) -> None:
         if storm_of(notification.lane) is not None:  # a storm's digest (relay.channels.digest)
-            from relay.channels.digest import build_digest
 
             if redraws(notification.group):  # a Slack message's redraw: an email cannot be changed once sent
                 return
