@@ -17,6 +17,7 @@ from typing import Any
 
 from relay.alerts import Notification, WebhookMessage, group_status
 from relay.channels.digest import build_digest
+from relay.channels.discord import requests as discord_requests
 from relay.channels.email import build_message as email_message
 from relay.channels.mail import domain_of, message_id
 from relay.channels.pagerduty import build_events
@@ -107,6 +108,8 @@ def render(receiver: ReceiverConfig, notification: Notification, templates: Temp
         return _email(receiver, notification, templates, now)
     if receiver.webhook is not None:
         return _webhook(receiver, notification, templates, now)
+    if receiver.discord is not None:
+        return _discord(receiver, notification, templates, now)
     return _pagerduty(receiver, notification, templates, now)
 
 
@@ -169,6 +172,17 @@ def _webhook(receiver: ReceiverConfig, notification: Notification, templates: Te
     if is_json(outgoing.content_type):
         return f"{head} (the JSON shown indented)\n" + _json(json.loads(outgoing.body))
     return f"{head}\n{outgoing.body}\n"
+
+
+def _discord(receiver: ReceiverConfig, notification: Notification, templates: Templates, now: datetime) -> str:
+    """The webhook calls DiscordChannel.send makes (the same code decides them), assuming relay knows the message
+    that announced each resolved alert."""
+    shown = {"post": "POST to the webhook URL (a secret: not shown) ?wait=true, a new message (its id is remembered "
+                     "for the resolve)",
+             "edit": "PATCH <webhook URL>/messages/<id of the message that announced these alerts>: the message "
+                     "redrawn, these alerts resolved"}
+    return "".join(f"# {shown[call.step]}\n" + _json(call.body)
+                   for call in discord_requests(notification, templates, receiver, now))
 
 
 def readable_email(text: str) -> str:

@@ -123,6 +123,16 @@ def slack_link(url: object, label: object) -> Markup:
     return Markup(f"<{href.replace('&', '&amp;')}|{slack_escape(label).replace('|', '¦')}>")
 
 
+def md_link(url: object, label: object) -> Markup:
+    """A markdown `[label](url)` link relay vouches for (Discord, Teams): only http(s) URLs, parentheses and spaces
+    in the URL percent-encoded so it cannot end early, the label escaped; '' for anything else."""
+    href = safe_url(url)
+    if not href:
+        return Markup("")
+    href = href.replace("(", "%28").replace(")", "%29").replace("<", "%3C").replace(">", "%3E")
+    return Markup(f"[{markdown_escape(label)}]({href})")
+
+
 def silence_url(external_url: str, labels: Mapping[str, str]) -> str:
     """A link into Alertmanager's UI that opens a new silence prefilled with the alert's labels."""
     if not safe_url(external_url):
@@ -325,7 +335,7 @@ class Templates:
         self._loaded: dict[tuple[str, str, str], jinja2.Template] = {}  # (integration, part, file) -> template
         for env in self._envs.values():
             env.filters.update(reltime=_reltime, clock=clock, lasted=lasted, safe_url=safe_url)
-            env.globals.update(silence_url=silence_url, slack_link=slack_link)
+            env.globals.update(silence_url=silence_url, slack_link=slack_link, md_link=md_link)
 
     @property
     def where(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import aiohttp
 
 from relay.channels.base import Channel
+from relay.channels.discord import DiscordChannel
 from relay.channels.email import EmailChannel
 from relay.channels.pagerduty import PagerDutyChannel
 from relay.channels.slack import SlackChannel
@@ -22,4 +23,6 @@ def build_channel(receiver: ReceiverConfig, templates: Templates, session: aioht
         return EmailChannel(receiver, templates)
     if integration == "webhook":
         return WebhookChannel(receiver, templates, session)
+    if integration == "discord":
+        return DiscordChannel(receiver, templates, session)
     return PagerDutyChannel(receiver, templates, session)

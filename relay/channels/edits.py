@@ -1,0 +1,140 @@
+"""Which provider message announced which alert, so a resolve edits that message (Discord, Telegram).
+
+Like Slack's threads (relay.channels.slack.threads), through the store's message references: per alert episode
+(relay.channels.threads) `{"message": ID}` where it was announced, and per message (`<integration>-message:ID`)
+the alerts it showed, so the edit after a resolve redraws the whole message with those alerts resolved, also when
+only some of them resolved, also after a restart. A record that cannot be read counts as absent: that resolve is
+then a new message, never an error (when in doubt, deliver).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from pydantic import ValidationError
+
+from relay.alerts import Alert, Notification, WebhookMessage, group_status
+from relay.channels.base import guard_store
+from relay.channels.threads import Threads, alert_key
+
+
+def narrowed(notification: Notification, alerts: Sequence[Alert]) -> Notification:
+    """The notification holding only these alerts (its status follows them)."""
+    group = notification.group.model_copy(update={"alerts": list(alerts), "status": group_status(list(alerts))})
+    return dataclasses.replace(notification, group=group)
+
+
+@dataclass(frozen=True)
+class Edit:
+    """A message to redraw: its id, and what it shows now (its alerts, those of this resolve resolved)."""
+
+    message: str
+    shows: Notification
+    resolved: list[Alert]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The edits for resolved alerts whose message relay knows, then one new message for every other alert."""
+
+    edits: list[Edit]
+    new: Notification | None
+
+
+class Messages(Protocol):
+    """What a channel that edits its messages reads and writes while it sends (StoredMessages over the store)."""
+
+    async def plan(self, notification: Notification) -> Plan: ...
+
+    async def posted(self, message: str, shown: Notification) -> None: ...
+
+    async def edited(self, edit: Edit) -> None: ...
+
+
+def plan_for(notification: Notification, refs: dict[str, str], originals: dict[str, WebhookMessage]) -> Plan:
+    """The plan given the alert records found (alert_key -> message id) and the messages' records."""
+    by_message: dict[str, list[Alert]] = {}
+    others: list[Alert] = []
+    for alert in notification.alerts:
+        message = refs.get(alert_key(alert)) if alert.status == "resolved" else None
+        if message:
+            by_message.setdefault(message, []).append(alert)
+        else:
+            others.append(alert)
+    edits = []
+    for message, resolved in by_message.items():
+        original = originals.get(message)
+        now = {alert_key(a): a for a in resolved}
+        alerts = [now.pop(alert_key(a), a) for a in original.alerts] if original is not None else []
+        alerts += list(now.values())  # resolved alerts the record does not show (or no record at all)
+        edits.append(Edit(message, narrowed(notification, alerts), resolved))
+    return Plan(edits, narrowed(notification, others) if others else None)
+
+
+def _message_of(ref: str | None) -> str | None:
+    try:
+        value = json.loads(ref) if ref else None
+    except ValueError:
+        return None
+    message = value.get("message") if isinstance(value, dict) else None
+    return message if isinstance(message, str) and message else None
+
+
+class StoredMessages:
+    """The message records of one receiver in the store; store failures make the delivery transient."""
+
+    def __init__(self, threads: Threads, integration: str) -> None:
+        self.threads = threads
+        self.prefix = f"{integration}-message:"
+
+    async def plan(self, notification: Notification) -> Plan:
+        resolved = [a for a in notification.alerts if a.status == "resolved"]
+        found = await guard_store(self.threads.find(resolved)) if resolved else {}
+        refs = {key: m for key, ref in found.items() if (m := _message_of(ref))}
+        keys = sorted({self.prefix + m for m in refs.values()})
+        records = await guard_store(self.threads.store.find_refs(self.threads.receiver, keys)) if keys else {}
+        originals = {}
+        for key, record in records.items():
+            try:
+                originals[key.removeprefix(self.prefix)] = WebhookMessage.model_validate(json.loads(record)["group"])
+            except (KeyError, TypeError, ValueError, ValidationError):
+                continue
+        return plan_for(notification, refs, originals)
+
+    async def posted(self, message: str, shown: Notification) -> None:
+        """Record the message first, then point its firing alerts at it: a failure in between re-posts, it never
+        leaves an alert pointing at a message with no record."""
+        firing = [a for a in shown.alerts if a.status == "firing"]
+        if not firing:  # nothing in it will resolve later
+            return
+        await self._put(message, shown)
+        await guard_store(self.threads.remember(firing, json.dumps({"message": message})))
+
+    async def edited(self, edit: Edit) -> None:
+        await self._put(edit.message, edit.shows)
+
+    async def _put(self, message: str, shown: Notification) -> None:
+        record = json.dumps({"group": shown.group.model_dump(mode="json")})
+        await guard_store(self.threads.store.remember_refs(self.threads.receiver, [self.prefix + message], record))
+
+
+@dataclass(frozen=True)
+class AssumedMessages:
+    """What a preview assumes: every resolved alert was announced in message `message`, which showed just those
+    alerts; nothing is written."""
+
+    message: str
+
+    async def plan(self, notification: Notification) -> Plan:
+        refs = {alert_key(a): self.message for a in notification.alerts if a.status == "resolved"}
+        return plan_for(notification, refs, {})
+
+    async def posted(self, message: str, shown: Notification) -> None:
+        return None
+
+    async def edited(self, edit: Edit) -> None:
+        return None
