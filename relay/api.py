@@ -86,8 +86,9 @@ def _ids(text: str | None) -> tuple[int, ...]:
     return tuple(_id(part) for part in text.split(",")[:1000] if part.strip())
 
 
-def _error(message: str, status: int) -> JSONResponse:
-    return JSONResponse({"status": "error", "error": message}, status_code=status)
+def _error(message: str, status: int, reason: str | None = None) -> JSONResponse:
+    body = {"status": "error", "error": message, **({"reason": reason} if reason else {})}
+    return JSONResponse(body, status_code=status)
 
 
 def authorized(handler: Handler) -> Handler:
@@ -186,6 +187,6 @@ async def retry_dead_letter(request: Request, notification_id: int) -> Response:
     outcome = await state.store.replay(notification_id, now, now - state.settings.retention_hours * 3600)
     if outcome != "replayed":
         status, error = REPLAY_REFUSED[outcome]
-        return _error(error.format(id=notification_id), status)
+        return _error(error.format(id=notification_id), status, reason=outcome)
     state.dispatcher.wake()
     return JSONResponse({"status": "replayed", "id": notification_id})

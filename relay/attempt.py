@@ -157,9 +157,10 @@ class Attempts:
             since = alert.ends_at if alert.status == "resolved" else alert.starts_at
             if since is not None:
                 metrics.alert_to_delivery.labels(integration).observe(max(0.0, now - since.timestamp()))
-        log.info("delivered notification %d to %s (%s, %d alerts, attempt %d)", notification.id,
-                 notification.receiver, notification.status, len(notification.alerts), notification.attempts + 1,
-                 extra=delivery_fields(notification, "delivered", None, now))
+        count = len(notification.alerts)
+        log.info("delivered notification %d to %s (%s, %d alert%s, attempt %d)", notification.id,
+                 notification.receiver, notification.status, count, "" if count == 1 else "s",
+                 notification.attempts + 1, extra=delivery_fields(notification, "delivered", None, now))
         receiver = notification.receiver
         if receiver in self._backing_off and now - self._brought_forward.get(receiver, 0.0) >= BRING_FORWARD_EVERY:
             await self._recovered(receiver, now)

@@ -119,7 +119,12 @@ class Rejected(RelayError):
 
 
 class AdminError(RelayError):
-    """The running relay could not be reached or refused; the message is for the terminal."""
+    """The running relay could not be reached or refused; the message is for the terminal, `reason` is the API's
+    own word for a refusal when it gave one (a dead letter not replayed because its alerts have `resolved`)."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class DeliveryUnfinished(RelayError):

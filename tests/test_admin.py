@@ -88,7 +88,7 @@ async def test_a_stuck_notification_is_named_by_test_alert_and_can_be_cancelled(
         code, out = await run_relay("test-alert", "--alertname", "Stuck", "--label", "try=2", "--timeout", "1",
                                     "--url", relay.url, env=env)
         assert code == 1
-        assert (f"not yet sent; it waits behind notification {stuck['id']} of its lane (pending, 1 attempts, "
+        assert (f"not yet sent; it waits behind notification {stuck['id']} of its lane (pending, 1 attempt, "
                 f"last error: server_error: HTTP 500") in out, out
         assert f"`relay notifications cancel {stuck['id']}` would let it go" in out
 
@@ -103,3 +103,69 @@ async def test_a_stuck_notification_is_named_by_test_alert_and_can_be_cancelled(
         code, out = await run_relay("notifications", "cancel", str(stuck["id"]), "--url", relay.url, env=env)
         assert code == 1 and "no pending notification" in out
     assert len(providers.slack.messages) == 1  # the cancelled one was never sent
+
+
+async def test_retry_all_replays_a_lane_oldest_first_and_reports_what_resolved_since(
+        tmp_path: Path, providers: Providers, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slack unconfigured: an alert's firing and its resolve both dead-letter. Once Slack is set, `retry --all` puts
+    the firing back first, so Slack reads FIRING then RESOLVED. A firing whose resolve went out meanwhile is
+    reported as not replayed, and that is not a failed command."""
+    slack_url = providers.env["SLACK_WEBHOOK_URL"]
+    monkeypatch.delenv("SLACK_WEBHOOK_URL")
+    settings = relay_settings(tmp_path, providers.routes, admin_token=ADMIN)
+    env = {"RELAY_ADMIN_TOKEN": ADMIN}
+    async with running_relay(settings) as relay:
+        for status in ("firing", "resolved"):
+            assert (await relay.post(webhook("DiskFull", "warning", status))).status_code == 200
+        early = (await relay.post(webhook("CpuHot", "warning"))).json()["receivers"]["slack-alerts"]
+
+        async def dead(count: int) -> bool:
+            return len(await relay.history(state="dead")) == count
+
+        await poll_until(lambda: dead(3))
+        monkeypatch.setenv("SLACK_WEBHOOK_URL", slack_url)
+        assert (await relay.admin("POST", "/-/reload")).status_code == 200
+        assert (await relay.post(webhook("CpuHot", "warning", "resolved"))).status_code == 200
+        await providers.slack.wait_for(1)  # CpuHot's resolve, sent while its firing is a dead letter
+
+        code, out = await run_relay("dead-letters", "retry", "--all", "--url", relay.url, env=env)
+        assert code == 0, out
+        lines = out.splitlines()
+        assert [int(line.split(":")[0]) for line in lines] == sorted(int(line.split(":")[0]) for line in lines)
+        assert f"{early['notification_id']}: dead letter {early['notification_id']} was not replayed: its alerts " \
+               "have resolved since" in out
+        assert out.count(": replayed") == 2
+        messages = await providers.slack.wait_for(3)
+        disk = [m["text"].split("\n")[0] for m in messages if "DiskFull" in m["text"]]
+        assert [line.split("]")[0] for line in disk] == [":red_circle: [FIRING:1", ":white_check_mark: [RESOLVED"]
+        code, out = await run_relay("dead-letters", "retry", "--all", "--url", relay.url, env=env)
+        assert code == 0 and "was not replayed: its alerts have resolved since" in out, out  # it stays, reported
+        code, out = await run_relay("dead-letters", "purge", "--all", "--url", relay.url, env=env)
+        assert (code, out.strip()) == (0, f"{early['notification_id']}: purged")
+        code, out = await run_relay("dead-letters", "retry", "--all", "--url", relay.url, env=env)
+        assert (code, out.strip()) == (0, "nothing to do: no dead letters")
+        code, out = await run_relay("dead-letters", "retry", "--url", relay.url, env=env)
+        assert code == 2 and "name dead-letter ids, or --all" in out
+
+
+async def test_dead_letters_show_says_a_pending_notification_is_not_dead(
+        tmp_path: Path, providers: Providers) -> None:
+    settings = relay_settings(tmp_path, providers.routes, admin_token=ADMIN, retry_initial_seconds=300,
+                              retry_max_seconds=600)
+    providers.slack.fail_all(500)
+    async with running_relay(settings) as relay:
+        body = (await relay.post(webhook("DiskFull", "warning"))).json()
+        notification_id = body["receivers"]["slack-alerts"]["notification_id"]
+
+        async def tried() -> bool:
+            return [r["attempts"] for r in await relay.history()] == [1]
+
+        await poll_until(tried)
+        code, out = await run_relay("dead-letters", "show", str(notification_id), "--url", relay.url,
+                                    env={"RELAY_ADMIN_TOKEN": ADMIN})
+    assert code == 0, out
+    first, second = out.splitlines()[:2]
+    assert first.startswith(f"notification {notification_id} is not a dead letter: it is pending, relay is still "
+                            "trying to deliver it (1 attempt so far; next attempt ")
+    assert second == f"notification {notification_id} to slack-alerts (slack): pending"
+    assert ", 1 attempt, last error: server_error: HTTP 500" in out

@@ -34,6 +34,17 @@ def command(sub: Any, name: str, summary: str, description: str, examples: list[
     return parser
 
 
+def counted(n: int, noun: str) -> str:
+    """`1 attempt`, `2 attempts`: a count with its noun, singular for one."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def unreachable(url: object, exc: Exception) -> str:
+    """What to do when the running relay does not answer: most often it is not running, or listens elsewhere."""
+    return (f"cannot reach relay at {url} ({type(exc).__name__}): is `relay serve` running? it listens on "
+            "RELAY_HOST:RELAY_PORT (default 127.0.0.1:8080); --url names another address")
+
+
 def labels(pairs: list[str]) -> dict[str, str]:
     """`k=v` arguments as a dict; a pair without `=` or without a name is a usage error."""
     out = {}

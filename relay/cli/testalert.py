@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from relay.cli import admin
-from relay.cli.common import ADMIN_ENVIRONMENT, URL_HELP, command, labels
+from relay.cli.common import ADMIN_ENVIRONMENT, URL_HELP, command, counted, labels, unreachable
 from relay.errors import AdminError, StartupError, UsageError
 from relay.fingerprint import fingerprint
 from relay.settings import Settings
@@ -155,7 +155,8 @@ def _behind(row: dict[str, Any]) -> str:
         return ""
     error = f", last error: {ahead['last_error']}" if ahead.get("last_error") else ""
     return (f"; it waits behind notification {ahead['id']} of its lane ({ahead['state']}, "
-            f"{ahead['attempts']} attempts{error}); `relay notifications cancel {ahead['id']}` would let it go")
+            f"{counted(ahead['attempts'], 'attempt')}{error}); "
+            f"`relay notifications cancel {ahead['id']}` would let it go")
 
 
 def report(summary: dict[str, Any], rows: list[dict[str, Any]]) -> tuple[str, bool]:
@@ -196,7 +197,7 @@ async def _through_relay(args: argparse.Namespace, settings: Settings, payload: 
         try:
             answer = await client.post("/webhook", json=payload)
         except httpx.HTTPError as exc:
-            raise AdminError(f"cannot reach relay at {url}: {type(exc).__name__}") from exc
+            raise AdminError(unreachable(url, exc)) from exc
         if answer.status_code != 200:
             raise AdminError(f"webhook answered {answer.status_code}: {answer.text}")
         remember(payload["alerts"][0])

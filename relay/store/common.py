@@ -94,6 +94,8 @@ def replay(d: Dialect, notification_id: int, now: float, forgotten_before: float
     too_old = row["received_at"] < forgotten_before
     found = yield _rows(q["resolved_keys"], row["receiver"], [key_part(a.fingerprint) for a in group.alerts])
     resolved = {(r["fingerprint"], r["starts_at"]) for r in found}
+    if resolved:  # a resolve that is a dead letter of the same lane itself was never sent: nothing was closed yet
+        resolved -= (yield from _unsent_resolves(q, row["lane"], notification_id))
     kept = [a for a in group.alerts if a.status == "resolved"
             or (not too_old and (key_part(a.fingerprint), dedup_time(a.startsAt)) not in resolved)]
     if not kept:
@@ -104,6 +106,20 @@ def replay(d: Dialect, notification_id: int, now: float, forgotten_before: float
         payload = group.model_copy(update={"alerts": kept, "status": group_status(kept)}).model_dump_json()
     changed = yield _count(q["replay"], now, notification_id, payload)
     return "replayed" if changed else "missing"
+
+
+def _unsent_resolves(q: Mapping[str, str], lane: str, notification_id: int) -> Script:
+    """The (fingerprint, startsAt) episodes whose resolve is a later dead letter of this lane. Replaying their firing
+    re-opens nothing the provider saw closed, and `dead-letters retry` replays the lane oldest first, so the firing
+    goes out before that resolve."""
+    unsent: set[tuple[str, str]] = set()
+    for later in (yield _rows(q["dead_after"], lane, notification_id)):
+        try:
+            alerts = WebhookMessage.model_validate_json(later["payload"]).alerts
+        except ValueError:
+            continue  # a payload set aside as unreadable proves nothing
+        unsent |= {(key_part(a.fingerprint), dedup_time(a.startsAt)) for a in alerts if a.status == "resolved"}
+    return unsent
 
 
 def stats(d: Dialect) -> Script:

@@ -211,6 +211,23 @@ async def test_replay_never_reopens_an_alert_that_already_resolved(store: Store)
     assert (await store.stats(now)).dead == {"slack-alerts": 1}
 
 
+async def test_a_firing_whose_resolve_is_a_dead_letter_too_is_replayed_before_it(store: Store) -> None:
+    """Both dead (Slack unconfigured): the resolve was never sent, so the firing re-opens nothing; replayed oldest
+    first, the lane sends the firing, then the resolve."""
+    now = time.time()
+    ids = []
+    for name in ("firing-poddown.json", "resolved-poddown.json"):
+        [result] = await store.enqueue([candidate(name)], now)
+        [claimed] = (await store.claim("w1", 10, now, 60)).claimed
+        await store.dead_letter(claimed.notification.id, "w1", Attempt(now, 0.1, "dead", "unconfigured"))
+        ids.append(result.notification_id)
+    assert [await store.replay(i, now + 1) for i in ids] == ["replayed", "replayed"]
+    for expected in ids:
+        [claimed] = (await store.claim("w1", 10, now + 2, 60)).claimed
+        assert claimed.notification.id == expected
+        await store.complete(claimed.notification.id, "w1", Attempt(now + 2, 0.1, "delivered"))
+
+
 async def test_claim_respects_room_per_receiver(store: Store) -> None:
     now = time.time()
     await store.enqueue([candidate("firing-poddown.json"), candidate("firing-highlatency-group2.json")], now)

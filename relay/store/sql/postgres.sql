@@ -159,8 +159,12 @@ WHERE state = 'pending' AND receiver = $2 AND attempts > 0 AND next_attempt_at >
   AND NOT rate_limited
 
 -- dead_row --
--- Dead letter $1's receiver, payload and age, locked for its replay
-SELECT receiver, payload, received_at FROM notifications WHERE id = $1 AND state = 'dead' FOR UPDATE
+-- Dead letter $1's receiver, lane, payload and age, locked for its replay
+SELECT receiver, lane, payload, received_at FROM notifications WHERE id = $1 AND state = 'dead' FOR UPDATE
+
+-- dead_after --
+-- The dead letters of lane $1 after notification $2: a resolve among them was never sent
+SELECT payload FROM notifications WHERE lane = $1 AND id > $2 AND state = 'dead' ORDER BY id
 
 -- resolved_keys --
 -- Which of these alert fingerprints ($2) already had their resolve notified to receiver $1

@@ -76,8 +76,12 @@ WHERE state = 'pending' AND receiver = ? AND attempts > 0 AND next_attempt_at > 
   AND NOT rate_limited
 
 -- dead_row --
--- A dead letter's receiver, payload and age, for replay: ?1 id
-SELECT receiver, payload, received_at FROM notifications WHERE id = ?1 AND state = 'dead'
+-- A dead letter's receiver, lane, payload and age, for replay: ?1 id
+SELECT receiver, lane, payload, received_at FROM notifications WHERE id = ?1 AND state = 'dead'
+
+-- dead_after --
+-- The dead letters of lane ?1 after notification ?2: a resolve among them was never sent
+SELECT payload FROM notifications WHERE lane = ?1 AND id > ?2 AND state = 'dead' ORDER BY id
 
 -- resolved_keys --
 -- Which of these alert fingerprints (?2, a JSON array) already had their resolve notified to receiver ?1
