@@ -53,13 +53,17 @@ async def metrics_endpoint(request: Request) -> Response:
 
 async def _heartbeat_metrics(state: Services, now: float) -> None:
     """Read from the store, so every replica exports the same values (not what reached this one)."""
-    beats = [h.name for h in state.runtime.routes.spec.heartbeats] if state.runtime.routes else []
+    beats = state.runtime.routes.spec.heartbeats if state.runtime.routes else []
     try:
-        stored = {s.name: s for s in await state.store.heartbeats((), now)} if beats else {}
+        stored = {s.name: s for s in await state.store.heartbeats({}, now)} if beats else {}
     except StoreUnavailable:
         return
-    metrics.set_heartbeats({name: (stored[name].last_seen, stored[name].missing_since is not None) if name in stored
-                            else (None, False) for name in beats})
+    out: dict[str, tuple[float | None, bool, bool]] = {}
+    for beat in beats:
+        found = stored.get(beat.name)
+        last_seen = found.last_seen if found else None
+        out[beat.name] = (last_seen, found is not None and found.missing_since is not None, beat.armed(last_seen))
+    metrics.set_heartbeats(out)
 
 
 async def reload(request: Request) -> Response:

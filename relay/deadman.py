@@ -2,9 +2,14 @@
 
 Every replica checks; the store's conditional updates let one of them change a
 heartbeat's state and enqueue its notice in the same transaction, so replicas
-send one notice, and a crash cannot lose it. A relay that was not running could
-not have received a heartbeat, so each process waits `max_silence` from its own
-start (or from the reload that added the heartbeat) before it calls one missing.
+send one notice, and a crash cannot lose it.
+
+The deadline is the store's, never a process's start (issue 20 #9: a relay restarting more often than
+`max_silence` never called the Watchdog missing): `max_silence` after it last arrived, or after relay began
+watching for it. Each check marks the heartbeat checked; only when no relay checked it for longer than
+`max_silence` (none was running, so none could hear it) is it watched again from that check, so a planned
+downtime does not page by itself and a crash loop postpones nothing. A heartbeat that has never arrived is not
+armed unless it says `arm: start` (issue 22: a relay started to try it does not page); relay says so at start.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from relay import metrics, outbox, stages
 from relay.config.durations import format_duration
 from relay.config.routes import Routes
 from relay.config.runtime import Runtime
-from relay.heartbeat import HeartbeatConfig, notice, notice_group
+from relay.heartbeat import HeartbeatConfig, notice, notice_group, silent_for
 from relay.outbox import Intake
 from relay.store.base import HeartbeatState, Store
 
@@ -33,7 +38,7 @@ class DeadMan:
         self.runtime = runtime
         self.intake = intake
         self.checked_at = 0.0  # when the last complete check began
-        self._listening: dict[str, float] = {}  # heartbeat -> since when this process has it configured
+        self._unarmed: set[str] = set()  # heartbeats this process said are not armed yet (it says when they are)
         self._nudge = asyncio.Event()
 
     def wake(self) -> None:
@@ -51,23 +56,37 @@ class DeadMan:
     async def check(self, now: float) -> None:
         routes = self.runtime.routes
         beats = routes.spec.heartbeats if routes else []
-        configured = {beat.name for beat in beats}
-        self._listening = {name: self._listening.get(name, now) for name in configured}
         if routes is None or not beats:
             self.checked_at = now
             return
-        states = {state.name: state for state in await self.store.heartbeats(sorted(configured), now)}
+        watch = {beat.name: beat.max_silence.total_seconds() for beat in beats}
+        states = {state.name: state for state in await self.store.heartbeats(watch, now)}
         for beat in beats:
             state = states.get(beat.name)
             if state is not None:
+                self._say_armed(beat, state)
                 await self._check_one(routes, beat, state, now)
         self.checked_at = now
+
+    def _say_armed(self, beat: HeartbeatConfig, state: HeartbeatState) -> None:
+        """Warn once while a heartbeat is not armed (none has arrived yet), and say when the first one arms it."""
+        armed = beat.armed(state.last_seen)
+        if not armed and beat.name not in self._unarmed:
+            self._unarmed.add(beat.name)
+            log.warning("heartbeat %s is not armed: no %s alert has reached relay yet, so relay does not page "
+                        "while none arrives; it will once one has arrived and then none for %s (set arm: start "
+                        "to page when none arrives within %s)", beat.name, beat.alert_label,
+                        format_duration(beat.max_silence), format_duration(beat.max_silence))
+        elif armed and beat.name in self._unarmed:
+            self._unarmed.discard(beat.name)
+            log.info("heartbeat %s is armed: the first %s arrived; relay pages if none arrives for %s",
+                     beat.name, beat.alert_label, format_duration(beat.max_silence))
 
     async def _check_one(self, routes: Routes, beat: HeartbeatConfig, state: HeartbeatState, now: float) -> None:
         if state.missing_since is None:
             silent_since = now - beat.max_silence.total_seconds()
-            heard = state.last_seen if state.last_seen is not None else state.watched_since
-            if heard >= silent_since or self._listening[beat.name] > silent_since:
+            heard = max(state.last_seen or state.watched_since, state.watched_since)
+            if not beat.armed(state.last_seen) or heard >= silent_since:
                 return
             group = notice_group(beat, now, state.last_seen, state.watched_since)
             missing = notice(beat, routes.receivers, group)
@@ -78,13 +97,15 @@ class DeadMan:
                           format_duration(beat.max_silence),
                           ", ".join(r.receiver for r in results) or "nobody (no receiver left)")
         elif state.last_seen is not None and state.last_seen > state.missing_since:
-            group = notice_group(beat, state.missing_since, state.last_seen, state.watched_since, state.last_seen)
+            group = notice_group(beat, state.missing_since, state.last_seen, state.watched_since, state.last_seen,
+                                 state.heard_at)
             back, since = notice(beat, routes.receivers, group), state.missing_since
             results = await outbox.put(self.intake, None, lambda _: self.store.heartbeat_recovered(
                 beat.name, since, now, back))
             if results is not None:
-                log.warning("heartbeat %s arrives again (missing for %.0fs); telling %s", beat.name,
-                            state.last_seen - state.missing_since, ", ".join(r.receiver for r in results))
+                heard = state.heard_at if state.heard_at is not None else since - beat.max_silence.total_seconds()
+                log.warning("heartbeat %s arrives again (none had arrived for %s); telling %s", beat.name,
+                            silent_for(heard, state.last_seen), ", ".join(r.receiver for r in results))
         else:
             return
         for result in results or ():

@@ -6,13 +6,18 @@ broken and nothing else would tell anyone. A heartbeat alert is consumed (never
 routed); its absence and its return become an ordinary Alertmanager-style group
 (`RelayHeartbeatMissing`, firing then resolved), so it is rendered, deduplicated,
 threaded and resolved like any other alert. relay.deadman runs the checks.
+
+When the switch arms (`arm`): by default once the first heartbeat has arrived, so a relay that no Alertmanager
+talks to yet (one started to try it) does not page, and says so at start and in `relay_heartbeat_armed`; with
+`arm: start`, also when none ever arrives within `max_silence` of relay first watching for it. Either way the
+clock is the store's (relay.store.base.Store.heartbeats), never a process's start.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -42,6 +47,9 @@ class HeartbeatConfig(BaseModel):
     max_silence: Duration
     receivers: list[str] = Field(min_length=1)
     annotations: dict[str, str] = Field(default_factory=dict)
+    # first_arrival: missing only after one has arrived; start: also if none arrives within max_silence of relay
+    # first watching for it (a routes.yaml for a pipeline known to send it).
+    arm: Literal["first_arrival", "start"] = "first_arrival"
 
     @field_validator("matchers", mode="before")
     @classmethod
@@ -57,6 +65,10 @@ class HeartbeatConfig(BaseModel):
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all(m.matches(labels) for m in self.matchers)
+
+    def armed(self, last_seen: float | None) -> bool:
+        """Whether relay may call this heartbeat missing, given when it last arrived (None: never)."""
+        return self.arm == "start" or last_seen is not None
 
     @property
     def alert_label(self) -> str:
@@ -89,10 +101,16 @@ def _when(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def silent_for(heard_at: float, returned_at: float) -> str:
+    """How long none arrived, as the return's log line and notice say it: `8m0s`."""
+    seconds = max(0.0, returned_at - heard_at)
+    return format_duration(timedelta(seconds=seconds)) if seconds >= 60 else f"{seconds:.0f}s"
+
+
 def notice_group(beat: HeartbeatConfig, missing_since: float, last_seen: float | None, watched_since: float,
-                 returned_at: float | None = None) -> WebhookMessage:
+                 returned_at: float | None = None, heard_at: float | None = None) -> WebhookMessage:
     """The missing notice as Alertmanager would have sent it: one alert, startsAt = when relay found it missing;
-    with `returned_at`, its resolve.
+    with `returned_at`, its resolve (`heard_at`: when it was last heard of before it went missing).
 
     The resolve carries the same labels and startsAt, so dedup, Slack threads and PagerDuty's dedup_key treat it
     as the end of that episode.
@@ -101,8 +119,10 @@ def notice_group(beat: HeartbeatConfig, missing_since: float, last_seen: float |
     labels = {"alertname": ALERTNAME, "severity": "critical", "heartbeat": beat.name}
     silence = format_duration(beat.max_silence)
     if returned_at is not None:
-        description = (f"relay receives the {beat.alert_label} heartbeat again (at {_when(returned_at)}); it was "
-                       f"missing from {_when(missing_since)}. Alerts raised meanwhile may have been lost or delayed.")
+        heard = heard_at if heard_at is not None else missing_since - beat.max_silence.total_seconds()
+        description = (f"relay receives the {beat.alert_label} heartbeat again (at {_when(returned_at)}); none had "
+                       f"arrived for {silent_for(heard, returned_at)} (since {_when(heard)}). Alerts raised "
+                       "meanwhile may have been lost or delayed.")
     else:
         since = (f"since {_when(last_seen)}" if last_seen is not None
                  else f"since it started watching for it at {_when(watched_since)}")

@@ -66,13 +66,20 @@ heartbeat_missing = Gauge("relay_heartbeat_missing", "1 while relay reports a co
                           ["heartbeat"])
 
 
-def set_heartbeats(states: dict[str, tuple[float | None, bool]]) -> None:
-    """Publish the heartbeats configured now (name -> last seen, missing); removed ones disappear."""
+heartbeat_armed = Gauge("relay_heartbeat_armed",
+                        "1 when relay would report a configured heartbeat missing; 0 while it waits for the first one "
+                        "to arrive (routes.yaml arm: first_arrival, the default).", ["heartbeat"])
+
+
+def set_heartbeats(states: dict[str, tuple[float | None, bool, bool]]) -> None:
+    """Publish the heartbeats configured now (name -> last seen, missing, armed); removed ones disappear."""
     heartbeat_last_seen.clear()
     heartbeat_missing.clear()
-    for name, (last_seen, missing) in states.items():
+    heartbeat_armed.clear()
+    for name, (last_seen, missing, armed) in states.items():
         heartbeat_last_seen.labels(name).set(last_seen or 0.0)
         heartbeat_missing.labels(name).set(int(missing))
+        heartbeat_armed.labels(name).set(int(armed))
 
 storm_active = Gauge("relay_storm_active", "1 while relay folds a receiver's backlog into summaries (an alert storm).",
                      ["receiver"])

@@ -119,12 +119,15 @@ class OutboxStats:
 @dataclass(frozen=True)
 class HeartbeatState:
     """What the store knows of one heartbeat (epoch seconds): relay's clock when it last arrived (None: never),
-    since when it is watched, and since when it is missing (None: it is not)."""
+    since when it is watched (first watched, or watched again after no relay checked it for longer than its
+    max_silence), since when it is missing (None: it is not), and, while missing, when it was last heard of before
+    (its last arrival, or when relay began watching if none ever came)."""
 
     name: str
     last_seen: float | None
     watched_since: float
     missing_since: float | None
+    heard_at: float | None = None
 
 
 # Why what was left of an escalation ended (relay.escalation): someone acknowledged or silenced the alert, it
@@ -374,14 +377,17 @@ class Store(Protocol):
     async def heartbeat_seen(self, names: Sequence[str], now: float) -> None:
         """A firing heartbeat alert arrived: its last-seen time becomes `now` (never goes back)."""
 
-    async def heartbeats(self, watch: Sequence[str], now: float) -> list[HeartbeatState]:
-        """Every stored heartbeat; those named in `watch` that are not stored yet are watched from `now` on."""
+    async def heartbeats(self, watch: Mapping[str, float], now: float) -> list[HeartbeatState]:
+        """Every stored heartbeat, after checking those in `watch` (name -> its max_silence in seconds) at `now`:
+        one not stored yet is watched from `now`; one that no relay checked for longer than its max_silence (none
+        was running to hear it) is watched again from `now`; each is marked checked at `now`. The clock is in the
+        store, so a restart or a crash loop does not restart it (issue 20 #9). An empty `watch` only reads."""
 
     async def heartbeat_missing(self, name: str, silent_since: float, now: float,
                                 notice: list[Candidate]) -> list[Enqueued] | None:
         """If the heartbeat is not missing and neither arrived nor was watched since `silent_since`, mark it missing
-        since `now` and enqueue `notice` in the same transaction; None when it arrived meanwhile or another replica
-        already did it (only one replica's notice is written)."""
+        since `now` (keeping when it was last heard of) and enqueue `notice` in the same transaction; None when it
+        arrived meanwhile or another replica already did it (only one replica's notice is written)."""
 
     async def heartbeat_recovered(self, name: str, missing_since: float, now: float,
                                   notice: list[Candidate]) -> list[Enqueued] | None:

@@ -335,10 +335,15 @@ class PostgresStore(common.Scripted):
         async with self._conn() as conn:
             await conn.execute(Q["heartbeat_seen"], sorted(names), now)
 
-    async def heartbeats(self, watch: Sequence[str], now: float) -> list[HeartbeatState]:
-        async with self._conn() as conn:
-            rows = await conn.fetch(Q["heartbeats"], sorted(watch), now)
-        return [HeartbeatState(*row) for row in rows]
+    async def heartbeats(self, watch: Mapping[str, float], now: float) -> list[HeartbeatState]:
+        if not watch:
+            async with self._conn() as conn:
+                return [HeartbeatState(*row) for row in await conn.fetch(Q["heartbeats"])]
+        names = sorted(watch)
+        async with self._tx() as conn:
+            await conn.execute(Q["heartbeat_watch"], names, now)
+            await conn.execute(Q["heartbeat_listen"], names, now, [watch[n] for n in names])
+            return [HeartbeatState(*row) for row in await conn.fetch(Q["heartbeats"])]
 
     async def heartbeat_missing(self, name: str, silent_since: float, now: float,
                                 notice: list[Candidate]) -> list[Enqueued] | None:

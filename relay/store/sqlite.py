@@ -372,16 +372,19 @@ class SqliteStore(common.Scripted):
 
     async def heartbeat_seen(self, names: Sequence[str], now: float) -> None:
         # Not fsynced: a power cut may undo it, and the next heartbeat (a minute later) says the same again.
-        await self._call(lambda conn: _run_many(conn, Q["heartbeat_seen"], [(n, now, now) for n in sorted(names)]),
+        await self._call(lambda conn: _run_many(conn, Q["heartbeat_seen"], [(n, now) for n in sorted(names)]),
                          durable=False)
 
-    async def heartbeats(self, watch: Sequence[str], now: float) -> list[HeartbeatState]:
+    async def heartbeats(self, watch: Mapping[str, float], now: float) -> list[HeartbeatState]:
         def op(conn: sqlite3.Connection) -> list[HeartbeatState]:
             if watch:
-                _run_many(conn, Q["heartbeat_watch"], [(name, now) for name in watch])
+                names = sorted(watch)
+                _run_many(conn, Q["heartbeat_watch"], [(name, now) for name in names])
+                _run_many(conn, Q["heartbeat_listen"], [(name, now, watch[name]) for name in names])
             return [HeartbeatState(*row) for row in conn.execute(Q["heartbeats"])]
 
-        return await self._call(op, durable=False)  # undone by a power cut, it is watched again from the next check
+        # Not fsynced: undone by a power cut, the next check writes it again (and a power cut is a gap in listening).
+        return await self._call(op, durable=False)
 
     async def heartbeat_missing(self, name: str, silent_since: float, now: float,
                                 notice: list[Candidate]) -> list[Enqueued] | None:

@@ -10,6 +10,7 @@ from relay.heartbeat import HeartbeatConfig, notice_group
 from relay.store import open_store
 from relay.store.base import Candidate, HeartbeatState, HistoryFilter, Store
 
+WATCH = {"watchdog": 300.0}  # name -> max_silence, as relay.deadman checks it
 BEAT = HeartbeatConfig.model_validate({"name": "watchdog", "matchers": ['alertname="Watchdog"'],
                                        "max_silence": "5m", "receivers": ["slack-alerts"]})
 
@@ -21,14 +22,14 @@ def notice(missing_since: float, returned_at: float | None = None, receivers: tu
 
 
 async def state(store: Store, name: str = "watchdog") -> HeartbeatState:
-    [found] = [s for s in await store.heartbeats((), time.time()) if s.name == name]
+    [found] = [s for s in await store.heartbeats({}, time.time()) if s.name == name]
     return found
 
 
 async def test_watching_starts_once_and_arrivals_only_move_forward(store: Store) -> None:
     now = time.time()
-    assert await store.heartbeats(["watchdog"], now) == [HeartbeatState("watchdog", None, now, None)]
-    assert await store.heartbeats(["watchdog"], now + 60) == [HeartbeatState("watchdog", None, now, None)]
+    assert await store.heartbeats(WATCH, now) == [HeartbeatState("watchdog", None, now, None)]
+    assert await store.heartbeats(WATCH, now + 60) == [HeartbeatState("watchdog", None, now, None)]
     await store.heartbeat_seen(["watchdog"], now + 10)
     await store.heartbeat_seen(["watchdog"], now + 5)  # a replica with a slower clock
     assert (await state(store)).last_seen == now + 10
@@ -58,14 +59,14 @@ async def test_missing_is_written_once_with_its_notice(store: Store) -> None:
 
 async def test_never_seen_goes_missing_after_the_silence_from_when_it_was_watched(store: Store) -> None:
     now = time.time()
-    await store.heartbeats(["watchdog"], now)
+    await store.heartbeats(WATCH, now)
     assert await store.heartbeat_missing("watchdog", now - 1, now + 299, notice(now + 299)) is None
     assert await store.heartbeat_missing("watchdog", now + 1, now + 301, notice(now + 301)) is not None
 
 
 async def test_recovered_only_after_it_arrives_again_and_once(store: Store) -> None:
     now = time.time()
-    await store.heartbeats(["watchdog"], now)
+    await store.heartbeats(WATCH, now)
     await store.heartbeat_missing("watchdog", now + 1, now + 301, notice(now + 301))
     assert await store.heartbeat_recovered("watchdog", now + 301, now + 302, notice(now + 301, now + 302)) is None
     await store.heartbeat_seen(["watchdog"], now + 400)
@@ -89,7 +90,32 @@ async def test_state_survives_a_restart(database_url: str) -> None:
     second = open_store(database_url)
     await second.open()
     try:
-        assert await second.heartbeats(["watchdog"], now + 500) == [HeartbeatState("watchdog", now, now, now + 301)]
+        assert await second.heartbeats(WATCH, now + 200) == [HeartbeatState("watchdog", now, now, now + 301, now)]
         assert await second.heartbeat_missing("watchdog", now + 600, now + 900, notice(now + 900)) is None
     finally:
         await second.close()
+
+
+async def test_the_clock_is_the_stores_and_only_a_gap_longer_than_max_silence_restarts_it(store: Store) -> None:
+    """Issue 20 #9: each process used to wait max_silence from its own start. The store keeps when the heartbeat was
+    last checked; a restart (or a crash loop) keeps the clock, and only a gap no relay checked it in for longer than
+    its max_silence (nobody could hear it then) watches it again."""
+    now = time.time()
+    await store.heartbeats(WATCH, now)
+    await store.heartbeat_seen(["watchdog"], now + 10)
+    for later in (100, 200, 290, 310):  # checks by processes that each lived a minute and a half: no gap of 5m
+        assert await store.heartbeats(WATCH, now + later) == [HeartbeatState("watchdog", now + 10, now, None)]
+    assert await store.heartbeat_missing("watchdog", now + 311 - 300, now + 311, notice(now + 311)) is not None
+    assert (await state(store)).heard_at == now + 10
+
+    other = {"other": 60.0}
+    await store.heartbeats(other, now)
+    await store.heartbeat_seen(["other"], now + 5)
+    # No relay checked it for 10 minutes (all were stopped): watched again from this check.
+    assert await store.heartbeats(other, now + 605) == [
+        HeartbeatState("other", now + 5, now + 605, None), HeartbeatState("watchdog", now + 10, now, now + 311,
+                                                                          now + 10)]
+    assert await store.heartbeat_missing("other", now + 606 - 60, now + 606, notice(now + 606)) is None
+    assert await store.heartbeat_missing("other", now + 666 - 60, now + 666, notice(now + 666)) is not None
+    # While missing it keeps when it was last heard of: the return says how long none came (issue 22).
+    assert (await state(store, "other")).heard_at == now + 5

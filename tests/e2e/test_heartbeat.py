@@ -1,8 +1,8 @@
 """The dead man's switch with a real relay and the suite's Slack and PagerDuty servers (max_silence 1 s).
 
 A heartbeat that keeps arriving sends nothing; its absence pages once, its return resolves that page; a restart
-neither forgets a missing heartbeat nor pages just because relay itself was down; replicas on one PostgreSQL
-database send one notice.
+neither forgets a missing heartbeat nor pages just because relay itself was down, and a crash loop does not
+postpone the page; replicas on one PostgreSQL database send one notice.
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ from tests.helpers import (
 from tests.test_heartbeat import heartbeat_section, watchdog
 
 
-def routes_with_heartbeat(tmp_path: Path, providers: Providers) -> Path:
-    return repo_routes(tmp_path, providers.pagerduty.url, extra=heartbeat_section(max_silence="1s"))
+def routes_with_heartbeat(tmp_path: Path, providers: Providers, max_silence: str = "1s", arm: str | None = None
+                          ) -> Path:
+    return repo_routes(tmp_path, providers.pagerduty.url, extra=heartbeat_section(max_silence=max_silence, arm=arm))
 
 
 @contextlib.asynccontextmanager
@@ -116,8 +117,9 @@ async def test_missing_heartbeat_pages_once_and_its_return_resolves_the_page(tmp
 
 async def test_restart_while_missing_keeps_the_state_and_sends_no_second_page(tmp_path: Path, providers: Providers,
                                                                              database_url: str) -> None:
-    settings = relay_settings(tmp_path, routes_with_heartbeat(tmp_path, providers), database_url=database_url)
-    async with running_relay(settings) as relay:  # no heartbeat ever arrives: missing 1 s after relay watched for it
+    settings = relay_settings(tmp_path, routes_with_heartbeat(tmp_path, providers, arm="start"),
+                              database_url=database_url)
+    async with running_relay(settings) as relay:  # none ever arrives (arm: start): missing 1 s after relay watched
         await providers.slack.wait_for(1)
         await providers.pagerduty.wait_for(1)
         await poll_until(lambda: all_delivered(relay))
@@ -143,6 +145,26 @@ async def test_restart_after_a_long_downtime_waits_for_the_heartbeat_before_pagi
         async with beating(relay.client, first_after=0.5):  # Alertmanager's next re-send reaches it within max_silence
             await checked_after(relay, restarted + 2)
         assert providers.slack.messages == [] and providers.pagerduty.events == []
+
+
+async def test_a_relay_restarting_more_often_than_max_silence_still_pages(tmp_path: Path,
+                                                                          providers: Providers) -> None:
+    """Issue 20 #9: each process waited max_silence from its own start, so a relay that crashed every second or so
+    never reported the Watchdog (max_silence 2s here) that had stopped. The deadline is the store's."""
+    settings = relay_settings(tmp_path, routes_with_heartbeat(tmp_path, providers, max_silence="2s"))
+    async with running_relay(settings) as relay:
+        assert (await relay.post(watchdog())).json()["heartbeats"] == ["watchdog"]
+        seen = time.time()
+    lives = 0
+    while not providers.slack.messages and time.time() < seen + 12:
+        async with running_relay(settings):  # a process that lives 0.8 s, then crashes
+            lives += 1
+            with contextlib.suppress(TimeoutError):
+                await providers.slack.wait_for(1, timeout=0.8)
+    assert providers.slack.messages, f"no page while relay restarted {lives} times"
+    [missing] = providers.slack.messages
+    assert "RelayHeartbeatMissing" in slack_text(missing) and "FIRING" in slack_text(missing)
+    assert time.time() - seen >= 2
 
 
 async def test_two_replicas_on_one_postgres_database_send_one_notice(tmp_path: Path, providers: Providers) -> None:

@@ -258,26 +258,36 @@ DELETE FROM message_refs WHERE receiver = '' AND alert_key = 'relay:probe'
 
 -- heartbeat_seen --
 -- Heartbeats $1 (sorted by the caller: one lock order) arrived at $2; GREATEST ignores NULL (never seen)
-INSERT INTO heartbeats (name, last_seen, watched_since) SELECT n, $2, $2 FROM unnest($1::text[]) AS n
+INSERT INTO heartbeats (name, last_seen, watched_since, checked_at) SELECT n, $2, $2, $2 FROM unnest($1::text[]) AS n
 ON CONFLICT (name) DO UPDATE SET last_seen = GREATEST(heartbeats.last_seen, excluded.last_seen)
 
+-- heartbeat_watch --
+-- Watch heartbeats $1 (sorted) from $2 unless stored
+INSERT INTO heartbeats (name, watched_since, checked_at) SELECT n, $2, $2 FROM unnest($1::text[]) AS n
+ON CONFLICT (name) DO NOTHING
+
+-- heartbeat_listen --
+-- Heartbeats $1 (sorted), each with its max_silence $3 (seconds), are checked at $2: one that no relay checked for
+-- longer than its max_silence (none was running, so none could hear it) is watched again from $2
+UPDATE heartbeats h SET checked_at = GREATEST(h.checked_at, $2),
+    watched_since = CASE WHEN h.checked_at IS NULL OR h.checked_at < $2 - w.tolerance THEN $2 ELSE h.watched_since END
+FROM unnest($1::text[], $3::float8[]) AS w (name, tolerance) WHERE h.name = w.name
+
 -- heartbeats --
--- Watch heartbeats $1 from $2 unless stored, then every stored one (this statement's own rows come from `added`)
-WITH added AS (
-    INSERT INTO heartbeats (name, watched_since) SELECT n, $2 FROM unnest($1::text[]) AS n
-    ON CONFLICT (name) DO NOTHING
-    RETURNING name, last_seen, watched_since, missing_since)
-SELECT * FROM added UNION ALL SELECT name, last_seen, watched_since, missing_since FROM heartbeats ORDER BY name
+-- Every stored heartbeat
+SELECT name, last_seen, watched_since, missing_since, heard_at FROM heartbeats ORDER BY name
 
 -- heartbeat_missing --
--- Mark heartbeat $1 missing since $3 if it is not and was last heard of before $2 (the row lock serialises replicas)
-UPDATE heartbeats SET missing_since = $3
-WHERE name = $1 AND missing_since IS NULL AND coalesce(last_seen, watched_since) < $2
+-- Mark heartbeat $1 missing since $3 if it is not and was last heard of (arrived, or relay began watching) before $2
+-- (the row lock serialises replicas); heard_at keeps when it last arrived (or was watched from, if never)
+UPDATE heartbeats SET missing_since = $3, heard_at = coalesce(last_seen, watched_since)
+WHERE name = $1 AND missing_since IS NULL AND GREATEST(last_seen, watched_since) < $2
 RETURNING name
 
 -- heartbeat_back --
 -- Mark heartbeat $1, missing since $2, back if it arrived after that
-UPDATE heartbeats SET missing_since = NULL WHERE name = $1 AND missing_since = $2 AND last_seen > $2 RETURNING name
+UPDATE heartbeats SET missing_since = NULL, heard_at = NULL WHERE name = $1 AND missing_since = $2 AND last_seen > $2
+RETURNING name
 
 -- action_mark --
 -- Write mark $1 at $2 unless it exists: no row back means a replayed request or a second click (relay.actions)

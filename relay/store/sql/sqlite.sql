@@ -173,25 +173,33 @@ DELETE FROM message_refs WHERE receiver = '' AND alert_key = 'relay:probe'
 
 -- heartbeat_seen --
 -- A heartbeat arrived at ?: its last-seen time moves forward, never back
-INSERT INTO heartbeats (name, last_seen, watched_since) VALUES (?, ?, ?)
+INSERT INTO heartbeats (name, last_seen, watched_since, checked_at) VALUES (?1, ?2, ?2, ?2)
 ON CONFLICT (name) DO UPDATE SET last_seen = max(coalesce(last_seen, excluded.last_seen), excluded.last_seen)
 
 -- heartbeat_watch --
 -- Watch a heartbeat from ? on, unless it is stored already
-INSERT INTO heartbeats (name, watched_since) VALUES (?, ?) ON CONFLICT (name) DO NOTHING
+INSERT INTO heartbeats (name, watched_since, checked_at) VALUES (?1, ?2, ?2) ON CONFLICT (name) DO NOTHING
+
+-- heartbeat_listen --
+-- Heartbeat ?1, whose max_silence is ?3 seconds, is checked at ?2: if no relay checked it for longer than that (none
+-- was running, so none could hear it), it is watched again from ?2
+UPDATE heartbeats SET checked_at = max(coalesce(checked_at, ?2), ?2),
+    watched_since = CASE WHEN checked_at IS NULL OR checked_at < ?2 - ?3 THEN ?2 ELSE watched_since END
+WHERE name = ?1
 
 -- heartbeats --
 -- Every stored heartbeat
-SELECT name, last_seen, watched_since, missing_since FROM heartbeats ORDER BY name
+SELECT name, last_seen, watched_since, missing_since, heard_at FROM heartbeats ORDER BY name
 
 -- heartbeat_missing --
--- Mark a heartbeat missing since ? if it is not and was last heard of before ?
-UPDATE heartbeats SET missing_since = ?
-WHERE name = ? AND missing_since IS NULL AND coalesce(last_seen, watched_since) < ?
+-- Mark a heartbeat missing since ?1 if it is not and was last heard of (arrived, or relay began watching) before ?3;
+-- heard_at keeps when it last arrived (or was watched from, if never)
+UPDATE heartbeats SET missing_since = ?1, heard_at = coalesce(last_seen, watched_since)
+WHERE name = ?2 AND missing_since IS NULL AND max(coalesce(last_seen, watched_since), watched_since) < ?3
 
 -- heartbeat_back --
 -- Mark a heartbeat missing since ? back if it arrived after that
-UPDATE heartbeats SET missing_since = NULL WHERE name = ? AND missing_since = ? AND last_seen > ?
+UPDATE heartbeats SET missing_since = NULL, heard_at = NULL WHERE name = ? AND missing_since = ? AND last_seen > ?
 
 -- action_mark --
 -- Write mark ?1 at ?2 unless it exists: no row back means a replayed request or a second click (relay.actions)
