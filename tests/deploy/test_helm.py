@@ -13,6 +13,7 @@ import base64
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -422,3 +423,48 @@ def test_relay_routes_check_refuses_a_broken_routes_config(tmp_path: Path) -> No
     done = subprocess.run([sys.executable, "-m", "relay", "routes", "check", str(routes)], capture_output=True,
                           text=True, timeout=120, check=False, cwd=REPO)
     assert done.returncode == 1 and "nobody" in done.stdout + done.stderr
+
+
+# --- the documentation's commands ----------------------------------------------------------------------------
+
+DOCS = {"docs/kubernetes.md": REPO / "docs" / "kubernetes.md", "charts/relay/README.md": CHART / "README.md"}
+
+
+def helm_commands(markdown: str) -> list[list[str]]:
+    """Every `helm install|upgrade` in the ```sh blocks, continuation lines joined, as argv."""
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", markdown, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            for part in line.split("&&"):
+                if part.strip().startswith("helm "):
+                    commands.append(shlex.split(part.split("#")[0]))
+    return commands
+
+
+def test_deploying_on_kubernetes_shows_helm_install_first() -> None:
+    text = DOCS["docs/kubernetes.md"].read_text()
+    start = text.index("## Deploying on Kubernetes\n")
+    end = text.find("\n## ", start + 1)
+    section = text[start:end if end >= 0 else None]
+    first = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert first is not None and first[1].startswith("helm install relay charts/relay"), first
+    assert section.index("helm install") < section.index("kubectl apply -k")
+    assert "helm install relay charts/relay" in (REPO / "README.md").read_text()
+
+
+@pytest.mark.parametrize("doc", sorted(DOCS))
+def test_the_documented_helm_commands_install(doc: str, tmp_path: Path) -> None:
+    """Each documented `helm install`/`upgrade`, run as a client-side dry run (an upgrade as the install it
+    changes: no cluster holds a release here), renders and prints the notes."""
+    commands = helm_commands(DOCS[doc].read_text())
+    assert commands, f"{doc} shows no helm command"
+    (tmp_path / "charts").symlink_to(CHART.parent)
+    (tmp_path / "my-routes.yaml").write_text((CHART / "files" / "routes.yaml").read_text())
+    for argv in commands:
+        assert argv[1] in ("install", "upgrade"), argv
+        args = ["install", *[a for a in argv[2:] if a not in ("--reuse-values", "--install")]]
+        done = subprocess.run([helm.helm("4"), *args, "--dry-run=client"], capture_output=True, text=True,
+                              timeout=120, cwd=tmp_path, check=False,
+                              env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), "KUBECONFIG": os.devnull})
+        assert done.returncode == 0, f"{shlex.join(argv)}: {done.stderr}"
+        assert "NOTES:" in done.stdout
