@@ -24,6 +24,7 @@ from relay.channels.pagerduty import build_events
 from relay.channels.slack.channel import Call, SlackCalls
 from relay.channels.slack.summary import AssumedStorms
 from relay.channels.slack.threads import Anchor, AssumedBook, narrowed
+from relay.channels.telegram import requests as telegram_requests
 from relay.channels.webhook import build_request as webhook_request
 from relay.channels.webhook import is_json
 from relay.config.receivers import ReceiverConfig
@@ -110,6 +111,8 @@ def render(receiver: ReceiverConfig, notification: Notification, templates: Temp
         return _webhook(receiver, notification, templates, now)
     if receiver.discord is not None:
         return _discord(receiver, notification, templates, now)
+    if receiver.telegram is not None:
+        return _telegram(receiver, notification, templates, now)
     return _pagerduty(receiver, notification, templates, now)
 
 
@@ -183,6 +186,20 @@ def _discord(receiver: ReceiverConfig, notification: Notification, templates: Te
                      "redrawn, these alerts resolved"}
     return "".join(f"# {shown[call.step]}\n" + _json(call.body)
                    for call in discord_requests(notification, templates, receiver, now))
+
+
+def _telegram(receiver: ReceiverConfig, notification: Notification, templates: Templates, now: datetime) -> str:
+    """The Bot API calls TelegramChannel.send makes (the same code decides them), assuming relay knows the message
+    that announced each resolved alert; the text is also shown as it reads (HTML parsed)."""
+    config = receiver.telegram
+    assert config is not None
+    shown = {"post": "sendMessage (its message_id is remembered for the resolve)",
+             "edit": "editMessageText of the message that announced these alerts: redrawn, these alerts resolved"}
+    out = []
+    for call in telegram_requests(notification, templates, receiver, now):
+        out.append(f"# POST {config.api_url.rstrip('/')}/bot<token: not shown>/{shown[call.step]}\n"
+                   + _json(call.body))
+    return "".join(out)
 
 
 def readable_email(text: str) -> str:

@@ -16,10 +16,9 @@ which the dispatcher honours for the whole destination.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiohttp
@@ -27,7 +26,7 @@ import aiohttp
 from relay import summary
 from relay.alerts import Notification
 from relay.channels.base import rendered, secret_digest
-from relay.channels.edits import AssumedMessages, Messages, StoredMessages
+from relay.channels.edits import Call, StoredMessages, make_calls, preview_calls
 from relay.channels.http import TIMEOUT, Reply, call, dumps, failure, usable_url
 from relay.channels.threads import Threads
 from relay.config.integrations import DiscordConfig
@@ -125,38 +124,8 @@ def storm_embed(storm: summary.Summary) -> dict[str, Any]:
             "color": RESOLVED if storm.firing == 0 else OTHER}
 
 
-@dataclass(frozen=True)
-class Call:
-    """One webhook call as data: a new message (`post`, `?wait=true`) or an edit of message `message`."""
-
-    step: Literal["post", "edit"]
-    body: dict[str, Any]
-    message: str = ""
-
-
-Transport = Callable[[Call], Awaitable[str]]  # makes the call; the new message's id for a post
-Build = Callable[[Notification], Awaitable[dict[str, Any]]]  # the message for a notification
-
-
-async def make_calls(notification: Notification, build: Build, messages: Messages | None,
-                     transport: Transport) -> None:
-    """Edit the messages of resolved alerts relay knows, then post one message for every other alert."""
-    if messages is None or storm_of(notification.lane) is not None:
-        await transport(Call("post", await build(notification)))
-        return
-    plan = await messages.plan(notification)
-    for edit in plan.edits:
-        body = await build(edit.shows)
-        try:
-            await transport(Call("edit", body, edit.message))
-        except PermanentDeliveryError as exc:
-            if exc.code != UNKNOWN_MESSAGE:
-                raise
-            await messages.posted(await transport(Call("post", body)), edit.shows)  # deleted: a new message
-            continue
-        await messages.edited(edit)
-    if plan.new is not None:
-        await messages.posted(await transport(Call("post", await build(plan.new))), plan.new)
+def _gone(error: PermanentDeliveryError) -> bool:
+    return error.code == UNKNOWN_MESSAGE
 
 
 ASSUMED_MESSAGE = "<id of the message that announced these alerts>"
@@ -166,22 +135,8 @@ def requests(notification: Notification, templates: Templates, receiver: Receive
              now: datetime | None = None) -> list[Call]:
     """Every call send() would make (the same make_calls), assuming relay knows the message of each resolved alert
     and every call succeeds: what `relay templates render` shows."""
-    made: list[Call] = []
-
-    async def record(call: Call) -> str:
-        made.append(call)
-        return ASSUMED_MESSAGE
-
-    async def build(shown: Notification) -> dict[str, Any]:  # in place: rendered() would wait for a thread
-        return build_message(shown, templates, receiver, now)
-
-    steps = make_calls(notification, build, AssumedMessages(ASSUMED_MESSAGE), record)
-    try:
-        steps.send(None)
-    except StopIteration:
-        return made
-    steps.close()
-    raise RuntimeError("a preview's calls must not wait for I/O")
+    return preview_calls(notification, lambda shown: build_message(shown, templates, receiver, now), _gone,
+                         ASSUMED_MESSAGE, messages=storm_of(notification.lane) is None)
 
 
 def _code(reply: Reply) -> tuple[str, str, float | None]:
@@ -215,12 +170,13 @@ class DiscordChannel:
         return "discord:" + secret_digest(self._url)
 
     async def send(self, notification: Notification, threads: Threads | None = None) -> None:
-        messages = StoredMessages(threads, "discord") if threads is not None else None
+        edits = threads is not None and storm_of(notification.lane) is None  # a summary is a message of its own
+        messages = StoredMessages(threads, "discord") if edits and threads is not None else None
 
         async def build(shown: Notification) -> dict[str, Any]:
             return await rendered(build_message, shown, self.templates, self.receiver)
 
-        await make_calls(notification, build, messages, self._make)
+        await make_calls(notification, build, messages, self._make, _gone)
 
     def _where(self, call: Call) -> tuple[str, str]:
         parts = urlsplit(usable_url(self._url, "Discord webhook_url"))

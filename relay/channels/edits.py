@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import ValidationError
 
 from relay.alerts import Alert, Notification, WebhookMessage, group_status
 from relay.channels.base import guard_store
 from relay.channels.threads import Threads, alert_key
+from relay.errors import PermanentDeliveryError
 
 
 def narrowed(notification: Notification, alerts: Sequence[Alert]) -> Notification:
@@ -138,3 +139,63 @@ class AssumedMessages:
 
     async def edited(self, edit: Edit) -> None:
         return None
+
+
+@dataclass(frozen=True)
+class Call:
+    """One provider call as data: a new message (`post`) or an edit of message `message`. No secret is in it: the
+    URL and token stay with the channel that makes the call."""
+
+    step: Literal["post", "edit"]
+    body: dict[str, Any]
+    message: str = ""
+
+
+Transport = Callable[[Call], Awaitable[str]]  # makes the call; the new message's id for a post
+Build = Callable[[Notification], Awaitable[dict[str, Any]]]  # the message body for what a message shows
+Gone = Callable[[PermanentDeliveryError], bool]  # whether an edit's failure says the message no longer exists
+
+
+async def make_calls(notification: Notification, build: Build, messages: Messages | None, transport: Transport,
+                     gone: Gone) -> None:
+    """Edit the messages of resolved alerts relay knows, then post one message for every other alert. An edit of a
+    message that is gone (deleted) becomes a new message. Without a store, or for a storm's summary (lane given by
+    relay.fold, which a channel passes as messages=None), one new message."""
+    if messages is None:
+        await transport(Call("post", await build(notification)))
+        return
+    plan = await messages.plan(notification)
+    for edit in plan.edits:
+        body = await build(edit.shows)
+        try:
+            await transport(Call("edit", body, edit.message))
+        except PermanentDeliveryError as exc:
+            if not gone(exc):
+                raise
+            await messages.posted(await transport(Call("post", body)), edit.shows)
+            continue
+        await messages.edited(edit)
+    if plan.new is not None:
+        await messages.posted(await transport(Call("post", await build(plan.new))), plan.new)
+
+
+def preview_calls(notification: Notification, build: Callable[[Notification], dict[str, Any]], gone: Gone,
+                  assumed: str, messages: bool = True) -> list[Call]:
+    """The calls make_calls makes, assuming every resolved alert was announced in message `assumed` and every call
+    succeeds (`relay templates render`); `messages=False` for a send without edits (a storm's summary)."""
+    made: list[Call] = []
+
+    async def record(call: Call) -> str:
+        made.append(call)
+        return assumed
+
+    async def built(shown: Notification) -> dict[str, Any]:  # in place: rendered() would wait for a thread
+        return build(shown)
+
+    steps = make_calls(notification, built, AssumedMessages(assumed) if messages else None, record, gone)
+    try:
+        steps.send(None)
+    except StopIteration:
+        return made
+    steps.close()
+    raise RuntimeError("a preview's calls must not wait for I/O")
