@@ -13,7 +13,6 @@ import asyncio
 import json
 import os
 import re
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,12 +23,12 @@ import yaml
 from relay.review.report import MARKER
 from tests.fakes.gitlab import GitLabNotesServer
 from tests.helpers import REPO
+from tests.requirements import CI_EXAMPLES
 from tests.review_repo import git, pull_request
 
 WORKFLOW = REPO / "docs" / "ci" / "github-actions.yml"
 GITLAB = REPO / "docs" / "ci" / "gitlab-ci.yml"
 GOLDEN = REPO / "tests" / "golden" / "routesdiff" / "pull-request.md"
-REQUIRED = os.environ.get("RELAY_REQUIRE_CI_EXAMPLES") == "1"
 PATHS = ["routes.yaml", "templates/**", "deploy/prometheus/**"]
 
 
@@ -97,12 +96,7 @@ script(github, context, {}, require)
 
 
 def need(binary: str) -> str:
-    found = shutil.which(binary)
-    if found is None:
-        if REQUIRED:
-            pytest.fail(f"{binary} is missing (RELAY_REQUIRE_CI_EXAMPLES=1): .ci/run installs it")
-        pytest.skip(f"{binary} is not installed: the CI example cannot run here")
-    return found
+    return CI_EXAMPLES.which(binary, install="the CI example cannot run without it; .ci/run installs it")
 
 
 async def github_script(script: str, repo: Path, tmp_path: Path, existing: list[dict[str, Any]]) -> list[Any]:

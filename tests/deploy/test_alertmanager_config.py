@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from typing import Any
@@ -11,6 +10,7 @@ import pytest
 import yaml
 
 from tests.helpers import REPO
+from tests.requirements import ALERTMANAGER
 
 CONFIG = REPO / "deploy" / "alertmanager" / "alertmanager.yml"
 AMTOOL = shutil.which("amtool")
@@ -20,9 +20,7 @@ PLAN = ("HighErrorRate", "HighLatency", "PodDown", "HighMemory", "DBConnectionEx
 
 def amtool(*args: str) -> subprocess.CompletedProcess[str]:
     if AMTOOL is None:
-        if os.environ.get("RELAY_REQUIRE_ALERTMANAGER"):
-            pytest.fail("amtool is not installed (apt-get install prometheus-alertmanager)")
-        pytest.skip("needs amtool (apt-get install prometheus-alertmanager)")
+        ALERTMANAGER.missing("needs amtool (apt-get install prometheus-alertmanager)")
     return subprocess.run([AMTOOL, *args], capture_output=True, text=True, timeout=60)
 
 

@@ -37,6 +37,7 @@ from tests.deploy.kube import (
 )
 from tests.deploy.prometheusrule import GENERATED
 from tests.helpers import REPO
+from tests.requirements import ALERTMANAGER
 
 KUBERNETES_VERSIONS = sorted(set(all_versions()), key=lambda v: tuple(map(int, v.split("."))))
 CORE_KINDS = {"ConfigMap", "Deployment", "Service", "PersistentVolumeClaim", "PodDisruptionBudget", "Ingress"}
@@ -315,11 +316,7 @@ def test_readme_alertmanager_config_is_valid_and_points_at_the_service(tmp_path:
     assert url in config
     webhook = yaml.safe_load(config)["receivers"][0]["webhook_configs"][0]
     assert webhook["http_config"]["authorization"]["credentials_file"]
-    amtool = shutil.which("amtool")
-    if amtool is None:
-        if os.environ.get("RELAY_REQUIRE_ALERTMANAGER"):
-            raise RuntimeError("amtool is not installed (apt-get install prometheus-alertmanager)")
-        pytest.skip("needs Debian's amtool (prometheus-alertmanager)")
+    amtool = ALERTMANAGER.which("amtool", install="apt-get install prometheus-alertmanager")
     path = tmp_path / "alertmanager.yml"
     path.write_text(config)
     done = subprocess.run([amtool, "check-config", str(path)], capture_output=True, text=True, timeout=30,

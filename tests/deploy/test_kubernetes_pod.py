@@ -9,7 +9,6 @@ The postgres overlay runs its replicas on one fresh database: an HA pair's copy 
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import signal
 import tempfile
@@ -23,12 +22,9 @@ from tests.conftest import Providers
 from tests.deploy.kube import Resource, container, one, overlay
 from tests.deploy.pod import Pod, configmaps, sandbox_problem
 from tests.helpers import fixture, poll_until, postgres_database
+from tests.requirements import KUBECTL
 
-PROBLEM = sandbox_problem()
-if PROBLEM is not None:
-    if os.environ.get("RELAY_REQUIRE_KUBECTL"):
-        raise RuntimeError(f"the Kubernetes pod tests cannot run here: {PROBLEM}")
-    pytestmark = pytest.mark.skip(reason=PROBLEM)
+pytestmark = KUBECTL.unless(sandbox_problem())
 
 TOKEN = "k8s-webhook-token-SECRET"
 ADMIN_TOKEN = "k8s-admin-token-SECRET"

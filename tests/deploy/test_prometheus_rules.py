@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -13,6 +12,7 @@ import pytest
 import yaml
 
 from tests.helpers import REPO
+from tests.requirements import ALERTMANAGER
 
 PROMETHEUS = REPO / "deploy" / "prometheus"
 RUNBOOKS = REPO / "docs" / "runbooks"
@@ -22,11 +22,9 @@ PROMTOOL = shutil.which("promtool")
 
 
 def promtool() -> str:
-    """promtool's path; a skip locally without it, a failure in CI (RELAY_REQUIRE_ALERTMANAGER=1 installs it)."""
+    """promtool's path; a skip locally without it, a failure in CI (which installs it)."""
     if PROMTOOL is None:
-        if os.environ.get("RELAY_REQUIRE_ALERTMANAGER"):
-            pytest.fail("promtool is not installed (apt-get install prometheus)")
-        pytest.skip("needs promtool (apt-get install prometheus)")
+        ALERTMANAGER.missing("needs promtool (apt-get install prometheus)")
     return PROMTOOL
 
 

@@ -4,26 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.conftest import Providers
 from tests.e2e.process import free_port
 from tests.helpers import poll_until, relay_settings, running_relay, slack_text
+from tests.requirements import ALERTMANAGER
 
 BINARY = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 TOKEN = "am-relay-token-SECRET"
 
-if BINARY is None:
-    if os.environ.get("RELAY_REQUIRE_ALERTMANAGER"):
-        raise RuntimeError("prometheus-alertmanager is not installed (apt-get install prometheus-alertmanager)")
-    pytestmark = pytest.mark.skip(reason="needs Debian prometheus-alertmanager (apt-get install it)")
+pytestmark = ALERTMANAGER.unless(None if BINARY else "needs Debian prometheus-alertmanager (apt-get install it)")
 
 CONFIG = """
 route:

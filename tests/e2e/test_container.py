@@ -28,6 +28,7 @@ import pytest
 from tests.conftest import Providers
 from tests.e2e.process import free_port
 from tests.helpers import REPO, fixture, poll_until, slack_text
+from tests.requirements import CONTAINER
 
 BASE_IMAGE = os.environ.get("RELAY_TEST_BASE_IMAGE", "localhost/relay-base:bookworm")
 IMAGE = "localhost/relay:test"
@@ -35,11 +36,9 @@ TOKEN = "container-webhook-token-SECRET"
 CHROOT = shutil.which("chroot") or "chroot"
 MISSING = [tool for tool in ("podman", "debootstrap", "chroot") if shutil.which(tool) is None]
 
-if MISSING or os.geteuid() != 0:
-    why = f"needs root and Debian's {', '.join(MISSING or ['podman'])} (apt-get install podman runc debootstrap)"
-    if os.environ.get("RELAY_REQUIRE_CONTAINER"):
-        raise RuntimeError(f"the container tests cannot run: {why}")
-    pytestmark = pytest.mark.skip(reason=why)
+pytestmark = CONTAINER.unless(
+    f"needs root and Debian's {', '.join(MISSING or ['podman'])} (apt-get install podman runc debootstrap)"
+    if MISSING or os.geteuid() != 0 else None)
 
 
 def run(*command: str, timeout: float = 60, env: dict[str, str] | None = None) -> str:

@@ -24,7 +24,9 @@ from tests.conftest import Providers
 from tests.e2e.process import RelayProcess
 from tests.fakes.slack import DEFAULT_TOKEN, SIGNING_SECRET, TEAM_ID
 from tests.helpers import RunningRelay, poll_until, postgres_database, relay_settings, repo_routes, running_relay
+from tests.requirements import ALERTMANAGER
 
+AM_BINARY = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 CRITICAL_ROUTE = """  - matchers: ['severity="critical"']
     receivers: [slack-alerts, ops-email]
 """
@@ -268,7 +270,7 @@ async def test_an_acknowledge_clicked_in_slack_in_time_prevents_the_escalation(
         assert [(s.state, s.reason) for s in steps] == [("cancelled", "acknowledged")]
 
 
-@pytest.mark.skipif(not shutil.which("prometheus-alertmanager"), reason="needs Debian prometheus-alertmanager")
+@ALERTMANAGER.unless(None if AM_BINARY else "needs Debian prometheus-alertmanager")
 async def test_an_escalated_alert_silenced_then_resolved_closes_the_escalations_incident(
         tmp_path: Path, providers: Providers, monkeypatch: pytest.MonkeyPatch) -> None:
     """Alertmanager sends no resolve for a silenced alert; relay's own (it asks Alertmanager) reaches the step's

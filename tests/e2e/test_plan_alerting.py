@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import shutil
 from collections import Counter
@@ -22,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import yaml
 from aiohttp import web
 
+from tests import requirements
 from tests.exporters.plan import BREACHES, HEALTHY, PlanExporter
 from tests.fakes import FakeHttpServer, read_body
 from tests.fakes.pagerduty import PagerDutyServer
@@ -36,10 +35,8 @@ from tests.test_heartbeat import heartbeat_section
 
 PROMETHEUS = shutil.which("prometheus")
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-if PROMETHEUS is None or ALERTMANAGER is None:
-    if os.environ.get("RELAY_REQUIRE_ALERTMANAGER"):
-        raise RuntimeError("prometheus and prometheus-alertmanager must be installed (apt-get install them)")
-    pytestmark = pytest.mark.skip(reason="needs Debian prometheus and prometheus-alertmanager")
+MISSING = "needs Debian prometheus and prometheus-alertmanager (apt-get install them)"
+pytestmark = requirements.ALERTMANAGER.unless(None if PROMETHEUS and ALERTMANAGER else MISSING)
 
 TOKEN = "am-relay-token-SECRET"
 DIRECT_ROUTING_KEY = "AMDIRECTR0UTINGKEY00000000000000"

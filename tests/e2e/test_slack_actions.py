@@ -15,13 +15,13 @@ import httpx
 import pytest
 
 from tests.e2e.process import RelayProcess, free_port
-from tests.e2e.test_alertmanager import TOKEN, alertmanager, now
+from tests.e2e.test_alertmanager import BINARY, TOKEN, alertmanager, now
 from tests.fakes.pagerduty import PagerDutyServer
 from tests.fakes.slack import DEFAULT_TOKEN, SIGNING_SECRET, TEAM_ID, Posted, SlackWebhookServer
 from tests.helpers import poll_until, relay_settings, running_relay
+from tests.requirements import ALERTMANAGER
 
-pytestmark = pytest.mark.skipif(not __import__("shutil").which("prometheus-alertmanager"),
-                                reason="needs Debian prometheus-alertmanager")
+pytestmark = ALERTMANAGER.unless(None if BINARY else "needs Debian prometheus-alertmanager")
 
 ROUTES = """
 receivers:
