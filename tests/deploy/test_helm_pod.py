@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,12 +25,9 @@ from tests.deploy.kube import Resource, one
 from tests.deploy.pod import Pod, sandbox_problem
 from tests.deploy.test_kubernetes_pod import answers_probes_and_scrape, running
 from tests.helpers import fixture, postgres_database
+from tests.requirements import KUBECTL
 
-PROBLEM = sandbox_problem()
-if PROBLEM is not None:
-    if os.environ.get("RELAY_REQUIRE_KUBECTL"):
-        raise RuntimeError(f"the Helm pod tests cannot run here: {PROBLEM}")
-    pytestmark = pytest.mark.skip(reason=PROBLEM)
+pytestmark = KUBECTL.unless(sandbox_problem())
 
 ADMIN_TOKEN = "helm-admin-token-SECRET"
 
