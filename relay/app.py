@@ -33,7 +33,10 @@ async def _watch(runtime: Runtime) -> None:
     """Reload routes.yaml when the file changes (a pull request merged and deployed)."""
     while True:
         await asyncio.sleep(WATCH_SECONDS)
-        await runtime.reload_if_changed()
+        try:
+            await runtime.reload_if_changed()
+        except Exception:  # reload refuses what it cannot load; this is for a bug, which must not end the watch
+            log.exception("checking %s for changes failed; still watching", runtime.routes_file)
 
 
 def _on_sighup(runtime: Runtime) -> None:

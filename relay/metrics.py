@@ -41,6 +41,8 @@ dead_letters = Gauge("relay_dead_letters", "Dead letters waiting for a replay.",
 config_hash = Gauge("relay_config_hash", "Hash of the loaded routes.yaml (first 48 bits).")
 config_last_reload_successful = Gauge("relay_config_last_reload_successful",
                                       "Whether the last routes.yaml reload succeeded.")
+config_reload_failures = Counter("relay_config_reload_failures_total",
+                                 "routes.yaml loads refused (the last good configuration kept serving).")
 config_last_reload_success_timestamp = Gauge("relay_config_last_reload_success_timestamp_seconds",
                                              "When routes.yaml was last loaded successfully.")
 # relay_build_info{version} 1: which release runs, to join onto other series or spot a half-done rollout.

@@ -311,6 +311,36 @@ class _Sandbox(SandboxedEnvironment):
         return {**self.globals, **(d or {})}
 
 
+MAX_TEMPLATE_BYTES = 256 * 1024  # one template file; relay's largest packaged one is under 4 KB
+
+
+class TemplateUnreadable(jinja2.TemplateError):
+    """A template file relay will not compile: too large, or not UTF-8."""
+
+
+class _BoundedLoader(jinja2.FileSystemLoader):
+    """Template files from a directory, each at most MAX_TEMPLATE_BYTES of UTF-8: a reload of a huge or binary file
+    is refused with its name, not read into memory or left to raise UnicodeDecodeError."""
+
+    def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str, Callable[[], bool]]:
+        for folder in self.searchpath:
+            path = Path(folder, *jinja2.loaders.split_template_path(template))
+            if path.is_file():
+                break
+        else:
+            raise jinja2.TemplateNotFound(template)
+        with path.open("rb") as handle:
+            data = handle.read(MAX_TEMPLATE_BYTES + 1)
+        if len(data) > MAX_TEMPLATE_BYTES:
+            raise TemplateUnreadable(f"{path}: larger than {MAX_TEMPLATE_BYTES // 1024} KB: refused")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = data[:exc.start].count(b"\n") + 1
+            raise TemplateUnreadable(f"{path}:{line}: byte 0x{data[exc.start]:02x} is not UTF-8") from None
+        return text, str(path), lambda: False
+
+
 class Templates:
     """The packaged default templates, overridden file by file from a directory, syntax-checked at load.
 
@@ -322,7 +352,7 @@ class Templates:
         self.directory = directory
         packaged = jinja2.PackageLoader("relay", "templates")
         loader: jinja2.BaseLoader = (
-            packaged if directory is None else jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(directory)), packaged]))
+            packaged if directory is None else jinja2.ChoiceLoader([_BoundedLoader(str(directory)), packaged]))
         common: dict[str, Any] = {"loader": loader, "undefined": jinja2.ChainableUndefined, "trim_blocks": True,
                                   "lstrip_blocks": True, "keep_trailing_newline": False,
                                   "auto_reload": False}  # a reload builds new Templates: no stat per render
@@ -368,6 +398,8 @@ class Templates:
                                   line=exc.lineno) from None
             except jinja2.TemplateNotFound:
                 raise ConfigError(f"{where}: template {name!r} not found in {self.where}") from None
+            except jinja2.TemplateError as exc:  # TemplateUnreadable, or what an include or import finds wrong
+                raise ConfigError(f"{where}: template {name!r}: {exc}") from None
 
     def render(self, integration: str, part: str, overrides: Mapping[str, str], ctx: Mapping[str, Any]) -> str:
         """Render one part; any template failure is permanent (retrying renders the same)."""

@@ -66,7 +66,7 @@ def test_the_workflow_runs_on_routing_pull_requests_with_what_it_needs() -> None
     assert on == {"pull_request": {"paths": PATHS}}
     assert data["permissions"] == {"contents": "read", "pull-requests": "write"}
     steps = data["jobs"]["routes"]["steps"]
-    assert steps[0] == {"uses": "actions/checkout@v4", "with": {"fetch-depth": 0}}
+    assert steps[0] == {"uses": "actions/checkout@v4", "with": {"fetch-depth": 0, "persist-credentials": False}}
     assert steps[1]["uses"].startswith("actions/setup-python@")
     [install] = [s for s in steps if s.get("id") == "install"]
     assert install["run"] == 'pip install "$RELAY_SPEC"'
@@ -191,3 +191,26 @@ async def test_the_gitlab_job_posts_the_diff_as_one_note_and_then_updates_it(tmp
             ("GET", "user", 200), ("GET", "notes", 200), ("POST", "notes", 201),
             ("GET", "user", 200), ("GET", "notes", 200), ("PUT", str(ours["id"]), 200)]
         assert all(r.headers["PRIVATE-TOKEN"] == "glpat-SECRET-token" for r in gitlab.requests)
+
+
+def test_the_diff_step_gets_no_token() -> None:
+    """Issue 20 #3: the step that reads the pull request's files has no token in its environment (GitHub: none
+    given, and none left in .git/config by checkout; GitLab: the job's tokens unset for that command)."""
+    steps = workflow()["jobs"]["routes"]["steps"]
+    [diff] = [s for s in steps if s.get("id") == "diff"]
+    assert "secrets." not in str(diff) and "github.token" not in str(diff) and "TOKEN" not in str(diff)
+    assert steps[0]["with"]["persist-credentials"] is False
+    [line] = [line for line in gitlab_job()["script"] if "relay routes diff" in line]
+    assert line.startswith("env -u RELAY_GITLAB_TOKEN -u CI_JOB_TOKEN relay routes diff ")
+
+
+async def test_a_merge_request_cannot_post_the_jobs_token(tmp_path: Path) -> None:
+    repo = pull_request(tmp_path)
+    routes = (repo / "routes.yaml").read_text()
+    (repo / "routes.yaml").write_text(routes.replace('channel: "#alerts"', 'channel: "${RELAY_GITLAB_TOKEN}"'))
+    git(repo, "commit", "-q", "-am", "the channel from the job's environment")
+    base = git(repo, "merge-base", "HEAD", "origin/main").strip()
+    async with GitLabNotesServer("glpat-SECRET-token") as gitlab:
+        await run_gitlab(repo, tmp_path, gitlab, base)
+        [ours] = gitlab.notes[("42", "7")]
+    assert "glpat-SECRET-token" not in ours["body"] and "${RELAY_GITLAB_TOKEN}" in ours["body"]

@@ -4,6 +4,7 @@ template change shown as the messages before and after."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -132,3 +133,33 @@ async def test_exit_code_on_any_change(tmp_path: Path) -> None:
     git(repo, "checkout", "-q", "main")
     code, out = await run_relay("routes", "diff", "--base", "origin/main", "--exit-code", env=ENV, cwd=repo)
     assert code == 0 and "no alert changes receivers and no message changes" in out
+
+
+async def test_review_reads_no_variable_of_the_ci_job_and_no_file_through_a_link(tmp_path: Path) -> None:
+    """Issue 20 #3: a pull request cannot make the posted comment show the CI job's secrets, neither through a
+    `${VAR}` in routes.yaml nor through a template, routes or rule file that is a symbolic link."""
+    secret = "glpat-SECRET-of-the-ci-job"
+    outside = tmp_path / "credentials"
+    outside.write_text(f"token: {secret}\n")
+    repo = pull_request(tmp_path)
+    write(repo, {"routes.yaml": (repo / "routes.yaml").read_text().replace('channel: "#alerts"',
+                                                                            'channel: "${CI_JOB_TOKEN}"')})
+    commit(repo, "the channel from the environment")
+    env = {**ENV, "CI_JOB_TOKEN": secret}
+    code, out = await run_relay("routes", "diff", "--base", "origin/main", "--format", "markdown", env=env, cwd=repo)
+    assert code == 0, out
+    assert secret not in out and "${CI_JOB_TOKEN}" in out  # shown as written
+    for link in ("templates/slack/title.j2", "routes.yaml", "deploy/prometheus/extra.yml", "templates"):
+        clone = tmp_path / f"link-{len(link)}"
+        git(tmp_path, "clone", "-q", "--branch", "change", str(repo), str(clone))
+        target = clone / link
+        if target.is_dir():
+            subprocess.run(["rm", "-r", str(target)], check=True)
+        target.unlink(missing_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(outside)
+        code, out = await run_relay("routes", "diff", "--base", "origin/main", "--format", "markdown", env=env,
+                                    cwd=clone)
+        assert code == 2 and secret not in out, out
+        assert out.strip() == (f"relay: {clone / link}: a symbolic link: a review reads only regular files in the "
+                               "repository, never what a link points to")

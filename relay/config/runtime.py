@@ -73,16 +73,23 @@ class Runtime:
         await self.reload()
 
     async def reload(self) -> Routes:
+        """Load routes.yaml and its templates and swap them in; anything that goes wrong before the swap is a
+        ConfigError naming the file and the reason, counted, and the configuration serving now stays."""
         mtime = _mtime(self.routes_file)
+        assert self.session is not None
         try:
             templates = Templates(self.templates_dir)
             routes = load_routes(self.routes_file, templates)
+            channels = {name: build_channel(r, templates, self.session) for name, r in routes.receivers.items()}
         except ConfigError:
-            metrics.config_last_reload_successful.set(0)
+            _failed()
             raise
-        assert self.session is not None
+        except Exception as exc:  # a bug, RecursionError, MemoryError: refused like any broken file, never fatal
+            _failed()
+            log.exception("loading %s failed unexpectedly", self.routes_file)
+            raise ConfigError(f"cannot load: {type(exc).__name__}: {exc}"[:300], file=str(self.routes_file)) from None
         old = self.channels
-        self.channels = {name: build_channel(r, templates, self.session) for name, r in routes.receivers.items()}
+        self.channels = channels
         self.routes, self.templates, self.loaded_mtime = routes, templates, mtime
         for channel in old.values():
             await channel.close()
@@ -115,6 +122,11 @@ class Runtime:
         if self.session is not None:
             await self.session.close()
             self.session = None
+
+
+def _failed() -> None:
+    metrics.config_last_reload_successful.set(0)
+    metrics.config_reload_failures.inc()
 
 
 def _mtime(path: Path) -> float:

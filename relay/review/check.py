@@ -161,7 +161,7 @@ def unrouted_severities(file: Path, routes: Routes, alerts: Iterable[RuleAlert])
 def findings(file: Path, routes: Routes, alerts: Iterable[RuleAlert], environ: Mapping[str, str],
              allowed_unset: set[str]) -> list[Finding]:
     """Everything `--strict` reports for a routes file that has already loaded."""
-    _, lines = yamlconfig.load(file, environ)
+    _, lines = yamlconfig.load(file, yamlconfig.AS_WRITTEN)
     return [*unset_variables(file, environ, allowed_unset), *unused_receivers(file, routes, lines),
             *unreachable_routes(file, routes, lines), *shadowed_escalations(file, routes, lines),
             *unrouted_severities(file, routes, alerts)]

@@ -93,6 +93,32 @@ def checkout(repo: Path, rev: str, paths: list[str], into: Path) -> Revision:
     return Revision(rev, into)
 
 
+_LINK = "a symbolic link: a review reads only regular files in the repository, never what a link points to"
+
+
+def refuse_links(repo: Path | None, paths: list[Path]) -> None:
+    """Refuse a working-tree file a review would read that is a symbolic link or sits under one in the repository:
+    a pull request could otherwise point a template or rule file at `/proc/self/environ` or a CI credential and
+    have its text rendered into the posted comment. Folders are checked file by file. A path outside the repository
+    is read as given: only the command line names one (the CI job's choice), never the pull request's files."""
+    for path in paths:
+        absolute = Path(os.path.abspath(path))
+        inside = repo is not None and absolute.is_relative_to(repo.absolute())
+        if inside and repo is not None:
+            current = repo.absolute()
+            for part in absolute.relative_to(current).parts:
+                current = current / part
+                if current.is_symlink():
+                    raise ConfigError(_LINK, file=str(current))
+        elif absolute.is_symlink():
+            raise ConfigError(_LINK, file=str(path))
+        if absolute.is_dir():
+            for folder, dirs, files in os.walk(absolute):  # does not follow links: each is refused here
+                for name in [*dirs, *files]:
+                    if (Path(folder) / name).is_symlink():
+                        raise ConfigError(_LINK, file=str(Path(folder) / name))
+
+
 def relative_to_repo(repo: Path, path: Path) -> str | None:
     """`path` (relative to the current directory or absolute) as git names it in the repository; None outside."""
     try:

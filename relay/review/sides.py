@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from relay.config import yamlconfig
 from relay.config.diff import Change, diff, empty_routes, escalation_of
 from relay.config.routes import Routes, load_routes
 from relay.errors import ConfigError
@@ -106,7 +105,7 @@ def _pages(routes: Routes, receiver: str) -> bool:
 
 
 def _written(file: Path) -> dict[str, Any]:
-    data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    data, _ = yamlconfig.load(file, yamlconfig.AS_WRITTEN)  # bounded like every load; `${VAR}` as written
     entries = data.get("receivers") if isinstance(data, dict) else None
     return {str(e.get("name")): {k: v for k, v in e.items() if k != "name"}
             for e in entries or [] if isinstance(e, dict)}
@@ -121,8 +120,9 @@ def _side(request: Request, spec: str, stack: contextlib.ExitStack) -> Side:
         if not file.is_file():
             raise ConfigError("no such file (a revision is given as REV:PATH, e.g. origin/main:routes.yaml)",
                               file=spec)
-        rules = [(p, revisions.relative_to_repo(repo, p) or str(p)) if repo else (p, str(p))
-                 for p in rulefiles.discover(repo or request.cwd)]
+        found = rulefiles.discover(repo or request.cwd)
+        revisions.refuse_links(repo, [file, *found, *([request.cwd / request.templates] if request.templates else [])])
+        rules = [(p, revisions.relative_to_repo(repo, p) or str(p)) if repo else (p, str(p)) for p in found]
         templates = Templates(request.templates)
         return _loaded(spec, file, templates, rules + extra, lambda exc: exc)
     if repo is None:
@@ -145,7 +145,7 @@ def _side(request: Request, spec: str, stack: contextlib.ExitStack) -> Side:
 def _loaded(label: str, file: Path, templates: Templates, rules: list[tuple[Path, str]],
             relabel: Callable[[ConfigError], ConfigError]) -> Side:
     try:
-        routes = load_routes(file, templates)
+        routes = load_routes(file, templates, yamlconfig.AS_WRITTEN)  # never the CI job's secrets (yamlconfig)
         alerts = rulefiles.read_all(rules)
     except ConfigError as exc:
         raise relabel(exc) from None
@@ -165,6 +165,7 @@ def _specs(request: Request) -> tuple[str, str]:
     repo = revisions.toplevel(request.cwd)
     if repo is None:
         raise ConfigError("--base needs a git repository")
+    revisions.refuse_links(repo, [request.cwd / head])  # before resolving it: a link would lead out of the repository
     relpath = revisions.relative_to_repo(repo, request.cwd / head)
     if relpath is None:
         raise ConfigError(f"{head} is outside the repository")
@@ -186,6 +187,7 @@ def _renames(base: Side, head: Side) -> tuple[tuple[str, ...], tuple[str, ...], 
 
 def _samples(request: Request, base: Side, head: Side) -> tuple[list[templatediff.Sample], str]:
     if request.fixtures is not None:
+        revisions.refuse_links(revisions.toplevel(request.cwd), [request.cwd / request.fixtures])
         return templatediff.fixture_samples(request.cwd / request.fixtures), "fixtures"
     from_rules = templatediff.rule_samples([*head.alerts, *base.alerts])
     if from_rules:
@@ -196,6 +198,7 @@ def _samples(request: Request, base: Side, head: Side) -> tuple[list[templatedif
 def build(request: Request) -> Review:
     """Load both sides and compare them; a side that does not load is a ConfigError naming it."""
     old_spec, new_spec = _specs(request)
+    revisions.refuse_links(revisions.toplevel(request.cwd), [request.cwd / p for p in request.rules])
     with contextlib.ExitStack() as stack:
         base, head = _side(request, old_spec, stack), _side(request, new_spec, stack)
         probes = {tuple(sorted(a.labels.items())): a.labels for a in [*base.alerts, *head.alerts]}
