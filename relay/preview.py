@@ -24,6 +24,7 @@ from relay.channels.pagerduty import build_events
 from relay.channels.slack.channel import Call, SlackCalls
 from relay.channels.slack.summary import AssumedStorms
 from relay.channels.slack.threads import Anchor, AssumedBook, narrowed
+from relay.channels.teams import build_message as teams_message
 from relay.channels.telegram import requests as telegram_requests
 from relay.channels.webhook import build_request as webhook_request
 from relay.channels.webhook import is_json
@@ -113,6 +114,9 @@ def render(receiver: ReceiverConfig, notification: Notification, templates: Temp
         return _discord(receiver, notification, templates, now)
     if receiver.telegram is not None:
         return _telegram(receiver, notification, templates, now)
+    if receiver.teams is not None:
+        return ("# POST to the Teams Workflows URL (a secret: not shown): a new card (Workflows cannot edit one)\n"
+                + _json(teams_message(notification, templates, receiver, now)))
     return _pagerduty(receiver, notification, templates, now)
 
 

@@ -28,7 +28,8 @@ UPDATE = os.environ.get("RELAY_UPDATE_GOLDEN") == "1"
 NOW = datetime(2026, 11, 26, 7, 50, tzinfo=UTC)  # a few minutes after the fixtures fired
 SECRETS = ("xoxb-golden-SECRET-token", "GOLDEN-ROUTING-KEY-SECRET", "smtp-SECRET-password",
            "https://hooks.ojeomneo.example/golden-SECRET-path", "golden-SECRET-bearer",
-           "https://discord.com/api/webhooks/1/golden-SECRET-discord-token", "123:golden-SECRET-telegram-token")
+           "https://discord.com/api/webhooks/1/golden-SECRET-discord-token", "123:golden-SECRET-telegram-token",
+           "https://prod-1.logic.azure.com/workflows/x/triggers/manual/paths/invoke?sig=golden-SECRET-sig")
 
 RECEIVERS = {
     "slack": ReceiverConfig.model_validate({"name": "slack-alerts", "slack": {
@@ -43,6 +44,7 @@ RECEIVERS = {
     "discord": ReceiverConfig.model_validate({"name": "discord-ops", "discord": {"webhook_url": SECRETS[5]}}),
     "telegram": ReceiverConfig.model_validate({"name": "telegram-ops", "telegram": {
         "bot_token": SECRETS[6], "chat_id": -1001234567890, "message_thread_id": 42}}),
+    "teams": ReceiverConfig.model_validate({"name": "teams-ops", "teams": {"webhook_url": SECRETS[7]}}),
 }
 FIXTURE_NAMES = sorted(p.stem for p in FIXTURES.glob("*.json"))
 STATES = ("firing", "resolved")
@@ -83,7 +85,7 @@ def test_output_matches_the_golden_file(integration: str, fixture: str, state: s
         "RELAY_UPDATE_GOLDEN=1 pytest tests/test_golden.py and review `git diff tests/golden`")
 
 
-STORM_INTEGRATIONS = ("discord", "email", "slack", "telegram", "webhook")  # PagerDuty is never folded
+STORM_INTEGRATIONS = ("discord", "email", "slack", "teams", "telegram", "webhook")  # PagerDuty is never folded
 
 
 def storm_rendered(integration: str) -> str:

@@ -9,6 +9,7 @@ from relay.channels.discord import DiscordChannel
 from relay.channels.email import EmailChannel
 from relay.channels.pagerduty import PagerDutyChannel
 from relay.channels.slack import SlackChannel
+from relay.channels.teams import TeamsChannel
 from relay.channels.telegram import TelegramChannel
 from relay.channels.webhook import WebhookChannel
 from relay.config.receivers import ReceiverConfig
@@ -28,4 +29,6 @@ def build_channel(receiver: ReceiverConfig, templates: Templates, session: aioht
         return DiscordChannel(receiver, templates, session)
     if integration == "telegram":
         return TelegramChannel(receiver, templates, session)
+    if integration == "teams":
+        return TeamsChannel(receiver, templates, session)
     return PagerDutyChannel(receiver, templates, session)
