@@ -14,6 +14,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -166,8 +167,61 @@ def rendered(case: str, major: str = "4") -> list[Resource]:
 
 
 def alertmanagerconfig_errors(resources: list[Resource]) -> list[str]:
-    """What the prometheus-operator AlertmanagerConfig schema (npm's @kubernetes-models) says of these."""
+    """What the prometheus-operator AlertmanagerConfig schema (npm's @kubernetes-models) says of these: its
+    validator (types, required fields, enums, duration patterns), and the fields its model does not declare."""
     done = subprocess.run([node(), str(NPM_PROJECT / "validate-alertmanagerconfig.mjs"), str(node_modules())],
                           input=json.dumps(resources), capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
-    return list(json.loads(done.stdout))
+    unknown = [f"{r['metadata']['name']}: unknown field {field}" for r in resources for field in unknown_fields(r)]
+    return list(json.loads(done.stdout)) + unknown
+
+
+
+_PROPERTY = re.compile(r'^\s+"([^"]+)"\??: (.+);$', re.M)
+_IMPORT = re.compile(r'^import \{ (\w+) \} from "([^"]+)";$', re.M)
+_MODELS = "@kubernetes-models/prometheus-operator/monitoring.coreos.com"
+
+
+def _declaration(file: Path) -> tuple[dict[str, str], dict[str, Path]] | None:
+    """A model's TypeScript interface: its properties' types, and where the types it imports are declared."""
+    text = file.read_text()
+    if "export interface " not in text:
+        return None  # a type alias (string, number, a union): nothing to walk into
+    body = text[text.index("export interface "):]
+    body = body[:body.index("\n}\n")]
+    imports = {}
+    for name, spec in _IMPORT.findall(text):
+        base = file.parent / spec if spec.startswith(".") else node_modules() / spec
+        imports[name] = base.with_name(base.name.removesuffix(".js") + ".d.ts")
+    return dict(_PROPERTY.findall(body)), imports
+
+
+def unknown_fields(value: dict[str, Any], declared: Path | None = None, where: str = "") -> list[str]:
+    """The fields of an AlertmanagerConfig its model does not declare: the validator above lets them through,
+    the API server prunes them (and `kubectl apply` refuses them). metadata is left to the API server."""
+    declared = declared or node_modules() / _MODELS / "v1alpha1" / "AlertmanagerConfig.d.ts"
+    declaration = _declaration(declared)
+    if declaration is None:
+        return []
+    properties, imports = declaration
+    unknown = []
+    for key, child in value.items():
+        path = f"{where}.{key}" if where else key
+        if key not in properties:
+            unknown.append(path)
+            continue
+        array = re.fullmatch(r"Array<(\w+)>", properties[key])
+        name = array[1] if array else properties[key]
+        if (key == "metadata" and not where) or name not in imports or not imports[name].exists():
+            continue
+        for index, item in enumerate(child if array else [child]):
+            if isinstance(item, dict):
+                unknown += unknown_fields(item, imports[name], f"{path}[{index}]" if array else path)
+    return unknown
+
+
+if __name__ == "__main__":
+    # .ci/run installs the tools before pytest, outside its per-test timeout (a first download is ~75 MB).
+    os.environ.setdefault("RELAY_REQUIRE_KUBECTL", "1")
+    for major in sorted(HELMS):
+        print(helm(major))

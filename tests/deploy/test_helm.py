@@ -95,12 +95,24 @@ def test_monitoring_kinds_validate_against_prometheus_operator_schemas(case: str
             assert crd_errors(resource) == []
 
 
-def test_the_alertmanagerconfig_validator_refuses_a_wrong_duration_and_a_missing_name() -> None:
+def test_the_alertmanagerconfig_validator_refuses_a_wrong_duration_a_missing_name_and_a_misspelt_field() -> None:
     [config] = [r for r in rendered("dashboards-alertmanagerconfig") if r["kind"] == "AlertmanagerConfig"]
     config["spec"]["route"]["groupWait"] = "30 seconds"
     del config["spec"]["receivers"][0]["name"]
-    [error] = helm.alertmanagerconfig_errors([config])
-    assert "groupWait" in error and "name" in error
+    webhook = config["spec"]["receivers"][0]["webhookConfigs"][0]
+    webhook["sendResolvd"] = webhook.pop("sendResolved")
+    webhook["httpConfig"]["authorization"]["credentials"]["nme"] = "relay"
+    [schema, *unknown] = helm.alertmanagerconfig_errors([config])
+    assert "groupWait" in schema and "name" in schema
+    assert sorted(unknown) == [
+        "relay: unknown field spec.receivers[0].webhookConfigs[0].httpConfig.authorization.credentials.nme",
+        "relay: unknown field spec.receivers[0].webhookConfigs[0].sendResolvd"]
+
+
+def test_the_kustomize_alertmanagerconfig_example_validates_too() -> None:
+    """deploy/kubernetes/alertmanagerconfig.yaml, which test_kubernetes.py cannot check against a schema."""
+    [example] = [d for d in yaml.safe_load_all((KUSTOMIZE / "alertmanagerconfig.yaml").read_text()) if d]
+    assert helm.alertmanagerconfig_errors([example]) == []
 
 
 @pytest.mark.parametrize(("values", "message"), [
