@@ -2,7 +2,8 @@
 
 A click on a message's button (relay.channels.slack.interactions) becomes one outbox row per receiver that must
 act: the Slack receiver whose message it was (silence or unsilence at Alertmanager, the message updated, a thread
-reply) and, for an acknowledge, each PagerDuty receiver the alerts are routed to (Events v2 `acknowledge`). A row
+reply) and, for an acknowledge, each PagerDuty receiver on the clicking receiver's own routes that the alerts are
+routed to (Events v2 `acknowledge`; never another team's, relay.config.routes.Routes.acting_for). A row
 holds the alerts acted on as an ordinary group, with the action beside them (`relayAction`), and has integration
 `action`: the dispatcher claims, leases, retries and dead-letters it like any notification, so a crash between the
 click and its effect loses nothing, history shows it, and the receiver's channel performs it. Marks written in the
@@ -40,6 +41,9 @@ class Action(BaseModel):
     clicked_at: float
     until: float | None = None
     version: str = ""  # the rendering of the message whose button was clicked
+    # The alerts (fingerprints) whose escalation this click may end: those whose escalating route is the clicking
+    # receiver's (relay.config.routes.Routes.acting_for). A row written before this field existed ends none.
+    escalations: tuple[str, ...] = ()
 
     @property
     def message_key(self) -> str:

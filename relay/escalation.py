@@ -116,6 +116,8 @@ async def cancel(store: Store, fingerprints: Sequence[str], reason: EscalationEn
     returns how many pending steps it cancelled (0 when none was left). Steps already sent stay sent (their
     receivers still get the resolve). Idempotent, so a repeated click or a retried outbox action is harmless.
     Raises StoreUnavailable like any store write."""
+    if not fingerprints:
+        return 0
     cancelled = await store.cancel_escalations(list(fingerprints), reason, time.time() if now is None else now)
     if cancelled:
         metrics.escalation_steps.labels(reason).inc(cancelled)

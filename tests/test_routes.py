@@ -192,3 +192,41 @@ def test_priority_order_defaults_to_severity_and_is_configurable(tmp_path: Path)
     ranks = [routes.priority.rank(labels) for labels in
              ({"priority": "P1"}, {"priority": "P2"}, {"priority": "P9"}, {"severity": "critical"})]
     assert ranks == [0, 1, 2, 2]
+
+
+def test_an_action_acts_for_its_own_route_and_escalation_only(tmp_path: Path) -> None:
+    """Issue 20 #7: whom a click on a receiver's message may act for (relay.config.routes.Routes.acting_for): the
+    receivers of the routes that name it, with their escalation steps; never another team's route."""
+    from relay.config.routes import load_routes
+    from relay.templating import Templates
+    from tests.helpers import TEMPLATES
+
+    path = tmp_path / "routes.yaml"
+    path.write_text("""
+receivers:
+  - {name: web-slack, slack: {webhook_url: "http://127.0.0.1:9/a"}}
+  - {name: web-pd, pagerduty: {routing_key: R0UTINGKEY000000000000000000000001}}
+  - {name: db-slack, slack: {webhook_url: "http://127.0.0.1:9/b"}}
+  - {name: db-pd, pagerduty: {routing_key: R0UTINGKEY000000000000000000000002}}
+  - {name: db-lead, slack: {webhook_url: "http://127.0.0.1:9/c"}}
+  - {name: catchall, slack: {webhook_url: "http://127.0.0.1:9/d"}}
+routes:
+  - matchers: ['namespace="ojeomneo"']
+    receivers: [web-slack, web-pd]
+    continue: true
+  - matchers: ['service="postgres"']
+    receivers: [db-slack, db-pd]
+    escalate: [{after: 10m, receivers: [db-lead]}]
+  - matchers: ['service="postgres"']
+    receivers: [web-slack]
+default_receivers: [catchall, web-pd]
+""")
+    routes = load_routes(path, Templates(TEMPLATES), {})
+    both = {"namespace": "ojeomneo", "service": "postgres"}
+    assert routes.acting_for("web-slack", both) == ({"web-slack", "web-pd"}, False)
+    assert routes.acting_for("db-slack", both) == ({"db-slack", "db-pd", "db-lead"}, True)
+    assert routes.acting_for("db-lead", both) == ({"db-slack", "db-pd", "db-lead"}, True)  # the escalated message
+    # The third route is never reached (the second does not continue): web-slack acts for nothing there.
+    assert routes.acting_for("web-slack", {"service": "postgres"}) == (set(), False)
+    assert routes.acting_for("catchall", {"alertname": "Other"}) == ({"catchall", "web-pd"}, False)
+    assert routes.acting_for("catchall", both) == (set(), False)

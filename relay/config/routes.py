@@ -125,6 +125,27 @@ class Routes:
                 break
         return None
 
+    def acting_for(self, receiver: str, labels: Mapping[str, str]) -> tuple[set[str], bool]:
+        """Whom someone acting from `receiver`'s message may act for about an alert with these labels, and whether
+        that includes the alert's escalation (issue 20 #7: an acknowledge on team A's Slack reached team B's
+        PagerDuty and escalation). A route, with its escalation steps, is one team: the receivers of every route the
+        alert reaches (as `targets` walks them) that names `receiver` among its receivers or escalation steps;
+        `default_receivers` are one such route when none matches. The escalation is included when its route is one
+        of those."""
+        chosen = self.escalation(labels)
+        team: set[str] = set()
+        owns = False
+        reached = [(i, r) for i, r in enumerate(self.spec.routes) if r.matches(labels)]
+        cut = next((n for n, (_, r) in enumerate(reached) if not r.continue_), len(reached))
+        for i, route in reached[:cut + 1]:
+            members = {*route.receivers, *(name for step in route.escalate for name in step.receivers)}
+            if receiver in members:
+                team |= members
+                owns = owns or (chosen is not None and chosen.route == i)
+        if not reached and receiver in self.spec.default_receivers:
+            team = set(self.spec.default_receivers)
+        return team, owns
+
     @property
     def escalates(self) -> bool:
         """Whether any route escalates (else a webhook has no escalation to arm or end)."""

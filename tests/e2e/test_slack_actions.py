@@ -18,7 +18,7 @@ from tests.e2e.process import RelayProcess, free_port
 from tests.e2e.test_alertmanager import BINARY, TOKEN, alertmanager, now
 from tests.fakes.pagerduty import PagerDutyServer
 from tests.fakes.slack import DEFAULT_TOKEN, SIGNING_SECRET, TEAM_ID, Posted, SlackWebhookServer
-from tests.helpers import poll_until, relay_settings, running_relay
+from tests.helpers import RunningRelay, poll_until, relay_settings, running_relay
 from tests.requirements import ALERTMANAGER
 
 pytestmark = ALERTMANAGER.unless(None if BINARY else "needs Debian prometheus-alertmanager")
@@ -293,3 +293,95 @@ async def test_hostile_labels_stay_text_and_a_double_click_silences_once(tmp_pat
             assert raw not in shown and raw not in silence["comment"] and raw not in silence["createdBy"]
         assert "&lt;!channel&gt;" in shown and "[U+202E]" in shown
         assert hostile not in silence["comment"] and labels["pod"] not in silence["comment"]  # no alert text there
+
+
+TWO_TEAMS = """
+receivers:
+  - name: web-slack
+    slack:
+      token: ${SLACK_TOKEN}
+      channel: "#web-alerts"
+      api_url: ${SLACK_API_URL}
+      actions: {team_id: TEAM, allowed_users: [U0WEB]}
+  - name: web-pagerduty
+    pagerduty:
+      routing_key: R0UTINGKEYWEB000000000000000000001
+      url: ${PD_URL}
+  - name: db-slack
+    slack:
+      token: ${SLACK_TOKEN}
+      channel: "#db-alerts"
+      api_url: ${SLACK_API_URL}
+      actions: {team_id: TEAM, allowed_users: [U0DB]}
+  - name: db-pagerduty
+    pagerduty:
+      routing_key: R0UTINGKEYDB0000000000000000000001
+      url: ${PD_URL}
+  - name: db-lead
+    slack:
+      token: ${SLACK_TOKEN}
+      channel: "#db-lead"
+      api_url: ${SLACK_API_URL}
+routes:
+  - matchers: ['namespace="ojeomneo"']
+    receivers: [web-slack, web-pagerduty]
+    continue: true
+  - matchers: ['service="postgres"']
+    receivers: [db-slack, db-pagerduty]
+    escalate: [{after: 3s, receivers: [db-lead]}]
+default_receivers: [web-slack]
+""".replace("TEAM", TEAM_ID)
+
+
+async def delivered(relay: RunningRelay) -> bool:
+    return all(h["state"] == "delivered" for h in await relay.history())
+
+
+async def test_acknowledge_reaches_only_the_clicking_teams_pagerduty_and_escalation(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 20 #7: an alert routed to two teams (web and db, each with its Slack, PagerDuty and allowed users).
+    A web engineer's Acknowledge acknowledged the db team's PagerDuty incident too and cancelled the db escalation.
+    It acknowledges the web incident only; the db incident stays open and the db escalation still goes out. The db
+    engineer's own Acknowledge then acknowledges the db incident."""
+    async with SlackWebhookServer() as slack, PagerDutyServer() as pagerduty:
+        for key, value in env(slack, pagerduty).items():
+            monkeypatch.setenv(key, value)
+        routes = tmp_path / "routes.yaml"
+        routes.write_text(TWO_TEAMS)
+        settings = relay_settings(tmp_path, routes, webhook_token=TOKEN, admin_token="admin-token-0123",
+                                  slack_signing_secret=SIGNING_SECRET)
+        labels = {"alertname": "DBConnectionExhausted", "severity": "critical", "namespace": "ojeomneo",
+                  "service": "postgres"}
+        webhook = {"version": "4", "groupKey": '{}:{alertname="DBConnectionExhausted"}', "status": "firing",
+                   "receiver": "relay", "externalURL": "http://alertmanager.example", "groupLabels": {},
+                   "alerts": [{"status": "firing", "labels": labels, "startsAt": now(),
+                               "fingerprint": "0dbc0dbc0dbc0dbc"}]}
+        async with running_relay(settings) as relay:
+            async with httpx.AsyncClient(timeout=10, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+                assert (await client.post(relay.url + "/webhook", json=webhook)).status_code == 200
+            await slack.wait_for(2)
+            triggers = await pagerduty.wait_for(2)
+            keys = {e["routing_key"]: e["dedup_key"] for e in triggers}
+            await poll_until(lambda: delivered(relay), timeout=10)
+            [web] = [m for m in slack.top_level() if m.body.get("channel") == "#web-alerts"]
+            [db] = [m for m in slack.top_level() if m.body.get("channel") == "#db-alerts"]
+
+            answer = await slack.click(db, "relay:acknowledge", user="U0WEB").send(relay.url)
+            assert answer.status_code == 403  # the web engineer may not act on db's message at all
+            answer = await slack.click(web, "relay:acknowledge", user="U0WEB").send(relay.url)
+            assert answer.status_code == 200, answer.text
+            await slack.wait_for_updates(1)
+            [_, _, acknowledge] = await pagerduty.wait_for(3)
+            assert (acknowledge["event_action"], acknowledge["routing_key"]) == (
+                "acknowledge", "R0UTINGKEYWEB000000000000000000001")
+            # The db escalation still goes out (3 s after the alert arrived) to the db lead.
+            await poll_until(lambda: any(m.body.get("channel") == "#db-lead" for m in slack.top_level()),
+                             timeout=15)
+            await poll_until(lambda: delivered(relay), timeout=10)
+            assert [e["event_action"] for e in pagerduty.events] == ["trigger", "trigger", "acknowledge"]
+
+            answer = await slack.click(db, "relay:acknowledge", user="U0DB").send(relay.url)
+            assert answer.status_code == 200, answer.text
+            [*_, acknowledged] = await pagerduty.wait_for(4)
+            assert (acknowledged["event_action"], acknowledged["dedup_key"]) == (
+                "acknowledge", keys["R0UTINGKEYDB0000000000000000000001"])

@@ -192,7 +192,8 @@ async def members(state: Services, config: ReceiverConfig, usergroup: str) -> fr
 
 async def rows_for(state: Services, click: Click, config: ReceiverConfig, request: str,
                    now: float) -> tuple[Action, list[ActionRow]]:
-    """The action and its rows: the Slack receiver's, and for an acknowledge each PagerDuty receiver's."""
+    """The action and its rows: the Slack receiver's, and for an acknowledge each PagerDuty receiver's on the
+    clicking receiver's own routes (relay.config.routes.Routes.acting_for)."""
     anchor = f"slack-message:{click.channel}:{click.ts}"
     record = (await state.store.find_refs(config.name, [anchor])).get(anchor)
     try:
@@ -205,20 +206,24 @@ async def rows_for(state: Services, click: Click, config: ReceiverConfig, reques
     if not firing:
         raise Rejected(409, "every alert of this message has resolved: nothing to act on")
     group = group.model_copy(update={"alerts": firing, "status": "firing"})
+    routes = state.runtime.routes
+    # Only what the clicking receiver's own routes reach: another team's PagerDuty and escalation stay theirs.
+    scope = {a.fingerprint: routes.acting_for(config.name, a.labels) for a in firing} if routes else {}
     action = Action(kind=click.kind, user=click.user, user_name=click.user_name, team_domain=click.team_domain,
                     slack_receiver=config.name, channel=click.channel, ts=click.ts, clicked_at=now,
-                    until=click.until, version=click.version)
+                    until=click.until, version=click.version,
+                    escalations=tuple(sorted(f for f, (_, owns) in scope.items() if owns)))
     give_up = config.give_up_after.total_seconds()
     if action.until is not None:  # a silence created after it would have ended is no use
         give_up = min(give_up, action.until - now)
     made = [row(config.name, request, group, action, give_up)]
-    routes = state.runtime.routes
     if click.kind == "acknowledge" and routes is not None:
         paged: dict[str, list[Any]] = {}
         for alert in firing:
+            team, _ = scope[alert.fingerprint]
             for target in routes.targets(alert.labels):
                 receiver = routes.receivers.get(target.receiver)
-                if receiver is not None and receiver.integration == "pagerduty":
+                if receiver is not None and receiver.integration == "pagerduty" and receiver.name in team:
                     paged.setdefault(receiver.name, []).append(alert)
         for name, alerts in paged.items():
             pd = routes.receivers[name]

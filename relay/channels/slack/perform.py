@@ -118,7 +118,7 @@ class Performer:
         who = user(action.user)
         now = time.time()
         if action.kind == "acknowledge":
-            await guard_store(escalation.cancel(self.threads.store, [a.fingerprint for a in notification.alerts],
+            await guard_store(escalation.cancel(self.threads.store, action.escalations,
                                                 "acknowledged"))
             state = dataclasses.replace(state, acknowledged_at=action.clicked_at, acknowledged_by=action.user)
             return state, f":eyes: {who} acknowledged this {clock(action.clicked_at, now)}"
@@ -151,7 +151,7 @@ class Performer:
             if made.get(key) != older:
                 await client.expire_silence(older)
                 await guard_store(self.threads.store.unwatch_silence(self.threads.receiver, older))
-        await guard_store(escalation.cancel(self.threads.store, [a.fingerprint for a in notification.alerts],
+        await guard_store(escalation.cancel(self.threads.store, action.escalations,
                                             "silenced"))
         state = dataclasses.replace(state, silenced_until=action.until, silenced_by=action.user,
                                     silences=tuple(sorted(made.items())))
