@@ -1,0 +1,1 @@
+"""Reviewing a change to routes.yaml before it lands: `relay routes check --strict` and `relay routes diff`."""
