@@ -222,6 +222,8 @@ async def test_routes_yaml_takes_a_telegram_receiver_and_the_chat_decides_its_ra
                   Templates(TEMPLATES))
     assert "editMessageText" in text and "/bot<token: not shown>/" in text
     assert_leaks_no_secret([text], [BOT_TOKEN])
+    quoted = ReceiverConfig.model_validate({"name": "q", "telegram": {"bot_token": "x", "chat_id": f"{CHAT_ID}"}})
+    assert quoted.telegram is not None and quoted.telegram.chat_id == CHAT_ID and quoted.telegram.group
     routes.write_text("receivers:\n  - name: group\n    telegram: {bot_token: x, chat_id: 'ops'}\n")
     with pytest.raises(Exception, match="@channelusername"):
         load_routes(routes, Templates(TEMPLATES))

@@ -8,7 +8,7 @@ loads, and its notifications become dead letters with reason `unconfigured` unti
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 DEFAULT_TELEGRAM_API_URL = "https://api.telegram.org"
 
@@ -111,6 +111,14 @@ class TelegramConfig(_Strict):
     message_thread_id: int | None = Field(default=None, gt=0)
     api_url: str = DEFAULT_TELEGRAM_API_URL
     disable_notifications: bool = False
+
+    @field_validator("chat_id", mode="before")
+    @classmethod
+    def _numeric(cls, value: object) -> object:
+        """`chat_id: "${TELEGRAM_CHAT_ID}"` (quoted) is still the number it holds."""
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value.strip())
+        return value
 
     @model_validator(mode="after")
     def _chat(self) -> TelegramConfig:
