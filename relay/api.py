@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
@@ -90,6 +93,33 @@ def _ids(text: str | None) -> tuple[int, ...]:
     return tuple(_id(part) for part in text.split(",")[:1000] if part.strip())
 
 
+# The store keeps times as Unix seconds; the API shows them as RFC 3339 (UTC), as Alertmanager's API does.
+TIMES = frozenset({"received_at", "finished_at", "next_attempt_at", "started_at", "due_at", "ended_at",
+                   "clicked_at", "until"})
+
+
+def rfc3339(epoch: float) -> str:
+    """`2026-12-08T02:56:04.689Z`: a stored Unix time as the API shows it (milliseconds, UTC)."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def present(value: Any, key: str = "") -> Any:
+    """A history row (or part of one) as the API answers it: every time in TIMES as RFC 3339, and the stored
+    webhook `payload` as the JSON object it is, not a string holding JSON. Durations stay seconds."""
+    if isinstance(value, dict):
+        return {k: present(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [present(v) for v in value]
+    if key in TIMES and isinstance(value, int | float) and not isinstance(value, bool):
+        return rfc3339(float(value))
+    if key == "payload" and isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value  # a payload set aside as unreadable is shown as it was stored
+    return value
+
+
 def _error(message: str, status: int, reason: str | None = None) -> JSONResponse:
     body = {"status": "error", "error": message, **({"reason": reason} if reason else {})}
     return JSONResponse(body, status_code=status)
@@ -136,7 +166,7 @@ async def notifications(request: Request) -> Response:
             raise ValueError(query.limit)
     except ValueError:
         return _error("ids and summary must be positive integers and limit 1 to 1000", 400)
-    return JSONResponse({"notifications": await services(request).store.history(query)})
+    return JSONResponse({"notifications": present(await services(request).store.history(query))})
 
 
 @by_id
@@ -144,7 +174,7 @@ async def notification(request: Request, notification_id: int) -> Response:
     found = await services(request).store.detail(notification_id)
     if found is None:
         return _error(f"no notification {notification_id}", 404)
-    return JSONResponse(found)
+    return JSONResponse(present(found))
 
 
 @by_id

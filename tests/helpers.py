@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,11 @@ class RunningRelay:
     async def history(self, **params: str) -> list[dict[str, Any]]:
         answer = await self.admin("GET", "/api/v1/notifications", params=params)
         return list(answer.json()["notifications"])
+
+
+def seconds(rfc3339: str) -> float:
+    """A time of the admin API (RFC 3339) as Unix seconds."""
+    return datetime.fromisoformat(rfc3339).timestamp()
 
 
 @contextlib.asynccontextmanager

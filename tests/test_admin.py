@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Providers
 from tests.e2e.test_routing_table import webhook
-from tests.helpers import fixture, poll_until, relay_settings, running_relay
+from tests.helpers import fixture, poll_until, relay_settings, running_relay, seconds
 from tests.test_cli import run_relay
 
 TOKEN = "webhook-tok-SECRET"
@@ -169,3 +171,27 @@ async def test_dead_letters_show_says_a_pending_notification_is_not_dead(
                             "trying to deliver it (1 attempt so far; next attempt ")
     assert second == f"notification {notification_id} to slack-alerts (slack): pending"
     assert ", 1 attempt, last error: server_error: HTTP 500" in out
+
+
+async def test_the_api_gives_times_in_rfc3339_and_the_payload_as_an_object(tmp_path: Path,
+                                                                           providers: Providers) -> None:
+    """What a script reading the admin API sees: times it can parse as dates, the webhook body as JSON."""
+    rfc3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+    async with running_relay(relay_settings(tmp_path, providers.routes)) as relay:
+        body = (await relay.post(webhook("DiskFull", "warning"))).json()
+        notification_id = body["receivers"]["slack-alerts"]["notification_id"]
+
+        async def delivered() -> bool:
+            return [r["state"] for r in await relay.history()] == ["delivered"]
+
+        await poll_until(delivered)
+        [row] = await relay.history()
+        detail = (await relay.admin("GET", f"/api/v1/notifications/{notification_id}")).json()
+        code, out = await run_relay("notifications", "show", str(notification_id), "--url", relay.url)
+    for when in (row["received_at"], row["finished_at"], detail["received_at"], detail["attempt_log"][0]["started_at"]):
+        assert rfc3339.match(when), when
+    assert abs(seconds(row["received_at"]) - time.time()) < 60
+    assert isinstance(detail["attempt_log"][0]["duration"], float)  # a duration stays seconds
+    assert detail["payload"]["alerts"][0]["labels"]["alertname"] == "DiskFull"
+    assert detail["payload"]["groupKey"] == webhook("DiskFull", "warning")["groupKey"]
+    assert code == 0 and f"received {row['received_at'][:10]} {row['received_at'][11:19]}Z, 1 attempt" in out, out

@@ -228,7 +228,7 @@ async def test_headers_and_envelope(templates: Templates) -> None:
     assert str(message["Message-ID"]).endswith("@alerts.ojeomneo.example>")
     assert message["Message-ID"] != resolved.message["Message-ID"]
     assert message["References"] == resolved.message["References"]  # one thread per alert group
-    assert message["Subject"] == "[FIRING:1] PodDown ojeomneo"
+    assert message["Subject"] == "[FIRING:1] PodDown ojeomneo (critical)"
     assert resolved.message["Subject"] == "[RESOLVED] PodDown ojeomneo"
     assert not firing.tls
 

@@ -122,7 +122,7 @@ async def test_templates_render_prints_what_each_integration_sends_without_secre
                                  env=RENDER_ENV)
     assert code == 0, mail
     message = message_from_string(calls(mail)[0][1], policy=policy.default)
-    assert message["Subject"] == "[FIRING:1] DiskFull 결제"
+    assert message["Subject"] == "[FIRING:1] DiskFull 결제 (critical)"
     text = message.get_body(("plain",))
     assert isinstance(text, EmailMessage) and "디스크 95%" in text.get_content()
     for out in (slack, pagerduty, mail):
@@ -225,3 +225,18 @@ async def test_resolve_closes_the_last_alert_relay_accepted_whatever_its_severit
         assert code == 2 and "no firing test alert to resolve" in out, out  # that one is closed now
     resolved = [m for m in providers.slack.messages if "RESOLVED" in str(m)]
     assert len(resolved) == 1 and "RelayTestAlert" in str(resolved[0])
+
+
+async def test_a_single_alert_email_shows_its_severity_and_labels() -> None:
+    """An alert with only a name and a severity: the subject and both bodies say how bad it is and what it is."""
+    code, out = await run_relay("templates", "render", "--receiver", "ops-email", "alertname=DiskFull",
+                                "severity=critical", "--annotation", "summary=Disk 95%", env=RENDER_ENV)
+    assert code == 0, out
+    message = message_from_string(out.split("\n", 1)[1], policy=policy.default)
+    assert isinstance(message, EmailMessage)
+    assert message["Subject"] == "[FIRING:1] DiskFull (critical)"
+    text = message.get_body(("plain",))
+    html = message.get_body(("html",))
+    assert text is not None and html is not None
+    assert "[FIRING] Disk 95% (critical)\n  Labels: alertname=DiskFull, severity=critical\n" in text.get_content()
+    assert "<td>alertname=DiskFull<br>severity=critical</td>" in html.get_content()

@@ -363,7 +363,7 @@ def test_korean_survives_email_unchanged() -> None:
     sent = email_message(korean_notification(), TEMPLATES_, EMAIL, now=NOW)
     received = message_from_bytes(sent.as_bytes(policy=policy.SMTP), policy=policy.default)
     assert isinstance(received, EmailMessage)
-    assert received["Subject"] == f"[FIRING:3] HighMemory {KOREAN[2]}"
+    assert received["Subject"] == f"[FIRING:3] HighMemory {KOREAN[2]} (warning)"
     for part in (received.get_body(("plain",)), received.get_body(("html",))):
         assert isinstance(part, EmailMessage)
         assert KOREAN[0] in part.get_content() and KOREAN[1] in part.get_content()

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from relay.auth import REQUEST_HEADER
-from relay.cli.common import ADMIN_ENVIRONMENT, URL_HELP, command, counted, unreachable
+from relay.cli.common import ADMIN_ENVIRONMENT, URL_HELP, command, counted, epoch, unreachable
 from relay.config.durations import format_duration
 from relay.errors import AdminError, UsageError
 from relay.settings import Settings
@@ -49,8 +49,10 @@ def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
     return body
 
 
-def _when(epoch: float | None) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%SZ") if epoch else "-"
+def _when(value: float | str | None) -> str:
+    """A time from the API (RFC 3339) as the terminal shows it, to the second."""
+    seconds = epoch(value)
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%SZ") if seconds else "-"
 
 
 def _after(seconds: float) -> str:

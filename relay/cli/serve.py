@@ -50,21 +50,22 @@ def add_commands(sub: Any) -> None:
 
 
 def run(settings: Settings) -> int:
-    """Serve until SIGTERM/SIGINT; the SQLite lock is taken before any lease is touched and held to the end."""
+    """Serve until SIGTERM/SIGINT; the SQLite lock is taken before any lease is touched and held to the end. The port
+    is bound first: a port in use is refused before anything is written beside the database (no stray .db.lock)."""
     startup.check_database_url(settings.database_url)
-    lock = lock_database(settings.database_url)
+    sock = startup.listen(settings.host, settings.port)
     try:
-        sock = startup.listen(settings.host, settings.port)
+        lock = lock_database(settings.database_url)
         try:
             with asyncio.Runner(loop_factory=_loop_factory()) as runner:
                 return runner.run(_serve(settings, sock))
         except KeyboardInterrupt:  # Ctrl-C while waiting for PostgreSQL, or re-raised by uvicorn after shutdown
             return 130
         finally:
-            sock.close()
+            if lock is not None:
+                lock.release()
     finally:
-        if lock is not None:
-            lock.release()
+        sock.close()
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from relay.cli import admin
-from relay.cli.common import ADMIN_ENVIRONMENT, URL_HELP, command, counted, labels, unreachable
+from relay.cli.common import ADMIN_ENVIRONMENT, URL_HELP, command, counted, epoch, labels, unreachable
 from relay.errors import AdminError, StartupError, UsageError
 from relay.fingerprint import fingerprint
 from relay.settings import Settings
@@ -173,13 +173,13 @@ def report(summary: dict[str, Any], rows: list[dict[str, Any]]) -> tuple[str, bo
             lines.append(f"  {receiver:<24} unknown (notification {nid} not found)")
             ok = False
         elif row["state"] == "delivered":
-            took = (row["finished_at"] or time.time()) - row["received_at"]
+            took = (epoch(row["finished_at"]) or time.time()) - (epoch(row["received_at"]) or 0.0)
             lines.append(f"  {receiver:<24} delivered in {took * 1000:.0f} ms (attempt {row['attempts']})")
         elif row["state"] == "dead":
             lines.append(f"  {receiver:<24} dead-lettered: {row['last_error']}")
             ok = False
         else:
-            wait = max(0.0, row["next_attempt_at"] - time.time())
+            wait = max(0.0, (epoch(row["next_attempt_at"]) or 0.0) - time.time())
             lines.append(f"  {receiver:<24} retrying (attempts {row['attempts']}, next in {wait:.0f}s): "
                          f"{row['last_error'] or 'not yet sent'}{_behind(row)}")
             ok = False

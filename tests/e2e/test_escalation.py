@@ -23,7 +23,15 @@ from relay.services import Services
 from tests.conftest import Providers
 from tests.e2e.process import RelayProcess
 from tests.fakes.slack import DEFAULT_TOKEN, SIGNING_SECRET, TEAM_ID
-from tests.helpers import RunningRelay, poll_until, postgres_database, relay_settings, repo_routes, running_relay
+from tests.helpers import (
+    RunningRelay,
+    poll_until,
+    postgres_database,
+    relay_settings,
+    repo_routes,
+    running_relay,
+    seconds,
+)
 from tests.requirements import ALERTMANAGER
 
 AM_BINARY = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
@@ -87,12 +95,12 @@ async def test_unacknowledged_critical_escalates_after_each_step_then_its_resolv
         await providers.smtp.wait_for(2)  # the route's email, then step 2's
         await poll_until(lambda: all_delivered(relay))
         history = {(row["receiver"], (row["escalation"] or {}).get("step")): row for row in await relay.history()}
-        first = history[("slack-alerts", None)]["received_at"]
+        first = seconds(history[("slack-alerts", None)]["received_at"])
         assert set(history) == {("slack-alerts", None), ("ops-email", None), ("pagerduty-oncall", 1),
                                 ("ops-email", 2)}
         # Not before its step: relay's own times, from receiving the alert to enqueueing each step.
-        assert history[("pagerduty-oncall", 1)]["received_at"] - first >= 1.0
-        assert history[("ops-email", 2)]["received_at"] - first >= 2.0
+        assert seconds(history[("pagerduty-oncall", 1)]["received_at"]) - first >= 1.0
+        assert seconds(history[("ops-email", 2)]["received_at"]) - first >= 2.0
         assert history[("pagerduty-oncall", 1)]["escalation"] == {"step": 1, "steps": 2, "after_seconds": 1.0}
         # The route's own notification shows where its alert's escalation went (relay notifications show).
         detail = (await relay.admin("GET", f"/api/v1/notifications/{history[('slack-alerts', None)]['id']}")).json()
@@ -192,7 +200,8 @@ async def test_a_restart_keeps_the_timer(tmp_path: Path, providers: Providers) -
         assert "not acknowledged for 2s" in trigger["payload"]["summary"]
         await poll_until(lambda: all_delivered(relay))
         history = {row["receiver"]: row for row in await relay.history()}
-        assert history["pagerduty-oncall"]["received_at"] - history["slack-alerts"]["received_at"] >= 2.0
+        assert (seconds(history["pagerduty-oncall"]["received_at"])
+                - seconds(history["slack-alerts"]["received_at"])) >= 2.0
         await checked_after(relay, time.time() + 0.5)
     assert len(providers.pagerduty.events) == 1
 

@@ -186,15 +186,17 @@ async def test_a_setting_of_the_wrong_type_names_the_variable_and_the_type() -> 
                                         "relay: RELAY_RATE_LIMITS='maybe' is not valid: expected true or false"]
 
 
-async def test_a_port_in_use() -> None:
+async def test_a_port_in_use(tmp_path: Path) -> None:
+    """Refused in one line, and nothing left behind: no database, no stray relay.db.lock beside it."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        code, err = await serve(relay_env(RELAY_PORT=str(port)))
+        code, err = await serve(relay_env(RELAY_PORT=str(port), RELAY_DATABASE_URL=f"sqlite:///{tmp_path}/relay.db"))
     assert code != 0
     assert one_line(err) == (f"relay: cannot listen on 127.0.0.1:{port}: the address is already in use "
                              "(another process listens there; choose RELAY_PORT)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 async def test_debug_logging_shows_the_traceback_too(tmp_path: Path) -> None:
