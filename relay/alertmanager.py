@@ -1,9 +1,10 @@
 """Alertmanager's API v2, as far as Slack actions need it: create and expire silences, read an alert's state.
 
-It is the Alertmanager that sent the alert (the webhook's `externalURL`) unless the receiver's
-`actions.alertmanager.url` says otherwise, with that setting's optional auth. Calls go through relay's shared
-aiohttp session like the channels' do; failures are classified as deliveries are (relay.errors), so an action is
-retried with the dispatcher's persisted schedule, and no answer text keeps a secret.
+It is the receiver's `actions.alertmanager.url`, or the Alertmanager that sent the alert (the webhook's
+`externalURL`) only when that is one of its `external_urls`, with that setting's optional auth: a credential goes
+only where routes.yaml sends it, and only a configured Alertmanager's answers are believed. Calls go through relay's
+shared aiohttp session like the channels' do; failures are classified as deliveries are (relay.errors), so an action
+is retried with the dispatcher's persisted schedule, and no answer text keeps a secret.
 """
 
 from __future__ import annotations
@@ -11,19 +12,23 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import aiohttp
 
+from relay.alerts import parse_time
 from relay.channels.base import scrub
 from relay.config.receivers import AlertmanagerApi
 from relay.errors import DeliveryError, PermanentDeliveryError, Reason, TransientDeliveryError, http_reason
 
 TIMEOUT = 10.0
+CLASSIC_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")  # Prometheus' label names before UTF-8
 ANSWER_LIMIT = 4 * 1024 * 1024  # a list of silences or alerts; Alertmanager's own answers are far smaller
 
 
@@ -45,8 +50,16 @@ def equal_matchers(labels: Mapping[str, str]) -> list[dict[str, Any]]:
 
 
 def filter_param(labels: Mapping[str, str]) -> list[tuple[str, str]]:
-    """`filter` query parameters selecting this alert's labels (values quoted as Alertmanager parses them)."""
-    return [("filter", f'{name}="{_quoted(value)}"') for name, value in sorted(labels.items())]
+    """`filter` query parameters selecting this alert's labels (values quoted as Alertmanager parses them). A name that
+    is not a classic identifier (Alertmanager 0.27+ takes UTF-8 names such as `service.name` or `team name`) is quoted
+    too: its UTF-8 parser reads `"team name"="x"`, while unquoted a space, `=`, `,` or a quote would make the matcher
+    unparseable (a silence that cannot be made) or another matcher. Classic names stay bare, as Alertmanager 0.25's
+    parser requires (it has no other label names)."""
+    return [("filter", f'{_name(name)}="{_quoted(value)}"') for name, value in sorted(labels.items())]
+
+
+def _name(name: str) -> str:
+    return name if CLASSIC_NAME.fullmatch(name) else f'"{_quoted(name)}"'
 
 
 def _quoted(value: str) -> str:
@@ -54,18 +67,37 @@ def _quoted(value: str) -> str:
 
 
 def base_url(external_url: str, api: AlertmanagerApi) -> str:
-    """The API base: the receiver's override, else the webhook's externalURL; PermanentDeliveryError if neither is an
-    http(s) URL (the action cannot succeed by retrying)."""
-    url = (api.url or external_url or "").strip().rstrip("/")
+    """The API base: the receiver's `url`, else the webhook's externalURL when it is one of `external_urls`.
+    PermanentDeliveryError otherwise (retrying cannot help): a host only the webhook named would get the credentials,
+    and relay would believe its answers."""
+    configured = (api.url or "").strip().rstrip("/")
+    if configured:
+        return configured
+    given = _origin_and_path(external_url)
+    if given is not None and any(_within(given, allowed) for allowed in map(_origin_and_path, api.external_urls)):
+        return external_url.strip().rstrip("/")
+    raise PermanentDeliveryError(Reason.CONFIG, "no configured Alertmanager for this webhook: actions.alertmanager.url "
+                                                "is not set and the webhook's externalURL is not one of "
+                                                "actions.alertmanager.external_urls")
+
+
+def _origin_and_path(url: str) -> tuple[str, str, int, str] | None:
+    """scheme, host, port and path of an http(s) URL without user, query or fragment; None for anything else."""
     try:
-        parts = urlsplit(url)
-        usable = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts = urlsplit(url.strip())
+        port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
-        usable = False
-    if not usable:
-        raise PermanentDeliveryError(Reason.CONFIG, "no usable Alertmanager URL: the webhook's externalURL is not an "
-                                                    "http(s) URL and actions.alertmanager.url is not set")
-    return url
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc or parts.query \
+            or parts.fragment:
+        return None
+    return parts.scheme, parts.hostname.lower(), port, parts.path.rstrip("/")
+
+
+def _within(given: tuple[str, str, int, str], allowed: tuple[str, str, int, str] | None) -> bool:
+    """Same scheme, host and port, and the path is the allowed one or below it."""
+    return allowed is not None and given[:3] == allowed[:3] and (
+        given[3] == allowed[3] or given[3].startswith(allowed[3] + "/"))
 
 
 class AlertmanagerClient:
@@ -138,8 +170,26 @@ class AlertmanagerClient:
                 return str(status.get("state")) if isinstance(status, dict) else "active"
         return None
 
+    async def up_for(self) -> float:
+        """How long Alertmanager has been up (GET /api/v2/status: `uptime` is when it started), by its own clock (its
+        answer's Date) so a skewed clock cannot make a just-restarted Alertmanager look old."""
+        answer, date = await self._call_dated("GET", "/api/v2/status")
+        try:
+            started = parse_time(str(answer["uptime"])) if isinstance(answer, dict) and "uptime" in answer else None
+        except ValueError:
+            started = None
+        if started is None:
+            raise TransientDeliveryError(Reason.INVALID_RESPONSE, "Alertmanager's status has no uptime")
+        return max(0.0, (date or datetime.now(UTC)).timestamp() - started.timestamp())
+
     async def _call(self, method: str, path: str, *, json_body: Any = None,
                     params: Sequence[tuple[str, str]] = ()) -> Any:
+        answer, _date = await self._call_dated(method, path, json_body=json_body, params=params)
+        return answer
+
+    async def _call_dated(self, method: str, path: str, *, json_body: Any = None,
+                          params: Sequence[tuple[str, str]] = ()) -> tuple[Any, datetime | None]:
+        """The answer, and when Alertmanager says it answered (its Date header; None without one)."""
         data = json.dumps(json_body).encode() if json_body is not None else None
         headers = self._headers() | ({"Content-Type": "application/json"} if data is not None else {})
         try:
@@ -148,6 +198,7 @@ class AlertmanagerClient:
                     timeout=aiohttp.ClientTimeout(total=self.timeout)) as response:
                 raw = await response.content.read(ANSWER_LIMIT)
                 status = response.status
+                date = _date(response.headers.get("Date", ""))
         except TimeoutError:
             raise TransientDeliveryError(Reason.TIMEOUT,
                                          f"Alertmanager did not answer in {self.timeout:.0f}s") from None
@@ -157,7 +208,7 @@ class AlertmanagerClient:
             raise TransientDeliveryError(Reason.CONNECTION, f"Alertmanager: {type(exc).__name__}") from None
         if 200 <= status < 300:
             try:
-                return json.loads(raw) if raw.strip() else None
+                return (json.loads(raw) if raw.strip() else None), date
             except ValueError:
                 raise TransientDeliveryError(Reason.INVALID_RESPONSE, "Alertmanager's answer is not JSON") from None
         raise self._refusal(method, path, status, raw)
@@ -169,3 +220,11 @@ class AlertmanagerClient:
         if status == 429 or status >= 500 or status == 408:
             return TransientDeliveryError(reason, detail)
         return PermanentDeliveryError(reason, detail)
+
+
+def _date(header: str) -> datetime | None:
+    try:
+        found = parsedate_to_datetime(header) if header else None
+    except (TypeError, ValueError):
+        return None
+    return found if found is not None and found.tzinfo is not None else None

@@ -18,6 +18,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 Status = Literal["firing", "resolved"]
+# Where a group relay resolved itself (relay.silences) carries why, for history; never taken from a webhook.
+INFERRED = "relayInferred"
 
 # Alertmanager writes Go's zero time for "no end".
 _GO_ZERO_YEAR = 1

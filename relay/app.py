@@ -65,8 +65,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
                                 name="retention"),
             asyncio.create_task(opened.deadman.run(), name="heartbeats"),
             asyncio.create_task(opened.escalator.run(), name="escalations"),
-            asyncio.create_task(SilenceWatch(opened.store, runtime, opened.dispatcher,
-                                             settings.silence_watch_seconds).run(), name="silence-watch"),
+            asyncio.create_task(SilenceWatch(opened.store, runtime, opened.dispatcher, settings.silence_watch_seconds,
+                                             settings.absence_grace_seconds).run(), name="silence-watch"),
             asyncio.create_task(opened.storms.run(), name="storms")]
         try:
             yield

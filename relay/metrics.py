@@ -64,6 +64,11 @@ heartbeat_last_seen = Gauge("relay_heartbeat_last_seen_timestamp_seconds",
 escalation_steps = Counter("relay_escalation_steps",
                            "Escalation steps sent, or cancelled (outcome: acknowledged, silenced, resolved, unrouted).",
                            ["outcome"])
+silence_watch_answers = Counter(
+    "relay_silence_watch_answers",
+    "Each time relay asked Alertmanager about an alert silenced from Slack, what it learnt (answer: firing; "
+    "restarted: absent from an Alertmanager up less than the grace period, no evidence; absent: absent, not yet for "
+    "the whole grace period; resolved: absent that long, the resolve is shown; failed: no answer).", ["answer"])
 heartbeat_missing = Gauge("relay_heartbeat_missing", "1 while relay reports a configured heartbeat as missing.",
                           ["heartbeat"])
 

@@ -1,11 +1,15 @@
 """The resolve of an alert silenced from Slack: Alertmanager sends none while the alert is silenced, so relay asks.
 
 Every silence relay created (relay.channels.slack.perform) is watched until it ends: at most every
-RELAY_SILENCE_WATCH_SECONDS per silence, and at most BATCH silences a round, relay asks the Alertmanager that
-sent the alert for its state (`GET /api/v2/alerts?filter=…`). Once Alertmanager no longer has it firing, relay
-enqueues its resolve as Alertmanager would have sent it, in the alert's own lane: the message turns green and its
-thread says so, and every other receiver of the alert, or of a step of its escalation, gets its resolve
-(PagerDuty's incident closes), once (the store's dedup, also across replicas, which take each watch in turn).
+RELAY_SILENCE_WATCH_SECONDS per silence, and at most BATCH silences a round, relay asks the receiver's Alertmanager
+(`GET /api/v2/alerts?filter=…`). An absence alone proves nothing: Alertmanager keeps alerts in memory, so a restarted
+one answers `[]` until Prometheus sends them again. relay takes the alert as resolved only once it has been absent, at
+every ask, for RELAY_ABSENCE_GRACE_SECONDS from an Alertmanager that had been up that long already (`/api/v2/status`
+uptime, by Alertmanager's clock); a restart starts the count again, and a sighting ends it. Then relay enqueues the
+resolve as Alertmanager would have sent it, in the alert's own lane, with why (`relayInferred`, shown in history):
+the message turns green and its thread says so, and every other receiver of the alert, or of a step of its
+escalation, gets its resolve (PagerDuty's incident closes), once (the store's dedup, also across replicas, which take
+each watch in turn). If the alert fires again after that, the store's dedup treats it as a new page.
 A silence that ends, or is expired with Unsilence, is no longer watched: Alertmanager notifies for the alert
 again by itself.
 """
@@ -17,9 +21,9 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
 
-from relay import escalation, outbox, stages
+from relay import escalation, metrics, outbox, stages
 from relay.alertmanager import AlertmanagerClient, base_url
-from relay.alerts import WebhookMessage
+from relay.alerts import INFERRED, WebhookMessage
 from relay.config.runtime import Runtime
 from relay.errors import DeliveryError
 from relay.store.base import Candidate, Store, Watch
@@ -30,12 +34,25 @@ log = logging.getLogger(__name__)
 BATCH = 100
 
 
+def counted_absence(since: float | None, up_for: float, now: float, grace: float) -> float | None:
+    """Since when the alert's absence counts as evidence, after one more absent answer at `now` from an Alertmanager
+    up for `up_for` seconds: None while it has been up less than `grace` (a restarted Alertmanager knows nothing yet);
+    `now` when the count starts (first absence, or Alertmanager restarted since the count began); else `since`."""
+    if up_for < grace:
+        return None
+    if since is None or since < now - up_for + grace:  # it restarted after the count began
+        return now
+    return since
+
+
 class SilenceWatch:
-    def __init__(self, store: Store, runtime: Runtime, intake: outbox.Intake, interval: float) -> None:
+    def __init__(self, store: Store, runtime: Runtime, intake: outbox.Intake, interval: float,
+                 grace: float = 300.0) -> None:
         self.store = store
         self.runtime = runtime
         self.intake = intake
         self.interval = interval
+        self.grace = grace
 
     async def run(self) -> None:
         await stages.every(lambda: min(self.interval, 5.0), self.check, "silenced alerts", log)
@@ -58,18 +75,34 @@ class SilenceWatch:
             await self.store.unwatch_silence(watch.receiver, watch.silence_id)
             return 0
         [alert] = group.alerts[:1]
+        api = slack.actions.alertmanager
         try:
-            client = AlertmanagerClient(self.runtime.session, base_url(group.externalURL, slack.actions.alertmanager),
-                                        slack.actions.alertmanager)
+            client = AlertmanagerClient(self.runtime.session, base_url(group.externalURL, api), api)
             state = await client.alert_state(alert.labels, alert.fingerprint)
+            up_for = await client.up_for() if state is None else 0.0
         except DeliveryError as exc:
+            metrics.silence_watch_answers.labels("failed").inc()
             log.warning("cannot ask Alertmanager about silenced alert %s (asked again later): %s", alert.name, exc)
             return 0
-        if state is not None:
+        since = None if state is not None else counted_absence(watch.absent_since, up_for, now, self.grace)
+        if since is None or now - since < self.grace:
+            answer = "firing" if state is not None else "restarted" if since is None else "absent"
+            metrics.silence_watch_answers.labels(answer).inc()
+            if answer == "restarted":
+                log.info("silenced alert %s is absent from an Alertmanager up only %.0fs (grace %.0fs): no evidence "
+                         "of a resolve", alert.name, up_for, self.grace)
+            if since != watch.absent_since:
+                await self.store.watch_absent(watch.receiver, watch.silence_id, since)
             return 0
+        metrics.silence_watch_answers.labels("resolved").inc()
         ended = datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z")
         done = alert.model_copy(update={"status": "resolved", "endsAt": ended})
-        resolve = group.model_copy(update={"alerts": [done], "status": "resolved"})
+        why = {"by": "silence watch", "silence": watch.silence_id, "absent_since": since,
+               "alertmanager_up_seconds": round(up_for, 1), "grace_seconds": self.grace,
+               "reason": f"absent from Alertmanager for {now - since:.0f}s at every ask, Alertmanager up "
+                         f"{up_for:.0f}s (at least the grace period of {self.grace:.0f}s all along)"}
+        resolve = WebhookMessage.model_validate({**group.model_dump(mode="json"), "status": "resolved",
+                                                 "alerts": [done.model_dump(mode="json")], INFERRED: why})
         routes = self.runtime.routes
         # As if Alertmanager had sent it: every receiver routes.yaml gives the alert (PagerDuty's incident closes
         # too), the silencing Slack receiver at least; dedup makes a later real resolve a no-op.
@@ -81,5 +114,5 @@ class SilenceWatch:
             chosen = await escalation.arm(self.store, routes, resolve, chosen, now)
         await outbox.enqueue(self.intake, self.store, chosen, now)
         await self.store.unwatch_silence(watch.receiver, watch.silence_id)
-        log.info("silenced alert %s resolved in Alertmanager: its resolve is shown", alert.name)
+        log.info("silenced alert %s resolved: %s; its resolve is shown", alert.name, why["reason"])
         return 1

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from relay import escalation, metrics, outbox
-from relay.alerts import Alert, WebhookMessage, group_status
+from relay.alerts import INFERRED, Alert, WebhookMessage, group_status
 from relay.auth import check_webhook
 from relay.config.routes import Routes
 from relay.errors import Rejected, StoreRejected, StoreUnavailable
@@ -73,13 +73,16 @@ def _problem(err: ErrorDetails) -> str:
 def parse(body: bytes) -> WebhookMessage:
     """Parse with the same parser the outbox uses to read it back, so whatever is accepted can be delivered."""
     try:
-        return WebhookMessage.from_json(body)
+        message = WebhookMessage.from_json(body)
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False)
         problems = [_problem(err) for err in errors[:MAX_REPORTED_ERRORS]]
         if len(errors) > len(problems):
             problems.append(f"... and {len(errors) - len(problems)} more")
         raise Rejected(400, "; ".join(problems)) from None
+    if message.model_extra and message.model_extra.get(INFERRED) is not None:  # only relay says why it resolved
+        message = message.model_copy(update={INFERRED: None})
+    return message
 
 
 def candidates(message: WebhookMessage, routes: Routes) -> list[Candidate]:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
@@ -15,7 +17,9 @@ from pydantic import SecretStr
 
 from relay.alertmanager import AlertmanagerClient, base_url, equal_matchers
 from relay.config.receivers import AlertmanagerApi
-from relay.errors import PermanentDeliveryError, Reason, TransientDeliveryError
+from relay.config.routes import load_routes
+from relay.errors import ConfigError, PermanentDeliveryError, Reason, TransientDeliveryError
+from relay.templating import Templates
 
 TOKEN = "am-bearer-SECRET-0123456789"
 
@@ -24,13 +28,15 @@ class Alertmanager:
     def __init__(self) -> None:
         self.seen: list[tuple[str, str, dict[str, str], Any]] = []
         self.answer: tuple[int, Any] | None = None
+        self.headers: dict[str, str] = {}
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.text()
         self.seen.append((request.method, request.path_qs, dict(request.headers), json.loads(body) if body else None))
         if self.answer is not None:
             status, payload = self.answer
-            return web.Response(status=status, text=payload if isinstance(payload, str) else json.dumps(payload))
+            return web.Response(status=status, text=payload if isinstance(payload, str) else json.dumps(payload),
+                                headers=self.headers)
         if request.method == "POST":
             return web.json_response({"silenceID": "5e1"})
         if request.path == "/api/v2/alerts":
@@ -114,5 +120,76 @@ async def test_an_unreachable_alertmanager_is_transient_and_no_url_is_permanent(
             await client.silences()
     with pytest.raises(PermanentDeliveryError):
         base_url("", AlertmanagerApi())
-    assert base_url("http://am:9093/", AlertmanagerApi()) == "http://am:9093"
     assert base_url("http://am:9093", AlertmanagerApi(url="http://other:9093/prefix/")) == "http://other:9093/prefix"
+
+
+def test_a_webhook_never_chooses_where_the_credentials_go() -> None:
+    """The receiver's url wins over any externalURL; without it only an allow-listed externalURL is used, compared by
+    scheme, host, port and path, never by text (a user part, a longer host name, another port are other hosts)."""
+    configured = AlertmanagerApi(url="http://am.monitoring:9093", bearer_token=SecretStr(TOKEN))
+    assert base_url("http://evil.example:9093", configured) == "http://am.monitoring:9093"
+    listed = AlertmanagerApi(external_urls=["https://am.example.com", "http://am-1:9093/am"],
+                             bearer_token=SecretStr(TOKEN))
+    assert base_url("https://AM.example.com/", listed) == "https://AM.example.com"
+    assert base_url("https://am.example.com:443/alertmanager", listed) == "https://am.example.com:443/alertmanager"
+    assert base_url("http://am-1:9093/am/", listed) == "http://am-1:9093/am"
+    for foreign in ("http://evil.example", "https://am.example.com.evil.example", "https://am.example.com@evil.example",
+                    "https://evil.example/?https://am.example.com", "http://am.example.com", "https://am.example.com:8443",
+                    "http://am-1:9093/amx", "http://am-1:9093", "ftp://am.example.com", "", "not a url"):
+        with pytest.raises(PermanentDeliveryError) as refused:
+            base_url(foreign, listed)
+        assert refused.value.reason is Reason.CONFIG and TOKEN not in str(refused.value)
+        with pytest.raises(PermanentDeliveryError):
+            base_url(foreign, AlertmanagerApi())
+
+
+@pytest.mark.parametrize(("alertmanager", "line", "says"), [
+    ("", 7, "actions need alertmanager.url"),
+    ("        alertmanager: {url: '${AM_URL:-}', bearer_token: t0ken}\n", 7, "actions need alertmanager.url"),
+    ("        alertmanager: {external_urls: ['http://user@am:9093']}\n", 8, "without user, query or fragment"),
+])
+def test_actions_without_a_configured_alertmanager_are_refused_at_load(tmp_path: Path, alertmanager: str, line: int,
+                                                                       says: str) -> None:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(f"""receivers:
+  - name: slack-bot
+    slack:
+      token: xoxb-1
+      channel: C0123ABCD
+      actions:
+        team_id: T0123ABCD
+{alertmanager}default_receivers: [slack-bot]
+""")
+    with pytest.raises(ConfigError) as refused:
+        load_routes(routes, Templates(), {})
+    assert str(refused.value).startswith(f"{routes}:{line}: ") and says in str(refused.value)
+    assert "t0ken" not in str(refused.value)
+
+
+@pytest.mark.parametrize(("name", "sent"), [
+    ("pod", 'pod="a\\"b"'),
+    ("service.name", '"service.name"="a\\"b"'),  # Alertmanager 0.27+ UTF-8 names: quoted, as its parser reads them
+    ("team name", '"team name"="a\\"b"'),  # unquoted, the space would end the name
+    ('a="x",b', '"a=\\"x\\",b"="a\\"b"'),  # unquoted, another matcher: quoted and escaped, one name
+    ("9lives", '"9lives"="a\\"b"'),
+])
+async def test_the_filter_quotes_names_that_are_not_classic_identifiers(am: tuple[Alertmanager, str], name: str,
+                                                                       sent: str) -> None:
+    fake, url = am
+    async with aiohttp.ClientSession() as session:
+        await AlertmanagerClient(session, url, AlertmanagerApi()).alert_state({name: 'a"b'}, "f1")
+    [(_, query, _, _)] = fake.seen
+    assert parse_qs(urlsplit(query).query)["filter"] == [sent]
+
+
+async def test_uptime_is_read_by_alertmanagers_own_clock(am: tuple[Alertmanager, str]) -> None:
+    """A skewed clock cannot make a just-restarted Alertmanager look old: its Date header is the reference."""
+    fake, url = am
+    fake.headers = {"Date": "Tue, 08 Dec 2026 02:46:11 GMT"}
+    fake.answer = (200, {"uptime": "2026-12-08T02:45:41.219Z", "versionInfo": {"version": "0.25.0"}})
+    async with aiohttp.ClientSession() as session:
+        client = AlertmanagerClient(session, url, AlertmanagerApi())
+        assert 29 <= await client.up_for() <= 30  # whatever this machine's clock says
+        fake.answer = (200, {"cluster": {}})
+        with pytest.raises(TransientDeliveryError):
+            await client.up_for()

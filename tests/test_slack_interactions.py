@@ -33,6 +33,7 @@ receivers:
       api_url: ${SLACK_API_URL}
       actions:
         team_id: %s
+        alertmanager: {url: "http://127.0.0.1:9"}
 %s
   - name: slack-hook
     slack:
@@ -196,6 +197,7 @@ receivers:
       api_url: ${SLACK_API_URL}
       actions:
         team_id: TEAM
+        alertmanager: {url: "http://127.0.0.1:9"}
   - name: slack-hook
     slack:
       webhook_url: ${SLACK_WEBHOOK_URL}

@@ -31,18 +31,30 @@ def _set(secret: SecretStr | None) -> bool:
 
 
 class AlertmanagerApi(_Strict):
-    """Where Slack actions reach Alertmanager's API v2 instead of the webhook's `externalURL`, and its optional auth
-    (a bearer token, or basic auth; both secrets)."""
+    """Where Slack actions reach Alertmanager's API v2, and its optional auth (a bearer token, or basic auth; both
+    secrets). Calls go to `url`; without it, to the webhook's `externalURL` only when it is one of `external_urls`
+    (relay.alertmanager.base_url): a webhook must never choose where the credentials go or whose answers relay
+    believes (a forged `[]` would resolve a page)."""
 
     url: str | None = None
+    external_urls: list[str] = Field(default_factory=list)
     bearer_token: SecretStr | None = None
     username: str | None = None
     password: SecretStr | None = None
+
+    @property
+    def configured(self) -> bool:
+        """Whether calls can go anywhere: a url, or an allow-list for the webhook's externalURL."""
+        return any(u.strip() for u in (self.url or "", *self.external_urls))
 
     @model_validator(mode="after")
     def _one_auth(self) -> AlertmanagerApi:
         if _set(self.bearer_token) and (self.username or _set(self.password)):
             raise ValueError("alertmanager takes bearer_token or username/password, not both")
+        for given in [u for u in (self.url or "", *self.external_urls) if u.strip()]:
+            if not re.fullmatch(r"https?://[^/?#@\s]+(/[^?#\s]*)?", given.strip()):
+                raise ValueError(f"alertmanager URLs are http(s)://host[:port][/path] without user, query or "
+                                 f"fragment, not {given!r}")
         return self
 
 
@@ -65,6 +77,10 @@ class SlackActions(_Strict):
                 raise ValueError(f"allowed_users holds Slack user IDs (U0123ABCD), not {user!r}")
         if any(d.total_seconds() <= 0 for d in self.silence_for):
             raise ValueError("silence_for durations must be positive")
+        if not self.alertmanager.configured:
+            raise ValueError("actions need alertmanager.url (or alertmanager.external_urls, the Alertmanager URLs a "
+                             "webhook's externalURL may name): relay never sends a silence, or its credentials, to a "
+                             "host only the webhook named")
         return self
 
 

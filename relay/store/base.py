@@ -203,12 +203,13 @@ class Acted:
 @dataclass(frozen=True)
 class Watch:
     """A silence relay created from Slack, watched until `ends_at` for its alert's resolve; `payload` is the alert's
-    group as the message showed it."""
+    group as the message showed it; `absent_since` is when an absence that counts began (relay.silences)."""
 
     receiver: str
     silence_id: str
     payload: str
     ends_at: float
+    absent_since: float | None = None
 
 
 @dataclass(frozen=True)
@@ -403,6 +404,10 @@ class Store(Protocol):
         """Watch a silence from `next_check` on (a later call for the same silence replaces it)."""
 
     async def unwatch_silence(self, receiver: str, silence_id: str) -> None: ...
+
+    async def watch_absent(self, receiver: str, silence_id: str, absent_since: float | None) -> None:
+        """Remember since when the watched alert has been absent from an Alertmanager up long enough for that to
+        count (None: it was seen, or the absence does not count)."""
 
     async def watches_due(self, now: float, next_check: float, limit: int) -> list[Watch]:
         """Forget watches whose silence ended by `now`; take up to `limit` due ones, each next asked at `next_check`

@@ -243,7 +243,8 @@ def act(d: Dialect, marks: Sequence[str], rows: Sequence[ActionRow], now: float,
 def watches_due(d: Dialect, now: float, next_check: float, limit: int) -> Script:
     yield _count(d.queries["watch_ended"], now)
     rows = yield _rows(d.queries["watch_due"], now, next_check, limit)
-    return [Watch(r["receiver"], r["silence_id"], r["payload"], float(r["ends_at"])) for r in rows]
+    return [Watch(r["receiver"], r["silence_id"], r["payload"], float(r["ends_at"]),
+                  None if r["absent_since"] is None else float(r["absent_since"])) for r in rows]
 
 
 def fold(d: Dialect, f: Fold) -> Script:
@@ -481,6 +482,9 @@ class Scripted:
 
     async def unwatch_silence(self, receiver: str, silence_id: str) -> None:
         await self._script(_single(_count(self.dialect.queries["watch_drop"], receiver, silence_id)))
+
+    async def watch_absent(self, receiver: str, silence_id: str, absent_since: float | None) -> None:
+        await self._script(_single(_count(self.dialect.queries["watch_absent"], receiver, silence_id, absent_since)))
 
     async def watches_due(self, now: float, next_check: float, limit: int) -> list[Watch]:
         due: list[Watch] = await self._script(watches_due(self.dialect, now, next_check, limit))

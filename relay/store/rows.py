@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from relay.actions import ACTION, FIELD
-from relay.alerts import Escalation, Notification, WebhookMessage, parse_time
+from relay.alerts import INFERRED, Escalation, Notification, WebhookMessage, parse_time
 from relay.errors import StoreRejected
 from relay.store.base import Candidate, Claimed
 
@@ -17,6 +17,20 @@ def dedup_time(starts_at: str) -> str:
     """startsAt normalised, so Alertmanager's nanosecond variants of one instant dedup together."""
     parsed = parse_time(starts_at)
     return parsed.isoformat() if parsed else starts_at
+
+
+def dedup_passes(status: str, marks: Mapping[str, float], now: float, interval: float) -> bool:
+    """Whether an alert episode in `status` is notified, given when it was last notified per status (`marks`): the
+    first time; again once the other status was shown since (a change of state: a firing after a resolve, relay's
+    inferred one included, pages again, and the resolve after it closes that page); a firing after its repeat
+    interval. A re-send of what was shown last is a duplicate. sql/postgres.sql `enqueue` decides the same."""
+    last = marks.get(status)
+    if last is None:
+        return True
+    other = marks.get("resolved" if status == "firing" else "firing")
+    if other is not None and other > last:
+        return True
+    return status == "firing" and now - last >= interval
 
 
 def notification_from_row(row: Mapping[str, Any]) -> Notification:
@@ -59,6 +73,9 @@ def detail_row(row: Mapping[str, Any], payload: str, attempts: list[dict[str, An
     item["attempt_log"] = attempts
     if item.get("integration") == ACTION:  # who asked for what, and when; the attempts say what came of it
         item["action"] = (group.model_extra or {}).get(FIELD)
+    inferred = (group.model_extra or {}).get(INFERRED)
+    if isinstance(inferred, dict):  # a resolve relay inferred itself (relay.silences): on what evidence
+        item["inferred"] = inferred
     return item
 
 

@@ -35,6 +35,7 @@ from relay.store.base import (
     HeartbeatState,
 )
 from relay.store.rows import (
+    dedup_passes,
     dedup_time,
     handed_off,
     notification_from_row,
@@ -70,8 +71,8 @@ def _enqueue(conn: sqlite3.Connection, candidates: list[Candidate], now: float,
         kept = []
         for alert, interval in zip(cand.group.alerts, cand.repeat_intervals, strict=True):
             key = (cand.receiver, key_part(alert.fingerprint), dedup_time(alert.startsAt), alert.status)
-            row = conn.execute(Q["dedup_get"], key).fetchone()
-            if row is not None and (alert.status == "resolved" or now - row[0] < interval.total_seconds()):
+            marks = dict(conn.execute(Q["dedup_get"], key[:3]).fetchall())
+            if not dedup_passes(alert.status, marks, now, interval.total_seconds()):
                 continue
             conn.execute(Q["dedup_put"], (*key, now))
             kept.append(alert)

@@ -56,6 +56,21 @@ async def test_dedup_is_per_receiver_and_status(store: Store) -> None:
     assert resolved_again[0].notification_id is None
 
 
+async def test_a_firing_after_its_resolve_was_shown_is_a_new_page_and_its_resolve_closes_it(store: Store) -> None:
+    """Issue 20: relay showed a resolve (Alertmanager's or its own, inferred) and the same episode fires again: that
+    is delivered, not dropped as a duplicate until repeat_interval, and the resolve after it is delivered too. Only a
+    re-send of the state last shown is a duplicate."""
+    now = time.time()
+    steps = [("firing-poddown.json", 0), ("resolved-poddown.json", 10), ("firing-poddown.json", 20),
+             ("firing-poddown.json", 30), ("resolved-poddown.json", 40), ("resolved-poddown.json", 50),
+             ("firing-poddown.json", 60)]
+    delivered = []
+    for name, at in steps:
+        [result] = await store.enqueue([candidate(name, interval=HOUR)], now + at)
+        delivered.append(result.notification_id is not None)
+    assert delivered == [True, True, True, False, True, False, True]
+
+
 async def test_partial_dedup_keeps_only_new_alerts(store: Store) -> None:
     now = time.time()
     group = fixture("firing-highlatency-group2.json")

@@ -40,13 +40,15 @@ receivers:
 
 
 @contextlib.asynccontextmanager
-async def alertmanager(tmp_path: Path, relay_url: str, template: str = CONFIG) -> AsyncIterator[str]:
-    """A real Alertmanager on loopback posting to relay; its externalURL (what its webhooks carry) is its own URL."""
+async def alertmanager(tmp_path: Path, relay_url: str, template: str = CONFIG, port: int | None = None
+                       ) -> AsyncIterator[str]:
+    """A real Alertmanager on loopback posting to relay; its externalURL (what its webhooks carry) is its own URL.
+    `port` lets relay's routes.yaml name it before it runs (actions.alertmanager.url)."""
     assert BINARY is not None
     config = tmp_path / "alertmanager.yml"
     config.write_text(template.format(url=relay_url, token=TOKEN))
-    port = free_port()
-    log = (tmp_path / "alertmanager.log").open("wb")
+    port = port or free_port()
+    log = (tmp_path / "alertmanager.log").open("ab")
     proc = await asyncio.create_subprocess_exec(
         BINARY, f"--config.file={config}", f"--storage.path={tmp_path / 'am-data'}",
         f"--web.listen-address=127.0.0.1:{port}", f"--web.external-url=http://127.0.0.1:{port}",

@@ -253,7 +253,7 @@ routes:
 
 
 def bot_routes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, providers: Providers, after: str,
-               am_api: str = "") -> Path:
+               am_api: str = "http://127.0.0.1:9") -> Path:
     for key, value in {"SLACK_TOKEN": DEFAULT_TOKEN, "SLACK_API_URL": providers.slack.api_url,
                        "PD_URL": providers.pagerduty.url, "AM_API_URL": am_api}.items():
         monkeypatch.setenv(key, value)
@@ -284,11 +284,14 @@ async def test_an_escalated_alert_silenced_then_resolved_closes_the_escalations_
         tmp_path: Path, providers: Providers, monkeypatch: pytest.MonkeyPatch) -> None:
     """Alertmanager sends no resolve for a silenced alert; relay's own (it asks Alertmanager) reaches the step's
     PagerDuty receiver too, not only the route's."""
+    from tests.e2e.process import free_port
     from tests.e2e.test_alertmanager import TOKEN, alertmanager, now
 
-    settings = relay_settings(tmp_path, bot_routes(tmp_path, monkeypatch, providers, "1s"), webhook_token=TOKEN,
-                              slack_signing_secret=SIGNING_SECRET, silence_watch_seconds=0.5)
-    async with running_relay(settings) as relay, alertmanager(tmp_path, relay.url) as am:
+    am_port = free_port()
+    routes = bot_routes(tmp_path, monkeypatch, providers, "1s", f"http://127.0.0.1:{am_port}")
+    settings = relay_settings(tmp_path, routes, webhook_token=TOKEN, slack_signing_secret=SIGNING_SECRET,
+                              silence_watch_seconds=0.5, absence_grace_seconds=1.0)
+    async with running_relay(settings) as relay, alertmanager(tmp_path, relay.url, port=am_port) as am:
         alert = {"labels": LABELS, "annotations": {"summary": "5xx ratio is 7%"}, "startsAt": now()}
         async with httpx.AsyncClient() as client:
             assert (await client.post(f"{am}/api/v2/alerts", json=[alert])).status_code == 200

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from aiohttp import web
 
 from tests.e2e.process import RelayProcess, free_port
 from tests.e2e.test_alertmanager import BINARY, TOKEN, alertmanager, now
@@ -20,6 +21,7 @@ from tests.fakes.pagerduty import PagerDutyServer
 from tests.fakes.slack import DEFAULT_TOKEN, SIGNING_SECRET, TEAM_ID, Posted, SlackWebhookServer
 from tests.helpers import RunningRelay, poll_until, relay_settings, running_relay
 from tests.requirements import ALERTMANAGER
+from tests.test_cli import run_relay
 
 pytestmark = ALERTMANAGER.unless(None if BINARY else "needs Debian prometheus-alertmanager")
 
@@ -64,7 +66,7 @@ receivers:
 LABELS = {"alertname": "PodDown", "severity": "critical", "namespace": "ojeomneo", "pod": "server-0"}
 
 
-def env(slack: SlackWebhookServer, pagerduty: PagerDutyServer, am_api: str = "") -> dict[str, str]:
+def env(slack: SlackWebhookServer, pagerduty: PagerDutyServer, am_api: str = "http://127.0.0.1:9") -> dict[str, str]:
     return {"SLACK_TOKEN": DEFAULT_TOKEN, "SLACK_API_URL": slack.api_url, "PD_KEY": "R0UTINGKEY0000000000000000000001",
             "PD_URL": pagerduty.url, "AM_API_URL": am_api}
 
@@ -107,13 +109,14 @@ async def webhooks_accepted(relay_url: str) -> float:
 
 async def test_silence_unsilence_and_acknowledge_from_slack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     async with SlackWebhookServer() as slack, PagerDutyServer() as pagerduty:
-        for key, value in env(slack, pagerduty).items():
+        am_port = free_port()
+        for key, value in env(slack, pagerduty, f"http://127.0.0.1:{am_port}").items():
             monkeypatch.setenv(key, value)
         routes = tmp_path / "routes.yaml"
         routes.write_text(ROUTES)
         settings = relay_settings(tmp_path, routes, webhook_token=TOKEN, admin_token="admin-token-0123",
                                   slack_signing_secret=SIGNING_SECRET)
-        async with running_relay(settings) as relay, alertmanager(tmp_path, relay.url, REPEATING) as am:
+        async with running_relay(settings) as relay, alertmanager(tmp_path, relay.url, REPEATING, am_port) as am:
             alert = {"labels": LABELS, "annotations": {"summary": "Pod down"}, "startsAt": now()}
             async with httpx.AsyncClient() as client:
                 assert (await client.post(f"{am}/api/v2/alerts", json=[alert])).status_code == 200
@@ -186,18 +189,22 @@ async def _more(relay_url: str, count: float) -> bool:
 async def test_a_silenced_alert_that_resolves_is_shown_resolved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                                                 ) -> None:
     async with SlackWebhookServer() as slack, PagerDutyServer() as pagerduty:
-        for key, value in env(slack, pagerduty).items():
+        am_port = free_port()
+        for key, value in env(slack, pagerduty, f"http://127.0.0.1:{am_port}").items():
             monkeypatch.setenv(key, value)
         routes = tmp_path / "routes.yaml"
         routes.write_text(ROUTES)
         settings = relay_settings(tmp_path, routes, webhook_token=TOKEN, slack_signing_secret=SIGNING_SECRET,
-                                  silence_watch_seconds=0.5)
-        async with running_relay(settings) as relay, alertmanager(tmp_path, relay.url) as am:
+                                  admin_token="admin-token-0123", silence_watch_seconds=0.5,
+                                  absence_grace_seconds=1.0)
+        async with running_relay(settings) as relay, alertmanager(tmp_path, relay.url, port=am_port) as am:
             alert = {"labels": LABELS, "annotations": {"summary": "Pod down"}, "startsAt": now()}
+            started = alert["startsAt"]  # as its webhooks carry it (the API's alert list cuts it to milliseconds)
             async with httpx.AsyncClient() as client:
                 assert (await client.post(f"{am}/api/v2/alerts", json=[alert])).status_code == 200
                 await slack.wait_for(1, timeout=20)
                 [message] = slack.top_level()
+                [firing] = await am_get(am, "/api/v2/alerts")
                 answer = await slack.click(message, "relay:silence:3600").send(relay.url)
                 assert answer.status_code == 200, answer.text
                 await slack.wait_for_updates(1)
@@ -205,9 +212,81 @@ async def test_a_silenced_alert_that_resolves_is_shown_resolved(tmp_path: Path, 
                 assert (await client.post(f"{am}/api/v2/alerts", json=[alert])).status_code == 200
             await slack.wait_for_updates(2, timeout=20)
             trigger, resolve = await pagerduty.wait_for(2)
-        assert (resolve["event_action"], resolve["dedup_key"]) == ("resolve", trigger["dedup_key"])
-        assert "[RESOLVED] PodDown" in text(message) and "relay:unsilence" not in text(message)
-        assert any("RESOLVED" in text(r).upper() for r in slack.replies(message.ts))
+            assert (resolve["event_action"], resolve["dedup_key"]) == ("resolve", trigger["dedup_key"])
+            assert "[RESOLVED] PodDown" in text(message) and "relay:unsilence" not in text(message)
+            await poll_until(lambda: any("RESOLVED" in text(r).upper() for r in slack.replies(message.ts)))
+            [shown] = [h for h in await relay.history() if h["receiver"] == "pagerduty-oncall"
+                       and h["status"] == "resolved"]
+            why = (await relay.admin("GET", f"/api/v1/notifications/{shown['id']}")).json()["inferred"]
+            assert why["by"] == "silence watch" and why["alertmanager_up_seconds"] >= 1.0
+            assert "absent from Alertmanager for" in why["reason"]
+            code, shown_out = await run_relay("notifications", "show", str(shown["id"]), "--url", relay.url,
+                                              env={"RELAY_ADMIN_TOKEN": "admin-token-0123"})
+            assert code == 0 and "resolved by relay (silence watch, silence " in shown_out, shown_out
+
+            # The same episode firing again after relay showed its resolve (as Alertmanager re-sends it, same
+            # startsAt and fingerprint): a new page, not a duplicate dropped until repeat_interval.
+            again = {"version": "4", "groupKey": '{}:{alertname="PodDown"}', "status": "firing", "receiver": "relay",
+                     "externalURL": am, "groupLabels": {"alertname": "PodDown"},
+                     "alerts": [{"status": "firing", "labels": LABELS, "startsAt": started,
+                                 "fingerprint": firing["fingerprint"]}]}
+            assert (await relay.post(again, token=TOKEN)).status_code == 200
+            [*_, paged] = await pagerduty.wait_for(3)
+        assert (paged["event_action"], paged["dedup_key"]) == ("trigger", trigger["dedup_key"])
+        assert pagerduty.open_incidents() != {}
+
+
+async def watch_answers(relay_url: str, answer: str) -> float:
+    async with httpx.AsyncClient(timeout=5) as client:
+        exposition = (await client.get(relay_url + "/metrics")).text
+    found = re.search(rf'^relay_silence_watch_answers_total\{{answer="{answer}"\}} (\S+)$', exposition, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+async def test_a_restarted_alertmanager_closes_no_incident(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 20 #1: an alert silenced from Slack and still firing; Alertmanager restarts and answers [] until
+    Prometheus sends the alert again. relay must not take that for a resolve: PagerDuty's incident stays open."""
+    async with SlackWebhookServer() as slack, PagerDutyServer() as pagerduty:
+        am_port = free_port()
+        for key, value in env(slack, pagerduty, f"http://127.0.0.1:{am_port}").items():
+            monkeypatch.setenv(key, value)
+        routes = tmp_path / "routes.yaml"
+        routes.write_text(ROUTES)
+        settings = relay_settings(tmp_path, routes, webhook_token=TOKEN, slack_signing_secret=SIGNING_SECRET,
+                                  silence_watch_seconds=0.2, absence_grace_seconds=60.0)
+        alert = {"labels": LABELS, "annotations": {"summary": "Pod down"}, "startsAt": now()}
+        async with running_relay(settings) as relay, httpx.AsyncClient() as client:
+            # The counters are the process's (other tests' relays ran in it too): counted from here.
+            firing, restarted = await watch_answers(relay.url, "firing"), await watch_answers(relay.url, "restarted")
+            async with alertmanager(tmp_path, relay.url, port=am_port) as am:
+                assert (await client.post(f"{am}/api/v2/alerts", json=[alert])).status_code == 200
+                await slack.wait_for(1, timeout=20)
+                [trigger] = await pagerduty.wait_for(1)
+                [message] = slack.top_level()
+                answer = await slack.click(message, "relay:silence:3600").send(relay.url)
+                assert answer.status_code == 200, answer.text
+                await slack.wait_for_updates(1)
+                await poll_until(lambda: _answered(relay.url, "firing", firing + 1), timeout=10)  # seen silenced
+            async with alertmanager(tmp_path, relay.url, port=am_port) as am:  # the restart: it knows no alert
+                assert await am_get(am, "/api/v2/alerts") == []
+                assert [s["status"]["state"] for s in await am_get(am, "/api/v2/silences")] == ["active"]
+                async def asked_thrice_or_resolved() -> bool:
+                    return len(pagerduty.events) > 1 or await _answered(relay.url, "restarted", restarted + 3)
+
+                await poll_until(asked_thrice_or_resolved, timeout=10)
+                assert pagerduty.events == [trigger]  # three empty answers, and no resolve
+                seen = await watch_answers(relay.url, "firing")
+                # Prometheus sends the alert again; Alertmanager has it (silenced) and relay sees it firing.
+                assert (await client.post(f"{am}/api/v2/alerts", json=[alert])).status_code == 200
+                await poll_until(lambda: _answered(relay.url, "firing", seen + 1), timeout=10)
+        assert pagerduty.events == [trigger]  # no resolve: the incident is still open
+        assert pagerduty.open_incidents() != {}
+        assert "RESOLVED" not in text(message).upper() and "Silenced until" in text(message)
+        assert not any("RESOLVED" in text(r).upper() for r in slack.replies(message.ts))
+
+
+async def _answered(relay_url: str, answer: str, count: float) -> bool:
+    return await watch_answers(relay_url, answer) >= count
 
 
 async def test_a_silence_asked_for_while_relay_dies_is_created_once_after_restart(tmp_path: Path) -> None:
@@ -266,14 +345,15 @@ async def _all_delivered(relay_url: str) -> bool:
 async def test_hostile_labels_stay_text_and_a_double_click_silences_once(tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     async with SlackWebhookServer() as slack, PagerDutyServer() as pagerduty:
-        for key, value in env(slack, pagerduty).items():
+        am_port = free_port()
+        for key, value in env(slack, pagerduty, f"http://127.0.0.1:{am_port}").items():
             monkeypatch.setenv(key, value)
         routes = tmp_path / "routes.yaml"
         routes.write_text(ROUTES)
         settings = relay_settings(tmp_path, routes, webhook_token=TOKEN, slack_signing_secret=SIGNING_SECRET)
         hostile = "PodDown\u202e <!channel> *now* <http://evil.example|click>"
         labels = {**LABELS, "alertname": hostile, "severity": "warning", "pod": "@here <@U0BOSS>"}
-        async with running_relay(settings) as relay, alertmanager(tmp_path, relay.url) as am:
+        async with running_relay(settings) as relay, alertmanager(tmp_path, relay.url, port=am_port) as am:
             alert = {"labels": labels, "annotations": {"summary": "<!everyone> down"}, "startsAt": now()}
             async with httpx.AsyncClient() as client:
                 assert (await client.post(f"{am}/api/v2/alerts", json=[alert])).status_code == 200
@@ -302,7 +382,7 @@ receivers:
       token: ${SLACK_TOKEN}
       channel: "#web-alerts"
       api_url: ${SLACK_API_URL}
-      actions: {team_id: TEAM, allowed_users: [U0WEB]}
+      actions: {team_id: TEAM, allowed_users: [U0WEB], alertmanager: {url: "http://127.0.0.1:9"}}
   - name: web-pagerduty
     pagerduty:
       routing_key: R0UTINGKEYWEB000000000000000000001
@@ -312,7 +392,7 @@ receivers:
       token: ${SLACK_TOKEN}
       channel: "#db-alerts"
       api_url: ${SLACK_API_URL}
-      actions: {team_id: TEAM, allowed_users: [U0DB]}
+      actions: {team_id: TEAM, allowed_users: [U0DB], alertmanager: {url: "http://127.0.0.1:9"}}
   - name: db-pagerduty
     pagerduty:
       routing_key: R0UTINGKEYDB0000000000000000000001
@@ -385,3 +465,78 @@ async def test_acknowledge_reaches_only_the_clicking_teams_pagerduty_and_escalat
             [*_, acknowledged] = await pagerduty.wait_for(4)
             assert (acknowledged["event_action"], acknowledged["dedup_key"]) == (
                 "acknowledge", keys["R0UTINGKEYDB0000000000000000000001"])
+
+
+@pytest.mark.parametrize("configured", ["url", "external_urls"])
+async def test_a_webhook_naming_another_host_gets_no_call_and_no_credential(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, configured: str) -> None:
+    """Issue 20 #2: whoever holds the webhook token can name any externalURL. With `url`, the Silence click and the
+    watch after it go to the configured Alertmanager (the real one here) with its bearer token; with `external_urls`
+    naming only that one, a webhook naming another host gets no call at all (the click is a dead letter saying why).
+    Either way the host the webhook named (a loopback server standing for it) is never called: no token, and no say
+    in a resolve."""
+    foreign: list[tuple[str, str, dict[str, str]]] = []
+
+    async def record(request: web.Request) -> web.Response:
+        foreign.append((request.method, request.path_qs, dict(request.headers)))
+        return web.json_response([])
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", record)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    elsewhere = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        async with SlackWebhookServer() as slack, PagerDutyServer() as pagerduty:
+            am_port = free_port()
+            for key, value in env(slack, pagerduty, f"http://127.0.0.1:{am_port}").items():
+                monkeypatch.setenv(key, value)
+            routes = tmp_path / "routes.yaml"
+            where = "url: ${AM_API_URL}" if configured == "url" else "external_urls: ['${AM_API_URL}']"
+            routes.write_text(ROUTES.replace("          url: ${AM_API_URL:-}\n",
+                                             f"          {where}\n          bearer_token: am-SECRET-1\n"))
+            settings = relay_settings(tmp_path, routes, webhook_token=TOKEN, slack_signing_secret=SIGNING_SECRET,
+                                      admin_token="admin-token-0123", silence_watch_seconds=0.2,
+                                      absence_grace_seconds=60.0)
+            async with running_relay(settings) as relay, alertmanager(tmp_path, "http://127.0.0.1:9",
+                                                                      port=am_port) as am:
+                restarted = await watch_answers(relay.url, "restarted")
+                forged = {"version": "4", "groupKey": '{}:{alertname="PodDown"}', "status": "firing",
+                          "receiver": "relay", "externalURL": elsewhere, "groupLabels": {"alertname": "PodDown"},
+                          "alerts": [{"status": "firing", "labels": LABELS, "startsAt": now(),
+                                      "fingerprint": "f00dfeedf00dfeed"}]}
+                assert (await relay.post(forged, token=TOKEN)).status_code == 200
+                await slack.wait_for(1, timeout=20)
+
+                async def delivered() -> bool:  # where the message went is committed
+                    return any(h["state"] == "delivered" for h in await relay.history())
+
+                await poll_until(delivered, timeout=10)
+                [message] = slack.top_level()
+                answer = await slack.click(message, "relay:silence:3600").send(relay.url)
+                assert answer.status_code == 200, answer.text
+
+                async def acted() -> list[dict[str, Any]]:
+                    return [h for h in await relay.history()
+                            if h["integration"] == "action" and h["state"] != "pending"]
+
+                async def acted_or_called_elsewhere() -> bool:
+                    return bool(foreign) or bool(await acted())
+
+                await poll_until(acted_or_called_elsewhere, timeout=10)
+                assert foreign == []
+                if configured == "url":
+                    await slack.wait_for_updates(1)
+                    [silence] = await am_get(am, "/api/v2/silences")  # made at the configured Alertmanager
+                    assert silence["status"]["state"] == "active" and "Silenced until" in text(message)
+                    await poll_until(lambda: _answered(relay.url, "restarted", restarted + 2), timeout=10)  # watched
+                else:
+                    [click] = await acted()
+                    assert click["state"] == "dead" and "not one of actions.alertmanager.external_urls" in \
+                        click["last_error"]
+                    assert await am_get(am, "/api/v2/silences") == [] and "Silenced until" not in text(message)
+        assert foreign == []
+    finally:
+        await runner.cleanup()

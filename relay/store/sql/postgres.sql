@@ -9,7 +9,10 @@ won AS (
     SELECT receiver, fingerprint, starts_at, status, $6, interval_seconds FROM mark ORDER BY k
     ON CONFLICT (receiver, fingerprint, starts_at, status) DO UPDATE
         SET notified_at = excluded.notified_at, interval_seconds = excluded.interval_seconds
-        WHERE excluded.status = 'firing' AND excluded.notified_at - d.notified_at >= excluded.interval_seconds
+        -- again after the other status was shown (rows.dedup_passes), or a firing after its repeat interval
+        WHERE (excluded.status = 'firing' AND excluded.notified_at - d.notified_at >= excluded.interval_seconds)
+           OR EXISTS (SELECT 1 FROM dedup o WHERE o.receiver = d.receiver AND o.fingerprint = d.fingerprint
+                      AND o.starts_at = d.starts_at AND o.status <> d.status AND o.notified_at > d.notified_at)
     RETURNING receiver, fingerprint, starts_at, status
 ),
 kept AS (  -- an alert twice in one enqueue is notified once, in its first place
@@ -309,11 +312,16 @@ DELETE FROM action_marks WHERE created_at < $1
 -- Watch silence $2 of receiver $1 (alert group $3) until $4, first asked at $5
 INSERT INTO silence_watches (receiver, silence_id, payload, ends_at, next_check) VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (receiver, silence_id) DO UPDATE SET payload = excluded.payload, ends_at = excluded.ends_at,
-                                                 next_check = excluded.next_check
+                                                 next_check = excluded.next_check, absent_since = NULL
 
 -- watch_drop --
 -- Stop watching silence $2 of receiver $1
 DELETE FROM silence_watches WHERE receiver = $1 AND silence_id = $2
+
+-- watch_absent --
+-- Since when silence $2's alert (receiver $1) has been absent from an Alertmanager up for the grace period: $3
+-- (NULL: seen firing again, or the absence does not count)
+UPDATE silence_watches SET absent_since = $3 WHERE receiver = $1 AND silence_id = $2
 
 -- watch_ended --
 -- Forget watches whose silence ended before $1 (Alertmanager notifies for the alert again by itself)
@@ -324,7 +332,7 @@ DELETE FROM silence_watches WHERE ends_at <= $1
 UPDATE silence_watches SET next_check = $2
 WHERE (receiver, silence_id) IN (SELECT receiver, silence_id FROM silence_watches WHERE next_check <= $1
                                  ORDER BY next_check LIMIT $3 FOR UPDATE SKIP LOCKED)
-RETURNING receiver, silence_id, payload, ends_at
+RETURNING receiver, silence_id, payload, ends_at, absent_since
 
 -- escalation_arm --
 -- Arm the timers of $1 (a JSON array of objects, in one order: no deadlock) at $2, each unless armed already

@@ -1,6 +1,6 @@
 -- dedup_get --
--- When this alert episode was last notified to the receiver in this status (hot path: enqueue)
-SELECT notified_at FROM dedup WHERE receiver=? AND fingerprint=? AND starts_at=? AND status=?
+-- When this alert episode was last notified to the receiver, per status (firing, resolved) (hot path: enqueue)
+SELECT status, notified_at FROM dedup WHERE receiver=? AND fingerprint=? AND starts_at=?
 
 -- dedup_put --
 -- Mark the alert episode notified now (hot path: enqueue)
@@ -221,11 +221,16 @@ DELETE FROM action_marks WHERE created_at < ?1
 -- Watch silence ?2 of receiver ?1 (alert group ?3) until ?4, first asked at ?5
 INSERT INTO silence_watches (receiver, silence_id, payload, ends_at, next_check) VALUES (?1, ?2, ?3, ?4, ?5)
 ON CONFLICT (receiver, silence_id) DO UPDATE SET payload = excluded.payload, ends_at = excluded.ends_at,
-                                                 next_check = excluded.next_check
+                                                 next_check = excluded.next_check, absent_since = NULL
 
 -- watch_drop --
 -- Stop watching silence ?2 of receiver ?1
 DELETE FROM silence_watches WHERE receiver = ?1 AND silence_id = ?2
+
+-- watch_absent --
+-- Since when silence ?2's alert (receiver ?1) has been absent from an Alertmanager up for the grace period: ?3
+-- (NULL: seen firing again, or the absence does not count)
+UPDATE silence_watches SET absent_since = ?3 WHERE receiver = ?1 AND silence_id = ?2
 
 -- watch_ended --
 -- Forget watches whose silence ended before ?1 (Alertmanager notifies for the alert again by itself)
@@ -236,7 +241,7 @@ DELETE FROM silence_watches WHERE ends_at <= ?1
 UPDATE silence_watches SET next_check = ?2
 WHERE (receiver, silence_id) IN (SELECT receiver, silence_id FROM silence_watches WHERE next_check <= ?1
                                  ORDER BY next_check LIMIT ?3)
-RETURNING receiver, silence_id, payload, ends_at
+RETURNING receiver, silence_id, payload, ends_at, absent_since
 
 -- escalation_arm --
 -- Arm the timers of ?1 (a JSON array of objects) at ?2, each unless armed already: a re-sent alert keeps its clock
