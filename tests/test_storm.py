@@ -299,3 +299,30 @@ async def test_relays_own_notice_goes_first_and_is_never_folded_whatever_the_pri
     finally:
         await store.close()
         await runtime.close()
+
+
+async def test_a_storm_into_discord_or_telegram_is_folded_at_their_default_rates(tmp_path: Path) -> None:
+    """Discord (0.5/s burst 5 by default) and a Telegram group (20/min) fold a storm into summary messages of
+    their own, and every alert can be found from what was posted."""
+    from tests.fakes.discord import DiscordServer
+    from tests.fakes.telegram import BOT_TOKEN, CHAT_ID, TelegramServer
+
+    async with DiscordServer() as discord, TelegramServer() as telegram:
+        discord.limit(5, per=2.0)
+        receivers = (f"  - name: alerts\n    discord: {{webhook_url: \"{discord.url}\"}}\n    storm: {{window: 5s}}\n"
+                     f"  - name: group\n    telegram: {{bot_token: \"{BOT_TOKEN}\", chat_id: {CHAT_ID}, "
+                     f"api_url: \"{telegram.base_url}\"}}\n    storm: {{window: 5s}}\n")
+        path = tmp_path / "routes.yaml"
+        path.write_text(f"receivers:\n{receivers}default_receivers: [alerts, group]\n")
+        settings = relay_settings(tmp_path, path, rate_limits=True, external_url=EXTERNAL_URL, retry_max_seconds=5)
+        async with running_relay(settings) as relay:
+            await storm(relay, range(100))
+            await poll_until(lambda: settled(relay), timeout=40)
+            pods = {f"api-{i:03d}" for i in range(100)}
+            posted = [json.dumps(discord.messages[i], ensure_ascii=False) for i in discord.order]
+            assert await named(relay, posted, pods) == pods
+            assert len(discord.order) <= 15 and any("Alert storm" in text for text in posted)
+            sent = [telegram.messages[i]["text"] for i in telegram.sent]
+            assert len(sent) <= 10 and any(text.startswith("Alert storm") for text in sent)
+            links = [e["url"] for i in telegram.sent for e in telegram.messages[i]["entities"] if "url" in e]
+            assert await named(relay, sent + links, pods) == pods
