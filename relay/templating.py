@@ -93,6 +93,12 @@ def cut(text: str, limit: int, unit: str = "characters", *, mrkdwn: bool = False
     return f"{head}… and {len(text) - len(head)} more {unit}"
 
 
+def md_cut(text: str, limit: int, unit: str = "characters") -> str:
+    """cut() for escaped markdown (Discord, Teams): never a lone escaping backslash before the "… and N more"."""
+    shortened = cut(text, limit, unit)
+    return shortened if shortened == text else shortened.replace("\\… and", "… and")
+
+
 def _mrkdwn_safe(head: str) -> str:
     opened = head.rfind("<")
     if opened > head.rfind(">"):

@@ -188,6 +188,11 @@ def test_a_long_group_is_cut_to_4096_characters_with_the_rest_counted(templates:
     one = parse(build_message(notification(huge, "telegram-ops", "telegram"), templates,
                               receiver("https://api.telegram.org"))["text"])
     assert length(one.text) <= 4096 and "more characters" in one.text
+    emoji = group.model_copy(update={"alerts": [alerts[0].model_copy(update={"annotations": {
+        "description": "🔥&" * 5000}})]})  # two UTF-16 units an emoji, five characters an escaped &
+    cut = parse(build_message(notification(emoji, "telegram-ops", "telegram"), templates,
+                              receiver("https://api.telegram.org"))["text"])
+    assert length(cut.text) <= 4096 and "more characters" in cut.text
 
 
 def test_a_storm_summary_is_one_message_within_the_limit(templates: Templates) -> None:

@@ -33,7 +33,7 @@ from relay.config.integrations import DiscordConfig
 from relay.config.receivers import ReceiverConfig
 from relay.errors import PermanentDeliveryError
 from relay.fold import storm_of
-from relay.templating import Templates, context, cut, markdown_escape
+from relay.templating import Templates, context, markdown_escape, md_cut
 
 TITLE_LIMIT, DESCRIPTION_LIMIT, FIELDS_LIMIT, FIELD_NAME_LIMIT, FIELD_VALUE_LIMIT = 256, 4096, 25, 256, 1024
 EMBED_TOTAL = 6000
@@ -41,12 +41,6 @@ UNKNOWN_MESSAGE = "10008"
 COLOURS = {"critical": 0xD32F2F, "error": 0xD32F2F, "warning": 0xF9A825, "info": 0x1976D2}
 RESOLVED, OTHER = 0x2E7D32, 0x757575
 NO_MENTIONS: dict[str, list[str]] = {"parse": []}
-
-
-def md_cut(text: str, limit: int, unit: str = "characters") -> str:
-    """cut() for markdown: a cut never leaves a lone escaping backslash before the "… and N more"."""
-    shortened = cut(text, limit, unit)
-    return shortened if shortened == text else shortened.replace("\\… and", "… and")
 
 
 def colour(notification: Notification) -> int:

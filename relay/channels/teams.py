@@ -30,7 +30,7 @@ from relay.channels.threads import Threads
 from relay.config.integrations import TeamsConfig
 from relay.config.receivers import ReceiverConfig
 from relay.fold import storm_of
-from relay.templating import Templates, context, cut, markdown_escape
+from relay.templating import Templates, context, markdown_escape, md_cut
 
 CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 CARD_VERSION = "1.4"
@@ -50,7 +50,7 @@ def style(notification: Notification) -> str:
 
 
 def facts(labels: dict[str, str]) -> dict[str, Any]:
-    return {"type": "FactSet", "facts": [{"title": markdown_escape(k), "value": cut(markdown_escape(v), FACT_LIMIT)}
+    return {"type": "FactSet", "facts": [{"title": markdown_escape(k), "value": md_cut(markdown_escape(v), FACT_LIMIT)}
                                          for k, v in labels.items()]}
 
 
@@ -84,7 +84,7 @@ def build_message(notification: Notification, templates: Templates, receiver: Re
     top: list[dict[str, Any]] = [facts(ctx["commonExtraLabels"])] if ctx["commonExtraLabels"] else []
     blocks = []
     for alert in ctx["alerts"][:MAX_ALERTS]:
-        text = cut(templates.render("teams", "alert", receiver.templates, {**ctx, "alert": alert}), TEXT_LIMIT)
+        text = md_cut(templates.render("teams", "alert", receiver.templates, {**ctx, "alert": alert}), TEXT_LIMIT)
         items: list[dict[str, Any]] = [text_block(text)]
         if alert["extraLabels"] and (len(notification.alerts) > 1 or not top):
             items.append(facts(alert["extraLabels"]))

@@ -60,9 +60,16 @@ def text_of(notification: Notification, templates: Templates, receiver: Receiver
         if length(text) <= TEXT_LIMIT:
             return text
         if limit <= 1:
-            plain = html.unescape(_TAG.sub("", text))
-            return f"<pre>{html.escape(cut(plain, TEXT_LIMIT - 200), quote=False)}</pre>"
+            return f"<pre>{html.escape(cut_to(html.unescape(_TAG.sub('', text)), TEXT_LIMIT - 200), quote=False)}</pre>"
         limit //= 2
+
+
+def cut_to(text: str, limit: int) -> str:
+    """cut() to `limit` as Telegram counts (an emoji is two UTF-16 units), escaping included (`&` becomes 5)."""
+    n = limit
+    while n > 1 and (size := length(html.escape(cut(text, n), quote=False))) > limit:
+        n = min(n - 1, n * limit // size)  # shrink in proportion: a few rounds, whatever the text holds
+    return cut(text, n)
 
 
 def storm_text(storm: summary.Summary) -> str:
