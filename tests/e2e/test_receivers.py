@@ -5,10 +5,12 @@ own /webhook, which accepts its v4 body like Alertmanager's."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from tests.fakes.discord import DiscordServer
-from tests.fakes.teams import TeamsServer
+from tests.channel_contract import assert_leaks_no_secret
+from tests.fakes.discord import WEBHOOK_TOKEN, DiscordServer
+from tests.fakes.teams import SIG, TeamsServer
 from tests.fakes.telegram import BOT_TOKEN, CHAT_ID, TelegramServer
 from tests.fakes.webhook import WebhookServer
 from tests.helpers import RunningRelay, fixture, poll_until, relay_settings, running_relay
@@ -34,6 +36,10 @@ async def test_an_alert_and_its_resolve_reach_discord_telegram_teams_and_a_webho
         routes = tmp_path / "routes.yaml"
         routes.write_text(ROUTES.format(discord=discord.url, token=BOT_TOKEN, chat=CHAT_ID,
                                         telegram=telegram.base_url, teams=teams.url, hook=hook.url()))
+        # Each provider first fails echoing its secret (as a proxy or a verbose API might): retried, then delivered.
+        discord.respond_with(500, {"message": f"echo {WEBHOOK_TOKEN}", "code": 0})
+        telegram.respond_with(502, f"bad gateway for /bot{BOT_TOKEN}/sendMessage")
+        teams.respond_with(503, {"error": {"code": "Busy", "message": f"sig={SIG}"}})
         async with running_relay(relay_settings(tmp_path, routes, database_url=database_url)) as relay:
             assert (await relay.post(fixture("firing-poddown.json"))).status_code == 200
             await discord.wait_for_messages(1)
@@ -52,6 +58,12 @@ async def test_an_alert_and_its_resolve_reach_discord_telegram_teams_and_a_webho
             assert telegram.messages[telegram.sent[0]]["text"].startswith("✅ [RESOLVED] PodDown")
             assert teams.cards[1]["body"][0]["style"] == "good"
             await poll_until(lambda: _all_delivered(relay), timeout=10)
+            shown = [json.dumps(await relay.history(limit="100"))]
+            for row in await relay.history(limit="100"):
+                shown.append((await relay.admin("GET", f"/api/v1/notifications/{row['id']}")).text)
+            shown.append((await relay.client.get("/metrics")).text)
+            assert "HTTP 500" in "".join(shown) and "HTTP 502" in "".join(shown)  # the failures are in history
+            assert_leaks_no_secret(shown, [WEBHOOK_TOKEN, BOT_TOKEN, SIG])
 
 
 async def _all_delivered(relay: RunningRelay) -> bool:
