@@ -13,11 +13,12 @@ from email import message_from_string, policy
 from email.message import EmailMessage
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import Providers
 from tests.fakes.smtp import free_port
-from tests.helpers import FIXTURES, REPO, TEMPLATES, relay_settings, repo_routes, running_relay
+from tests.helpers import FIXTURES, REPO, TEMPLATES, poll_until, relay_settings, repo_routes, running_relay
 
 
 async def run_relay(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO) -> tuple[int, str]:
@@ -240,3 +241,37 @@ async def test_a_single_alert_email_shows_its_severity_and_labels() -> None:
     assert text is not None and html is not None
     assert "[FIRING] Disk 95% (critical)\n  Labels: alertname=DiskFull, severity=critical\n" in text.get_content()
     assert "<td>alertname=DiskFull<br>severity=critical</td>" in html.get_content()
+
+
+async def test_serve_says_where_it_listens_its_store_routes_receivers_and_heartbeat(
+        tmp_path: Path, providers: Providers) -> None:
+    """The start log's last word is relay's own: the URL, the store, the routes file and each receiver's state,
+    and whether the heartbeat is armed (not before a first Watchdog; armed after one, across a restart)."""
+    from tests.e2e.process import RelayProcess
+    from tests.e2e.test_routing_table import webhook
+
+    env = {**providers.env, "PAGERDUTY_ROUTING_KEY": ""}
+    relay = RelayProcess(tmp_path, providers.routes, env)
+
+    async def said(count: int) -> list[str]:
+        await poll_until(lambda: relay.log.read_text().count("relay listens on") == count)
+        return [line for line in relay.log.read_text().splitlines() if "relay listens on" in line]
+
+    await relay.start()
+    try:
+        [line] = await said(1)
+        assert line.endswith(
+            f"relay listens on {relay.url} (webhook {relay.url}/webhook); store SQLite {tmp_path / 'relay.db'}; "
+            f"routes {providers.routes}: receivers slack-alerts, ops-email, pagerduty-oncall (unconfigured: "
+            "routing_key unset); heartbeat watchdog not armed until the first Watchdog arrives"), line
+        async with httpx.AsyncClient() as client:
+            answer = await client.post(f"{relay.url}/webhook", json=webhook("Watchdog", "none"))
+        assert answer.json()["heartbeats"] == ["watchdog"]
+    finally:
+        await relay.terminate()
+    await relay.start()
+    try:
+        line = (await said(2))[-1]
+        assert line.endswith("; heartbeat watchdog armed (pages if none arrives for 5m)"), line
+    finally:
+        await relay.terminate()

@@ -7,15 +7,19 @@ import argparse
 import asyncio
 import logging
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from relay.auth import is_loopback
 from relay.cli import startup
 from relay.errors import ConfigError, StartupError, StoreUnavailable, UsageError
 from relay.settings import Settings
 from relay.store.filelock import lock_database
+
+if TYPE_CHECKING:
+    from relay.services import Services
 
 log = logging.getLogger("relay")
 
@@ -96,6 +100,34 @@ async def _serve(settings: Settings, sock: socket.socket) -> int:
                             access_log=False, lifespan="on", timeout_graceful_shutdown=int(
                                 settings.shutdown_grace_seconds) + 5)
     server = uvicorn.Server(config)
+    line = startup.started(_url(sock), settings.database_url, settings.routes, services.runtime.routes,
+                           await _last_seen(services))
     startup.collect_for_serving()
-    await server.serve(sockets=[sock])
+    announce = asyncio.create_task(_announce(server, line))
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        announce.cancel()
     return 0 if server.started else 1
+
+
+def _url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+async def _last_seen(services: Services) -> dict[str, float | None]:
+    """When each heartbeat last arrived, from the store (an empty watch only reads); unknown if it cannot answer."""
+    if services.runtime.routes is None or not services.runtime.routes.spec.heartbeats:
+        return {}
+    try:
+        return {state.name: state.last_seen for state in await services.store.heartbeats({}, time.time())}
+    except StoreUnavailable:
+        return {}
+
+
+async def _announce(server: Any, line: str) -> None:
+    """Say where relay listens once uvicorn has started (its own last line is 'Application startup complete')."""
+    while not server.started:
+        await asyncio.sleep(0.05)
+    log.info("%s", line)

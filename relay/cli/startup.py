@@ -14,11 +14,18 @@ import gc
 import logging
 import socket
 import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import ValidationError
 
+from relay.config.durations import format_duration
 from relay.errors import StartupError
+
+if TYPE_CHECKING:
+    from relay.config.routes import Routes
 
 log = logging.getLogger(__name__)
 
@@ -149,3 +156,38 @@ def collect_for_serving() -> None:
     gc.freeze()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(YOUNG_GENERATION_THRESHOLD, older, oldest)
+
+
+def store_name(url: str) -> str:
+    """The store as the start line names it: the SQLite file, or PostgreSQL's host:port (never user or password)."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return f"PostgreSQL at {postgres_address(url)}"
+    path = url.removeprefix("sqlite:///")
+    return "SQLite in memory" if path in ("", ":memory:") else f"SQLite {Path(path).absolute()}"
+
+
+def started(url: str, database_url: str, routes_file: Path, routes: Routes | None,
+            last_seen: Mapping[str, float | None]) -> str:
+    """The one line `relay serve` logs once it answers: where it listens, its store, its routes file with each
+    receiver (and which are unconfigured or send to routes.yaml defaults), and each heartbeat, armed or not."""
+    parts = [f"relay listens on {url} (webhook {url}/webhook)", f"store {store_name(database_url)}"]
+    if routes is None:
+        return "; ".join(parts)
+    unconfigured = routes.unconfigured()
+    receivers = []
+    for name in routes.receivers:
+        if name in unconfigured:
+            receivers.append(f"{name} (unconfigured: {unconfigured[name]} unset)")
+        elif name in routes.defaults:
+            receivers.append(f"{name} (routes.yaml defaults)")
+        else:
+            receivers.append(name)
+    parts.append(f"routes {routes_file.absolute()}: receivers {', '.join(receivers) or 'none'}")
+    beats = []
+    for beat in routes.spec.heartbeats:
+        if beat.armed(last_seen.get(beat.name)):
+            beats.append(f"heartbeat {beat.name} armed (pages if none arrives for {format_duration(beat.max_silence)})")
+        else:
+            beats.append(f"heartbeat {beat.name} not armed until the first {beat.alert_label} arrives")
+    parts.append(", ".join(beats) if beats else "no heartbeat")
+    return "; ".join(parts)
