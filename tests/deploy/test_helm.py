@@ -480,3 +480,27 @@ def test_the_documented_helm_commands_install(doc: str, tmp_path: Path) -> None:
                               env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), "KUBECONFIG": os.devnull})
         assert done.returncode == 0, f"{shlex.join(argv)}: {done.stderr}"
         assert "NOTES:" in done.stdout
+
+
+def test_a_changed_secret_value_rolls_the_pods_and_the_same_values_do_not() -> None:
+    """relay reads secrets at start, so the chart's Secret's values are in a pod annotation's checksum."""
+    def checksum(values: dict[str, Any]) -> str | None:
+        annotations = one(template_with(values), "Deployment")["spec"]["template"]["metadata"].get("annotations", {})
+        return annotations.get("checksum/secrets")
+
+    before = checksum({"secrets": {"SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/1"}})
+    assert before and before == checksum({"secrets": {"SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/1"}})
+    assert before != checksum({"secrets": {"SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/2"}})
+    assert checksum({"existingSecret": "mine", "podAnnotations": {"a": "b"}}) is None  # not ours to watch
+
+
+def test_the_packaged_chart_renders_as_the_folder_does(tmp_path: Path) -> None:
+    """`helm package` keeps files/ (routes, rules, dashboards): the .tgz renders what the folder renders."""
+    done = subprocess.run([helm.helm("4"), "package", str(CHART), "--destination", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    [package] = tmp_path.glob("relay-*.tgz")
+    done = run_helm("4", "template", "relay", str(package), "--namespace", NAMESPACE, values=MATRIX["postgres-url"])
+    assert done.returncode == 0, done.stderr
+    assert without_random_token([d for d in yaml.safe_load_all(done.stdout) if d]) == without_random_token(
+        rendered("postgres-url"))
