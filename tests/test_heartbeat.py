@@ -67,15 +67,15 @@ ROUTES_LINES = len(without_heartbeats((REPO / "routes.yaml").read_text()).splitl
     [
         (heartbeat_section(receivers="slack-alerts, nobody"), 6,
          "heartbeat 'watchdog' names unknown receiver 'nobody'"),
-        (heartbeat_section(max_silence="soon"), 5, "heartbeats.0.max_silence: invalid duration 'soon'"),
+        (heartbeat_section(max_silence="soon"), 5, "heartbeat 1: max_silence: invalid duration 'soon'"),
         (heartbeat_section(max_silence="0s"), 5, "max_silence must be longer than 0s"),
         (heartbeat_section().replace("matchers: ['alertname=\"Watchdog\"']", "matchers: []"), 4,
-         "heartbeats.0.matchers: List should have at least 1 item"),
+         "heartbeat 1: matchers: List should have at least 1 item"),
         (heartbeat_section().replace("alertname=", "alertname=~").replace('"Watchdog"', '"(Watchdog"'), 4,
          "bad regex"),
         (heartbeat_section() + HEARTBEAT.split("\n", 2)[2].format(max_silence="1m", receivers="slack-alerts"), 7,
          "duplicate heartbeat name 'watchdog'"),
-        (heartbeat_section().replace("watchdog", "watch dog"), 3, "heartbeats.0.name: String should match pattern"),
+        (heartbeat_section().replace("watchdog", "watch dog"), 3, "heartbeat 1: name: String should match pattern"),
     ],
 )
 def test_broken_heartbeat_is_refused_with_file_line_and_reason(tmp_path: Path, section: str, line: int,

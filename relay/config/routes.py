@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from relay.config import yamlconfig
 from relay.config.durations import Duration, parse_duration
 from relay.config.escalation import EscalationStep, check_escalation
-from relay.config.matchers import Matcher, parse_matchers
+from relay.config.matchers import Matcher, MatcherError, parse_matchers
 from relay.config.receivers import GlobalConfig, ReceiverConfig, with_globals
 from relay.errors import ConfigError
 from relay.heartbeat import HeartbeatConfig
@@ -236,12 +236,37 @@ def _check_heartbeats(spec: RoutesFile, receivers: set[str], lines: dict[yamlcon
                                   file=file, line=yamlconfig.line_of(lines, ("heartbeats", i, "receivers", j)))
 
 
+# A list's items are named as people count them, from 1, the same in every message: `route 3`, not `routes.2`.
+_ITEMS = {"routes": "route", "receivers": "receiver", "heartbeats": "heartbeat", "escalate": "escalate step",
+          "matchers": "matcher", "default_receivers": "default_receivers item"}
+
+
+def describe_path(loc: yamlconfig.Path_) -> str:
+    """`("routes", 2, "escalate", 0, "after")` as `route 3 escalate step 1: after`."""
+    items: list[str] = []
+    keys: list[str] = []
+    rest = list(loc)
+    while rest:
+        part = rest.pop(0)
+        number = rest[0] if rest else None
+        if isinstance(part, str) and isinstance(number, int):
+            rest.pop(0)
+            items.append(f"{_ITEMS.get(part, part + ' item')} {number + 1}")
+        else:
+            keys.append(str(part))
+    named = " ".join(items)
+    dotted = ".".join(keys)
+    return f"{named}: {dotted}" if named and dotted else named or dotted or "file"
+
+
 def _validation_error(exc: ValidationError, lines: dict[yamlconfig.Path_, int], file: str) -> ConfigError:
     first = exc.errors(include_url=False, include_input=False)[0]
     loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
-    where = ".".join(str(p) for p in loc) or "file"
+    error = first.get("ctx", {}).get("error")
+    if isinstance(error, MatcherError) and error.item is not None:
+        loc = (*loc, error.item)  # the list item that holds the bad matcher: its own line
     reason = first["msg"].removeprefix("Value error, ")
-    return ConfigError(f"{where}: {reason}", file=file, line=yamlconfig.line_of(lines, loc))
+    return ConfigError(f"{describe_path(loc)}: {reason}", file=file, line=yamlconfig.line_of(lines, loc))
 
 
 def load_routes(file: Path, templates: Templates, environ: Mapping[str, str] | None = None) -> Routes:
