@@ -235,3 +235,34 @@ async def test_routes_yaml_takes_a_discord_receiver_and_its_default_rate(
                   Templates(TEMPLATES))
     assert text.startswith("# PATCH <webhook URL>/messages/<id of the message")
     assert_leaks_no_secret([text], [WEBHOOK_TOKEN, secret])
+
+
+async def test_a_resolve_across_messages_edits_one_per_attempt_and_a_retry_continues_where_it_stopped(
+        discord: DiscordServer, templates: Templates, session: aiohttp.ClientSession, store: Store) -> None:
+    """A group that grew over three notifications lives in three messages; its resolve edits each once, one edit
+    per attempt (each attempt takes its own rate-limit token), and a 429 in the middle repeats nothing."""
+    from relay.errors import DeliveryUnfinished, TransientDeliveryError
+
+    sender = DiscordChannel(receiver(discord.url), templates, session)
+    group = webhook_message("firing-highmemory-group3-truncated")
+    for i, alert in enumerate(group.alerts):
+        await sender.send(notification(group.model_copy(update={"alerts": [alert]}), "discord-ops", "discord",
+                                       id=i + 1), Threads(store, "discord-ops"))
+    assert len(discord.order) == 3
+    gone = resolved(group, datetime.now(UTC))
+    outcomes = []
+    discord.script(Answer(200), Answer(429, RATE_LIMITED))  # the first edit goes through, the second is limited
+    for _ in range(6):
+        try:
+            await sender.send(notification(gone, "discord-ops", "discord", id=9), Threads(store, "discord-ops"))
+        except DeliveryUnfinished:
+            outcomes.append("unfinished")
+            continue
+        except TransientDeliveryError as exc:
+            outcomes.append(exc.reason.value)
+            continue
+        outcomes.append("delivered")
+        break
+    assert outcomes == ["unfinished", "rate_limited", "unfinished", "delivered"]
+    assert sorted(discord.edits) == sorted(discord.order) and len(discord.order) == 3  # each edited once
+    assert all(discord.messages[i]["embeds"][0]["title"].startswith("[RESOLVED]") for i in discord.order)

@@ -170,7 +170,7 @@ class DiscordChannel:
         async def build(shown: Notification) -> dict[str, Any]:
             return await rendered(build_message, shown, self.templates, self.receiver)
 
-        await make_calls(notification, build, messages, self._make, _gone)
+        await make_calls(notification, build, messages, self._make, _gone, stepwise=True)
 
     def _where(self, call: Call) -> tuple[str, str]:
         parts = urlsplit(usable_url(self._url, "Discord webhook_url"))

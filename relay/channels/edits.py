@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from relay.alerts import Alert, Notification, WebhookMessage, group_status
 from relay.channels.base import guard_store
 from relay.channels.threads import Threads, alert_key
-from relay.errors import PermanentDeliveryError
+from relay.errors import DeliveryUnfinished, PermanentDeliveryError
 
 
 def narrowed(notification: Notification, alerts: Sequence[Alert]) -> Notification:
@@ -56,11 +56,15 @@ class Messages(Protocol):
     async def edited(self, edit: Edit) -> None: ...
 
 
-def plan_for(notification: Notification, refs: dict[str, str], originals: dict[str, WebhookMessage]) -> Plan:
-    """The plan given the alert records found (alert_key -> message id) and the messages' records."""
+def plan_for(notification: Notification, refs: dict[str, str], originals: dict[str, WebhookMessage],
+             answered: frozenset[str] = frozenset()) -> Plan:
+    """The plan given the alert records found (alert_key -> message id), the messages' records, and the resolved
+    alerts an earlier attempt of this notification already showed (left out: a retry does not repeat them)."""
     by_message: dict[str, list[Alert]] = {}
     others: list[Alert] = []
     for alert in notification.alerts:
+        if alert.status == "resolved" and alert_key(alert) in answered:
+            continue
         message = refs.get(alert_key(alert)) if alert.status == "resolved" else None
         if message:
             by_message.setdefault(message, []).append(alert)
@@ -76,13 +80,15 @@ def plan_for(notification: Notification, refs: dict[str, str], originals: dict[s
     return Plan(edits, narrowed(notification, others) if others else None)
 
 
-def _message_of(ref: str | None) -> str | None:
+def _record(ref: str | None) -> tuple[str | None, bool]:
+    """An alert record's message id, and whether its resolve was already shown."""
     try:
         value = json.loads(ref) if ref else None
     except ValueError:
-        return None
+        return None, False
     message = value.get("message") if isinstance(value, dict) else None
-    return message if isinstance(message, str) and message else None
+    resolved = isinstance(value, dict) and value.get("resolved") is True
+    return (message if isinstance(message, str) and message else None), resolved
 
 
 class StoredMessages:
@@ -95,16 +101,18 @@ class StoredMessages:
     async def plan(self, notification: Notification) -> Plan:
         resolved = [a for a in notification.alerts if a.status == "resolved"]
         found = await guard_store(self.threads.find(resolved)) if resolved else {}
-        refs = {key: m for key, ref in found.items() if (m := _message_of(ref))}
+        records = {key: _record(ref) for key, ref in found.items()}
+        answered = frozenset(key for key, (_, done) in records.items() if done)
+        refs = {key: m for key, (m, done) in records.items() if m and not done}
         keys = sorted({self.prefix + m for m in refs.values()})
-        records = await guard_store(self.threads.store.find_refs(self.threads.receiver, keys)) if keys else {}
+        stored = await guard_store(self.threads.store.find_refs(self.threads.receiver, keys)) if keys else {}
         originals = {}
-        for key, record in records.items():
+        for key, record in stored.items():
             try:
                 originals[key.removeprefix(self.prefix)] = WebhookMessage.model_validate(json.loads(record)["group"])
             except (KeyError, TypeError, ValueError, ValidationError):
                 continue
-        return plan_for(notification, refs, originals)
+        return plan_for(notification, refs, originals, answered)
 
     async def posted(self, message: str, shown: Notification) -> None:
         """Record the message first, then point its firing alerts at it: a failure in between re-posts, it never
@@ -116,7 +124,11 @@ class StoredMessages:
         await guard_store(self.threads.remember(firing, json.dumps({"message": message})))
 
     async def edited(self, edit: Edit) -> None:
+        """The message now shows these alerts resolved: keep what it shows, and that their resolve was shown (a
+        retry of this notification leaves them out)."""
         await self._put(edit.message, edit.shows)
+        await guard_store(self.threads.remember(edit.resolved, json.dumps({"message": edit.message,
+                                                                            "resolved": True})))
 
     async def _put(self, message: str, shown: Notification) -> None:
         record = json.dumps({"group": shown.group.model_dump(mode="json")})
@@ -157,24 +169,33 @@ Gone = Callable[[PermanentDeliveryError], bool]  # whether an edit's failure say
 
 
 async def make_calls(notification: Notification, build: Build, messages: Messages | None, transport: Transport,
-                     gone: Gone) -> None:
+                     gone: Gone, *, stepwise: bool = False) -> None:
     """Edit the messages of resolved alerts relay knows, then post one message for every other alert. An edit of a
     message that is gone (deleted) becomes a new message. Without a store, or for a storm's summary (lane given by
-    relay.fold, which a channel passes as messages=None), one new message."""
+    relay.fold, which a channel passes as messages=None), one new message.
+
+    Each edit is remembered as it is made, so a retry continues where an attempt stopped. With `stepwise` (a real
+    send) an attempt makes one call when more follow, then ends with DeliveryUnfinished: the next attempt, started
+    at once, takes a rate-limit token of its own, so a resolve that edits ten messages keeps to the provider's rate
+    instead of meeting its 429 at the same call every time."""
     if messages is None:
         await transport(Call("post", await build(notification)))
         return
     plan = await messages.plan(notification)
-    for edit in plan.edits:
+    steps = len(plan.edits) + (plan.new is not None)
+    for n, edit in enumerate(plan.edits, 1):
         body = await build(edit.shows)
         try:
             await transport(Call("edit", body, edit.message))
         except PermanentDeliveryError as exc:
             if not gone(exc):
                 raise
-            await messages.posted(await transport(Call("post", body)), edit.shows)
-            continue
-        await messages.edited(edit)
+            posted = await transport(Call("post", body))
+            await messages.edited(Edit(posted, edit.shows, edit.resolved))
+        else:
+            await messages.edited(edit)
+        if stepwise and n < steps:
+            raise DeliveryUnfinished(f"{n} of {steps} messages updated; the rest follow")
     if plan.new is not None:
         await messages.posted(await transport(Call("post", await build(plan.new))), plan.new)
 

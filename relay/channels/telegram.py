@@ -176,7 +176,7 @@ class TelegramChannel:
         async def build(shown: Notification) -> dict[str, Any]:
             return await rendered(build_message, shown, self.templates, self.receiver)
 
-        await make_calls(notification, build, messages, self._make, _gone)
+        await make_calls(notification, build, messages, self._make, _gone, stepwise=True)
 
     async def _make(self, made: Call) -> str:
         method = "editMessageText" if made.step == "edit" else "sendMessage"
