@@ -22,10 +22,10 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 
-from relay.alerts import parse_time
 from relay.channels.base import scrub
 from relay.config.receivers import AlertmanagerApi
 from relay.errors import DeliveryError, PermanentDeliveryError, Reason, TransientDeliveryError, http_reason
+from relay.times import parse_time
 
 TIMEOUT = 10.0
 CLASSIC_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")  # Prometheus' label names before UTF-8

@@ -12,42 +12,16 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from relay.times import parse_time
+
 Status = Literal["firing", "resolved"]
 # Where a group relay resolved itself (relay.silences) carries why, for history; never taken from a webhook.
 INFERRED = "relayInferred"
-
-# Alertmanager writes Go's zero time for "no end".
-_GO_ZERO_YEAR = 1
-
-
-def parse_time(value: str) -> datetime | None:
-    """Parse an RFC 3339 timestamp as Alertmanager writes it (nanoseconds, `Z`); Go's zero time is None."""
-    text = value.strip()
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    main, sep, rest = text.partition(".")
-    if sep:  # Python keeps microseconds: cut the fraction to six digits, keep the offset.
-        digits = ""
-        for i, ch in enumerate(rest):
-            if not ch.isdigit():
-                offset = rest[i:]
-                break
-            digits += ch
-        else:
-            offset = ""
-        text = f"{main}.{digits[:6].ljust(6, '0')}{offset}"
-    parsed = datetime.fromisoformat(text)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    if parsed.year <= _GO_ZERO_YEAR:
-        return None
-    return parsed
-
 
 # NUL cannot be stored in PostgreSQL text or jsonb (SQLite takes it): one NUL in a label made the whole group
 # 503 forever on PostgreSQL. Both stores get the same text instead, with a replacement a reader can see.

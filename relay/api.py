@@ -6,7 +6,6 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -18,6 +17,7 @@ from relay.auth import check_admin
 from relay.errors import ConfigError, Rejected, StoreUnavailable
 from relay.services import Services, services
 from relay.store.base import Attempt, HistoryFilter
+from relay.times import rfc3339_millis
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +98,6 @@ TIMES = frozenset({"received_at", "finished_at", "next_attempt_at", "started_at"
                    "clicked_at", "until"})
 
 
-def rfc3339(epoch: float) -> str:
-    """`2026-12-08T02:56:04.689Z`: a stored Unix time as the API shows it (milliseconds, UTC)."""
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def present(value: Any, key: str = "") -> Any:
     """A history row (or part of one) as the API answers it: every time in TIMES as RFC 3339, and the stored
     webhook `payload` as the JSON object it is, not a string holding JSON. Durations stay seconds."""
@@ -111,7 +106,7 @@ def present(value: Any, key: str = "") -> Any:
     if isinstance(value, list):
         return [present(v) for v in value]
     if key in TIMES and isinstance(value, int | float) and not isinstance(value, bool):
-        return rfc3339(float(value))
+        return rfc3339_millis(float(value))
     if key == "payload" and isinstance(value, str):
         try:
             return json.loads(value)

@@ -26,9 +26,9 @@ from relay.config.durations import Duration, format_duration
 from relay.config.matchers import Matcher, parse_matchers
 from relay.config.receivers import ReceiverConfig
 from relay.fingerprint import fingerprint
-from relay.preview import GO_ZERO_TIME, rfc3339
 from relay.priority import OWN
 from relay.store.base import Candidate
+from relay.times import GO_ZERO_TIME, rfc3339
 
 ALERTNAME = "RelayHeartbeatMissing"
 # Its runbook ships with relay (docs/runbooks/); a heartbeat's own `annotations: {runbook_url: …}` replaces it.

@@ -33,16 +33,12 @@ from relay.errors import DeliveryError
 from relay.fingerprint import fingerprint
 from relay.fold import storm_lane, storm_of, summary_group
 from relay.templating import Templates
+from relay.times import GO_ZERO_TIME, rfc3339
 
-GO_ZERO_TIME = "0001-01-01T00:00:00Z"
 THREAD_TS = "<ts of the message that announced these alerts>"
 THREAD_CHANNEL = "<channel of that message>"
 SUMMARY_TS = "<ts of the storm's summary message>"
 SUMMARY_CHANNEL = "<channel of the storm's summary message>"
-
-
-def rfc3339(when: datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def synthetic_group(labels: Mapping[str, str], annotations: Mapping[str, str], now: datetime) -> WebhookMessage:

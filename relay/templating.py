@@ -20,9 +20,10 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
-from relay.alerts import Alert, Notification, parse_time
+from relay.alerts import Alert, Notification
 from relay.errors import ConfigError, PermanentDeliveryError, Reason
 from relay.neutralise import visible
+from relay.times import parse_time
 
 Kind = Literal["plain", "mrkdwn", "html", "markdown"]
 

@@ -19,8 +19,9 @@ import pytest
 from relay.alerts import Notification, WebhookMessage, group_status
 from relay.config.receivers import ReceiverConfig
 from relay.fold import storm_lane, summary_group
-from relay.preview import GO_ZERO_TIME, as_notification, readable_email, render, resolved
+from relay.preview import as_notification, readable_email, render, resolved
 from relay.templating import Templates
+from relay.times import GO_ZERO_TIME
 from tests.helpers import FIXTURES, TEMPLATES
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from relay.alerts import Alert, key_part, parse_time
+from relay.alerts import Alert, key_part
 from relay.store.base import Store
+from relay.times import parse_time
 
 
 def alert_key(alert: Alert) -> str:

@@ -15,10 +15,11 @@ from typing import Any
 import httpx
 
 from relay.auth import REQUEST_HEADER
-from relay.cli.common import ADMIN_ENVIRONMENT, URL_HELP, command, counted, epoch, unreachable
+from relay.cli.common import ADMIN_ENVIRONMENT, URL_HELP, command, counted, unreachable
 from relay.config.durations import format_duration
 from relay.errors import AdminError, UsageError
 from relay.settings import Settings
+from relay.times import epoch
 
 
 def base_url(args: argparse.Namespace, settings: Settings) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import textwrap
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from relay.errors import UsageError
@@ -33,14 +32,6 @@ def command(sub: Any, name: str, summary: str, description: str, examples: list[
     parser: argparse.ArgumentParser = sub.add_parser(name, help=summary, description=description, epilog=epilog,
                                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     return parser
-
-
-def epoch(value: float | str | None) -> float | None:
-    """A time from the admin API (RFC 3339) or from the store itself (Unix seconds: test-alert --direct) as Unix
-    seconds."""
-    if value is None or isinstance(value, int | float):
-        return value
-    return datetime.fromisoformat(value).timestamp()
 
 
 def counted(n: int, noun: str) -> str:

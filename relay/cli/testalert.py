@@ -15,10 +15,11 @@ from typing import Any
 import httpx
 
 from relay.cli import admin
-from relay.cli.common import ADMIN_ENVIRONMENT, URL_HELP, command, counted, epoch, labels, unreachable
+from relay.cli.common import ADMIN_ENVIRONMENT, URL_HELP, command, counted, labels, unreachable
 from relay.errors import AdminError, StartupError, UsageError
 from relay.fingerprint import fingerprint
 from relay.settings import Settings
+from relay.times import GO_ZERO_TIME, epoch, rfc3339
 
 FINAL = {"delivered", "dead"}
 DEFAULT_ALERTNAME = "RelayTestAlert"
@@ -31,10 +32,6 @@ def state_file() -> Path:
     ~/.local/state/relay/). Read when called, so a test (or a user) can point XDG_STATE_HOME elsewhere."""
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "relay" / "test-alerts.json"
-
-
-def _rfc3339(when: datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def remembered() -> list[dict[str, Any]]:
@@ -85,7 +82,7 @@ def build_payload(alertname: str, severity: str, labels: dict[str, str], resolve
     all_labels = {"alertname": alertname, "severity": severity, **labels}
     fp = fingerprint(all_labels)
     now = datetime.now(UTC)
-    start = starts_at or _rfc3339(now)
+    start = starts_at or rfc3339(now)
     status = "resolved" if resolve else "firing"
     alert = {
         "status": status,
@@ -93,7 +90,7 @@ def build_payload(alertname: str, severity: str, labels: dict[str, str], resolve
         "annotations": {"summary": f"Test alert from relay test-alert ({alertname})",
                         "description": "Sent by `relay test-alert` to check routing and delivery."},
         "startsAt": start,
-        "endsAt": _rfc3339(now) if resolve else "0001-01-01T00:00:00Z",
+        "endsAt": rfc3339(now) if resolve else GO_ZERO_TIME,
         "generatorURL": "",
         "fingerprint": fp,
     }

@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from relay.actions import ACTION, FIELD
-from relay.alerts import INFERRED, Escalation, Notification, WebhookMessage, parse_time
+from relay.alerts import INFERRED, Escalation, Notification, WebhookMessage
 from relay.errors import StoreRejected
 from relay.store.base import Candidate, Claimed
+from relay.times import parse_time
 
 
 def dedup_time(starts_at: str) -> str:
