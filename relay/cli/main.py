@@ -24,9 +24,17 @@ log = logging.getLogger("relay")
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="relay", description=__doc__.partition("\n")[0])
-    top.add_argument("--version", action="version", version=f"relay {__version__}")
-    sub = top.add_subparsers(dest="command", required=True)
+    top = argparse.ArgumentParser(
+        prog="relay", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Alertmanager's webhooks to Slack, email and PagerDuty, from a durable outbox.\n"
+                    "`relay COMMAND --help` explains each command, with examples.",
+        epilog="examples:\n  relay serve\n  relay test-alert --severity critical\n"
+               "  relay routes test severity=critical alertname=PodDown\n  relay dead-letters list\n\n"
+               "environment:\n  every setting is a RELAY_* variable (docs/configuration.md): RELAY_HOST, RELAY_PORT,\n"
+               "  RELAY_ROUTES, RELAY_DATABASE_URL, RELAY_WEBHOOK_TOKEN, RELAY_ADMIN_TOKEN, ...")
+    top.add_argument("--version", action="version", version=f"relay {__version__}",
+                     help="print the installed version and exit")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in (serve, testalert, routes, admin, templates):
         group.add_commands(sub)
     return top

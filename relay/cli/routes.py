@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from relay.cli.common import labels, load
+from relay.cli.common import command, labels, load
 from relay.errors import ConfigError
 from relay.settings import Settings
 
@@ -106,39 +106,82 @@ def cmd_routes_diff(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if args.exit_code and not result.empty else 0
 
 
+ROUTES_ENVIRONMENT = ["RELAY_ROUTES      the routes file (default: routes.yaml in the current directory)",
+                      "RELAY_TEMPLATES   a directory whose files override the packaged templates (default: none)",
+                      "${VAR}s in the routes file are read from the environment, as relay serve reads them"]
+
+
 def add_commands(sub: Any) -> None:
-    routes = sub.add_parser("routes", help="check routes.yaml and test routing").add_subparsers(
-        dest="routes_command", required=True)
-    check = routes.add_parser("check", help="validate routes.yaml and its templates")
-    check.add_argument("files", nargs="*", metavar="FILE", help="default: RELAY_ROUTES")
+    routes = command(
+        sub, "routes", "check routes.yaml, test where alerts go, diff a change",
+        "Work on routes.yaml without a running relay: check that it loads (and, strictly, that it makes sense), "
+        "print the receivers of a label set, or show what a change does before it is merged.",
+        examples=["relay routes check", "relay routes test severity=critical alertname=PodDown",
+                  "relay routes diff --base origin/main"], environment=ROUTES_ENVIRONMENT).add_subparsers(
+        dest="routes_command", required=True, metavar="{check,test,diff}")
+    check = command(
+        routes, "check", "validate routes.yaml and its templates",
+        "Load each routes file as relay serve would (YAML, receivers, matchers, templates rendered once) and say "
+        "'ok' or the file, line and reason of each problem; receivers that are unconfigured or send to routes.yaml "
+        "defaults are warned about. --strict also fails on mistakes that would still load. Exits 1 on a problem.",
+        examples=["relay routes check", "relay routes check staging/routes.yaml prod/routes.yaml",
+                  "relay routes check --strict --allow-unset SLACK_WEBHOOK_URL,PAGERDUTY_ROUTING_KEY"],
+        environment=ROUTES_ENVIRONMENT)
+    check.add_argument("files", nargs="*", metavar="FILE",
+                       help="routes files to check (default: RELAY_ROUTES), e.g. routes.yaml")
     check.add_argument("--strict", action="store_true", help="also fail on unset ${VAR}s, unused receivers, "
-                       "routes that can never match and severities no route handles")
+                       "routes that can never match and severities no route handles (default: off)")
     check.add_argument("--allow-unset", action="append", default=[], metavar="VAR[,VAR]",
-                       help="with --strict: variables only the deployment sets (e.g. secrets; repeatable)")
+                       help="with --strict: variables only the deployment sets, such as secrets; repeatable "
+                       "(default: none), e.g. --allow-unset SLACK_WEBHOOK_URL")
     check.add_argument("--rules", action="append", default=[], metavar="FILE",
                        help="with --strict: a rule file whose severities need a route, besides "
-                       "deploy/prometheus/*.yml (repeatable)")
-    check.add_argument("--templates", metavar="DIR", help="the templates directory (default: RELAY_TEMPLATES)")
+                       "deploy/prometheus/*.yml; repeatable (default: none), e.g. --rules rules/app.yml")
+    check.add_argument("--templates", metavar="DIR",
+                       help="the templates directory (default: RELAY_TEMPLATES), e.g. --templates templates/")
     check.set_defaults(func=cmd_routes_check)
-    rtest = routes.add_parser("test", help="print the receivers for a label set")
-    rtest.add_argument("--verify-receivers")
-    rtest.add_argument("labels", nargs="*", metavar="K=V")
+    rtest = command(
+        routes, "test", "print the receivers for a label set",
+        "Print the receivers an alert with these labels goes to (comma-separated, in order), then its escalation if "
+        "a route escalates it; a heartbeat alert is named as consumed, not routed. Like amtool config routes test.",
+        examples=["relay routes test severity=critical alertname=PodDown",
+                  "relay routes test --verify-receivers slack-alerts,ops-email severity=critical"],
+        environment=ROUTES_ENVIRONMENT)
+    rtest.add_argument("--verify-receivers", metavar="R[,R]",
+                       help="exit 1 unless the receivers are exactly these, in order (default: off), "
+                       "e.g. --verify-receivers slack-alerts,ops-email")
+    rtest.add_argument("labels", nargs="*", metavar="K=V",
+                       help="the alert's labels (default: none, an alert without labels), "
+                       "e.g. severity=critical alertname=PodDown")
     rtest.set_defaults(func=cmd_routes_test)
-    rdiff = routes.add_parser("diff", help="what a routes.yaml change does: alerts whose receivers change, messages "
-                              "that read differently", description="OLD and NEW are files or git revisions "
-                              "(REV:PATH, e.g. origin/main:routes.yaml); --base REV compares FILE with REV's.")
-    rdiff.add_argument("old", nargs="?", metavar="OLD", help="file or REV:PATH (with --base: the FILE to compare)")
-    rdiff.add_argument("new", nargs="?", metavar="NEW", help="file or REV:PATH (default: RELAY_ROUTES)")
-    rdiff.add_argument("--base", metavar="REV", help="compare with REV's version of the file (and its templates "
-                       "and rule files), e.g. origin/main")
+    rdiff = command(
+        routes, "diff", "what a routes.yaml change does: alerts whose receivers change, messages that read "
+        "differently",
+        "Compare two versions of routes.yaml (with their templates and rule files): alerts that stop paging first, "
+        "then renamed receivers, alerts whose receivers or escalation change, and each message that reads "
+        "differently, before and after. OLD and NEW are files or git revisions (REV:PATH, e.g. "
+        "origin/main:routes.yaml); --base REV compares FILE (default: RELAY_ROUTES) with REV's. Exits 2 when a side "
+        "cannot be read.",
+        examples=["relay routes diff --base origin/main", "relay routes diff old/routes.yaml routes.yaml",
+                  "relay routes diff --base origin/main --format markdown > comment.md"],
+        environment=ROUTES_ENVIRONMENT)
+    rdiff.add_argument("old", nargs="?", metavar="OLD", help="file or REV:PATH; with --base: the FILE to compare "
+                       "(default: RELAY_ROUTES), e.g. origin/main:routes.yaml")
+    rdiff.add_argument("new", nargs="?", metavar="NEW", help="file or REV:PATH (default: RELAY_ROUTES), "
+                       "e.g. routes.yaml")
+    rdiff.add_argument("--base", metavar="REV", help="compare with REV's version of the file, its templates "
+                       "and rule files (default: off), e.g. --base origin/main")
     rdiff.add_argument("--rules", action="append", default=[], metavar="FILE",
-                       help="a Prometheus rule file whose alerts to check as well, besides deploy/prometheus/*.yml "
-                       "(repeatable)")
-    rdiff.add_argument("--templates", metavar="DIR", help="the templates directory (default: RELAY_TEMPLATES)")
+                       help="a Prometheus rule file whose alerts to check as well, besides deploy/prometheus/*.yml; "
+                       "repeatable (default: none), e.g. --rules rules/app.yml")
+    rdiff.add_argument("--templates", metavar="DIR",
+                       help="the templates directory (default: RELAY_TEMPLATES), e.g. --templates templates/")
     rdiff.add_argument("--fixtures", metavar="DIR", help="render messages for these Alertmanager webhook bodies "
-                       "(*.json) instead of one alert per rule")
+                       "(*.json) instead of one alert per rule (default: off), e.g. --fixtures tests/fixtures")
     rdiff.add_argument("--format", choices=("text", "markdown", "json"), default="text",
-                       help="markdown: a pull-request comment")
-    rdiff.add_argument("--exit-code", action="store_true", help="exit 1 when receivers or messages change")
+                       help="text for a terminal, markdown for a pull-request comment, json for scripts "
+                       "(default: %(default)s), e.g. --format markdown")
+    rdiff.add_argument("--exit-code", action="store_true",
+                       help="exit 1 when receivers or messages change (default: off, exit 0)")
     # Exit 1 is "the change moves receivers or messages" here, so an unusable side exits 2, as diff(1) does.
     rdiff.set_defaults(func=cmd_routes_diff, error_exit=2)

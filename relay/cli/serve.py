@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from relay.auth import is_loopback
 from relay.cli import startup
+from relay.cli.common import command
 from relay.errors import ConfigError, StartupError, StoreUnavailable, UsageError
 from relay.settings import Settings
 from relay.store.filelock import lock_database
@@ -47,9 +48,25 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def add_commands(sub: Any) -> None:
-    serve = sub.add_parser("serve", help="run the service")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
+    serve = command(
+        sub, "serve", "run the service",
+        "Receive Alertmanager's webhooks on POST /webhook, route them with the routes file and deliver from the "
+        "durable outbox until SIGTERM or Ctrl-C. Without RELAY_WEBHOOK_TOKEN relay listens on loopback only. Every "
+        "setting is a RELAY_* environment variable (docs/configuration.md lists them); the start log ends with one "
+        "line saying where relay listens, its store, routes, receivers and heartbeat.",
+        examples=["relay serve", "RELAY_WEBHOOK_TOKEN=$(cat token) relay serve --host 0.0.0.0 --port 9095",
+                  "RELAY_DATABASE_URL=postgresql://relay@db/relay relay serve"],
+        environment=["RELAY_HOST, RELAY_PORT   where to listen (default: 127.0.0.1, 8080)",
+                     "RELAY_ROUTES            the routes file (default: routes.yaml)",
+                     "RELAY_DATABASE_URL      the outbox (default: sqlite:///relay.db)",
+                     "RELAY_WEBHOOK_TOKEN     the bearer token Alertmanager sends (default: none, loopback only)",
+                     "RELAY_ADMIN_TOKEN       the admin API's bearer token (default: none)",
+                     "RELAY_LOG_LEVEL, RELAY_LOG_FORMAT   (default: info, console)"])
+    serve.add_argument("--host", metavar="ADDRESS",
+                       help="the address to listen on, instead of RELAY_HOST (default: 127.0.0.1); another than "
+                       "loopback needs RELAY_WEBHOOK_TOKEN, e.g. --host 0.0.0.0")
+    serve.add_argument("--port", type=int, metavar="PORT",
+                       help="the port to listen on, instead of RELAY_PORT (default: 8080), e.g. --port 9095")
     serve.set_defaults(func=cmd_serve)
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from relay.cli.common import labels, load
+from relay.cli.common import command, labels, load
 from relay.errors import ConfigError, UsageError
 from relay.settings import Settings
 
@@ -59,15 +59,35 @@ def _count(text: str) -> int:
 
 
 def add_commands(sub: Any) -> None:
-    templates = sub.add_parser("templates", help="preview messages").add_subparsers(
-        dest="templates_command", required=True)
-    render = templates.add_parser("render", help="print exactly what a receiver would send (secrets left out)")
-    render.add_argument("--receiver", required=True)
-    render.add_argument("--fixture", metavar="FILE", help="an Alertmanager webhook body (JSON)")
-    render.add_argument("--resolve", action="store_true", help="render the resolve of these alerts")
+    environment = ["RELAY_ROUTES      the routes file naming the receivers (default: routes.yaml)",
+                   "RELAY_TEMPLATES   a directory whose files override the packaged templates (default: none)"]
+    templates = command(
+        sub, "templates", "preview messages", "Preview what relay's templates make of alerts, without sending.",
+        examples=["relay templates render --receiver slack-alerts alertname=DiskFull severity=critical"],
+        environment=environment).add_subparsers(dest="templates_command", required=True, metavar="{render}")
+    render = command(
+        templates, "render", "print exactly what a receiver would send (secrets left out)",
+        "Render one notification with the receiver's templates and print each provider call it would make (Slack "
+        "message, email, PagerDuty event), secrets left out. The alerts come from an Alertmanager webhook body "
+        "(--fixture) or are one synthetic alert made of the labels given.",
+        examples=["relay templates render --receiver slack-alerts --fixture tests/fixtures/alertmanager/"
+                  "firing-poddown.json",
+                  "relay templates render --receiver ops-email alertname=DiskFull severity=critical "
+                  "--annotation summary='Disk 95%'",
+                  "relay templates render --receiver slack-alerts --storm 200 alertname=HighLatency severity=warning"],
+        environment=environment)
+    render.add_argument("--receiver", required=True, metavar="NAME",
+                        help="the routes.yaml receiver whose templates and settings to use (required, no default), "
+                        "e.g. --receiver slack-alerts")
+    render.add_argument("--fixture", metavar="FILE", help="an Alertmanager webhook body, JSON (default: a "
+                        "synthetic alert of the labels given), e.g. --fixture alert.json")
+    render.add_argument("--resolve", action="store_true", help="render the resolve of these alerts (default: off)")
     render.add_argument("--storm", type=_count, metavar="N",
-                        help="render the summary of a storm of N such alerts, each its own group (relay.storm)")
+                        help="render the summary of a storm of N such alerts, each its own group, 1 to 100000 "
+                        "(default: off), e.g. --storm 200")
     render.add_argument("--annotation", action="append", default=[], metavar="K=V",
-                        help="an annotation of the synthetic alert (with labels k=v)")
-    render.add_argument("labels", nargs="*", metavar="K=V", help="labels of a synthetic alert")
+                        help="an annotation of the synthetic alert; repeatable (default: none), "
+                        "e.g. --annotation summary='Disk 95%%'")
+    render.add_argument("labels", nargs="*", metavar="K=V", help="labels of a synthetic alert (default: none), "
+                        "e.g. alertname=DiskFull severity=critical")
     render.set_defaults(func=cmd_templates_render)
