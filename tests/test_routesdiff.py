@@ -100,3 +100,29 @@ async def test_removing_an_escalation_step_says_who_is_no_longer_paged(tmp_path:
     # Adding an escalation loses nobody: listed, no warning.
     code, out = await run_relay("routes", "diff", str(ROUTES), str(new), env=ENV)
     assert "STOPS" not in out and "  HighErrorRate (severity=critical): (none) -> after 30m: ops-email\n" in out
+
+
+async def test_a_pull_request_adding_a_teams_receiver_and_a_discord_title_shows_both(tmp_path: Path) -> None:
+    """`routes diff` over the new receivers: whose alerts now reach Teams, and the Discord message that reads
+    differently, rendered as relay would send it, with no secret in the output."""
+    discord_url = "https://discord.com/api/webhooks/1/diff-SECRET-discord-token"
+    teams_url = "https://prod-1.logic.azure.com/workflows/x/triggers/manual/paths/invoke?sig=diff-SECRET-sig"
+    env = {**ENV, "DISCORD_WEBHOOK_URL": discord_url, "TEAMS_WORKFLOW_URL": teams_url}
+    base = ("receivers:\n  - name: discord-ops\n    discord: {webhook_url: '${DISCORD_WEBHOOK_URL}'}\n{extra}"
+            "routes:\n  - matchers: ['severity=\"critical\"']\n    receivers: [{to}]\n"
+            "default_receivers: [discord-ops]\n")
+    old = tmp_path / "old.yaml"
+    old.write_text(base.replace("{extra}", "").replace("{to}", "discord-ops"))
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "title.j2").write_text("{{ status }}: {{ commonLabels.alertname }}\n")
+    new = tmp_path / "new.yaml"
+    new.write_text(base.replace("{extra}", "    templates: {title: title.j2}\n  - name: teams-ops\n"
+                                "    teams: {webhook_url: '${TEAMS_WORKFLOW_URL}'}\n")
+                   .replace("{to}", "discord-ops, teams-ops"))
+    code, out = await run_relay("routes", "diff", str(old), str(new), "--templates", str(tmp_path / "templates"),
+                                env=env)
+    assert code == 0, out
+    assert "any alert with severity=critical: discord-ops -> discord-ops, teams-ops" in out
+    assert "messages of discord-ops (discord): title: discord/title.j2 -> title.j2 changed" in out
+    assert "\n+      \"title\": \"firing: RelayDown\"," in out  # rendered for the repository's rules
+    assert "diff-SECRET" not in out
