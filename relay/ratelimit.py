@@ -24,7 +24,8 @@ DEFAULTS: dict[str, RateLimit] = {
     "discord": RateLimit(rate=0.5, burst=5),
     # Telegram: about 1 message a second in one chat, 20 a minute in a group (telegram_limit tells them apart).
     "telegram": RateLimit(rate=1.0, burst=1),
-    # Teams: Microsoft documents 4 requests a second per webhook (and 60 per 30 s) for Teams webhooks.
+    # Teams: about 4 requests a second per webhook is what Microsoft documents for Teams' incoming webhooks; we
+    # found no figure of its own for a Workflows webhook, so relay stays well under that one.
     "teams": RateLimit(rate=1.0, burst=4),
     # A generic webhook has no provider limit to default to: set `rate_limit` for an endpoint that needs one.
 }
