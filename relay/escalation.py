@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from relay import metrics, outbox, stages
 from relay.alerts import Alert, Escalation, WebhookMessage
 from relay.config.durations import format_duration
-from relay.heartbeat import is_heartbeat
+from relay.config.heartbeat import is_heartbeat
 from relay.outbox import Intake
 from relay.store.base import Candidate, DueTimer, EscalationEnd, Store, Timer
 from relay.store.common import episode

@@ -63,4 +63,4 @@ class Priority:
 
 
 DEFAULT = Priority()
-OWN = Priority(own=True)  # given only by relay's own code (relay.heartbeat.notice), never by a webhook's labels
+OWN = Priority(own=True)  # given only by relay's own code (relay.heartbeat.notice.notice), never by a webhook's labels

@@ -22,9 +22,9 @@ from starlette.responses import JSONResponse
 from relay import escalation, metrics, outbox
 from relay.alerts import INFERRED, Alert, WebhookMessage, group_status
 from relay.auth import check_webhook
+from relay.config.heartbeat import arrived, is_heartbeat
 from relay.config.routes import Routes
 from relay.errors import Rejected, StoreRejected, StoreUnavailable
-from relay.heartbeat import arrived, is_heartbeat
 from relay.services import services
 from relay.store.base import Candidate, Enqueued
 
@@ -107,7 +107,7 @@ def candidates(message: WebhookMessage, routes: Routes) -> list[Candidate]:
 
 def summary(message: WebhookMessage, results: list[Enqueued], heartbeats: tuple[list[str], int] = ([], 0),
             defaults: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
-    """The 200 answer; `heartbeats` is what `relay.heartbeat.arrived` found (such alerts are not routed);
+    """The 200 answer; `heartbeats` is what `relay.config.heartbeat.arrived` found (such alerts are not routed);
     `defaults` (Routes.defaults) adds a warning to receivers that send to routes.yaml placeholders."""
     receivers = {
         r.receiver: {"notification_id": r.notification_id, "enqueued": r.alerts_enqueued,

@@ -14,9 +14,9 @@ import pytest
 from relay.alerts import WebhookMessage
 from relay.config.routes import load_routes
 from relay.config.runtime import Runtime
-from relay.deadman import DeadMan
 from relay.errors import ConfigError
 from relay.fingerprint import fingerprint
+from relay.heartbeat.switch import DeadMan
 from relay.store import open_store
 from relay.store.base import Candidate, Enqueued, HistoryFilter, Store
 from relay.templating import Templates
@@ -139,7 +139,7 @@ async def test_without_heartbeats_a_watchdog_is_an_ordinary_alert(tmp_path: Path
 
 
 def test_the_notice_links_to_its_runbook_unless_the_heartbeat_names_another(tmp_path: Path) -> None:
-    from relay.heartbeat import notice_group
+    from relay.heartbeat.notice import notice_group
 
     path = repo_routes(tmp_path, extra=heartbeat_section("1m"))
     [beat] = load_routes(path, Templates(TEMPLATES), {}).spec.heartbeats
@@ -152,7 +152,7 @@ def test_the_notice_links_to_its_runbook_unless_the_heartbeat_names_another(tmp_
     assert alert.annotations["runbook_url"] == "https://wiki.example/deadman"
 
 
-# -- the switch itself, on a clock the test moves (relay.deadman.DeadMan.check takes `now`) -------------------------
+# -- the switch itself, on a clock the test moves (relay.heartbeat.switch.DeadMan.check takes `now`) ---------------
 
 class NoDispatcher:
     """The outbox's Intake with no dispatcher: what the switch enqueues waits in the store, where the test reads it."""
@@ -223,7 +223,7 @@ async def test_a_trial_relay_does_not_page_until_a_heartbeat_has_arrived_and_say
     t0 = 1_800_000_000.0
     async with switch(tmp_path, heartbeat_section("5m", "slack-alerts")) as (store, process):
         deadman = process()
-        with caplog.at_level(logging.INFO, logger="relay.deadman"):
+        with caplog.at_level(logging.INFO, logger="relay.heartbeat.switch"):
             for later in (0, 301, 3600, 86400):
                 await deadman.check(t0 + later)
             assert await notices(store) == []
@@ -266,7 +266,7 @@ async def test_the_return_says_how_long_none_arrived(tmp_path: Path, caplog: pyt
             return await recovered(name, since, now, notice)
 
         store.heartbeat_recovered = spy  # type: ignore[method-assign]
-        with caplog.at_level(logging.WARNING, logger="relay.deadman"):
+        with caplog.at_level(logging.WARNING, logger="relay.heartbeat.switch"):
             await deadman.check(t0 + 481)
         assert "heartbeat watchdog arrives again (none had arrived for 8m); telling slack-alerts" in caplog.text
         assert await notices(store) == [("slack-alerts", "firing"), ("slack-alerts", "resolved")]

@@ -251,7 +251,7 @@ async def test_relays_own_notice_goes_first_and_is_never_folded_whatever_the_pri
     after every alert and was folded into the storm's summary. relay's own notice is claimed before the storm's
     warnings and stays a message of its own."""
     from relay.config.runtime import Runtime
-    from relay.heartbeat import notice, notice_group
+    from relay.heartbeat.notice import notice, notice_group
 
     receiver = "  - name: alerts\n    slack:\n      webhook_url: http://127.0.0.1:9/hook\n"
     path = routes(tmp_path, receiver)

@@ -19,10 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from relay.config import yamlconfig
 from relay.config.durations import Duration, parse_duration
 from relay.config.escalation import EscalationStep, check_escalation
+from relay.config.heartbeat import HeartbeatConfig
 from relay.config.matchers import Matcher, MatcherError, parse_matchers
 from relay.config.receivers import GlobalConfig, ReceiverConfig, with_globals
 from relay.errors import ConfigError
-from relay.heartbeat import HeartbeatConfig
 from relay.priority import Priority, PriorityConfig
 from relay.templating import Templates
 

@@ -6,11 +6,12 @@ import asyncio
 import time
 from datetime import timedelta
 
-from relay.heartbeat import HeartbeatConfig, notice_group
+from relay.config.heartbeat import HeartbeatConfig
+from relay.heartbeat.notice import notice_group
 from relay.store import open_store
 from relay.store.base import Candidate, HeartbeatState, HistoryFilter, Store
 
-WATCH = {"watchdog": 300.0}  # name -> max_silence, as relay.deadman checks it
+WATCH = {"watchdog": 300.0}  # name -> max_silence, as relay.heartbeat.switch checks it
 BEAT = HeartbeatConfig.model_validate({"name": "watchdog", "matchers": ['alertname="Watchdog"'],
                                        "max_silence": "5m", "receivers": ["slack-alerts"]})
 

@@ -5,7 +5,7 @@ Prometheus fires an always-on `Watchdog` alert that Alertmanager re-sends every
 broken and nothing else would tell anyone. A heartbeat alert is consumed (never
 routed); its absence and its return become an ordinary Alertmanager-style group
 (`RelayHeartbeatMissing`, firing then resolved), so it is rendered, deduplicated,
-threaded and resolved like any other alert. relay.deadman runs the checks.
+threaded and resolved like any other alert. relay.heartbeat.switch runs the checks.
 
 When the switch arms (`arm`): by default once the first heartbeat has arrived, so a relay that no Alertmanager
 talks to yet (one started to try it) does not page, and says so at start and in `relay_heartbeat_armed`; with
@@ -17,13 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-from relay.alerts import Alert, Status, WebhookMessage
-from relay.config.durations import Duration, format_duration
-from relay.config.matchers import Matcher, parse_matchers
+from relay.alerts import Status, WebhookMessage
+from relay.config.durations import format_duration
+from relay.config.heartbeat import HeartbeatConfig
 from relay.config.receivers import ReceiverConfig
 from relay.fingerprint import fingerprint
 from relay.priority import OWN
@@ -35,66 +32,6 @@ ALERTNAME = "RelayHeartbeatMissing"
 RUNBOOK_URL = f"https://github.com/ojeomneo/relay/blob/main/docs/runbooks/{ALERTNAME}.md"
 # The notice is sent once per episode: a reminder would only repeat what the firing message already says.
 NO_REMINDER = timedelta(days=3650)
-
-
-class HeartbeatConfig(BaseModel):
-    """One `heartbeats:` entry of routes.yaml."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
-
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=64)
-    matchers: list[Matcher] = Field(min_length=1)
-    max_silence: Duration
-    receivers: list[str] = Field(min_length=1)
-    annotations: dict[str, str] = Field(default_factory=dict)
-    # first_arrival: missing only after one has arrived; start: also if none arrives within max_silence of relay
-    # first watching for it (a routes.yaml for a pipeline known to send it).
-    arm: Literal["first_arrival", "start"] = "first_arrival"
-
-    @field_validator("matchers", mode="before")
-    @classmethod
-    def _parse(cls, value: Any) -> Any:
-        return parse_matchers(value)
-
-    @field_validator("max_silence")
-    @classmethod
-    def _positive(cls, value: timedelta) -> timedelta:
-        if value <= timedelta(0):
-            raise ValueError("max_silence must be longer than 0s")
-        return value
-
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        return all(m.matches(labels) for m in self.matchers)
-
-    def armed(self, last_seen: float | None) -> bool:
-        """Whether relay may call this heartbeat missing, given when it last arrived (None: never)."""
-        return self.arm == "start" or last_seen is not None
-
-    @property
-    def alert_label(self) -> str:
-        """What people call the heartbeat alert: its alertname when the matchers name one."""
-        return next((m.value for m in self.matchers if m.name == "alertname" and m.op == "="), self.name)
-
-
-def is_heartbeat(heartbeats: list[HeartbeatConfig], alert: Alert) -> bool:
-    """Whether an alert belongs to a heartbeat: then it is consumed, never routed."""
-    return any(h.matches(alert.labels) for h in heartbeats)
-
-
-def arrived(heartbeats: list[HeartbeatConfig], alerts: list[Alert]) -> tuple[list[str], int]:
-    """The heartbeats a webhook brings (a firing alert of theirs), and how many of its alerts are heartbeats.
-
-    A resolved heartbeat alert does not count as arriving: Alertmanager resolves the Watchdog when Prometheus
-    stopped sending it, which is the very failure to report.
-    """
-    names: set[str] = set()
-    consumed = 0
-    for alert in alerts:
-        found = [h.name for h in heartbeats if h.matches(alert.labels)]
-        consumed += bool(found)
-        if alert.status == "firing":
-            names.update(found)
-    return sorted(names), consumed
 
 
 def _when(epoch: float) -> str:

@@ -19,9 +19,10 @@ import logging
 
 from relay import metrics, outbox, stages
 from relay.config.durations import format_duration
+from relay.config.heartbeat import HeartbeatConfig
 from relay.config.routes import Routes
 from relay.config.runtime import Runtime
-from relay.heartbeat import HeartbeatConfig, notice, notice_group, silent_for
+from relay.heartbeat.notice import notice, notice_group, silent_for
 from relay.outbox import Intake
 from relay.store.base import HeartbeatState, Store
 
