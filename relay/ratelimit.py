@@ -20,7 +20,8 @@ DEFAULTS: dict[str, RateLimit] = {
     "slack": RateLimit(rate=1.0, burst=5),
     "pagerduty": RateLimit(rate=2.0, burst=10),
     "email": RateLimit(rate=5.0, burst=20),
-    # Discord answers 429 past 5 requests in 2 s per webhook, and past about 30 messages a minute per channel.
+    # Discord publishes no fixed figures (its X-RateLimit headers say them); a webhook meets 429 past about 5 requests
+    # in 2 s, a channel past about 30 messages a minute.
     "discord": RateLimit(rate=0.5, burst=5),
     # Telegram: about 1 message a second in one chat, 20 a minute in a group (telegram_limit tells them apart).
     "telegram": RateLimit(rate=1.0, burst=1),
