@@ -135,6 +135,7 @@ def test_the_kustomize_alertmanagerconfig_example_validates_too() -> None:
     ({"alertmanagerConfig": {"enabled": True, "namespace": "monitoring"}},
      "create one there holding the webhook token"),
     ({"terminationGracePeriodSeconds": 5}, "terminationGracePeriodSeconds"),
+    ({"fullnameOverride": "notifier"}, '"notifier" does not match: RelayDown would page'),
 ], ids=lambda v: json.dumps(v) if isinstance(v, dict) else "")
 @pytest.mark.parametrize("major", sorted(helm.HELMS))
 def test_wrong_values_are_refused_with_a_clear_message(values: dict[str, Any], message: str, major: str) -> None:
@@ -396,7 +397,7 @@ def test_a_release_of_another_name_keeps_the_names_consistent() -> None:
 
 
 def test_notes_say_how_to_point_alertmanager_at_relay_and_send_a_test_alert() -> None:
-    """NOTES.txt as `helm install` prints it (a client-side dry run: no cluster)."""
+    """NOTES.txt as `helm install` prints it (Helm 4's client-side dry run: no cluster)."""
     done = run_helm("4", "install", "relay", str(CHART), "--namespace", NAMESPACE, "--dry-run=client")
     assert done.returncode == 0, done.stderr
     notes = done.stdout[done.stdout.index("NOTES:"):]
@@ -467,7 +468,8 @@ def test_deploying_on_kubernetes_shows_helm_install_first() -> None:
 @pytest.mark.parametrize("doc", sorted(DOCS))
 def test_the_documented_helm_commands_install(doc: str, tmp_path: Path) -> None:
     """Each documented `helm install`/`upgrade`, run as a client-side dry run (an upgrade as the install it
-    changes: no cluster holds a release here), renders and prints the notes."""
+    changes: no cluster holds a release here), renders and prints the notes. Helm 4 only: Helm 3's
+    client-side dry run still asks a cluster for its version."""
     commands = helm_commands(DOCS[doc].read_text())
     assert commands, f"{doc} shows no helm command"
     (tmp_path / "charts").symlink_to(CHART.parent)
@@ -504,3 +506,12 @@ def test_the_packaged_chart_renders_as_the_folder_does(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert without_random_token([d for d in yaml.safe_load_all(done.stdout) if d]) == without_random_token(
         rendered("postgres-url"))
+
+
+def test_kubernetes_older_than_1_25_is_refused() -> None:
+    """Chart.yaml's kubeVersion: the oldest minor kubernetes-validate checks above (policy/v1 PDBs, seccompProfile)."""
+    for major in sorted(helm.HELMS):
+        old = run_helm(major, "template", "relay", str(CHART), "--kube-version", "1.24.0")
+        assert old.returncode != 0 and "kubeVersion" in old.stderr, old.stderr
+        assert run_helm(major, "template", "relay", str(CHART), "--kube-version", "1.25.0").returncode == 0
+    assert KUBERNETES_VERSIONS[0].startswith("1.25")

@@ -81,6 +81,9 @@ Refusals at render time, each one clear line: what a chart cannot fix at run tim
 {{- if and .Values.existingSecret (ne (len (compact (values .Values.secrets))) 0) }}
 {{- fail "existingSecret is set, so the chart makes no Secret: put those values in your Secret and leave secrets.* empty" }}
 {{- end }}
+{{- if and .Values.prometheusRule.enabled .Values.serviceMonitor.enabled (not (contains "relay" (include "relay.fullname" .))) }}
+{{- fail (printf "relay's rules select job=~\".*relay.*\", the job the ServiceMonitor names after the Service, and %q does not match: RelayDown would page for a relay that is scraped fine. Keep \"relay\" in the name, or set prometheusRule.enabled=false and adapt deploy/prometheus/relay-rules.yml" (include "relay.fullname" .)) }}
+{{- end }}
 {{- if and .Values.ingress.enabled (not .Values.ingress.host) }}
 {{- fail "ingress.enabled needs ingress.host: the name Slack's interactivity request URL points at" }}
 {{- end }}
