@@ -16,8 +16,8 @@ from starlette.routing import Route
 from relay import api, webhook
 from relay.auth import LoopbackOnly
 from relay.channels.slack import interactions
-from relay.config.runtime import Runtime
 from relay.retention import prune_forever
+from relay.runtime import Runtime
 from relay.services import Services, open_services
 from relay.settings import Settings
 from relay.silences import SilenceWatch

@@ -22,7 +22,6 @@ from relay.alerts import Notification
 from relay.channels.base import DETAIL_LIMIT, redact, scrub
 from relay.channels.deadline import send_deadline
 from relay.channels.threads import Threads
-from relay.config.runtime import Receivers
 from relay.errors import (
     DeliveryError,
     DeliveryUnfinished,
@@ -33,6 +32,7 @@ from relay.errors import (
 )
 from relay.logs import delivery_fields
 from relay.retry import RetryPolicy, next_attempt
+from relay.runtime import Receivers
 from relay.store.base import Attempt, Candidate, Claimed, Store
 
 log = logging.getLogger("relay.dispatcher")  # the logger delivery lines have always come from

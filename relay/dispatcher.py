@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 
 from relay import slots
 from relay.attempt import Attempts
-from relay.config.runtime import Receivers
 from relay.errors import StoreUnavailable
 from relay.ratelimit import Budget, Waiting, budget_of
 from relay.retry import RetryPolicy
+from relay.runtime import Receivers
 from relay.store.base import Attempt, Claimed, Handoff, Store
 
 log = logging.getLogger(__name__)

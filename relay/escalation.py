@@ -28,7 +28,7 @@ from relay.store.common import episode
 
 if TYPE_CHECKING:  # at run time only their values come in: relay.channels can import this module
     from relay.config.routes import Routes
-    from relay.config.runtime import Runtime
+    from relay.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

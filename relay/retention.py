@@ -12,8 +12,8 @@ import logging
 import time
 from datetime import timedelta
 
-from relay.config.runtime import Runtime
 from relay.errors import StoreUnavailable
+from relay.runtime import Runtime
 from relay.store.base import Store
 
 log = logging.getLogger(__name__)

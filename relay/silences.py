@@ -24,8 +24,8 @@ from pydantic import ValidationError
 from relay import escalation, metrics, outbox, stages
 from relay.alertmanager import AlertmanagerClient, base_url
 from relay.alerts import INFERRED, WebhookMessage
-from relay.config.runtime import Runtime
 from relay.errors import DeliveryError
+from relay.runtime import Runtime
 from relay.store.base import Candidate, Store, Watch
 from relay.webhook import candidates
 

@@ -17,9 +17,9 @@ import time
 
 from relay import metrics, outbox, stages
 from relay.config.receivers import RateLimit, ReceiverConfig
-from relay.config.runtime import Runtime
 from relay.outbox import Intake
 from relay.ratelimit import default_limit
+from relay.runtime import Runtime
 from relay.store.base import Ended, Enqueued, Fold, Folded, Store, StormState
 
 log = logging.getLogger(__name__)

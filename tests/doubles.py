@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from relay.alerts import Notification, WebhookMessage
 from relay.channels.threads import Threads
-from relay.config.runtime import Receiver, Runtime
+from relay.runtime import Receiver, Runtime
 from relay.store.base import Candidate
 from tests.helpers import TEMPLATES
 
@@ -120,7 +120,7 @@ class ScriptedChannel:
 
 
 class NoReceivers:
-    """Receivers (relay.config.runtime.Receivers) with none configured: for what the dispatcher decides before
+    """Receivers (relay.runtime.Receivers) with none configured: for what the dispatcher decides before
     any send, such as the slots it offers to enqueues."""
 
     def receiver(self, name: str) -> Receiver | None:

@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from relay.config.runtime import Runtime
 from relay.dispatcher import Dispatcher, DispatcherOptions
 from relay.errors import PermanentDeliveryError, Reason, TransientDeliveryError
 from relay.ratelimit import Buckets, Budget, by_destination
 from relay.retry import RetryPolicy
+from relay.runtime import Runtime
 from relay.store import open_store
 from relay.store.base import HistoryFilter, Store
 from tests.channel_contract import assert_leaks_no_secret

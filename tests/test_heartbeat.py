@@ -13,10 +13,10 @@ import pytest
 
 from relay.alerts import WebhookMessage
 from relay.config.routes import load_routes
-from relay.config.runtime import Runtime
 from relay.errors import ConfigError
 from relay.fingerprint import fingerprint
 from relay.heartbeat.switch import DeadMan
+from relay.runtime import Runtime
 from relay.store import open_store
 from relay.store.base import Candidate, Enqueued, HistoryFilter, Store
 from relay.templating import Templates

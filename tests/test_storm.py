@@ -191,7 +191,7 @@ async def test_a_restart_in_a_storm_loses_nothing_and_summarises_nothing_twice(t
 async def test_pagerduty_is_never_folded(tmp_path: Path) -> None:
     routes_file = routes(tmp_path, "  - name: alerts\n    pagerduty:\n      routing_key: R0UTINGKEY\n")
     settings = relay_settings(tmp_path, routes_file, rate_limits=True)
-    from relay.config.runtime import Runtime
+    from relay.runtime import Runtime
 
     runtime = Runtime(settings.routes, settings.templates)
     await runtime.start()
@@ -250,8 +250,8 @@ async def test_relays_own_notice_goes_first_and_is_never_folded_whatever_the_pri
     """Issue 20 #8: with routes.yaml `priority: {label: urgency}` the heartbeat notice (which has no `urgency`) ranked
     after every alert and was folded into the storm's summary. relay's own notice is claimed before the storm's
     warnings and stays a message of its own."""
-    from relay.config.runtime import Runtime
     from relay.heartbeat.notice import notice, notice_group
+    from relay.runtime import Runtime
 
     receiver = "  - name: alerts\n    slack:\n      webhook_url: http://127.0.0.1:9/hook\n"
     path = routes(tmp_path, receiver)

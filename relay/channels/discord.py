@@ -192,7 +192,7 @@ class DiscordChannel:
         return message if isinstance(message, str) else call.message
 
     async def close(self) -> None:
-        """Nothing of its own to close: the session is relay's (relay.config.runtime)."""
+        """Nothing of its own to close: the session is relay's (relay.runtime)."""
 
 
 async def call_discord(session: aiohttp.ClientSession, method: str, url: str, body: dict[str, Any],

@@ -282,4 +282,4 @@ class PagerDutyChannel:
                         "sends them again, merged by dedup_key): %s", notification.id, exc)
 
     async def close(self) -> None:
-        """Nothing of its own to close: the session is relay's (relay.config.runtime)."""
+        """Nothing of its own to close: the session is relay's (relay.runtime)."""

@@ -158,4 +158,4 @@ class TeamsChannel:
                       code=code if isinstance(code, str) and code.isidentifier() and len(code) <= 64 else "")
 
     async def close(self) -> None:
-        """Nothing of its own to close: the session is relay's (relay.config.runtime)."""
+        """Nothing of its own to close: the session is relay's (relay.runtime)."""

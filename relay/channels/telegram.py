@@ -198,4 +198,4 @@ class TelegramChannel:
         raise failure_of(reply, self.receiver.secrets())
 
     async def close(self) -> None:
-        """Nothing of its own to close: the session is relay's (relay.config.runtime)."""
+        """Nothing of its own to close: the session is relay's (relay.runtime)."""

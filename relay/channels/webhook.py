@@ -157,4 +157,4 @@ class WebhookChannel:
             raise failure(reply, self.receiver.secrets(), said=reply.text[:200])
 
     async def close(self) -> None:
-        """Nothing of its own to close: the session is relay's (relay.config.runtime)."""
+        """Nothing of its own to close: the session is relay's (relay.runtime)."""

@@ -21,9 +21,9 @@ from relay import metrics, outbox, stages
 from relay.config.durations import format_duration
 from relay.config.heartbeat import HeartbeatConfig
 from relay.config.routes import Routes
-from relay.config.runtime import Runtime
 from relay.heartbeat.notice import notice, notice_group, silent_for
 from relay.outbox import Intake
+from relay.runtime import Runtime
 from relay.store.base import HeartbeatState, Store
 
 log = logging.getLogger(__name__)
