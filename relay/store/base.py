@@ -418,7 +418,8 @@ class Store(Protocol):
                               now: float) -> Resolved:
         """What a webhook means for escalations, in one durable transaction: arm `timers` (each unless that step of
         that episode is armed already, so a re-sent alert keeps its first clock and an acknowledged one stays
-        acknowledged), and end what is left of the escalation of the `resolved` alerts (reason `resolved`)."""
+        acknowledged; but armed anew when the episode's resolve came since: firing again, it is a new page), and
+        end what is left of the escalation of the `resolved` alerts (reason `resolved`)."""
 
     async def cancel_escalations(self, fingerprints: Sequence[str], reason: EscalationEnd, now: float) -> int:
         """Cancel every pending escalation step of the alerts with these fingerprints (Alertmanager's, as in the

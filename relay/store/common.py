@@ -329,6 +329,7 @@ def arm_escalations(d: Dialect, timers: Sequence[Timer], resolved: Sequence[Aler
     sent: dict[Episode, list[str]] = {}
     episodes = json.dumps(sorted({episode(a) for a in resolved}))
     cancelled = yield _count(q["escalation_resolve"], now, episodes)
+    yield _count(q["escalation_resolved_at"], now, episodes)
     for row in (yield _rows(q["escalation_sent_to"], episodes)):
         receivers = sent.setdefault((row["fingerprint"], row["starts_at"]), [])
         receivers.extend(r for r in json.loads(row["receivers"]) if r not in receivers)

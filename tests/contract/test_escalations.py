@@ -114,6 +114,27 @@ async def test_a_resolve_ends_the_escalation_and_names_where_it_went(store: Stor
     assert await store.arm_escalations([], [alert(group(status="resolved", pod="never-armed"))], now) == Resolved()
 
 
+async def test_a_firing_after_its_resolve_is_escalated_anew(store: Store) -> None:
+    """Issue 20: relay (or Alertmanager) showed the episode resolved, then it fires again: a new page (the store's
+    dedup delivers it), so its escalation starts again from that firing, whatever its steps were (sent, cancelled by
+    a silence, or by the resolve); the resolve after it ends that escalation and names where it went."""
+    now = time.time()
+    await store.arm_escalations(timers(now), [], now)
+    [due] = await store.due_escalations(now + 10, 10)
+    await store.escalate([due.id], now + 10, notice(due.timer.group), Escalation(1, 2, 10.0))
+    assert await store.cancel_escalations([alert(group()).fingerprint], "silenced", now + 15) == 1
+    resolved = alert(group(status="resolved"))
+    assert await store.arm_escalations([], [resolved], now + 20) == Resolved(0, {
+        (resolved.fingerprint, "2026-11-26T07:00:00.123456+00:00"): ["pagerduty-oncall"]})
+    await store.arm_escalations(timers(now + 100), [], now + 100)  # the same episode fires again
+    assert await store.due_escalations(now + 109.9, 10) == []
+    assert [(d.timer.step, d.armed_at) for d in await store.due_escalations(now + 130, 10)] == [
+        (1, now + 100), (2, now + 100)]
+    await store.arm_escalations(timers(now + 160), [], now + 160)  # a re-send of that firing keeps its clock
+    assert [d.armed_at for d in await store.due_escalations(now + 130, 10)] == [now + 100, now + 100]
+    assert await store.arm_escalations([], [resolved], now + 200) == Resolved(2, {})
+
+
 async def test_timers_survive_a_restart(database_url: str) -> None:
     now = time.time()
     first = open_store(database_url)

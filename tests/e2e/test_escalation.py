@@ -304,5 +304,15 @@ async def test_an_escalated_alert_silenced_then_resolved_closes_the_escalations_
             alert["endsAt"] = now()
             assert (await client.post(f"{am}/api/v2/alerts", json=[alert])).status_code == 200
         [_, resolve] = await providers.pagerduty.wait_for(2, timeout=20)
-    assert (resolve["event_action"], resolve["dedup_key"]) == ("resolve", trigger["dedup_key"])
-    assert providers.pagerduty.open_incidents() == {}
+        assert (resolve["event_action"], resolve["dedup_key"]) == ("resolve", trigger["dedup_key"])
+        assert providers.pagerduty.open_incidents() == {}
+        # Issue 20: the same episode firing again after relay's resolve (as Alertmanager re-sends it once the silence
+        # is gone) is a new page, and nobody acknowledging it, its escalation pages PagerDuty again.
+        again = {"version": "4", "groupKey": '{}:{alertname="HighErrorRate"}', "status": "firing", "receiver": "relay",
+                 "externalURL": am, "groupLabels": {}, "alerts": [{"status": "firing", "labels": LABELS,
+                                                                  "startsAt": alert["startsAt"],
+                                                                  "fingerprint": fingerprint(LABELS)}]}
+        assert (await relay.post(again, token=TOKEN)).status_code == 200
+        [*_, paged] = await providers.pagerduty.wait_for(3, timeout=20)
+    assert (paged["event_action"], paged["dedup_key"]) == ("trigger", trigger["dedup_key"])
+    assert "not acknowledged for 1s" in paged["payload"]["summary"]

@@ -336,18 +336,32 @@ RETURNING receiver, silence_id, payload, ends_at, absent_since
 
 -- escalation_arm --
 -- Arm the timers of $1 (a JSON array of objects, in one order: no deadlock) at $2, each unless armed already
+-- (one that fires again after its episode's resolve is armed anew)
 INSERT INTO escalations (fingerprint, starts_at, step, steps, after_seconds, receivers, group_key, payload,
                          armed_at, due_at)
 SELECT t.fingerprint, t.starts_at, t.step, t.steps, t.after, t.receivers, t.group_key, t.payload, $2, t.due_at
 FROM jsonb_to_recordset($1::jsonb) AS t (fingerprint text, starts_at text, step int, steps int, after float8,
                                          receivers text, group_key text, payload text, due_at float8)
-ON CONFLICT (fingerprint, starts_at, step) DO NOTHING
+ON CONFLICT (fingerprint, starts_at, step) DO UPDATE
+    SET steps = excluded.steps, after_seconds = excluded.after_seconds, receivers = excluded.receivers,
+        group_key = excluded.group_key, payload = excluded.payload, armed_at = excluded.armed_at,
+        due_at = excluded.due_at, state = 'pending', ended_at = NULL, reason = '', notifications = '[]',
+        resolved_at = NULL
+    WHERE escalations.resolved_at IS NOT NULL  -- fired again after its resolve: a new page, a new escalation
 
 -- escalation_resolve --
 -- The episodes of $2 (a JSON array of [fingerprint, starts_at]) resolved at $1: what is left of their escalation
 -- ends (rows locked in id order, as escalation_lock takes them: a checker sending them meanwhile cannot deadlock)
 UPDATE escalations SET state = 'cancelled', ended_at = $1, reason = 'resolved'
 WHERE id IN (SELECT id FROM escalations WHERE state = 'pending' AND (fingerprint, starts_at) IN
+                 (SELECT e ->> 0, e ->> 1 FROM jsonb_array_elements($2::jsonb) AS e)
+             ORDER BY id FOR UPDATE)
+
+-- escalation_resolved_at --
+-- The episodes of $2 (a JSON array of [fingerprint, starts_at]) resolved at $1, whatever their steps' state: a firing
+-- after this arms them again (rows locked in id order)
+UPDATE escalations SET resolved_at = $1
+WHERE id IN (SELECT id FROM escalations WHERE (fingerprint, starts_at) IN
                  (SELECT e ->> 0, e ->> 1 FROM jsonb_array_elements($2::jsonb) AS e)
              ORDER BY id FOR UPDATE)
 

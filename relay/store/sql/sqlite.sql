@@ -245,19 +245,31 @@ RETURNING receiver, silence_id, payload, ends_at, absent_since
 
 -- escalation_arm --
 -- Arm the timers of ?1 (a JSON array of objects) at ?2, each unless armed already: a re-sent alert keeps its clock
+-- (one that fires again after its episode's resolve is armed anew)
 INSERT INTO escalations (fingerprint, starts_at, step, steps, after_seconds, receivers, group_key, payload,
                          armed_at, due_at)
 SELECT json_extract(value, '$.fingerprint'), json_extract(value, '$.starts_at'), json_extract(value, '$.step'),
        json_extract(value, '$.steps'), json_extract(value, '$.after'), json_extract(value, '$.receivers'),
        json_extract(value, '$.group_key'), json_extract(value, '$.payload'), ?2, json_extract(value, '$.due_at')
 FROM json_each(?1) WHERE true
-ON CONFLICT (fingerprint, starts_at, step) DO NOTHING
+ON CONFLICT (fingerprint, starts_at, step) DO UPDATE
+    SET steps = excluded.steps, after_seconds = excluded.after_seconds, receivers = excluded.receivers,
+        group_key = excluded.group_key, payload = excluded.payload, armed_at = excluded.armed_at,
+        due_at = excluded.due_at, state = 'pending', ended_at = NULL, reason = '', notifications = '[]',
+        resolved_at = NULL
+    WHERE escalations.resolved_at IS NOT NULL  -- fired again after its resolve: a new page, a new escalation
 
 -- escalation_resolve --
 -- The episodes of ?2 (a JSON array of [fingerprint, starts_at]) resolved at ?1: what is left of their escalation ends
 UPDATE escalations SET state = 'cancelled', ended_at = ?1, reason = 'resolved'
 WHERE state = 'pending' AND (fingerprint, starts_at) IN
     (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?2))
+
+-- escalation_resolved_at --
+-- The episodes of ?2 (a JSON array of [fingerprint, starts_at]) resolved at ?1, whatever their steps' state: a firing
+-- after this arms them again
+UPDATE escalations SET resolved_at = ?1
+WHERE (fingerprint, starts_at) IN (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?2))
 
 -- escalation_sent_to --
 -- The steps already sent for the episodes of ?1 (a JSON array of [fingerprint, starts_at]): their resolve goes there
