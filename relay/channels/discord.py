@@ -114,7 +114,8 @@ def storm_embed(storm: summary.Summary) -> dict[str, Any]:
     where = (f"Every alert: {storm.history_url}" if storm.history_url else
              f"Every alert is listed by `{storm.command}`")
     description = md_cut("\n".join(lines), DESCRIPTION_LIMIT - len(where) - 2) + "\n\n" + where
-    return {"title": md_cut(markdown_escape(storm.title), TITLE_LIMIT), "description": description,
+    # The title is relay's own words and the receiver's name from routes.yaml: no alert text, nothing to escape.
+    return {"title": md_cut(storm.title, TITLE_LIMIT), "description": description,
             "color": RESOLVED if storm.firing == 0 else OTHER}
 
 

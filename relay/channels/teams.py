@@ -121,8 +121,8 @@ def storm_card(storm: summary.Summary) -> dict[str, Any]:
                                                         "url": storm.history_url}]})
     else:
         body.append(text_block(f"Every alert is listed by {markdown_escape(storm.command)}", isSubtle=True))
-    title = markdown_escape(storm.title)
-    return card_of(title, "good" if storm.firing == 0 else "emphasis", body, storm.title)
+    # The title is relay's own words and the receiver's name from routes.yaml: no alert text, nothing to escape.
+    return card_of(storm.title, "good" if storm.firing == 0 else "emphasis", body, storm.title)
 
 
 class TeamsChannel:
