@@ -61,6 +61,14 @@ def key_part(value: str) -> str:
     return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def alert_key(alert: Alert) -> str:
+    """One alert episode: its fingerprint and when it started (normalised, as Alertmanager's ns timestamps vary).
+
+    Where a channel remembers a message per alert (relay.channels.threads) and what a storm summary lists."""
+    started = parse_time(alert.startsAt)
+    return f"{key_part(alert.fingerprint)}@{started.isoformat() if started else alert.startsAt}"
+
+
 class Alert(BaseModel):
     """One alert of a webhook; `fingerprint` + `startsAt` name one firing episode."""
 

@@ -31,7 +31,7 @@ from relay.channels.webhook import is_json
 from relay.config.receivers import ReceiverConfig
 from relay.errors import DeliveryError
 from relay.fingerprint import fingerprint
-from relay.fold import storm_lane, storm_of, summary_group
+from relay.storms.fold import storm_lane, storm_of, summary_group
 from relay.templating import Templates
 from relay.times import GO_ZERO_TIME, rfc3339
 
@@ -67,7 +67,7 @@ def as_notification(receiver: ReceiverConfig, group: WebhookMessage, now: dateti
 
 def storm_summary(receiver: ReceiverConfig, group: WebhookMessage, count: int, now: datetime) -> Notification:
     """The first summary of a storm of `count` alerts like the group's first (each its own group, told apart by an
-    `instance` label), as relay.storm would fold them for this receiver."""
+    `instance` label), as relay.storms.stage would fold them for this receiver."""
     base = group.alerts[0]
     groups = []
     for i in range(count):

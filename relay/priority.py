@@ -7,7 +7,7 @@ index; a reload that changes the order applies to notifications enqueued after i
 
 relay's own notices (relay.heartbeat: the pipeline in front of relay is broken) rank OWN_RANK whatever the order
 says: ahead of every alert and of a person's click (-1, relay.actions), and never folded into a storm's summary
-(relay.fold), because they say that no other alert may be reaching anyone.
+(relay.storms.fold), because they say that no other alert may be reaching anyone.
 """
 
 from __future__ import annotations

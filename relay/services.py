@@ -19,7 +19,7 @@ from relay.runtime import Runtime
 from relay.settings import Settings
 from relay.store import open_store
 from relay.store.base import Store
-from relay.storm import Storms
+from relay.storms.stage import Storms
 
 
 @dataclass(frozen=True)

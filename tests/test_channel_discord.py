@@ -21,11 +21,11 @@ from relay.channels.threads import Threads
 from relay.config.receivers import ReceiverConfig
 from relay.config.routes import load_routes
 from relay.errors import Reason
-from relay.fold import storm_lane, summary_group
 from relay.preview import as_notification, render, resolved
 from relay.ratelimit import budget_of
 from relay.store import open_store
 from relay.store.base import Store
+from relay.storms.fold import storm_lane, summary_group
 from relay.templating import Templates
 from tests import hostile
 from tests.channel_contract import (

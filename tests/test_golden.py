@@ -18,8 +18,8 @@ import pytest
 
 from relay.alerts import Notification, WebhookMessage, group_status
 from relay.config.receivers import ReceiverConfig
-from relay.fold import storm_lane, summary_group
 from relay.preview import as_notification, readable_email, render, resolved
+from relay.storms.fold import storm_lane, summary_group
 from relay.templating import Templates
 from relay.times import GO_ZERO_TIME
 from tests.helpers import FIXTURES, TEMPLATES
@@ -90,7 +90,7 @@ STORM_INTEGRATIONS = ("discord", "email", "slack", "teams", "telegram", "webhook
 
 
 def storm_rendered(integration: str) -> str:
-    """A storm's summary of every fixture's alerts (firing, and one group resolved), as relay.storm folds them."""
+    """A storm's summary of every fixture's alerts (firing, and one group resolved), as the storm stage folds them."""
     groups = []
     for name in FIXTURE_NAMES:
         group = WebhookMessage.model_validate_json((FIXTURES / f"{name}.json").read_bytes())

@@ -1,4 +1,4 @@
-"""Alert storms end to end (relay.storm): a flood into a rate-limited Slack or an SMTP server becomes summaries.
+"""Alert storms end to end (relay.storms): a flood into a rate-limited Slack or an SMTP server becomes summaries.
 
 relay runs in-process against the suite's Slack (at Slack's own limit: SlackLimit) and aiosmtpd servers, with
 its default rate limits. Each test posts warnings as Alertmanager would in a storm (each alert its own group, one
@@ -19,7 +19,7 @@ from relay.alerts import WebhookMessage
 from relay.settings import Settings
 from relay.store import open_store
 from relay.store.base import Candidate, HistoryFilter
-from relay.storm import Storms
+from relay.storms.stage import Storms
 from tests.fakes.slack import DEFAULT_TOKEN, SlackLimit, SlackWebhookServer
 from tests.fakes.smtp import SmtpServer
 from tests.helpers import RunningRelay, poll_until, postgres_database, relay_settings, running_relay, slack_text

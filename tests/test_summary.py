@@ -1,4 +1,5 @@
-"""How a storm's summary reads (relay.summary, relay.channels.slack.summary, relay.channels.digest), and its settings.
+"""How a storm's summary reads (relay.storms.summary, relay.channels.slack.summary, relay.channels.digest), and its
+settings.
 
 Pure: alerts in, what a person sees out; routes.yaml's `storm:` refusals name file and line; `relay templates
 render --storm N` shows the summary a receiver would send.
@@ -22,8 +23,8 @@ from relay.channels.slack.summary import detail_message, summary_message
 from relay.config.receivers import ReceiverConfig
 from relay.config.routes import load_routes
 from relay.errors import ConfigError
-from relay.fold import Waiting, choose, storm_lane, storm_of, summary_group
-from relay.summary import of, summarise
+from relay.storms.fold import Waiting, choose, storm_lane, storm_of, summary_group
+from relay.storms.summary import of, summarise
 from relay.templating import Templates
 from tests.helpers import REPO, TEMPLATES, slack_text
 

@@ -14,7 +14,7 @@ from relay.alerts import Notification
 from relay.channels.mail import assemble_email, sender_domain
 from relay.config.receivers import ReceiverConfig
 from relay.neutralise import header_text
-from relay.summary import Summary, of
+from relay.storms.summary import Summary, of
 
 MAX_LINES = 1000  # alerts listed in one digest, over all its alert names
 

@@ -23,7 +23,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 
-from relay import summary
 from relay.alerts import Notification
 from relay.channels.base import rendered, secret_digest
 from relay.channels.edits import Call, StoredMessages, make_calls, preview_calls
@@ -32,7 +31,8 @@ from relay.channels.threads import Threads
 from relay.config.integrations import DiscordConfig
 from relay.config.receivers import ReceiverConfig
 from relay.errors import PermanentDeliveryError
-from relay.fold import storm_of
+from relay.storms import summary
+from relay.storms.fold import storm_of
 from relay.templating import Templates, context, markdown_escape, md_cut
 
 TITLE_LIMIT, DESCRIPTION_LIMIT, FIELDS_LIMIT, FIELD_NAME_LIMIT, FIELD_VALUE_LIMIT = 256, 4096, 25, 256, 1024

@@ -17,9 +17,9 @@ from typing import Any, Literal, Protocol
 
 from pydantic import ValidationError
 
-from relay.alerts import Alert, Notification, WebhookMessage, group_status
+from relay.alerts import Alert, Notification, WebhookMessage, alert_key, group_status
 from relay.channels.base import guard_store
-from relay.channels.threads import Threads, alert_key
+from relay.channels.threads import Threads
 from relay.errors import DeliveryUnfinished, PermanentDeliveryError
 
 
@@ -172,7 +172,7 @@ async def make_calls(notification: Notification, build: Build, messages: Message
                      gone: Gone, *, stepwise: bool = False) -> None:
     """Edit the messages of resolved alerts relay knows, then post one message for every other alert. An edit of a
     message that is gone (deleted) becomes a new message. Without a store, or for a storm's summary (lane given by
-    relay.fold, which a channel passes as messages=None), one new message.
+    relay.storms.fold, which a channel passes as messages=None), one new message.
 
     Each edit is remembered as it is made, so a retry continues where an attempt stopped. With `stepwise` (a real
     send) an attempt makes one call when more follow, then ends with DeliveryUnfinished: the next attempt, started

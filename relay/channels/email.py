@@ -30,15 +30,15 @@ from typing import Any
 
 import aiosmtplib
 
-from relay.alerts import Notification
+from relay.alerts import Notification, alert_key
 from relay.channels.base import guard_store, rendered, scrub
 from relay.channels.digest import build_digest
 from relay.channels.mail import assemble_email, sender_domain
-from relay.channels.threads import Threads, alert_key
+from relay.channels.threads import Threads
 from relay.config.receivers import EmailConfig, ReceiverConfig
 from relay.errors import DeliveryError, PermanentDeliveryError, Reason, TransientDeliveryError
-from relay.fold import redraws, storm_of
 from relay.neutralise import header_text
+from relay.storms.fold import redraws, storm_of
 from relay.templating import Templates, context, cut
 
 log = logging.getLogger(__name__)

@@ -32,11 +32,11 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from relay.actions import action_of
-from relay.alerts import Alert, Notification
+from relay.alerts import Alert, Notification, alert_key
 from relay.channels.base import parse_retry_after, rendered, scrub, secret_digest
 from relay.channels.deadline import remaining
 from relay.channels.http import NETWORK_ERRORS, network_error
-from relay.channels.threads import Threads, alert_key
+from relay.channels.threads import Threads
 from relay.config.receivers import PagerDutyConfig, ReceiverConfig
 from relay.errors import (
     DeliveryError,

@@ -22,14 +22,14 @@ from typing import Any
 
 import aiohttp
 
-from relay import summary
 from relay.alerts import Notification
 from relay.channels.base import rendered, secret_digest
 from relay.channels.http import TIMEOUT, call, dumps, failure, usable_url
 from relay.channels.threads import Threads
 from relay.config.integrations import TeamsConfig
 from relay.config.receivers import ReceiverConfig
-from relay.fold import storm_of
+from relay.storms import summary
+from relay.storms.fold import storm_of
 from relay.templating import Templates, context, markdown_escape, md_cut
 
 CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"

@@ -23,7 +23,6 @@ from typing import Any
 
 import aiohttp
 
-from relay import summary
 from relay.alerts import Notification
 from relay.channels.base import rendered, secret_digest
 from relay.channels.edits import Call, StoredMessages, make_calls, preview_calls
@@ -32,7 +31,8 @@ from relay.channels.threads import Threads
 from relay.config.integrations import TelegramConfig
 from relay.config.receivers import ReceiverConfig
 from relay.errors import DeliveryError, PermanentDeliveryError, Reason
-from relay.fold import storm_of
+from relay.storms import summary
+from relay.storms.fold import storm_of
 from relay.templating import Templates, context, cut
 
 TEXT_LIMIT = 4096

@@ -10,15 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from relay.alerts import Alert, key_part
+from relay.alerts import Alert, alert_key
 from relay.store.base import Store
-from relay.times import parse_time
-
-
-def alert_key(alert: Alert) -> str:
-    """One alert episode: its fingerprint and when it started (normalised, as Alertmanager's ns timestamps vary)."""
-    started = parse_time(alert.startsAt)
-    return f"{key_part(alert.fingerprint)}@{started.isoformat() if started else alert.startsAt}"
 
 
 @dataclass(frozen=True)

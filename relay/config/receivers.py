@@ -147,7 +147,7 @@ class RateLimit(_Strict):
 
 
 class StormConfig(_Strict):
-    """Coalescing in a storm (relay.storm): when what waits for this receiver would take longer than `window` to
+    """Coalescing in a storm (relay.storms): when what waits for this receiver would take longer than `window` to
     send at its rate, relay folds it into summaries (at most one per `window`; a bot token's summary is updated in
     place more often). Notifications with an alert whose `severity` is in `never_fold` are always sent on their own."""
 
@@ -190,7 +190,7 @@ class ReceiverConfig(_Strict):
 
     @property
     def folds(self) -> bool:
-        """Whether relay.storm may fold this receiver's backlog into summaries (never PagerDuty's)."""
+        """Whether relay.storms.stage may fold this receiver's backlog into summaries (never PagerDuty's)."""
         return self.storm.enabled and self.pagerduty is None
 
     @property

@@ -218,13 +218,13 @@ class HistoryFilter:
     alertname: str | None = None
     state: str | None = None
     ids: tuple[int, ...] = ()
-    summary: int | None = None  # the notifications folded into this summary (relay.storm)
+    summary: int | None = None  # the notifications folded into this summary (relay.storms)
     limit: int = 100
 
 
 @dataclass(frozen=True)
 class StormState:
-    """One storm of a receiver (relay.storm), epoch seconds: open while `ended_at` is None; `folded_at` is its last
+    """One storm of a receiver (relay.storms), epoch seconds: open while `ended_at` is None; `folded_at` is its last
     fold, `folded` how many notifications it folded, `ref` where its summary message is (None: not posted yet)."""
 
     id: int
@@ -362,8 +362,8 @@ class Store(Protocol):
 
     async def fold(self, plan: Fold) -> Folded | None:
         """In one transaction: open the storm (or check that `fold.storm` was not folded since), mark what waits and
-        may be folded (relay.fold.choose) delivered in a new summary notification, and write that summary; None when
-        there is nothing to fold or another replica opened or folded the storm meanwhile."""
+        may be folded (relay.storms.fold.choose) delivered in a new summary notification, and write that summary;
+        None when there is nothing to fold or another replica opened or folded the storm meanwhile."""
 
     async def storm_end(self, storm_id: int, folded_at: float, now: float, redraw: bool = False) -> Ended | None:
         """End the storm if it was not folded since `folded_at` (else another replica folded: None); with `redraw`,

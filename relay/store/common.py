@@ -19,16 +19,6 @@ from typing import Any, Literal
 from relay.actions import ACTION, ActionRow
 from relay.alerts import Alert, Notification, State, WebhookMessage, group_status, key_part
 from relay.errors import Reason
-from relay.fold import (
-    REDRAW_SUFFIX,
-    SUMMARY_GROUP_KEY,
-    alertnames,
-    choose,
-    read_waiting,
-    storm_lane,
-    storm_of,
-    summary_group,
-)
 from relay.ratelimit import Budget, Grant, by_destination
 from relay.store.base import (
     Acted,
@@ -54,6 +44,16 @@ from relay.store.base import (
     Watch,
 )
 from relay.store.rows import HISTORY_COLUMNS, attempt_error, dedup_time, detail_row, history_row, storable
+from relay.storms.fold import (
+    REDRAW_SUFFIX,
+    SUMMARY_GROUP_KEY,
+    alertnames,
+    choose,
+    read_waiting,
+    storm_lane,
+    storm_of,
+    summary_group,
+)
 
 log = logging.getLogger(__name__)
 
@@ -274,7 +274,7 @@ def fold(d: Dialect, f: Fold) -> Script:
 
 
 def storm_end(d: Dialect, storm_id: int, folded_at: float, now: float, redraw: bool) -> Script:
-    """See Store.storm_end: the redraw is the storm's last summary again, marked (relay.fold.redraws)."""
+    """See Store.storm_end: the redraw is the storm's last summary again, marked (relay.storms.fold.redraws)."""
     q = d.queries
     if not (yield _count(q["storm_end"], storm_id, folded_at, now)):
         return None

@@ -1,4 +1,4 @@
-"""Storms in the store (relay.storm): a fold marks what waits delivered in one summary, atomically, once."""
+"""Storms in the store (relay.storms): a fold marks what waits delivered in one summary, atomically, once."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import time
 from datetime import timedelta
 
 from relay.alerts import WebhookMessage
-from relay.fold import redraws, storm_of
 from relay.store import open_store
 from relay.store.base import Attempt, Candidate, Fold, HistoryFilter, Store
+from relay.storms.fold import redraws, storm_of
 
 HOUR = timedelta(hours=1)
 

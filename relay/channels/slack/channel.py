@@ -32,7 +32,6 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from relay import summary
 from relay.actions import Action, action_of
 from relay.alerts import Alert, Notification
 from relay.channels.base import parse_retry_after, secret_digest
@@ -45,8 +44,9 @@ from relay.channels.slack.threads import Anchor, Book, ThreadBook, narrowed
 from relay.channels.threads import Threads
 from relay.config.receivers import ReceiverConfig, SlackConfig
 from relay.errors import DeliveryUnfinished, PermanentDeliveryError, Reason, TransientDeliveryError, http_reason
-from relay.fold import redraws, storm_of
 from relay.store.base import StormView
+from relay.storms import summary
+from relay.storms.fold import redraws, storm_of
 from relay.templating import Templates
 
 log = logging.getLogger(__name__)

@@ -23,11 +23,11 @@ from pydantic import ValidationError
 
 from relay.actions import Action
 from relay.alertmanager import AlertmanagerClient, base_url, equal_matchers
-from relay.alerts import Notification, WebhookMessage
+from relay.alerts import Notification, WebhookMessage, alert_key
 from relay.channels.base import guard_store
 from relay.channels.slack.actions import MessageState, clock, user
 from relay.channels.slack.threads import Anchor
-from relay.channels.threads import Threads, alert_key
+from relay.channels.threads import Threads
 from relay.config.receivers import SlackActions
 from relay.errors import PermanentDeliveryError
 from relay.neutralise import visible

@@ -26,9 +26,9 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from relay.alerts import Alert, Notification, WebhookMessage, group_status
+from relay.alerts import Alert, Notification, WebhookMessage, alert_key, group_status
 from relay.channels.base import guard_store
-from relay.channels.threads import Threads, alert_key
+from relay.channels.threads import Threads
 
 
 @dataclass(frozen=True)

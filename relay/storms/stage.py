@@ -2,7 +2,7 @@
 
 Every replica runs it, like relay.heartbeat.switch: each second it counts what waits per receiver, and when the count is
 more than the receiver's rate lets out within `storm.window`, it asks the store to fold what waits into one summary
-notification (relay.fold decides which: never PagerDuty, never a `never_fold` severity, never ahead of a send in
+notification (relay.storms.fold decides which: never PagerDuty, never a `never_fold` severity, never ahead of a send in
 flight). The store's conditional updates let one replica open, fold or end a storm; the summary is enqueued in the
 same transaction and delivered by the dispatcher like any notification, through relay.outbox.
 

@@ -11,10 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from relay.alerts import Alert, Notification
-from relay.channels.threads import alert_key
-from relay.fold import RELAY_URL, storm_of
+from relay.alerts import Alert, Notification, alert_key
 from relay.neutralise import visible
+from relay.storms.fold import RELAY_URL, storm_of
 from relay.templating import distinguishing, safe_url
 
 SEVERITIES = ("critical", "warning", "info")
