@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from relay import api, webhook
+from relay import api, console, webhook
 from relay.auth import LoopbackOnly
 from relay.channels.slack import interactions
 from relay.retention import prune_forever
@@ -82,11 +82,12 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             Route("/healthz", api.healthz, methods=["GET"]),
             Route("/readyz", api.readyz, methods=["GET"]),
             Route("/-/reload", api.authorized(api.reload), methods=["POST"]),
-            Route("/api/v1/notifications", api.authorized(api.notifications), methods=["GET"]),
+            console.summary_link(Route("/api/v1/notifications", api.authorized(api.notifications), methods=["GET"])),
             Route("/api/v1/notifications/{id}", api.authorized(api.notification), methods=["GET"]),
             Route("/api/v1/notifications/{id}/cancel", api.authorized(api.cancel_notification), methods=["POST"]),
             Route("/api/v1/dead-letters/{id}/retry", api.authorized(api.retry_dead_letter), methods=["POST"]),
             Route("/api/v1/dead-letters/{id}", api.authorized(api.purge_dead_letter), methods=["DELETE"]),
+            *console.routes(),
         ],
         middleware=[Middleware(LoopbackOnly, settings=settings)],
         lifespan=lifespan,

@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     webhook_token: SecretStr | None = None
     # The admin API (history, replay, cancel, purge, reload) and the CLI's admin commands; never the webhook token.
     admin_token: SecretStr | None = None
+    # Signs in to the console read-only (relay.console): history, receivers, Explain; never Retry or Purge.
+    viewer_token: SecretStr | None = None
     # Slack's signing secret of the app whose buttons post to /slack/interactions (relay.channels.slack.interactions).
     slack_signing_secret: SecretStr | None = None
     # How often relay asks Alertmanager whether an alert it silenced from Slack has resolved (Alertmanager sends no
@@ -87,6 +89,11 @@ class Settings(BaseSettings):
     def admin(self) -> str | None:
         """The admin API's token, trimmed the same way."""
         return _trimmed(self.admin_token)
+
+    @property
+    def viewer(self) -> str | None:
+        """The console's read-only token; it opens nothing without an admin token beside it."""
+        return _trimmed(self.viewer_token)
 
 
 def _trimmed(secret: SecretStr | None) -> str | None:

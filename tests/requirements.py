@@ -60,3 +60,5 @@ CONTAINER = Need("RELAY_REQUIRE_CONTAINER")
 KUBECTL = Need("RELAY_REQUIRE_KUBECTL")
 # docs/ci's examples (node, curl) and the pre-commit hook (which installs relay from the package index).
 CI_EXAMPLES = Need("RELAY_REQUIRE_CI_EXAMPLES")
+# Debian's Chromium, which Playwright drives for the console's browser tests (tests/e2e/test_console.py).
+CHROMIUM = Need("RELAY_REQUIRE_CHROMIUM")

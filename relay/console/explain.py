@@ -1,0 +1,272 @@
+"""Explain: "why was I (not) paged?" for one alert, from what relay recorded, step by step.
+
+The answer is built from positive evidence only: the dedup marks relay wrote when it notified a receiver (each
+names the notification that wrote it: the receiver's, received at the mark's instant), those notifications and
+their attempts, the storms they were folded into, the alert's escalation steps and why each ended, and the
+silences relay watches. routes.yaml as loaded now says which route matches. The console's Explain page and
+`relay explain` show the same Explanation.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from relay.alerts import WebhookMessage, key_part
+from relay.config.routes import DEFAULT_REPEAT_INTERVAL, Routes
+from relay.fingerprint import fingerprint
+from relay.store.base import Store
+from relay.store.console import Reader
+
+FINGERPRINT_CHARS = frozenset("0123456789abcdef")
+
+
+@dataclass(frozen=True)
+class Line:
+    """One fact: `mark` is ok (it went), no (it did not, and why), or info; `at` an epoch time; `ref` a
+    notification id to open."""
+
+    mark: str
+    text: str
+    at: float | None = None
+    ref: int | None = None
+
+
+@dataclass
+class Explanation:
+    fingerprint: str
+    labels: dict[str, str]
+    sections: list[tuple[str, list[Line]]] = field(default_factory=list)
+
+    def add(self, title: str, lines: list[Line]) -> None:
+        self.sections.append((title, lines))
+
+    def text(self, when: Any) -> str:
+        """Plain text for `relay explain`; `when` formats an epoch time."""
+        out = [f"alert {self.fingerprint}" + (f" {{{_labels(self.labels)}}}" if self.labels else "")]
+        for title, lines in self.sections:
+            out.append(f"\n{title}")
+            for line in lines:
+                at = f"{when(line.at)}  " if line.at is not None else ""
+                ref = f"  [notification {line.ref}]" if line.ref is not None else ""
+                out.append(f"  {_MARKS[line.mark]} {at}{line.text}{ref}")
+        return "\n".join(out) + "\n"
+
+
+_MARKS = {"ok": "+", "no": "-", "info": "·"}
+
+
+def _labels(labels: Mapping[str, str]) -> str:
+    return ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in sorted(labels.items()))
+
+
+def parse_query(text: str) -> tuple[str, dict[str, str]]:
+    """A fingerprint (16 hex digits), or labels typed as `k=v` (one per line or comma-separated, values optionally
+    quoted, braces allowed as amtool prints them): the fingerprint and the labels (empty for a fingerprint)."""
+    text = text.strip()
+    if len(text) == 16 and set(text) <= FINGERPRINT_CHARS:
+        return text, {}
+    labels: dict[str, str] = {}
+    for part in text.strip("{}").replace("\n", ",").split(","):
+        if not part.strip():
+            continue
+        key, sep, value = part.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key:
+            raise ValueError(f"expected a fingerprint or labels as name=value, got {part.strip()[:80]!r}")
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = json.loads(value) if value.startswith('"') else value
+        labels[key] = value
+    if not labels:
+        raise ValueError("type a fingerprint or the alert's labels as name=value")
+    return fingerprint(labels), labels
+
+
+@dataclass
+class _Found:
+    """A notification of this alert: its row, and the alert's status and startsAt in it."""
+
+    row: dict[str, Any]
+    status: str
+    starts_at: str
+    group: WebhookMessage
+
+
+async def explain(store: Store, reader: Reader, routes: Routes | None, query: str) -> Explanation:
+    fp, labels = parse_query(query)
+    found = await _notifications(reader, routes, fp)
+    if not labels and found:
+        alert = next(a for a in found[-1].group.alerts if a.fingerprint == fp)
+        labels = dict(alert.labels)
+    answer = Explanation(fp, labels)
+    answer.add("Received", _received(found))
+    answer.add("Routes (routes.yaml as loaded now)", _routes(routes, labels))
+    marks = await _marks(reader, routes, fp)
+    answer.add("Deduplication", _dedup(routes, labels, marks, found))
+    answer.add("Storms", _storms(found))
+    answer.add("Escalation", await _escalation(store, fp))
+    answer.add("Deliveries", await _deliveries(store, found))
+    answer.add("Acknowledgements and silences", await _acks(store, reader, fp))
+    return answer
+
+
+def _receiver_names(routes: Routes | None) -> list[str]:
+    return list(routes.receivers) if routes is not None else []
+
+
+async def _marks(reader: Reader, routes: Routes | None, fp: str) -> dict[str, list[dict[str, Any]]]:
+    out = {}
+    for name in _receiver_names(routes):
+        rows = await reader.rows("marks_of", name, key_part(fp))
+        if rows:
+            out[name] = rows
+    return out
+
+
+async def _notifications(reader: Reader, routes: Routes | None, fp: str) -> list[_Found]:
+    """Every notification that carried this alert and wrote a dedup mark, oldest first."""
+    seen: dict[int, _Found] = {}
+    for name, rows in (await _marks(reader, routes, fp)).items():
+        for mark in rows:
+            for row in await reader.rows("notified_by", name, mark["notified_at"]):
+                found = _with_alert(row, fp)
+                if found is not None:
+                    seen[row["id"]] = found
+    return [seen[i] for i in sorted(seen)]
+
+
+def _with_alert(row: dict[str, Any], fp: str) -> _Found | None:
+    try:
+        group = WebhookMessage.model_validate_json(row["payload"])
+    except ValueError:
+        return None
+    for alert in group.alerts:
+        if alert.fingerprint == fp:
+            return _Found(row, alert.status, alert.startsAt, group)
+    return None
+
+
+def _received(found: list[_Found]) -> list[Line]:
+    if not found:
+        return [Line("no", "relay has no record of this alert: no receiver was notified of it (never received, "
+                           "routed to no receiver, or older than the retention period)")]
+    lines = []
+    for item in found:
+        group = item.group
+        source = group.externalURL or "(no externalURL)"
+        lines.append(Line("info", f"{item.status} (startsAt {item.starts_at}) from Alertmanager {source}, its "
+                                  f"receiver {group.receiver!r}, group {group.groupKey}",
+                          item.row["received_at"], item.row["id"]))
+    return lines
+
+
+def _routes(routes: Routes | None, labels: Mapping[str, str]) -> list[Line]:
+    if routes is None:
+        return [Line("no", "routes.yaml is not loaded")]
+    if not labels:
+        return [Line("info", "the alert's labels are unknown (type them to see which route matches)")]
+    lines, matched = [], False
+    for i, route in enumerate(routes.spec.routes, 1):
+        failing = [str(m) for m in route.matchers if not m.matches(labels)]
+        shown = ", ".join(str(m) for m in route.matchers) or "(matches every alert)"
+        if failing:
+            lines.append(Line("no", f"route {i} [{shown}] does not match: {', '.join(failing)} is false"))
+            continue
+        matched = True
+        then = "continues to the next route" if route.continue_ else "stops here"
+        lines.append(Line("ok", f"route {i} [{shown}] matches: receivers {', '.join(route.receivers)}; "
+                                f"repeat_interval {route.repeat_interval}; {then}"))
+        if not route.continue_:
+            break
+    if not matched:
+        names = ", ".join(routes.spec.default_receivers) or "none"
+        lines.append(Line("info", f"no route matches: default_receivers ({names})"))
+    targets = routes.targets(labels)
+    lines.append(Line("ok" if targets else "no",
+                      f"goes to: {', '.join(t.receiver for t in targets)}" if targets else "goes to no receiver"))
+    return lines
+
+
+def _dedup(routes: Routes | None, labels: Mapping[str, str], marks: dict[str, list[dict[str, Any]]],
+           found: list[_Found]) -> list[Line]:
+    intervals = {t.receiver: t.repeat_interval for t in routes.targets(labels)} if routes and labels else {}
+    by_mark = {(i.row["receiver"], i.row["received_at"]): i.row["id"] for i in found}
+    lines = []
+    for name, rows in marks.items():
+        interval = intervals.get(name, DEFAULT_REPEAT_INTERVAL)
+        for mark in rows:
+            ref = by_mark.get((name, mark["notified_at"]))
+            against = f"#{ref}" if ref is not None else "that notification"
+            lines.append(Line("info", f"{name}: {mark['status']} of the episode that started {mark['starts_at']} was "
+                                      f"notified; a copy of it arriving again (a re-sent group, an HA Alertmanager "
+                                      f"peer) is deduplicated against {against}"
+                                      + (f" until repeat_interval {interval} has passed" if mark["status"] == "firing"
+                                         else ""), mark["notified_at"], ref))
+    for name in intervals:
+        if name not in marks:
+            lines.append(Line("no", f"{name}: never notified of this alert (no dedup mark)"))
+    if not lines:
+        lines.append(Line("info", "no receiver holds a dedup mark for this alert"))
+    return lines
+
+
+def _storms(found: list[_Found]) -> list[Line]:
+    lines = [Line("info", f"{i.row['receiver']}: {i.status} folded into the storm summary notification "
+                          f"#{i.row['summary_id']} instead of a message of its own",
+                  i.row["finished_at"], i.row["summary_id"])
+             for i in found if i.row["summary_id"] is not None]
+    return lines or [Line("info", "not folded into any storm summary")]
+
+
+async def _escalation(store: Store, fp: str) -> list[Line]:
+    steps = await store.escalations_of([fp])
+    lines = []
+    for step in steps:
+        where = ", ".join(step.receivers)
+        head = f"step {step.step + 1} of {step.steps} (to {where}, due {step.after:g} s after it fired)"
+        if step.state == "sent":
+            sent = ", ".join(f"#{n}" for n in step.notifications)
+            lines.append(Line("ok", f"{head}: sent ({sent})", step.ended_at,
+                              step.notifications[0] if step.notifications else None))
+        elif step.state == "cancelled":
+            lines.append(Line("no", f"{head}: cancelled, {step.reason}", step.ended_at))
+        else:
+            lines.append(Line("info", f"{head}: pending", step.due_at))
+    return lines or [Line("info", "no escalation armed for this alert")]
+
+
+async def _deliveries(store: Store, found: list[_Found]) -> list[Line]:
+    lines = []
+    for item in found:
+        row = item.row
+        head = f"{row['receiver']} ({row['integration']}) {item.status}"
+        if row["summary_id"] is not None:
+            lines.append(Line("info", f"{head}: delivered in storm summary #{row['summary_id']}", row["finished_at"],
+                              row["id"]))
+            continue
+        detail = await store.detail(row["id"])
+        for attempt in (detail or {}).get("attempt_log", []):
+            mark = "ok" if attempt["outcome"] == "delivered" else "no"
+            reason = f": {attempt['reason']}" if attempt["reason"] else ""
+            lines.append(Line(mark, f"{head}: attempt {attempt['outcome']}{reason} ({attempt['duration']:.3f} s)",
+                              attempt["started_at"], row["id"]))
+        state = row["state"]
+        lines.append(Line("ok" if state == "delivered" else "info" if state == "pending" else "no",
+                          f"{head}: {state}" + (f" ({row['last_error']})" if row["last_error"] and state != "delivered"
+                                                else ""), row["finished_at"], row["id"]))
+    return lines or [Line("info", "no delivery of this alert")]
+
+
+async def _acks(store: Store, reader: Reader, fp: str) -> list[Line]:
+    lines = []
+    for step in await store.escalations_of([fp]):
+        if step.state == "cancelled" and step.reason in ("acknowledged", "silenced"):
+            lines.append(Line("ok", f"{step.reason} in relay (escalation step {step.step + 1} cancelled)",
+                              step.ended_at))
+    for watch in await reader.rows("watches_all"):
+        if fp in watch["payload"]:
+            lines.append(Line("ok", f"silenced from {watch['receiver']}'s Slack message: Alertmanager silence "
+                                    f"{watch['silence_id']}, relay watches it until it ends", watch["ends_at"]))
+    return lines or [Line("info", "no acknowledgement or silence recorded by relay")]
