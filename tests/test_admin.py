@@ -68,6 +68,13 @@ async def test_wrong_token_is_a_clear_error(tmp_path: Path, providers: Providers
     async with running_relay(settings) as relay:
         code, out = await run_relay("dead-letters", "list", "--url", relay.url, env={"RELAY_ADMIN_TOKEN": "nope"})
         assert code == 1 and out.startswith("relay: ") and "nope" not in out
+        assert out.strip() == ("relay: invalid bearer token: set RELAY_ADMIN_TOKEN to the running relay's "
+                               "RELAY_ADMIN_TOKEN (it is sent when set)"), out
+        code, out = await run_relay("test-alert", "--url", relay.url, env={"RELAY_WEBHOOK_TOKEN": "nope"})
+        assert code == 1 and "nope" not in out
+        assert out.splitlines()[-1] == ("relay: relay refused the webhook (401 invalid bearer token): set "
+                                        "RELAY_WEBHOOK_TOKEN to the running relay's RELAY_WEBHOOK_TOKEN (it is sent "
+                                        "when set)"), out
         # The webhook token Alertmanager holds does not open the admin API.
         code, out = await run_relay("dead-letters", "list", "--url", relay.url, env={"RELAY_WEBHOOK_TOKEN": TOKEN})
         assert code == 1 and out.startswith("relay: ") and TOKEN not in out

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from relay.auth import REQUEST_HEADER
-from relay.cli.common import ADMIN_ENVIRONMENT, URL_HELP, command, counted, unreachable
+from relay.cli.common import ADMIN_ENVIRONMENT, URL_HELP, command, counted, refused, unreachable
 from relay.config.durations import format_duration
 from relay.errors import AdminError, UsageError
 from relay.settings import Settings
@@ -46,7 +46,8 @@ def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
         raise AdminError(unreachable(client.base_url, exc)) from None
     body = answer.json() if answer.headers.get("content-type", "").startswith("application/json") else {}
     if answer.status_code >= 400:
-        raise AdminError(body.get("error") or f"relay answered {answer.status_code}", reason=body.get("reason"))
+        raise AdminError(refused(answer.status_code, body.get("error") or f"relay answered {answer.status_code}",
+                                 "RELAY_ADMIN_TOKEN"), reason=body.get("reason"))
     return body
 
 

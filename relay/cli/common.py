@@ -45,6 +45,13 @@ def unreachable(url: object, exc: Exception) -> str:
             "RELAY_HOST:RELAY_PORT (default 127.0.0.1:8080); --url names another address")
 
 
+def refused(status: int, error: str, token: str) -> str:
+    """A refusal from the running relay, with what to do when it is about the token this command sends."""
+    if status == 401:
+        return f"{error}: set {token} to the running relay's {token} (it is sent when set)"
+    return error
+
+
 def labels(pairs: list[str]) -> dict[str, str]:
     """`k=v` arguments as a dict; a pair without `=` or without a name is a usage error."""
     out = {}

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from relay.cli import admin
-from relay.cli.common import ADMIN_ENVIRONMENT, URL_HELP, command, counted, labels, unreachable
+from relay.cli.common import ADMIN_ENVIRONMENT, URL_HELP, command, counted, labels, refused, unreachable
 from relay.errors import AdminError, StartupError, UsageError
 from relay.fingerprint import fingerprint
 from relay.settings import Settings
@@ -196,7 +196,9 @@ async def _through_relay(args: argparse.Namespace, settings: Settings, payload: 
         except httpx.HTTPError as exc:
             raise AdminError(unreachable(url, exc)) from exc
         if answer.status_code != 200:
-            raise AdminError(f"webhook answered {answer.status_code}: {answer.text}")
+            error = answer.json().get("error") if "json" in answer.headers.get("content-type", "") else None
+            raise AdminError(refused(answer.status_code, f"relay refused the webhook ({answer.status_code} "
+                                     f"{error or answer.text[:200]})", "RELAY_WEBHOOK_TOKEN"))
         remember(payload["alerts"][0])
         summary = answer.json()
 
