@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from relay.config.diff import diff
-from relay.config.routes import load_routes
+from relay.config.diff import MAX_PROBES, diff, receivers_of, untried
+from relay.config.routes import Routes, load_routes
 from relay.templating import Templates
 from tests.helpers import ROUTES, TEMPLATES
 from tests.test_cli import run_relay
@@ -126,3 +126,39 @@ async def test_a_pull_request_adding_a_teams_receiver_and_a_discord_title_shows_
     assert "messages of discord-ops (discord): title: discord/title.j2 -> title.j2 changed" in out
     assert "\n+      \"title\": \"firing: RelayDown\"," in out  # rendered for the repository's rules
     assert "diff-SECRET" not in out
+
+
+def many_labels(tmp_path: Path, name: str, labels: int, values: int, first: str) -> Path:
+    """A routes.yaml with one route per label, each taking `values` values of it: the pairs of labels grow as
+    labels² x values²."""
+    alternatives = "|".join(f"v{j}" for j in range(values))
+    routes = "".join(f"  - matchers: ['l{i:03}=~\"{alternatives}\"']\n    receivers: [{first if i == 0 else 'a'}]\n"
+                     for i in range(labels))
+    path = tmp_path / name
+    path.write_text("receivers:\n  - name: a\n    email: {to: [a@example.com], smarthost: 'smtp:25'}\n"
+                    "  - name: b\n    email: {to: [b@example.com], smarthost: 'smtp:25'}\nroutes:\n" + routes
+                    + "default_receivers: [b]\n")
+    return path
+
+
+async def test_a_file_with_many_labels_is_diffed_within_a_bound_and_says_what_it_did_not_try(tmp_path: Path) -> None:
+    """Issue 20 (suspected, held): the label-pair fallback had no bound; 100 labels of 20 values each made 2.4
+    million probes (minutes). Now at most MAX_PROBES pairs, after one alert per route, and the review says so."""
+    old = many_labels(tmp_path, "old.yaml", 100, 20, "a")
+    new = many_labels(tmp_path, "new.yaml", 100, 20, "b")
+    templates = Templates(TEMPLATES)
+    before, after = load_routes(old, templates, {}), load_routes(new, templates, {})
+    calls = 0
+
+    def counted(routes: Routes, labels: dict[str, str]) -> tuple[str, ...]:
+        nonlocal calls
+        calls += 1
+        return receivers_of(routes, labels)
+
+    found = [str(c) for c in diff(before, after, answer=counted)]
+    # a probe asks both sides, and one that differs asks again per label to reduce it: at most 8 calls for a pair
+    assert calls <= 8 * (MAX_PROBES + 200)
+    assert "any alert with l000=v0: a -> b" in found  # the route's own alert finds the change the pairs may not
+    assert untried(before, after) == 4950 * 22 * 22 - MAX_PROBES  # 4,950 pairs of labels, 22 x 22 values each
+    code, out = await run_relay("routes", "diff", str(old), str(new), env=ENV)
+    assert code == 0 and "combinations of label values were not tried" in out

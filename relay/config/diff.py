@@ -71,7 +71,13 @@ def matcher_values(routes: Iterable[Routes]) -> dict[str, list[str]]:
     return {name: sorted(found | {"", OTHER}) for name, found in sorted(values.items())}
 
 
+def _pair_count(values: dict[str, list[str]]) -> int:
+    return sum(len(values[a]) * len(values[b]) for a, b in itertools.combinations(values, 2))
+
+
 def _combinations(values: dict[str, list[str]]) -> Iterator[Labels]:
+    """Every combination of the values when there are at most MAX_PROBES; else label pairs (the rest absent), cut
+    at MAX_PROBES: the pairs of n labels with k values each grow as n²k², and a review must end."""
     names = list(values)
     total = 1
     for options in values.values():
@@ -80,9 +86,32 @@ def _combinations(values: dict[str, list[str]]) -> Iterator[Labels]:
         for combo in itertools.product(*(values[n] for n in names)):
             yield dict(zip(names, combo, strict=True))
         return
-    for a, b in itertools.combinations(names, 2):  # too many: every pair of labels, the rest absent
-        for va, vb in itertools.product(values[a], values[b]):
-            yield {a: va, b: vb}
+    pairs = (({a: va, b: vb} for va, vb in itertools.product(values[a], values[b]))
+             for a, b in itertools.combinations(names, 2))
+    yield from itertools.islice(itertools.chain.from_iterable(pairs), MAX_PROBES)
+
+
+def untried(old: Routes, new: Routes) -> int:
+    """How many label combinations diff() did not try (its pairs were cut at MAX_PROBES): 0 when it tried them all."""
+    values = matcher_values((old, new))
+    total = 1
+    for options in values.values():
+        total *= len(options)
+    return 0 if total <= MAX_PROBES else max(0, _pair_count(values) - MAX_PROBES)
+
+
+def route_probes(routes: Iterable[Routes]) -> Iterator[Labels]:
+    """For each route and heartbeat of the files, an alert its matchers take (when their values say one): whatever
+    the combinations are cut to, every route is tried with an alert of its own."""
+    for loaded in routes:
+        for matchers in [*(r.matchers for r in loaded.spec.routes), *(h.matchers for h in loaded.spec.heartbeats)]:
+            labels: Labels = {}
+            for matcher in matchers:
+                options = [matcher.value] if matcher.op == "=" else (
+                    _regex_literals(matcher.value) if matcher.op == "=~" else [OTHER, ""])
+                labels[matcher.name] = next((v for v in options if matcher.matches({matcher.name: v})), OTHER)
+            if all(m.matches(labels) for m in matchers):
+                yield labels
 
 
 def heartbeat_marker(name: str) -> str:
@@ -117,9 +146,10 @@ def empty_routes(source: str) -> Routes:
 Answer = Callable[[Routes, Labels], tuple[str, ...]]
 
 
-def _reduce(old: Routes, new: Routes, labels: Labels, answer: Answer = receivers_of) -> Labels:
-    """Drop each label whose absence changes neither side's answer: what is left is what the change is about."""
-    want = (answer(old, labels), answer(new, labels))
+def _reduce(old: Routes, new: Routes, labels: Labels, answer: Answer,
+            want: tuple[tuple[str, ...], tuple[str, ...]]) -> Labels:
+    """Drop each label whose absence changes neither side's answer (`want`): what is left is what the change is
+    about."""
     kept = dict(labels)
     for name in list(kept):
         if name == "alertname" and kept[name] != OTHER:
@@ -136,14 +166,15 @@ def _order(change: Change) -> tuple[int, str, tuple[tuple[str, str], ...]]:
 
 def diff(old: Routes, new: Routes, alerts: Iterable[Labels] = (), answer: Answer = receivers_of) -> list[Change]:
     """Every kind of alert whose receivers differ (with `answer=escalation_of`: whose escalation steps differ): the
-    given alerts, then label sets from both files' matchers."""
+    given alerts, an alert per route, then label sets from both files' matchers (at most MAX_PROBES: `untried`)."""
     changes: dict[tuple[tuple[str, str], ...], Change] = {}
-    probes = itertools.chain(alerts, _combinations(matcher_values((old, new))))
+    probes = itertools.chain(alerts, route_probes((old, new)), _combinations(matcher_values((old, new))))
     for labels in probes:
         before, after = answer(old, labels), answer(new, labels)
         if before == after:
             continue
-        reduced = _reduce(old, new, labels, answer)
+        reduced = _reduce(old, new, labels, answer, (before, after))
         key = tuple(sorted(reduced.items()))
-        changes.setdefault(key, Change(key, answer(old, reduced), answer(new, reduced)))
+        if key not in changes:
+            changes[key] = Change(key, answer(old, reduced), answer(new, reduced))
     return sorted(changes.values(), key=_order)

@@ -17,7 +17,7 @@ import json
 import re
 from typing import Any
 
-from relay.config.diff import Change
+from relay.config.diff import MAX_PROBES, Change
 from relay.review.sides import Review
 from relay.review.templates import Message, TemplateChange
 
@@ -88,7 +88,14 @@ def text(review: Review) -> str:
         for message in receiver.messages:
             lines += [f"--- {receiver.receiver}: {message.sample} ({message.status}) before", "+++ after",
                       *_whole_diff(message)]
+    if review.untried:
+        lines.append(f"note: {_untried(review)}")
     return "\n".join(lines) + "\n"
+
+
+def _untried(review: Review) -> str:
+    return (f"{review.untried:,} combinations of label values were not tried (relay tries one alert per route and "
+            f"at most {MAX_PROBES:,} pairs of label values): a change that only shows in those may be missing")
 
 
 def _differ(change: TemplateChange) -> str:
@@ -233,6 +240,8 @@ def markdown(review: Review) -> str:
     lines += _template_sections(review, COMMENT_BUDGET - used)
     source = f"the alerts of {probes} and " if probes else ""
     footer = f"Probed with {source}label sets built from every matcher of both files."
+    if review.untried:
+        footer += f" Not complete: {_untried(review)}."
     lines += [*([""] if lines[-1] else []), "---", footer]
     return "\n".join(lines) + "\n"
 
@@ -256,6 +265,7 @@ def as_json(review: Review) -> str:
     data = {
         "base": review.base.label, "head": review.head.label, "base_missing": review.base.missing,
         "rule_files": list(dict.fromkeys([*review.base.rule_files, *review.head.rule_files])),
+        "untried_combinations": review.untried,
         "changes": [_change_json(review, c) for c in review.changes],
         "escalations": [_escalation_json(review, c) for c in review.escalations],
         "receivers": {"added": list(review.added), "removed": list(review.removed),

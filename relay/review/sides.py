@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from relay.config import yamlconfig
-from relay.config.diff import Change, diff, empty_routes, escalation_of
+from relay.config.diff import Change, diff, empty_routes, escalation_of, untried
 from relay.config.routes import Routes, load_routes
 from relay.errors import ConfigError
 from relay.review import revisions, rulefiles
@@ -71,6 +71,7 @@ class Review:
     samples: str  # what the messages were rendered for: "fixtures", "rules" or "example"
     fixtures: str | None = None  # the fixtures folder, as given
     escalations: tuple[Change, ...] = ()  # alerts whose escalation steps change (before/after: step descriptions)
+    untried: int = 0  # label combinations the probes were cut before (relay.config.diff.MAX_PROBES)
 
     def impact(self, change: Change) -> Impact:
         return self._impact(change.before, change.after)
@@ -208,4 +209,5 @@ def build(request: Request) -> Review:
         samples, described = _samples(request, base, head)
         messages = templatediff.changes(base.routes, base.templates, head.routes, head.templates, samples, renamed)
     return Review(base, head, tuple(changes), added, removed, renamed, tuple(messages), described,
-                  str(request.fixtures) if request.fixtures is not None else None, tuple(escalations))
+                  str(request.fixtures) if request.fixtures is not None else None, tuple(escalations),
+                  untried(base.routes, head.routes))
