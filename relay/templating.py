@@ -38,7 +38,8 @@ PARTS: dict[str, dict[str, tuple[str, Kind]]] = {
     "webhook": {"body": ("webhook/body.j2", "plain")},
     "discord": {"title": ("discord/title.j2", "markdown"), "description": ("discord/description.j2", "markdown")},
     "telegram": {"text": ("telegram/text.html.j2", "html")},
-    "teams": {"title": ("teams/title.j2", "markdown"), "alert": ("teams/alert.j2", "markdown")},
+    # Teams shows both as written (RichTextBlock TextRuns, never markdown): nothing to escape, nothing to format.
+    "teams": {"title": ("teams/title.j2", "plain"), "alert": ("teams/alert.j2", "plain")},
 }
 
 # Labels that say nothing to a person reading an alert (the name and severity are shown elsewhere).

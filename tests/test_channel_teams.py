@@ -64,13 +64,14 @@ def receiver(url: str) -> ReceiverConfig:
     return ReceiverConfig.model_validate({"name": "teams-ops", "teams": {"webhook_url": url}})
 
 
-def texts(card: dict[str, Any]) -> str:
-    """Every text a person reads on the card: text blocks, facts, button titles."""
+def texts(card: dict[str, Any], markdown_only: bool = False) -> str:
+    """Every text a person reads on the card: text blocks, text runs, facts; with `markdown_only` just those a
+    renderer reads as markdown (TextBlock and facts, not a RichTextBlock's TextRuns)."""
     out: list[str] = []
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
-            if node.get("type") == "TextBlock":
+            if node.get("type") == "TextBlock" or (node.get("type") == "TextRun" and not markdown_only):
                 out.append(node["text"])
             if node.get("type") == "FactSet":
                 out.extend(f"{f['title']}: {f['value']}" for f in node["facts"])
@@ -129,7 +130,7 @@ async def test_a_firing_card_and_its_resolve_as_a_new_card(teams: TeamsServer, t
     await sender.send(notification("resolved-poddown", "teams-ops", "teams", id=2))
     firing, resolved = await teams.wait_for_cards(2)
     assert firing["body"][0]["style"] == "attention" and resolved["body"][0]["style"] == "good"
-    assert firing["body"][0]["items"][0]["text"].startswith("[FIRING:1] HighErrorRate")
+    assert firing["body"][0]["items"][0]["inlines"][0]["text"].startswith("[FIRING:1] HighErrorRate")
     buttons = [a for block in firing["body"] for item in block.get("items", []) if item["type"] == "ActionSet"
                for a in item["actions"]]
     assert [b["title"] for b in buttons] == ["Runbook", "Source", "Silence"]
@@ -143,7 +144,12 @@ async def test_hostile_labels_never_mention_link_or_format(teams: TeamsServer, t
     await TeamsChannel(receiver(teams.url), templates, session).send(
         notification(hostile.group(), "teams-ops", "teams"))
     [card] = await teams.wait_for_cards(1)
-    assert hostile.markdown_hazards(texts(card)) == []
+    assert hostile.markdown_hazards(texts(card, markdown_only=True)) == []
+    # The summary and description are shown as written, in TextRuns, which no renderer reads as markdown.
+    runs = [run for block in card["body"] for item in block.get("items", []) if item["type"] == "RichTextBlock"
+            for run in item["inlines"]]
+    assert {"type": "TextRun", "text": hostile.ANNOTATIONS["summary"], "weight": "Bolder"} in runs
+    assert "\u202e" not in json.dumps(card, ensure_ascii=False)
     assert "msteams" not in json.dumps(card)  # no mention entities: <at> is only ever text
     assert all(hostile.EVIL not in a["url"].split("/")[2] for a in json.loads(json.dumps(card))["body"][1]["items"][
         -1]["actions"])

@@ -7,9 +7,11 @@ Teams renders on desktop, web and mobile) has a heading coloured by severity (a 
 warning, accent; good once resolved), the labels the group shares as a FactSet, each alert as text with its own
 labels as facts and its runbook / source / silence links as Action.OpenUrl buttons.
 
-Workflows cannot edit a posted card, so a resolve is a new card. Alert values are escaped for Adaptive Card
-markdown (relay.templating.markdown_escape), so `<at>…</at>` never becomes a mention (a mention also needs an
-`msteams.entities` entry, which relay never writes) and `[text](url)` never a link. A card is kept under
+Workflows cannot edit a posted card, so a resolve is a new card. Text made from alert values (the heading, each
+alert's text) goes into RichTextBlock TextRuns, which no Adaptive Cards renderer reads as markdown (the schema's
+own sample says so): `[text](url)`, `**`, `<at>…</at>` are shown as written, with no escaping to show either
+(a mention also needs an `msteams.entities` entry, which relay never writes). Fact titles and values, which
+renderers do read as markdown, are markdown-escaped (relay.templating.markdown_escape). A card is kept under
 CARD_LIMIT bytes (Teams refuses messages of about 28 KB): as many alerts as fit, then "… and N more alerts".
 """
 
@@ -30,7 +32,7 @@ from relay.config.integrations import TeamsConfig
 from relay.config.receivers import ReceiverConfig
 from relay.storms import summary
 from relay.storms.fold import storm_of
-from relay.templating import Templates, context, markdown_escape, md_cut
+from relay.templating import Templates, context, cut, markdown_escape, md_cut
 
 CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 CARD_VERSION = "1.4"
@@ -55,7 +57,22 @@ def facts(labels: dict[str, str]) -> dict[str, Any]:
 
 
 def text_block(text: str, **options: Any) -> dict[str, Any]:
+    """Text relay writes itself (markdown allowed: no alert value in it)."""
     return {"type": "TextBlock", "text": text, "wrap": True, **options}
+
+
+def plain(text: str, **options: Any) -> dict[str, Any]:
+    """Text holding alert values: a RichTextBlock's TextRun, shown as written, never read as markdown."""
+    return {"type": "RichTextBlock", "inlines": [{"type": "TextRun", "text": text, **options}]}
+
+
+def alert_text(text: str) -> dict[str, Any]:
+    """One alert's text: its first line (the summary) bold, the rest as written."""
+    head, _, rest = text.partition("\n")
+    runs: list[dict[str, Any]] = [{"type": "TextRun", "text": head, "weight": "Bolder"}]
+    if rest.strip():
+        runs.append({"type": "TextRun", "text": "\n" + rest.strip("\n")})
+    return {"type": "RichTextBlock", "inlines": runs}
 
 
 def message(card: dict[str, Any]) -> dict[str, Any]:
@@ -65,7 +82,7 @@ def message(card: dict[str, Any]) -> dict[str, Any]:
 
 def card_of(heading: str, colour: str, body: list[dict[str, Any]], fallback: str) -> dict[str, Any]:
     top = {"type": "Container", "style": colour, "bleed": True,
-           "items": [text_block(heading, weight="Bolder", size="Medium")]}
+           "items": [plain(heading, weight="Bolder", size="Medium")]}
     return {"$schema": "http://adaptivecards.io/schemas/adaptive-card.json", "type": "AdaptiveCard",
             "version": CARD_VERSION, "fallbackText": fallback, "body": [top, *body]}
 
@@ -84,8 +101,8 @@ def build_message(notification: Notification, templates: Templates, receiver: Re
     top: list[dict[str, Any]] = [facts(ctx["commonExtraLabels"])] if ctx["commonExtraLabels"] else []
     blocks = []
     for alert in ctx["alerts"][:MAX_ALERTS]:
-        text = md_cut(templates.render("teams", "alert", receiver.templates, {**ctx, "alert": alert}), TEXT_LIMIT)
-        items: list[dict[str, Any]] = [text_block(text)]
+        text = cut(templates.render("teams", "alert", receiver.templates, {**ctx, "alert": alert}), TEXT_LIMIT)
+        items: list[dict[str, Any]] = [alert_text(text)]
         if alert["extraLabels"] and (len(notification.alerts) > 1 or not top):
             items.append(facts(alert["extraLabels"]))
         links = [{"type": "Action.OpenUrl", "title": title, "url": alert[field]} for field, title in BUTTONS
@@ -93,7 +110,7 @@ def build_message(notification: Notification, templates: Templates, receiver: Re
         if links:
             items.append({"type": "ActionSet", "actions": links})
         blocks.append({"type": "Container", "separator": True, "items": items})
-    fallback = heading  # escaped too: a client that shows only this may read markdown
+    fallback = markdown_escape(heading)  # a client that shows only this may read it as markdown
     shown = len(blocks)
     while True:
         more = len(notification.alerts) - shown
@@ -110,17 +127,16 @@ def storm_card(storm: summary.Summary) -> dict[str, Any]:
     """A storm's summary: counts, the alerts by name (most severe first), a button to the full list."""
     body: list[dict[str, Any]] = []
     for family in storm.families[:30]:
-        lines = [f"- {line.status}: {markdown_escape(line.text)}" for line in family.lines[:10]]
+        lines = [f"• {line.status}: {line.text}" for line in family.lines[:10]]
         if len(family.lines) > 10:
-            lines.append(f"- … and {len(family.lines) - 10} more")
-        severity = markdown_escape(family.severity or "no severity")
-        head = f"**{markdown_escape(family.name)}** ({severity}): {family.firing} firing, {family.resolved} resolved"
-        body.append(text_block(head + "\n\n" + "\n".join(lines)))
+            lines.append(f"• … and {len(family.lines) - 10} more")
+        head = f"{family.name} ({family.severity or 'no severity'}): {family.firing} firing, {family.resolved} resolved"
+        body.append(alert_text(head + "\n" + "\n".join(lines)))
     if storm.history_url:
         body.append({"type": "ActionSet", "actions": [{"type": "Action.OpenUrl", "title": "Every alert",
                                                         "url": storm.history_url}]})
     else:
-        body.append(text_block(f"Every alert is listed by {markdown_escape(storm.command)}", isSubtle=True))
+        body.append(plain(f"Every alert is listed by {storm.command}", isSubtle=True))
     # The title is relay's own words and the receiver's name from routes.yaml: no alert text, nothing to escape.
     return card_of(storm.title, "good" if storm.firing == 0 else "emphasis", body, storm.title)
 
