@@ -1,4 +1,5 @@
-"""The `relay` command: serve, test-alert, routes check|test|diff, templates render, dead-letters, notifications.
+"""The `relay` command: serve, test-alert, routes check|test|diff, templates render, dead-letters, notifications,
+explain.
 
 Each command group registers itself (`add_commands`) and raises relay's errors; `main` turns them into one line on
 stderr and an exit code, here and nowhere else: a usage mistake exits 2, a configuration, start-up or admin-API
@@ -16,7 +17,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from relay import __version__, logs
-from relay.cli import admin, routes, serve, startup, templates, testalert
+from relay.cli import admin, explain, routes, serve, startup, templates, testalert
 from relay.errors import AdminError, ConfigError, StartupError, UsageError
 from relay.settings import Settings
 
@@ -35,7 +36,7 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--version", action="version", version=f"relay {__version__}",
                      help="print the installed version and exit")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (serve, testalert, routes, admin, templates):
+    for group in (serve, testalert, routes, admin, explain, templates):
         group.add_commands(sub)
     return top
 

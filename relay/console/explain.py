@@ -10,11 +10,12 @@ silences relay watches. routes.yaml as loaded now says which route matches. The 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from relay.alerts import WebhookMessage, key_part
+from relay.config.durations import format_duration
 from relay.config.routes import DEFAULT_REPEAT_INTERVAL, Routes
 from relay.fingerprint import fingerprint
 from relay.store.base import Store
@@ -43,19 +44,28 @@ class Explanation:
     def add(self, title: str, lines: list[Line]) -> None:
         self.sections.append((title, lines))
 
-    def text(self, when: Any) -> str:
-        """Plain text for `relay explain`; `when` formats an epoch time."""
-        out = [f"alert {self.fingerprint}" + (f" {{{_labels(self.labels)}}}" if self.labels else "")]
-        for title, lines in self.sections:
-            out.append(f"\n{title}")
-            for line in lines:
-                at = f"{when(line.at)}  " if line.at is not None else ""
-                ref = f"  [notification {line.ref}]" if line.ref is not None else ""
-                out.append(f"  {_MARKS[line.mark]} {at}{line.text}{ref}")
-        return "\n".join(out) + "\n"
+    def as_json(self) -> dict[str, Any]:
+        """What the admin API answers (POST /api/v1/explain) and `relay explain --json` prints."""
+        return {"fingerprint": self.fingerprint, "labels": self.labels,
+                "sections": [{"title": title, "lines": [{"mark": line.mark, "text": line.text, "at": line.at,
+                                                         "ref": line.ref} for line in lines]}
+                             for title, lines in self.sections]}
 
 
-_MARKS = {"ok": "+", "no": "-", "info": "·"}
+_MARKS = {"ok": "+", "no": "-", "info": "."}
+
+
+def as_text(answer: Mapping[str, Any], when: Callable[[Any], str]) -> str:
+    """An explanation (as_json's form) as `relay explain` prints it; `when` formats a time of the API."""
+    labels = answer.get("labels") or {}
+    out = [f"alert {answer['fingerprint']}" + (f" {{{_labels(labels)}}}" if labels else "")]
+    for section in answer["sections"]:
+        out.append(f"\n{section['title']}")
+        for line in section["lines"]:
+            at = f"{when(line['at'])}  " if line.get("at") is not None else ""
+            ref = f"  [notification {line['ref']}]" if line.get("ref") is not None else ""
+            out.append(f"  {_MARKS.get(line['mark'], '.')} {at}{line['text']}{ref}")
+    return "\n".join(out) + "\n"
 
 
 def _labels(labels: Mapping[str, str]) -> str:
@@ -152,13 +162,17 @@ def _received(found: list[_Found]) -> list[Line]:
     if not found:
         return [Line("no", "relay has no record of this alert: no receiver was notified of it (never received, "
                            "routed to no receiver, or older than the retention period)")]
+    arrivals: dict[tuple[float, str, str], list[_Found]] = {}
+    for item in found:  # one webhook wrote a notification per receiver: one arrival
+        arrivals.setdefault((item.row["received_at"], item.status, item.starts_at), []).append(item)
     lines = []
-    for item in found:
-        group = item.group
+    for (received_at, status, starts_at), items in arrivals.items():
+        group = items[0].group
         source = group.externalURL or "(no externalURL)"
-        lines.append(Line("info", f"{item.status} (startsAt {item.starts_at}) from Alertmanager {source}, its "
-                                  f"receiver {group.receiver!r}, group {group.groupKey}",
-                          item.row["received_at"], item.row["id"]))
+        to = ", ".join(f"{i.row['receiver']} #{i.row['id']}" for i in items)
+        lines.append(Line("info", f"{status} (startsAt {starts_at}) from Alertmanager {source}, its receiver "
+                                  f"{group.receiver!r}, group {group.groupKey}: written for {to}",
+                          received_at, items[0].row["id"]))
     return lines
 
 
@@ -177,7 +191,7 @@ def _routes(routes: Routes | None, labels: Mapping[str, str]) -> list[Line]:
         matched = True
         then = "continues to the next route" if route.continue_ else "stops here"
         lines.append(Line("ok", f"route {i} [{shown}] matches: receivers {', '.join(route.receivers)}; "
-                                f"repeat_interval {route.repeat_interval}; {then}"))
+                                f"repeat_interval {format_duration(route.repeat_interval)}; {then}"))
         if not route.continue_:
             break
     if not matched:
@@ -199,11 +213,11 @@ def _dedup(routes: Routes | None, labels: Mapping[str, str], marks: dict[str, li
         for mark in rows:
             ref = by_mark.get((name, mark["notified_at"]))
             against = f"#{ref}" if ref is not None else "that notification"
+            firing = mark["status"] == "firing"
+            until = f" until repeat_interval {format_duration(interval)} has passed" if firing else ""
             lines.append(Line("info", f"{name}: {mark['status']} of the episode that started {mark['starts_at']} was "
                                       f"notified; a copy of it arriving again (a re-sent group, an HA Alertmanager "
-                                      f"peer) is deduplicated against {against}"
-                                      + (f" until repeat_interval {interval} has passed" if mark["status"] == "firing"
-                                         else ""), mark["notified_at"], ref))
+                                      f"peer) is deduplicated against {against}{until}", mark["notified_at"], ref))
     for name in intervals:
         if name not in marks:
             lines.append(Line("no", f"{name}: never notified of this alert (no dedup mark)"))
@@ -247,12 +261,15 @@ async def _deliveries(store: Store, found: list[_Found]) -> list[Line]:
                               row["id"]))
             continue
         detail = await store.detail(row["id"])
-        for attempt in (detail or {}).get("attempt_log", []):
+        attempts = (detail or {}).get("attempt_log", [])
+        for attempt in attempts:
             mark = "ok" if attempt["outcome"] == "delivered" else "no"
             reason = f": {attempt['reason']}" if attempt["reason"] else ""
             lines.append(Line(mark, f"{head}: attempt {attempt['outcome']}{reason} ({attempt['duration']:.3f} s)",
                               attempt["started_at"], row["id"]))
         state = row["state"]
+        if state == "delivered" and attempts and attempts[-1]["outcome"] == "delivered":
+            continue  # its last attempt says so
         lines.append(Line("ok" if state == "delivered" else "info" if state == "pending" else "no",
                           f"{head}: {state}" + (f" ({row['last_error']})" if row["last_error"] and state != "delivered"
                                                 else ""), row["finished_at"], row["id"]))

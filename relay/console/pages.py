@@ -7,15 +7,17 @@ import time
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from relay.alerts import WebhookMessage
 from relay.console import explain as explaining
 from relay.console import health, message
-from relay.console.views import Ctx, parse_time, positive
+from relay.console.views import Ctx, parse_time, positive, reader
 from relay.errors import Rejected
+from relay.services import services
 from relay.store.console import Page
 from relay.storms.fold import storm_lane, storm_of
+from relay.times import rfc3339_millis
 
 log = logging.getLogger(__name__)
 
@@ -154,3 +156,27 @@ async def explain(request: Request, ctx: Ctx) -> Response:
         except ValueError as exc:
             problem = str(exc)
     return ctx.render("explain.html", query=query, answer=answer, problem=problem)
+
+
+async def explain_api(request: Request) -> Response:
+    """`relay explain`'s question through the admin API: a JSON body {"query": ...} (never a URL), the answer with
+    times in RFC 3339 as the rest of the API gives them."""
+    try:
+        body = await request.json()
+        query = body["query"] if isinstance(body, dict) else None
+        if not isinstance(query, str) or not query.strip():
+            raise ValueError("the body is {\"query\": \"<fingerprint or name=value,...>\"}")
+        state = services(request)
+        answer = await explaining.explain(state.store, reader(state), state.runtime.routes, query)
+    except (ValueError, KeyError) as exc:
+        message = str(exc) if isinstance(exc, ValueError) and str(exc) else "the body is {\"query\": \"...\"}"
+        return JSONResponse({"status": "error", "error": message}, status_code=400)
+    return JSONResponse(_times(answer.as_json()))
+
+
+def _times(answer: dict[str, Any]) -> dict[str, Any]:
+    """Each line's time in RFC 3339, as the rest of the admin API gives times."""
+    for section in answer["sections"]:
+        for line in section["lines"]:
+            line["at"] = None if line["at"] is None else rfc3339_millis(line["at"])
+    return answer

@@ -90,9 +90,9 @@ async def test_sign_in_shows_every_receiver_and_nothing_without_a_session(tmp_pa
 
 
 async def test_a_dead_letter_shows_its_reason_and_retry_delivers_it(tmp_path: Path, providers: Providers,
-                                                                    browser: Browser) -> None:
+                                                                    browser: Browser, database_url: str) -> None:
     providers.pagerduty.fail_all(400)
-    async with running_relay(settings(tmp_path, providers.routes)) as relay:
+    async with running_relay(settings(tmp_path, providers.routes, database_url=database_url)) as relay:
         assert (await relay.post(fixture("firing-poddown.json"), token=WEBHOOK)).status_code == 200
 
         async def dead() -> list[dict[str, Any]]:
@@ -101,6 +101,9 @@ async def test_a_dead_letter_shows_its_reason_and_retry_delivers_it(tmp_path: Pa
         await poll_until(lambda: _nonempty(dead()))
         [letter] = await dead()
         page = await signed_in(browser, relay)
+        await page.click("text=Receivers")
+        health = await page.locator("tr", has_text="pagerduty-oncall").inner_text()
+        assert "dead letters" in health and "400" in health  # its state now, and its last error's reason
         await page.click("text=Dead letters")
         row = page.locator("tr", has_text=f"{letter['id']}")
         assert "pagerduty-oncall" in await row.inner_text() and "400" in await row.inner_text()
@@ -154,10 +157,10 @@ async def explain(page: Page, relay: RunningRelay, query: str) -> str:
 
 
 async def test_explain_says_an_alert_was_deduplicated_and_hostile_text_stays_text(
-        tmp_path: Path, providers: Providers, browser: Browser) -> None:
+        tmp_path: Path, providers: Providers, browser: Browser, database_url: str) -> None:
     body = fixture("firing-poddown.json")
     hostile = dict(body["alerts"][0]["labels"], pod=HOSTILE)
-    async with running_relay(settings(tmp_path, providers.routes)) as relay:
+    async with running_relay(settings(tmp_path, providers.routes, database_url=database_url)) as relay:
         first = (await relay.post(body, token=WEBHOOK)).json()
         again = (await relay.post(body, token=WEBHOOK)).json()  # a re-sent group: every copy deduplicated
         assert again["alerts_deduplicated"] == 3 and again["notifications_enqueued"] == 0
