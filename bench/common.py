@@ -27,7 +27,7 @@ from typing import Any
 
 import aiohttp
 
-from relay.fingerprint import fingerprint
+from relay.alerts.fingerprint import fingerprint
 
 REPO = Path(__file__).resolve().parent.parent
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")

@@ -12,11 +12,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from relay import metrics
 from relay.auth import check_admin
 from relay.errors import ConfigError, Rejected, StoreUnavailable
 from relay.services import Services, services
 from relay.store.base import Attempt, HistoryFilter
+from relay.telemetry import metrics
 from relay.times import rfc3339_millis
 
 log = logging.getLogger(__name__)

@@ -16,11 +16,11 @@ from starlette.routing import Route
 from relay import api, console, webhook
 from relay.auth import LoopbackOnly
 from relay.channels.slack import interactions
-from relay.retention import prune_forever
+from relay.config.settings import Settings
 from relay.runtime import Runtime
 from relay.services import Services, open_services
-from relay.settings import Settings
 from relay.silences import SilenceWatch
+from relay.stages.retention import prune_forever
 
 __all__ = ["Services", "create_app", "open_services"]
 

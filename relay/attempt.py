@@ -3,7 +3,7 @@
 `send` turns the channel's answer into a value (Delivered, Unfinished or Failed); `Attempts.run` persists it:
 complete, retry later (counted or not), or dead-letter and hand the group to the fallback receiver. Channels only
 classify failures; this module decides when to try again. The rate-limit token was taken before the claim
-(relay.ratelimit); a provider's own 429 holds the whole destination for its Retry-After (`hold`).
+(relay.pacing.ratelimit); a provider's own 429 holds the whole destination for its Retry-After (`hold`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from relay import metrics, outbox
+from relay import outbox
 from relay.actions import ACTION
 from relay.alerts import Notification
 from relay.channels.base import DETAIL_LIMIT, redact, scrub
@@ -30,10 +30,11 @@ from relay.errors import (
     StoreUnavailable,
     TransientDeliveryError,
 )
-from relay.logs import delivery_fields
-from relay.retry import RetryPolicy, next_attempt
+from relay.pacing.retry import RetryPolicy, next_attempt
 from relay.runtime import Receivers
 from relay.store.base import Attempt, Candidate, Claimed, Store
+from relay.telemetry import metrics
+from relay.telemetry.logs import delivery_fields
 
 log = logging.getLogger("relay.dispatcher")  # the logger delivery lines have always come from
 

@@ -22,8 +22,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from relay.config.settings import Settings
 from relay.errors import Rejected
-from relay.settings import Settings
 
 # Sent by relay's CLI; a browser cannot add a custom header to a cross-site request without a CORS preflight,
 # which relay never grants.

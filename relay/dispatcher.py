@@ -1,9 +1,9 @@
 """Claim → deliver, for every lane at once: the claim loop, the delivery tasks, handoff from enqueue, stop.
 
 Workers take the head of each lane under a lease, so a lane is delivered in
-arrival order while lanes run in parallel. Capacity is counted by relay.slots;
+arrival order while lanes run in parallel. Capacity is counted by relay.pacing.slots;
 one send and its outcome are relay.attempt's. A rate-limited destination's token
-is taken before its notification is claimed or sent (relay.ratelimit): one out of
+is taken before its notification is claimed or sent (relay.pacing.ratelimit): one out of
 tokens is left alone until its next token is due.
 """
 
@@ -17,11 +17,11 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from relay import slots
 from relay.attempt import Attempts
 from relay.errors import StoreUnavailable
-from relay.ratelimit import Budget, Waiting, budget_of
-from relay.retry import RetryPolicy
+from relay.pacing import slots
+from relay.pacing.ratelimit import Budget, Waiting, budget_of
+from relay.pacing.retry import RetryPolicy
 from relay.runtime import Receivers
 from relay.store.base import Attempt, Claimed, Handoff, Store
 

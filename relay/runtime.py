@@ -17,12 +17,12 @@ from typing import NamedTuple, Protocol
 
 import aiohttp
 
-from relay import metrics
 from relay.channels.base import Channel
 from relay.channels.factory import build_channel
 from relay.config.receivers import ReceiverConfig
 from relay.config.routes import Routes, load_routes
 from relay.errors import ConfigError
+from relay.telemetry import metrics
 from relay.templating import Templates
 
 log = logging.getLogger(__name__)

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
+from relay.config.settings import Settings
 from relay.dispatcher import Dispatcher, DispatcherOptions
-from relay.escalation import Escalator
 from relay.heartbeat.switch import DeadMan
-from relay.retry import RetryPolicy
+from relay.pacing.retry import RetryPolicy
 from relay.runtime import Runtime
-from relay.settings import Settings
+from relay.stages.escalation import Escalator
 from relay.store import open_store
 from relay.store.base import Store
 from relay.storms.stage import Storms

@@ -21,12 +21,14 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
 
-from relay import escalation, metrics, outbox, stages
+from relay import outbox
 from relay.alertmanager import AlertmanagerClient, base_url
 from relay.alerts import INFERRED, WebhookMessage
 from relay.errors import DeliveryError
 from relay.runtime import Runtime
+from relay.stages import escalation, loop
 from relay.store.base import Candidate, Store, Watch
+from relay.telemetry import metrics
 from relay.webhook import candidates
 
 log = logging.getLogger(__name__)
@@ -55,7 +57,7 @@ class SilenceWatch:
         self.grace = grace
 
     async def run(self) -> None:
-        await stages.every(lambda: min(self.interval, 5.0), self.check, "silenced alerts", log)
+        await loop.every(lambda: min(self.interval, 5.0), self.check, "silenced alerts", log)
 
     async def check(self, now: float) -> int:
         """Ask about every due watch; returns how many resolves were enqueued."""

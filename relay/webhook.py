@@ -19,14 +19,16 @@ from pydantic_core import ErrorDetails
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from relay import escalation, metrics, outbox
+from relay import outbox
 from relay.alerts import INFERRED, Alert, WebhookMessage, group_status
 from relay.auth import check_webhook
 from relay.config.heartbeat import arrived, is_heartbeat
 from relay.config.routes import Routes
 from relay.errors import Rejected, StoreRejected, StoreUnavailable
 from relay.services import services
+from relay.stages import escalation
 from relay.store.base import Candidate, Enqueued
+from relay.telemetry import metrics
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from relay.settings import Settings
+from relay.config.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 # An unchanged copy of ../shared/fixtures/alertmanager (real Alertmanager 0.25 bodies).

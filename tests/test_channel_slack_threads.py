@@ -19,13 +19,13 @@ import aiohttp
 import pytest
 
 from relay.alerts import WebhookMessage, group_status
+from relay.channels.preview import THREAD_CHANNEL, THREAD_TS, render
 from relay.channels.slack import SlackChannel
 from relay.channels.slack.channel import TIMEOUT
 from relay.channels.slack.threads import ThreadBook
 from relay.channels.threads import Threads
 from relay.config.receivers import ReceiverConfig
 from relay.errors import Reason, TransientDeliveryError
-from relay.preview import THREAD_CHANNEL, THREAD_TS, render
 from relay.store import open_store
 from relay.store.base import Store
 from relay.templating import Templates
@@ -335,7 +335,7 @@ async def test_reminders_keep_the_thread_past_the_retention_horizon(
     horizon = time.time() + 0.001  # everything written before this is older than the retention horizon
     await poll_until(lambda: time.time() > horizon, interval=0.001)
     await sender.send(notification("firing-poddown", "team-slack", id=2), threads)  # repeat_interval passed
-    await store.prune(horizon, horizon)  # what relay.retention does once the announcement is RELAY_RETENTION_HOURS old
+    await store.prune(horizon, horizon)  # what retention does once the announcement is RELAY_RETENTION_HOURS old
 
     await sender.send(notification("resolved-poddown", "team-slack", id=3), threads)
     [original] = slack.top_level()

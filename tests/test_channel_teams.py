@@ -16,12 +16,12 @@ import pytest
 
 from relay.alerts import Notification
 from relay.channels.factory import build_channel
+from relay.channels.preview import as_notification, render
 from relay.channels.teams import CARD_LIMIT, TeamsChannel, build_message
 from relay.config.receivers import ReceiverConfig
 from relay.config.routes import load_routes
 from relay.errors import Reason
-from relay.preview import as_notification, render
-from relay.ratelimit import budget_of
+from relay.pacing.ratelimit import budget_of
 from relay.storms.fold import storm_lane, summary_group
 from relay.templating import Templates
 from tests import hostile

@@ -16,13 +16,13 @@ import pytest
 
 from relay.alerts import Notification, alert_key
 from relay.channels.factory import build_channel
+from relay.channels.preview import as_notification, render, resolved
 from relay.channels.telegram import TelegramChannel, build_message
 from relay.channels.threads import Threads
 from relay.config.receivers import ReceiverConfig
 from relay.config.routes import load_routes
 from relay.errors import Reason
-from relay.preview import as_notification, render, resolved
-from relay.ratelimit import budget_of
+from relay.pacing.ratelimit import budget_of
 from relay.store import open_store
 from relay.store.base import Store
 from relay.storms.fold import storm_lane, summary_group

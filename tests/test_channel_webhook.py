@@ -20,7 +20,7 @@ from relay.channels.webhook import WebhookChannel
 from relay.config.receivers import ReceiverConfig
 from relay.config.routes import load_routes
 from relay.errors import ConfigError, PermanentDeliveryError, Reason
-from relay.ratelimit import budget_of
+from relay.pacing.ratelimit import budget_of
 from relay.templating import Templates
 from tests.channel_contract import (
     OK,
@@ -213,7 +213,7 @@ async def test_routes_yaml_takes_a_webhook_receiver_with_secrets_from_the_enviro
 def test_the_preview_shows_the_body_and_never_a_secret(templates: Templates) -> None:
     from datetime import UTC, datetime
 
-    from relay.preview import as_notification, render
+    from relay.channels.preview import as_notification, render
 
     hook_ops = receiver(f"https://hooks.example/{PATH_SECRET}")
     text = render(hook_ops, as_notification(hook_ops, webhook_message("firing-poddown"), datetime.now(UTC)),

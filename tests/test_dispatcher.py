@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from relay.dispatcher import Dispatcher, DispatcherOptions
-from relay.ratelimit import TokenBucket
-from relay.retry import RetryPolicy, next_attempt
+from relay.pacing.ratelimit import TokenBucket
+from relay.pacing.retry import RetryPolicy, next_attempt
 from relay.store.sqlite import SqliteStore
 from tests.conftest import Providers
 from tests.doubles import NoReceivers

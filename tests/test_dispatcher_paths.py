@@ -21,8 +21,8 @@ from prometheus_client import REGISTRY
 
 from relay.dispatcher import Dispatcher, DispatcherOptions
 from relay.errors import PermanentDeliveryError, Reason, TransientDeliveryError
-from relay.ratelimit import Buckets, Budget, by_destination
-from relay.retry import RetryPolicy
+from relay.pacing.ratelimit import Buckets, Budget, by_destination
+from relay.pacing.retry import RetryPolicy
 from relay.runtime import Runtime
 from relay.store import open_store
 from relay.store.base import HistoryFilter, Store

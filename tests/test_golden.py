@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from relay.alerts import Notification, WebhookMessage, group_status
+from relay.channels.preview import as_notification, readable_email, render, resolved
 from relay.config.receivers import ReceiverConfig
-from relay.preview import as_notification, readable_email, render, resolved
 from relay.storms.fold import storm_lane, summary_group
 from relay.templating import Templates
 from relay.times import GO_ZERO_TIME

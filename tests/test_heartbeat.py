@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from relay.alerts import WebhookMessage
+from relay.alerts.fingerprint import fingerprint
 from relay.config.routes import load_routes
 from relay.errors import ConfigError
-from relay.fingerprint import fingerprint
 from relay.heartbeat.switch import DeadMan
 from relay.runtime import Runtime
 from relay.store import open_store

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from relay import logs
 from relay.channels.email import EmailChannel
+from relay.telemetry import logs
 from relay.templating import Templates
 from tests.conftest import Providers
 from tests.e2e.test_routing_table import webhook

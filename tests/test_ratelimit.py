@@ -1,8 +1,8 @@
-"""Token buckets and what the dispatcher keeps of them (relay.ratelimit), as pure values."""
+"""Token buckets and what the dispatcher keeps of them (relay.pacing.ratelimit), as pure values."""
 
 from __future__ import annotations
 
-from relay.ratelimit import DEFAULTS, PREPAID_FOR, Buckets, Budget, Prepaid, Waiting, by_destination, prepay
+from relay.pacing.ratelimit import DEFAULTS, PREPAID_FOR, Buckets, Budget, Prepaid, Waiting, by_destination, prepay
 
 
 def test_the_default_buckets_are_shared_one_token_at_a_time_a_fast_one_a_few_at_once() -> None:

@@ -7,8 +7,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from relay.alerts import WebhookMessage
-from relay.retention import prune_once
 from relay.runtime import Runtime
+from relay.stages.retention import prune_once
 from relay.store import open_store
 from relay.store.base import Candidate
 from tests.helpers import ROUTES, TEMPLATES, fixture

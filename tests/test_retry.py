@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.retry import RetryPolicy, next_attempt
+from relay.pacing.retry import RetryPolicy, next_attempt
 from tests.conftest import Providers
 from tests.e2e.test_routing_table import webhook
 from tests.helpers import RunningRelay, poll_until, relay_settings, running_relay

@@ -186,7 +186,8 @@ def test_a_receiver_given_only_the_resolved_alerts_of_a_firing_group_holds_a_res
 
 
 def test_priority_order_defaults_to_severity_and_is_configurable(tmp_path: Path) -> None:
-    """routes.yaml `priority` says which alerts take a saturated destination's next token first (relay.priority)."""
+    """routes.yaml `priority` says which alerts take a saturated destination's next token first
+    (relay.alerts.priority)."""
     assert load(write(tmp_path, BASE)).priority.rank({"severity": "critical"}) == 0
     routes = load(write(tmp_path, BASE + "priority:\n  label: priority\n  order: [P1, P2]\n"))
     ranks = [routes.priority.rank(labels) for labels in

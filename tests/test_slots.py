@@ -1,10 +1,10 @@
-"""relay.slots counts capacity: free workers, each receiver's room, and what an enqueue is offered."""
+"""relay.pacing.slots counts capacity: free workers, each receiver's room, and what an enqueue is offered."""
 
 from __future__ import annotations
 
 import pytest
 
-from relay import slots
+from relay.pacing import slots
 
 
 @pytest.mark.parametrize(("workers", "running", "offered", "claiming", "free"), [

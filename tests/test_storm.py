@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from relay.alerts import WebhookMessage
-from relay.settings import Settings
+from relay.config.settings import Settings
 from relay.store import open_store
 from relay.store.base import Candidate, HistoryFilter
 from relay.storms.stage import Storms

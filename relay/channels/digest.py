@@ -13,8 +13,8 @@ from html import escape
 from relay.alerts import Notification
 from relay.channels.mail import assemble_email, sender_domain
 from relay.config.receivers import ReceiverConfig
-from relay.neutralise import header_text
 from relay.storms.summary import Summary, of
+from relay.templating.neutralise import header_text
 
 MAX_LINES = 1000  # alerts listed in one digest, over all its alert names
 

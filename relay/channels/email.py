@@ -3,7 +3,7 @@
 Headers are written with the `email` package's standard policy, so a Korean
 subject travels RFC 2047-encoded and bodies as UTF-8 quoted-printable, which
 every relay on the way accepts. The subject is one line with no control
-character and no encoded-word of its own (relay.neutralise.header_text): an
+character and no encoded-word of its own (relay.templating.neutralise.header_text): an
 alert cannot add headers or a body, whatever the Python patch level. SMTP failures are classified by reply code:
 4xx and lost connections are transient, 5xx replies are permanent.
 
@@ -37,9 +37,9 @@ from relay.channels.mail import assemble_email, sender_domain
 from relay.channels.threads import Threads
 from relay.config.receivers import EmailConfig, ReceiverConfig
 from relay.errors import DeliveryError, PermanentDeliveryError, Reason, TransientDeliveryError
-from relay.neutralise import header_text
 from relay.storms.fold import redraws, storm_of
 from relay.templating import Templates, context, cut
+from relay.templating.neutralise import header_text
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ import httpx
 from relay.auth import REQUEST_HEADER
 from relay.cli.common import ADMIN_ENVIRONMENT, URL_HELP, command, counted, refused, unreachable
 from relay.config.durations import format_duration
+from relay.config.settings import Settings
 from relay.errors import AdminError, UsageError
-from relay.settings import Settings
 from relay.times import epoch
 
 

@@ -6,8 +6,8 @@ import argparse
 import textwrap
 from typing import TYPE_CHECKING, Any
 
+from relay.config.settings import Settings
 from relay.errors import UsageError
-from relay.settings import Settings
 
 if TYPE_CHECKING:
     from relay.config.routes import Routes

@@ -16,10 +16,11 @@ import traceback
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from relay import __version__, logs
+from relay import __version__
 from relay.cli import admin, explain, routes, serve, startup, templates, testalert
+from relay.config.settings import Settings
 from relay.errors import AdminError, ConfigError, StartupError, UsageError
-from relay.settings import Settings
+from relay.telemetry import logs
 
 log = logging.getLogger("relay")
 

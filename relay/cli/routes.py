@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from relay.cli.common import command, labels, load
+from relay.config.settings import Settings
 from relay.errors import ConfigError
-from relay.settings import Settings
 
 if TYPE_CHECKING:
     from relay.config.routes import Routes
@@ -21,9 +21,9 @@ if TYPE_CHECKING:
 
 def _check_one(file: Path, templates: Templates, strict: Callable[[Path, Routes], list[Finding]] | None) -> bool:
     """One file's verdict, printed; a broken file is reported and the next one still checked."""
+    from relay.channels.preview import template_problems
     from relay.config import yamlconfig
     from relay.config.routes import load_routes
-    from relay.preview import template_problems
 
     try:
         # --strict is CI's check of a pull request: it reads no secret of the job's environment into anything it

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from relay.auth import is_loopback
 from relay.cli import startup
 from relay.cli.common import command
+from relay.config.settings import Settings
 from relay.errors import ConfigError, StartupError, StoreUnavailable, UsageError
-from relay.settings import Settings
 from relay.store.filelock import lock_database
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ async def _serve(settings: Settings, sock: socket.socket) -> int:
     import uvicorn
 
     from relay.app import create_app, open_services
-    from relay.client_timeouts import http_protocol
+    from relay.cli.client_timeouts import http_protocol
 
     if settings.database_url.startswith(("postgresql://", "postgres://")):
         await startup.wait_for_postgres(settings.database_url, settings.database_wait_seconds)

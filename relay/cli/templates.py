@@ -9,16 +9,16 @@ from pathlib import Path
 from typing import Any
 
 from relay.cli.common import command, labels, load
+from relay.config.settings import Settings
 from relay.errors import ConfigError, UsageError
-from relay.settings import Settings
 
 
 def cmd_templates_render(args: argparse.Namespace, settings: Settings) -> int:
     from pydantic import ValidationError
 
     from relay.alerts import WebhookMessage
+    from relay.channels.preview import as_notification, render, resolved, storm_summary, synthetic_group
     from relay.errors import DeliveryError
-    from relay.preview import as_notification, render, resolved, storm_summary, synthetic_group
 
     if args.fixture and args.labels:
         raise UsageError("give either --fixture FILE or labels k=v, not both")

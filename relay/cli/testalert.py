@@ -14,11 +14,11 @@ from typing import Any
 
 import httpx
 
+from relay.alerts.fingerprint import fingerprint
 from relay.cli import admin
 from relay.cli.common import ADMIN_ENVIRONMENT, URL_HELP, command, counted, labels, refused, unreachable
+from relay.config.settings import Settings
 from relay.errors import AdminError, StartupError, UsageError
-from relay.fingerprint import fingerprint
-from relay.settings import Settings
 from relay.times import GO_ZERO_TIME, epoch, rfc3339
 
 FINAL = {"delivered", "dead"}

@@ -5,7 +5,7 @@
       - {after: 30m, receivers: [ops-email]}
 
 A step's `after` counts from when relay first received the firing alert; each step must come later than the one
-before (a step at the same time would be the same step), and names known receivers. relay.escalation runs them.
+before (a step at the same time would be the same step), and names known receivers. relay.stages.escalation runs them.
 """
 
 from __future__ import annotations

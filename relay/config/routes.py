@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from relay.alerts.priority import Priority, PriorityConfig
 from relay.config import yamlconfig
 from relay.config.durations import Duration, parse_duration
 from relay.config.escalation import EscalationStep, check_escalation
@@ -23,7 +24,6 @@ from relay.config.heartbeat import HeartbeatConfig
 from relay.config.matchers import Matcher, MatcherError, parse_matchers
 from relay.config.receivers import GlobalConfig, ReceiverConfig, with_globals
 from relay.errors import ConfigError
-from relay.priority import Priority, PriorityConfig
 from relay.templating import Templates
 
 log = logging.getLogger(__name__)

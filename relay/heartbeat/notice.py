@@ -19,11 +19,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 from relay.alerts import Status, WebhookMessage
+from relay.alerts.fingerprint import fingerprint
+from relay.alerts.priority import OWN
 from relay.config.durations import format_duration
 from relay.config.heartbeat import HeartbeatConfig
 from relay.config.receivers import ReceiverConfig
-from relay.fingerprint import fingerprint
-from relay.priority import OWN
 from relay.store.base import Candidate
 from relay.times import GO_ZERO_TIME, rfc3339
 
@@ -87,6 +87,6 @@ def notice_group(beat: HeartbeatConfig, missing_since: float, last_seen: float |
 
 def notice(beat: HeartbeatConfig, receivers: Mapping[str, ReceiverConfig], group: WebhookMessage) -> list[Candidate]:
     """One candidate per receiver of the heartbeat that the loaded routes.yaml still has, ranked as relay's own
-    notice (relay.priority.OWN: first in line, never folded, whatever routes.yaml `priority` says)."""
+    notice (relay.alerts.priority.OWN: first in line, never folded, whatever routes.yaml `priority` says)."""
     return [Candidate(name, receivers[name].integration, group, (NO_REMINDER,), receivers[name].give_up_after, OWN)
             for name in beat.receivers if name in receivers]

@@ -17,14 +17,16 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from relay import metrics, outbox, stages
+from relay import outbox
 from relay.config.durations import format_duration
 from relay.config.heartbeat import HeartbeatConfig
 from relay.config.routes import Routes
 from relay.heartbeat.notice import notice, notice_group, silent_for
 from relay.outbox import Intake
 from relay.runtime import Runtime
+from relay.stages import loop
 from relay.store.base import HeartbeatState, Store
+from relay.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +54,7 @@ class DeadMan:
         return min(CHECK_MAX_SECONDS, max(CHECK_MIN_SECONDS, min(silences, default=CHECK_MAX_SECONDS * 5) / 5))
 
     async def run(self) -> None:
-        await stages.every(self.interval, self.check, "heartbeats", log, self._nudge)
+        await loop.every(self.interval, self.check, "heartbeats", log, self._nudge)
 
     async def check(self, now: float) -> None:
         routes = self.runtime.routes

@@ -1,6 +1,6 @@
 """A template change reviewed as what people will read: each receiver's messages rendered before and after.
 
-Both sides are rendered by relay.preview (the code behind `relay templates
+Both sides are rendered by relay.channels.preview (the code behind `relay templates
 render` and the golden files), for the same sample alerts at the same clock, so
 every difference comes from the change: a template file, a receiver's template
 overrides, or a receiver setting that shows in the message (channel, mention).
@@ -17,10 +17,10 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from relay.alerts import WebhookMessage
+from relay.channels.preview import as_notification, readable_email, render, resolved, synthetic_group
 from relay.config.receivers import ReceiverConfig
 from relay.config.routes import Routes
 from relay.errors import ConfigError, DeliveryError
-from relay.preview import as_notification, readable_email, render, resolved, synthetic_group
 from relay.review.rulefiles import RuleAlert
 from relay.templating import PARTS, Templates
 

@@ -14,8 +14,8 @@ from typing import Any, Literal, Protocol
 
 from relay.actions import ActionRow
 from relay.alerts import Alert, Escalation, Notification, WebhookMessage, key_part
-from relay.priority import DEFAULT, Priority
-from relay.ratelimit import Budget, Grant
+from relay.alerts.priority import DEFAULT, Priority
+from relay.pacing.ratelimit import Budget, Grant
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class Candidate:
 
     `repeat_intervals[i]` belongs to `group.alerts[i]`: the interval of the
     route that sent that alert to this receiver. `priority` ranks the alerts
-    that survive dedup (relay.priority).
+    that survive dedup (relay.alerts.priority).
     """
 
     receiver: str
@@ -130,7 +130,7 @@ class HeartbeatState:
     heard_at: float | None = None
 
 
-# Why what was left of an escalation ended (relay.escalation): someone acknowledged or silenced the alert, it
+# Why what was left of an escalation ended (relay.stages.escalation): someone acknowledged or silenced the alert, it
 # resolved, or the route that armed it no longer escalates.
 EscalationEnd = Literal["acknowledged", "silenced", "resolved", "unrouted"]
 # An alert episode as the store keys it: key_part(fingerprint) and the normalised startsAt (rows.dedup_time).
@@ -412,7 +412,7 @@ class Store(Protocol):
     async def watches_due(self, now: float, next_check: float, limit: int) -> list[Watch]:
         """Forget watches whose silence ended by `now`; take up to `limit` due ones, each next asked at `next_check`
         (so one replica asks, not each)."""
-    # -- escalation (relay.escalation) -------------------------------------------------------
+    # -- escalation (relay.stages.escalation) -------------------------------------------------------
 
     async def arm_escalations(self, timers: Sequence[Timer], resolved: Sequence[Alert],
                               now: float) -> Resolved:
@@ -426,7 +426,7 @@ class Store(Protocol):
         webhook), for `reason`, at `now`; returns how many steps were cancelled (0: nothing was left, e.g. already
         sent, cancelled or never armed). Steps already sent stay sent. The ones a later firing episode of the same
         alert arms are not affected. Idempotent: a second acknowledge cancels nothing more. Callers should go
-        through relay.escalation.cancel, which also logs and counts."""
+        through relay.stages.escalation.cancel, which also logs and counts."""
 
     async def due_escalations(self, now: float, limit: int) -> list[DueTimer]:
         """Pending steps due at `now`, the earliest first."""

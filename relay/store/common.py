@@ -19,7 +19,7 @@ from typing import Any, Literal
 from relay.actions import ACTION, ActionRow
 from relay.alerts import Alert, Notification, State, WebhookMessage, group_status, key_part
 from relay.errors import Reason
-from relay.ratelimit import Budget, Grant, by_destination
+from relay.pacing.ratelimit import Budget, Grant, by_destination
 from relay.store.base import (
     Acted,
     Attempt,
@@ -367,8 +367,8 @@ def attempt_fields(attempt: Attempt) -> tuple[float, float, str, str, str]:
     return attempt.started_at, attempt.duration, attempt.outcome, attempt.reason, attempt.detail
 
 
-# Claims within budgets (relay.ratelimit): both stores size a claim by the tokens their buckets hold, take one token
-# per lane head they read, and lease only the heads that got one, most severe first.
+# Claims within budgets (relay.pacing.ratelimit): both stores size a claim by the tokens their buckets hold, take one
+# token per lane head they read, and lease only the heads that got one, most severe first.
 
 def shares(limit: int, room: Mapping[str, int], budgets: Mapping[str, Budget], tokens: Mapping[str, float]
            ) -> tuple[dict[str, int], dict[str, float]]:

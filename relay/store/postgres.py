@@ -24,7 +24,7 @@ from asyncpg.pool import PoolConnectionProxy
 from relay.actions import ActionRow
 from relay.alerts import Escalation, group_status, key_part
 from relay.errors import StoreRejected, StoreUnavailable
-from relay.ratelimit import Budget, Grant, Prepaid, by_destination, grant, prepay
+from relay.pacing.ratelimit import Budget, Grant, Prepaid, by_destination, grant, prepay
 from relay.store import common, migrate, queries
 from relay.store.base import (
     Acted,
@@ -275,7 +275,7 @@ class PostgresStore(common.Scripted):
         return Claim(claimed, next_due, waits)
 
     async def spend(self, wanted: Mapping[Budget, int]) -> dict[str, Grant]:
-        """A fast destination's tokens are taken several at a time and kept a moment (relay.ratelimit.Prepaid)."""
+        """A fast destination's tokens are taken several at a time and kept a moment (ratelimit.Prepaid)."""
         out: dict[str, Grant] = {}
         short: dict[Budget, tuple[int, int]] = {}  # budget -> (still needed, already covered)
         for b, n in wanted.items():
@@ -361,7 +361,7 @@ class PostgresStore(common.Scripted):
                 return None
             return await self.enqueue(notice, now, within=conn)
 
-    # -- escalation (relay.escalation) -------------------------------------------------------
+    # -- escalation (relay.stages.escalation) -------------------------------------------------------
 
     async def escalate(self, ids: Sequence[int], now: float, notice: list[Candidate],
                        escalation: Escalation) -> list[Enqueued] | None:

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from relay.alerts import Escalation, group_status, key_part
 from relay.errors import StoreRejected, StoreUnavailable
-from relay.ratelimit import Buckets, Budget, Grant, by_destination
+from relay.pacing.ratelimit import Buckets, Budget, Grant, by_destination
 from relay.store import common, migrate, queries
 from relay.store.base import (
     Attempt,
@@ -405,7 +405,7 @@ class SqliteStore(common.Scripted):
 
         return await self._call(op)
 
-    # -- escalation (relay.escalation) -------------------------------------------------------
+    # -- escalation (relay.stages.escalation) -------------------------------------------------------
 
     async def escalate(self, ids: Sequence[int], now: float, notice: list[Candidate],
                        escalation: Escalation) -> list[Enqueued] | None:

@@ -6,8 +6,8 @@ webhook body holding the alerts of the notifications it folded, so history, repl
 it like any other.
 
 A lane is folded from its head up to its first notification that must be sent on its own (a `never_fold`
-severity, or relay's own notice: a negative priority, relay.priority.OWN_RANK), and not at all while its head is being
-sent: what stays keeps its order, and a resolve is never folded
+severity, or relay's own notice: a negative priority, relay.alerts.priority.OWN_RANK), and not at all while its head
+is being sent: what stays keeps its order, and a resolve is never folded
 ahead of a firing still on its way.
 """
 

@@ -15,12 +15,14 @@ from __future__ import annotations
 import logging
 import time
 
-from relay import metrics, outbox, stages
+from relay import outbox
 from relay.config.receivers import RateLimit, ReceiverConfig
 from relay.outbox import Intake
-from relay.ratelimit import default_limit
+from relay.pacing.ratelimit import default_limit
 from relay.runtime import Runtime
+from relay.stages import loop
 from relay.store.base import Ended, Enqueued, Fold, Folded, Store, StormState
+from relay.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +67,7 @@ class Storms:
 
     async def run(self) -> None:
         # Should the check keep failing, notifications go one by one, as without the stage.
-        await stages.every(lambda: CHECK_SECONDS, self.check, "for storms", log)
+        await loop.every(lambda: CHECK_SECONDS, self.check, "for storms", log)
 
     async def check(self, now: float) -> None:
         routes = self.runtime.routes

@@ -1,8 +1,8 @@
 """How a storm's summary reads, whatever carries it: counts, the alerts by name (most severe first), where the rest is.
 
-Built from alert values, so every text here is shown as text: relay.neutralise makes hidden characters visible, and
-each channel escapes for its target (Slack mrkdwn, HTML) when it writes a Summary out. Each alert is counted once,
-by its latest status in the storm (a firing that resolved during the storm counts as resolved).
+Built from alert values, so every text here is shown as text: relay.templating.neutralise makes hidden characters
+visible, and each channel escapes for its target (Slack mrkdwn, HTML) when it writes a Summary out. Each alert is
+counted once, by its latest status in the storm (a firing that resolved during the storm counts as resolved).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from relay.alerts import Alert, Notification, alert_key
-from relay.neutralise import visible
 from relay.storms.fold import RELAY_URL, storm_of
 from relay.templating import distinguishing, safe_url
+from relay.templating.neutralise import visible
 
 SEVERITIES = ("critical", "warning", "info")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from relay.ratelimit import Budget
+from relay.pacing.ratelimit import Budget
 from relay.store.base import Handoff, HistoryFilter, Store
 from tests.doubles import candidate, group
 

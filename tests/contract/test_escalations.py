@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from relay.alerts import Alert, Escalation, WebhookMessage
-from relay.fingerprint import fingerprint
+from relay.alerts.fingerprint import fingerprint
 from relay.store import open_store
 from relay.store.base import Candidate, HistoryFilter, Resolved, Store, Timer
 

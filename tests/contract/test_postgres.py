@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from relay.errors import StoreUnavailable
-from relay.ratelimit import Budget
+from relay.pacing.ratelimit import Budget
 from relay.store import open_store
 from relay.store.base import Attempt, HistoryFilter, Store
 from tests.contract.test_heartbeats import notice
@@ -131,7 +131,7 @@ async def test_replicas_on_one_database_draw_on_one_bucket_per_destination(url: 
 
 
 async def test_a_fast_destinations_tokens_are_taken_a_few_at_a_time_and_still_one_budget(url: str) -> None:
-    """A handed-off send to a fast destination does not cost a round trip each (relay.ratelimit.prepay), yet two
+    """A handed-off send to a fast destination does not cost a round trip each (relay.pacing.ratelimit.prepay), yet two
     replicas together never get more than the bucket holds."""
     budget = Budget("slack:fast", rate=100.0, burst=40)
     a, b = await opened(url), await opened(url)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from relay.alerts import WebhookMessage
-from relay.priority import Priority
+from relay.alerts.priority import Priority
 from relay.store.base import Store
 from tests.doubles import candidate, group
 

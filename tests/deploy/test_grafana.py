@@ -17,7 +17,7 @@ import httpx
 import pytest
 import yaml
 
-from relay.fingerprint import fingerprint
+from relay.alerts.fingerprint import fingerprint
 from tests.conftest import Providers
 from tests.deploy.dashboards import (
     DASHBOARDS,

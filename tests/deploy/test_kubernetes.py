@@ -21,8 +21,8 @@ import pytest
 import yaml
 from kubernetes_validate.utils import SchemaNotFoundError, all_versions
 
+from relay.config.settings import Settings
 from relay.config.yamlconfig import expand
-from relay.settings import Settings
 from tests.deploy import prometheusrule
 from tests.deploy.kube import (
     CRD_FILES,

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from relay.fingerprint import fingerprint
+from relay.alerts.fingerprint import fingerprint
 from tests.conftest import Providers
 from tests.e2e.process import RelayProcess
 from tests.e2e.test_routing_table import webhook

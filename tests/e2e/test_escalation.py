@@ -16,10 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
-from relay import escalation
+from relay.alerts.fingerprint import fingerprint
 from relay.cli.admin import _show
-from relay.fingerprint import fingerprint
 from relay.services import Services
+from relay.stages import escalation
 from tests.conftest import Providers
 from tests.e2e.process import RelayProcess
 from tests.fakes.slack import DEFAULT_TOKEN, SIGNING_SECRET, TEAM_ID

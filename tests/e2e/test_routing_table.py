@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from relay.fingerprint import fingerprint
+from relay.alerts.fingerprint import fingerprint
 from tests.conftest import Providers
 from tests.helpers import fixture, poll_until, relay_settings, running_relay, slack_text
 from tests.test_routes import PLAN

@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 
 from relay.alerts import Alert
+from relay.alerts.fingerprint import fingerprint
 from relay.channels.pagerduty import dedup_key
-from relay.fingerprint import fingerprint
 from tests.reliability.conftest import Stack
 
 STARTS_AT = "2026-11-26T07:40:12.571836967Z"

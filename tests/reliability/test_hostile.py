@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from relay.alerts.fingerprint import fingerprint
 from relay.app import create_app
-from relay.fingerprint import fingerprint
 from tests.fakes.slack import SlackWebhookServer
 from tests.helpers import FIXTURES, poll_until, relay_settings
 from tests.reliability.conftest import (

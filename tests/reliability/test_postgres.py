@@ -11,7 +11,7 @@ import itertools
 import time
 from pathlib import Path
 
-from relay.settings import Settings
+from relay.config.settings import Settings
 from tests.e2e.process import RelayProcess
 from tests.reliability.conftest import Profile, Stack, expose, record
 from tests.reliability.load import Load, settled

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from relay.settings import Settings
+from relay.config.settings import Settings
 from tests.helpers import poll_until, relay_settings, running_relay
 from tests.reliability.conftest import Profile, Stack, expose, record
 from tests.reliability.load import NAME, Load, settled, webhook

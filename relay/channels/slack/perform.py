@@ -30,8 +30,8 @@ from relay.channels.slack.threads import Anchor
 from relay.channels.threads import Threads
 from relay.config.receivers import SlackActions
 from relay.errors import PermanentDeliveryError
-from relay.neutralise import visible
 from relay.store.base import Watch
+from relay.templating.neutralise import visible
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,9 @@ class Performer:
     async def _act(self, notification: Notification, action: Action, state: MessageState, progress: dict[str, Any],
                    progress_key: str, shown: WebhookMessage) -> tuple[MessageState, str]:
         """Do what the action asks of Alertmanager and say what came of it (the thread reply)."""
-        from relay import escalation  # here: relay.escalation reaches this module back through the routes' imports
+        from relay.stages import (
+            escalation,  # here: relay.stages.escalation reaches this module back through the routes' imports
+        )
 
         who = user(action.user)
         now = time.time()

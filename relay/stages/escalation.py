@@ -18,13 +18,15 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from relay import metrics, outbox, stages
+from relay import outbox
 from relay.alerts import Alert, Escalation, WebhookMessage
 from relay.config.durations import format_duration
 from relay.config.heartbeat import is_heartbeat
 from relay.outbox import Intake
+from relay.stages import loop
 from relay.store.base import Candidate, DueTimer, EscalationEnd, Store, Timer
 from relay.store.common import episode
+from relay.telemetry import metrics
 
 if TYPE_CHECKING:  # at run time only their values come in: relay.channels can import this module
     from relay.config.routes import Routes
@@ -166,7 +168,7 @@ class Escalator:
         return min(CHECK_MAX_SECONDS, max(CHECK_MIN_SECONDS, min(afters, default=CHECK_MAX_SECONDS * 5) / 5))
 
     async def run(self) -> None:
-        await stages.every(self.interval, self.check, "escalations", log)
+        await loop.every(self.interval, self.check, "escalations", log)
 
     async def check(self, now: float) -> None:
         routes = self.runtime.routes

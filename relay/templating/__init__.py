@@ -22,7 +22,7 @@ from markupsafe import Markup
 
 from relay.alerts import Alert, Notification
 from relay.errors import ConfigError, PermanentDeliveryError, Reason
-from relay.neutralise import visible
+from relay.templating.neutralise import visible
 from relay.times import parse_time
 
 Kind = Literal["plain", "mrkdwn", "html", "markdown"]
@@ -209,7 +209,8 @@ def distinguishing(labels: Mapping[str, str], common: Mapping[str, str], group_s
 
 def shown(values: Mapping[str, str]) -> dict[str, str]:
     """Labels or annotations as a message may show them: hidden and control characters made visible, in keys
-    too (relay.neutralise). Links are built from the raw values, so a Silence link still matches the alert."""
+    too (relay.templating.neutralise). Links are built from the raw values, so a Silence link still matches the
+    alert."""
     return {visible(k): visible(v) for k, v in values.items()}
 
 

@@ -144,7 +144,7 @@ class State(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Escalation:
-    """What makes a notification an escalation (relay.escalation): step `step` of `steps`, sent because nobody
+    """What makes a notification an escalation (relay.stages.escalation): step `step` of `steps`, sent because nobody
     acknowledged its alerts `after` seconds after relay first received them."""
 
     step: int

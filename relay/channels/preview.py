@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from relay.alerts import Notification, WebhookMessage, group_status
+from relay.alerts.fingerprint import fingerprint
 from relay.channels.digest import build_digest
 from relay.channels.discord import requests as discord_requests
 from relay.channels.email import build_message as email_message
@@ -30,7 +31,6 @@ from relay.channels.webhook import build_request as webhook_request
 from relay.channels.webhook import is_json
 from relay.config.receivers import ReceiverConfig
 from relay.errors import DeliveryError
-from relay.fingerprint import fingerprint
 from relay.storms.fold import storm_lane, storm_of, summary_group
 from relay.templating import Templates
 from relay.times import GO_ZERO_TIME, rfc3339
