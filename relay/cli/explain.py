@@ -12,9 +12,9 @@ from typing import Any
 
 from relay.cli.admin import _call, _client, _url, _when
 from relay.cli.common import ADMIN_ENVIRONMENT, command
+from relay.config.settings import Settings
 from relay.console.explain import as_text
 from relay.errors import UsageError
-from relay.settings import Settings
 
 
 def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:

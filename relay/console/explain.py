@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from relay.alerts import WebhookMessage, key_part
+from relay.alerts.fingerprint import fingerprint
 from relay.config.durations import format_duration
 from relay.config.routes import DEFAULT_REPEAT_INTERVAL, Routes
-from relay.fingerprint import fingerprint
 from relay.store.base import Store
 from relay.store.console import Reader
 

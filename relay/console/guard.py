@@ -14,9 +14,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from relay.auth import check_origin
+from relay.config.settings import Settings
 from relay.console import session
 from relay.errors import Rejected
-from relay.settings import Settings
 
 
 def key(settings: Settings) -> bytes:

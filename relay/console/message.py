@@ -1,5 +1,5 @@
-"""A notification's message as it was sent (rendered again by relay.preview, every secret masked), where its Slack
-thread is, and who acknowledged or silenced its alerts."""
+"""A notification's message as it was sent (rendered again by relay.channels.preview, every secret masked), where its
+Slack thread is, and who acknowledged or silenced its alerts."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from relay.alerts import alert_key
-from relay.preview import render
+from relay.channels.preview import render
 from relay.services import Services
 from relay.store.console import Reader
 from relay.store.rows import notification_from_row
