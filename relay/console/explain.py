@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from relay.alerts import WebhookMessage, key_part
+from relay.alerts import INFERRED, WebhookMessage, key_part
 from relay.alerts.fingerprint import fingerprint
 from relay.config.durations import format_duration
 from relay.config.routes import DEFAULT_REPEAT_INTERVAL, Routes
@@ -170,6 +170,12 @@ def _received(found: list[_Found]) -> list[Line]:
         group = items[0].group
         source = group.externalURL or "(no externalURL)"
         to = ", ".join(f"{i.row['receiver']} #{i.row['id']}" for i in items)
+        why = (group.model_extra or {}).get(INFERRED)
+        if isinstance(why, dict):  # relay's own resolve (relay.silences), and on what evidence
+            lines.append(Line("info", f"{status} (startsAt {starts_at}) inferred by relay's {why.get('by')} "
+                                      f"(silence {why.get('silence')}): {why.get('reason')}: written for {to}",
+                              received_at, items[0].row["id"]))
+            continue
         lines.append(Line("info", f"{status} (startsAt {starts_at}) from Alertmanager {source}, its receiver "
                                   f"{group.receiver!r}, group {group.groupKey}: written for {to}",
                           received_at, items[0].row["id"]))
@@ -215,8 +221,14 @@ def _dedup(routes: Routes | None, labels: Mapping[str, str], marks: dict[str, li
             against = f"#{ref}" if ref is not None else "that notification"
             firing = mark["status"] == "firing"
             until = f" until repeat_interval {format_duration(interval)} has passed" if firing else ""
-            lines.append(Line("info", f"{name}: {mark['status']} of the episode that started {mark['starts_at']} was "
-                                      f"notified; a copy of it arriving again (a re-sent group, an HA Alertmanager "
+            head = f"{name}: {mark['status']} of the episode that started {mark['starts_at']} was notified"
+            if any(m["starts_at"] == mark["starts_at"] and m["status"] != mark["status"]
+                   and m["notified_at"] > mark["notified_at"] for m in rows):  # as store.rows.dedup_passes decides
+                lines.append(Line("info", f"{head}, then its {'resolve' if firing else 'firing again'}: a "
+                                          f"{mark['status']} of it arriving now is notified again (a change of state, "
+                                          f"not a copy)", mark["notified_at"], ref))
+                continue
+            lines.append(Line("info", f"{head}; a copy of it arriving again (a re-sent group, an HA Alertmanager "
                                       f"peer) is deduplicated against {against}{until}", mark["notified_at"], ref))
     for name in intervals:
         if name not in marks:

@@ -223,6 +223,12 @@ async def test_a_silenced_alert_that_resolves_is_shown_resolved(tmp_path: Path, 
             code, shown_out = await run_relay("notifications", "show", str(shown["id"]), "--url", relay.url,
                                               env={"RELAY_ADMIN_TOKEN": "admin-token-0123"})
             assert code == 0 and "resolved by relay (silence watch, silence " in shown_out, shown_out
+            code, explained = await run_relay("explain", firing["fingerprint"], "--url", relay.url,
+                                              env={"RELAY_ADMIN_TOKEN": "admin-token-0123"})
+            assert code == 0 and "resolved (startsAt " in explained, explained
+            assert "inferred by relay's silence watch (silence " in explained
+            assert "absent from Alertmanager for" in explained
+            assert "then its resolve: a firing of it arriving now is notified again" in explained
 
             # The same episode firing again after relay showed its resolve (as Alertmanager re-sends it, same
             # startsAt and fingerprint): a new page, not a duplicate dropped until repeat_interval.
