@@ -102,6 +102,11 @@ class Runtime:
         for name, notes in routes.defaults.items():
             log.warning("receiver %s sends to routes.yaml defaults: %s; set the variables if that is not where its "
                         "messages should go", name, "; ".join(notes))
+        muting = routes.muting_routes()
+        if muting:
+            log.warning("routes %s name mute_time_intervals or active_time_intervals: relay checks them but does "
+                        "not mute at run time yet, so their notifications are delivered (docs/configuration.md, "
+                        "Time intervals)", ", ".join(str(i + 1) for i in muting))
         log.info("loaded %s: %d receivers, %d routes", self.routes_file, len(routes.receivers),
                  len(routes.spec.routes))
         return routes

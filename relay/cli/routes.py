@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,8 +76,14 @@ def cmd_routes_test(args: argparse.Namespace, settings: Settings) -> int:
     routes, _ = load(settings)
     alert = labels(args.labels)
     beats = [h.name for h in routes.spec.heartbeats if h.matches(alert)]
-    names = [] if beats else [t.receiver for t in routes.targets(alert)]
+    walk = routes.walk(alert, args.at)
+    names = [] if beats else [t.receiver for t in walk.targets]
     print(",".join(names))
+    for muted in [] if beats else walk.muted:
+        print(f"muted: {muted.receiver} (route {muted.route + 1} {muted.reason} at {args.at.isoformat()})",
+              file=sys.stderr)
+    if args.at is None and not beats and routes.intervals:
+        print("note: time intervals are not applied without --at TIME", file=sys.stderr)
     chosen = None if beats else routes.escalation(alert)
     if chosen is not None:
         from relay.config.escalation import describe
@@ -90,6 +97,18 @@ def cmd_routes_test(args: argparse.Namespace, settings: Settings) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+def _instant(text: str) -> datetime:
+    """An RFC 3339 instant for --at: a date, a time and an offset (`Z` or `+09:00`); a local time is ambiguous."""
+    try:
+        when = datetime.fromisoformat(text.strip().replace("z", "Z"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an RFC 3339 time, e.g. 2026-03-06T19:30:00+09:00") \
+            from None
+    if when.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no offset: add Z or one like +09:00 (RFC 3339)")
+    return when
 
 
 def cmd_routes_diff(args: argparse.Namespace, settings: Settings) -> int:
@@ -145,11 +164,16 @@ def add_commands(sub: Any) -> None:
         "Print the receivers an alert with these labels goes to (comma-separated, in order), then its escalation if "
         "a route escalates it; a heartbeat alert is named as consumed, not routed. Like amtool config routes test.",
         examples=["relay routes test severity=critical alertname=PodDown",
+                  "relay routes test --at 2026-03-06T19:30:00+09:00 severity=warning alertname=HighLatency",
                   "relay routes test --verify-receivers slack-alerts,ops-email severity=critical"],
         environment=ROUTES_ENVIRONMENT)
     rtest.add_argument("--verify-receivers", metavar="R[,R]",
                        help="exit 1 unless the receivers are exactly these, in order (default: off), "
                        "e.g. --verify-receivers slack-alerts,ops-email")
+    rtest.add_argument("--at", type=_instant, metavar="TIME",
+                       help="route as at this instant, RFC 3339 with any offset, so mute_time_intervals and "
+                       "active_time_intervals apply; muted routes are noted on stderr (default: off, no interval "
+                       "applies), e.g. --at 2026-03-06T19:30:00+09:00")
     rtest.add_argument("labels", nargs="*", metavar="K=V",
                        help="the alert's labels (default: none, an alert without labels), "
                        "e.g. severity=critical alertname=PodDown")

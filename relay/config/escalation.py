@@ -27,6 +27,8 @@ class EscalationStep(BaseModel):
 
     after: Duration
     receivers: list[str] = Field(min_length=1)
+    mute_time_intervals: list[str] = Field(default_factory=list)
+    active_time_intervals: list[str] = Field(default_factory=list)
 
     @field_validator("after")
     @classmethod

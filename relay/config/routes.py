@@ -9,8 +9,8 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from relay.config.escalation import EscalationStep, check_escalation
 from relay.config.heartbeat import HeartbeatConfig
 from relay.config.matchers import Matcher, MatcherError, parse_matchers
 from relay.config.receivers import GlobalConfig, ReceiverConfig, with_globals
+from relay.config.timeintervals import TimeInterval
 from relay.errors import ConfigError
 from relay.templating import Templates
 
@@ -39,6 +40,8 @@ class Route(BaseModel):
     continue_: bool = Field(default=False, alias="continue")
     repeat_interval: Duration = DEFAULT_REPEAT_INTERVAL
     escalate: list[EscalationStep] = Field(default_factory=list)
+    mute_time_intervals: list[str] = Field(default_factory=list)
+    active_time_intervals: list[str] = Field(default_factory=list)
 
     @field_validator("matchers", mode="before")
     @classmethod
@@ -58,6 +61,7 @@ class RoutesFile(BaseModel):
     default_receivers: list[str] = Field(default_factory=list)
     heartbeats: list[HeartbeatConfig] = Field(default_factory=list)
     priority: PriorityConfig = Field(default_factory=PriorityConfig)
+    time_intervals: list[TimeInterval] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _names_resolve(self) -> RoutesFile:
@@ -84,6 +88,25 @@ class Target:
     repeat_interval: timedelta
 
 
+@dataclass(frozen=True)
+class Muted:
+    """A receiver an alert reached only through routes muted at that instant: the first such route (its index) and
+    why, in words for history and `routes test` (`muted by time interval "nights"`)."""
+
+    receiver: str
+    route: int
+    reason: str
+    repeat_interval: timedelta
+
+
+@dataclass(frozen=True)
+class Walk:
+    """Where one alert goes at one instant: the receivers to send to, and those its muted routes would have."""
+
+    targets: list[Target]
+    muted: list[Muted] = field(default_factory=list)
+
+
 class Routes:
     """A loaded, validated routes.yaml: receivers by name and the routing function."""
 
@@ -95,23 +118,48 @@ class Routes:
         self.receivers: dict[str, ReceiverConfig] = {r.name: with_globals(r, spec.global_) for r in spec.receivers}
         self.defaults = _on_defaults(spec, self.receivers, defaulted or {})
         self.priority: Priority = spec.priority.priority()
+        self.intervals: dict[str, TimeInterval] = {t.name: t for t in spec.time_intervals}
 
-    def targets(self, labels: Mapping[str, str]) -> list[Target]:
-        """The receivers for one alert, in route order, each once (the first route naming it sets its interval)."""
+    def targets(self, labels: Mapping[str, str], at: datetime | None = None) -> list[Target]:
+        """The receivers for one alert, in route order, each once (the first route naming it sets its interval);
+        with `at`, without those only routes muted at that instant reach (see `walk`)."""
+        return self.walk(labels, at).targets
+
+    def walk(self, labels: Mapping[str, str], at: datetime | None = None) -> Walk:
+        """Walk the routes for one alert. A route muted at `at` (its `mute_time_intervals` hold it, or it has
+        `active_time_intervals` and none holds it) still matches and still ends the walk unless `continue`, as in
+        Alertmanager, but its receivers are only noted as muted; a receiver another matching route sends to is sent
+        to. Without `at`, no route is muted (as review tools read a file)."""
         chosen: dict[str, Target] = {}
+        muted: dict[str, Muted] = {}
         matched = False
-        for route in self.spec.routes:
+        for i, route in enumerate(self.spec.routes):
             if not route.matches(labels):
                 continue
             matched = True
+            why = self.muted_by(route.mute_time_intervals, route.active_time_intervals, at)
             for name in route.receivers:
-                chosen.setdefault(name, Target(name, route.repeat_interval))
+                if why is None:
+                    chosen.setdefault(name, Target(name, route.repeat_interval))
+                else:
+                    muted.setdefault(name, Muted(name, i, why, route.repeat_interval))
             if not route.continue_:
                 break
         if not matched:
             for name in self.spec.default_receivers:
                 chosen.setdefault(name, Target(name, DEFAULT_REPEAT_INTERVAL))
-        return list(chosen.values())
+        return Walk(list(chosen.values()), [m for name, m in muted.items() if name not in chosen])
+
+    def muted_by(self, mute: list[str], active: list[str], at: datetime | None) -> str | None:
+        """Why a route or escalation step with these intervals sends nothing at `at`, or None if it sends."""
+        if at is None:
+            return None
+        for name in mute:
+            if self.intervals[name].contains(at):
+                return f"muted by time interval {name!r}"
+        if active and not any(self.intervals[name].contains(at) for name in active):
+            return f"outside its active time intervals {', '.join(repr(n) for n in active)}"
+        return None
 
     def escalation(self, labels: Mapping[str, str]) -> Escalation | None:
         """The escalation of an alert with these labels: of the first route it reaches (as `targets` walks them)
@@ -145,6 +193,12 @@ class Routes:
         if not reached and receiver in self.spec.default_receivers:
             team = set(self.spec.default_receivers)
         return team, owns
+
+    def muting_routes(self) -> list[int]:
+        """The indexes of routes that name time intervals, on themselves or on an escalation step."""
+        return [i for i, route in enumerate(self.spec.routes)
+                if route.mute_time_intervals or route.active_time_intervals
+                or any(step.mute_time_intervals or step.active_time_intervals for step in route.escalate)]
 
     @property
     def escalates(self) -> bool:
@@ -205,6 +259,7 @@ def _check_names(spec: RoutesFile, lines: dict[yamlconfig.Path_, int], file: str
             raise ConfigError(f"default_receivers names unknown receiver {name!r}; known: {sorted(names)}",
                               file=file, line=yamlconfig.line_of(lines, ("default_receivers", j)))
     _check_heartbeats(spec, names, lines, file)
+    _check_intervals(spec, lines, file)
     for i, route in enumerate(spec.routes):
         check_escalation(i, route.escalate, names, lines, file)
     fallbacks = {r.name: r.fallback for r in spec.receivers if r.fallback}
@@ -220,6 +275,27 @@ def _check_names(spec: RoutesFile, lines: dict[yamlconfig.Path_, int], file: str
                                   line=yamlconfig.line_of(lines, ("receivers", i, "fallback")))
             chain.append(nxt)
             nxt = fallbacks.get(nxt)
+
+
+def _check_intervals(spec: RoutesFile, lines: dict[yamlconfig.Path_, int], file: str) -> None:
+    """As Alertmanager: interval names are unique, and a route names only intervals the file defines."""
+    known: set[str] = set()
+    for i, interval in enumerate(spec.time_intervals):
+        if interval.name in known:
+            raise ConfigError(f"time interval {interval.name!r} is not unique", file=file,
+                              line=yamlconfig.line_of(lines, ("time_intervals", i, "name")))
+        known.add(interval.name)
+    uses: list[tuple[yamlconfig.Path_, list[str]]] = []
+    for i, route in enumerate(spec.routes):
+        uses += [(("routes", i, key), getattr(route, key)) for key in ("mute_time_intervals", "active_time_intervals")]
+        for j, step in enumerate(route.escalate):
+            uses += [(("routes", i, "escalate", j, key), getattr(step, key))
+                     for key in ("mute_time_intervals", "active_time_intervals")]
+    for path, names in uses:
+        for k, name in enumerate(names):
+            if name not in known:
+                raise ConfigError(f"{describe_path((*path, k))}: undefined time interval {name!r}; "
+                                  f"defined: {sorted(known)}", file=file, line=yamlconfig.line_of(lines, (*path, k)))
 
 
 def _check_heartbeats(spec: RoutesFile, receivers: set[str], lines: dict[yamlconfig.Path_, int], file: str) -> None:
@@ -238,7 +314,9 @@ def _check_heartbeats(spec: RoutesFile, receivers: set[str], lines: dict[yamlcon
 
 # A list's items are named as people count them, from 1, the same in every message: `route 3`, not `routes.2`.
 _ITEMS = {"routes": "route", "receivers": "receiver", "heartbeats": "heartbeat", "escalate": "escalate step",
-          "matchers": "matcher", "default_receivers": "default_receivers item"}
+          "matchers": "matcher", "default_receivers": "default_receivers item", "time_intervals": "time interval",
+          "times": "times item", "weekdays": "weekdays item", "days_of_month": "days_of_month item",
+          "months": "months item", "years": "years item"}
 
 
 def describe_path(loc: yamlconfig.Path_) -> str:
@@ -251,7 +329,8 @@ def describe_path(loc: yamlconfig.Path_) -> str:
         number = rest[0] if rest else None
         if isinstance(part, str) and isinstance(number, int):
             rest.pop(0)
-            items.append(f"{_ITEMS.get(part, part + ' item')} {number + 1}")
+            label = "entry" if part == "time_intervals" and items else _ITEMS.get(part, part + " item")
+            items.append(f"{label} {number + 1}")
         else:
             keys.append(str(part))
     named = " ".join(items)
