@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from relay.store import common, migrate, queries
+from relay.store import actions, common, escalations, history, migrate, queries, script, storms
 
 
 def test_every_statement_common_runs_is_named_in_both_dialects() -> None:
-    used = set(re.findall(r'(?:q|d\.queries)\["([a-z_]+)"\]', Path(common.__file__).read_text()))
+    scripts = (common, script, history, actions, storms, escalations)
+    named = r'(?:q|d\.queries)\["([a-z_]+)"\]'
+    used = {name for m in scripts for name in re.findall(named, Path(m.__file__).read_text())}
     used |= {f"prune_{state}{part}" for state in ("cancelled", "delivered") for part in ("", "_attempts")}
     assert "replay" in used and "attempts_of" in used
     for dialect in ("sqlite", "postgres"):

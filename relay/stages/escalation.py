@@ -25,7 +25,7 @@ from relay.config.heartbeat import is_heartbeat
 from relay.outbox import Intake
 from relay.stages import loop
 from relay.store.base import Candidate, DueTimer, EscalationEnd, Store, Timer
-from relay.store.common import episode
+from relay.store.rows import episode
 from relay.telemetry import metrics
 
 if TYPE_CHECKING:  # at run time only their values come in: relay.channels can import this module

@@ -37,6 +37,7 @@ from relay.store.base import (
     HeartbeatState,
 )
 from relay.store.rows import (
+    attempt_fields,
     dedup_time,
     handed_off,
     notification_from_row,
@@ -301,7 +302,7 @@ class PostgresStore(common.Scripted):
 
     async def _finish(self, sql: str, params: tuple[Any, ...], attempt: Attempt) -> None:
         async with self._conn() as conn:
-            await conn.execute(sql, *params, *common.attempt_fields(attempt))
+            await conn.execute(sql, *params, *attempt_fields(attempt))
 
     async def complete(self, notification_id: int, owner: str, attempt: Attempt) -> None:
         await self._finish(Q["done"], common.delivered(notification_id, owner, attempt), attempt)

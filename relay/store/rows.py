@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from relay.actions import ACTION, FIELD
-from relay.alerts import INFERRED, Escalation, Notification, WebhookMessage
+from relay.alerts import INFERRED, Alert, Escalation, Notification, WebhookMessage, key_part
 from relay.errors import StoreRejected
-from relay.store.base import Candidate, Claimed
+from relay.store.base import Attempt, Candidate, Claimed, Episode
 from relay.times import parse_time
 
 
@@ -98,3 +98,13 @@ def storable(payload: str) -> str:
 
 def attempt_error(reason: str, detail: str) -> str:
     return f"{reason}: {detail}" if detail else reason
+
+
+def episode(alert: Alert) -> Episode:
+    """An alert episode as the escalations table (and dedup) keys it."""
+    return key_part(alert.fingerprint), dedup_time(alert.startsAt)
+
+
+def attempt_fields(attempt: Attempt) -> tuple[float, float, str, str, str]:
+    """An attempt as record_attempt (and the outcome statements) take it, after the notification id."""
+    return attempt.started_at, attempt.duration, attempt.outcome, attempt.reason, attempt.detail

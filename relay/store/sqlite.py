@@ -35,6 +35,7 @@ from relay.store.base import (
     HeartbeatState,
 )
 from relay.store.rows import (
+    attempt_fields,
     dedup_passes,
     dedup_time,
     handed_off,
@@ -345,7 +346,7 @@ class SqliteStore(common.Scripted):
         """Record an outcome; undone by a power cut, it would be tried again (at least once, never lost)."""
         def op(conn: sqlite3.Connection) -> None:
             if conn.execute(sql, params).rowcount:
-                conn.execute(Q["record_attempt"], (notification_id, *common.attempt_fields(attempt)))
+                conn.execute(Q["record_attempt"], (notification_id, *attempt_fields(attempt)))
 
         await self._call(op, durable)
 
