@@ -2,8 +2,8 @@
 
 Without --smoke each bench runs at full size (about an hour in all); run them
 one by one (`python -m bench.latency`, `bench.throughput`, `bench.store`,
-`bench.email`, `bench.footprint`, `bench.storm`) to choose their sizes. Timings never fail a run: only a bench
-that breaks does.
+`bench.email`, `bench.footprint`, `bench.storm`, `bench.console`) to choose their sizes. Timings never fail a run:
+only a bench that breaks does.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import argparse
 import asyncio
 import time
 
-from bench import email, footprint, latency, store, storm, throughput
+from bench import console, email, footprint, latency, store, storm, throughput
 
 
 async def run_all(smoke: bool, require_postgres: bool) -> int:
     extra = (["--smoke"] if smoke else []) + (["--require-postgres"] if require_postgres else [])
-    for module in (latency, throughput, store, email, footprint, storm):
+    for module in (latency, throughput, store, email, footprint, storm, console):
         started = time.monotonic()
         print(f"== {module.__name__}", flush=True)
         await module.main(module.parse_args(extra))

@@ -22,6 +22,7 @@ from relay.store.base import Store
 from relay.store.console import Reader
 
 FINGERPRINT_CHARS = frozenset("0123456789abcdef")
+EPISODES = 20  # per receiver, the newest: what "why was I (not) paged" is about, and a bound on what a page reads
 
 
 @dataclass(frozen=True)
@@ -106,18 +107,18 @@ class _Found:
 
 async def explain(store: Store, reader: Reader, routes: Routes | None, query: str) -> Explanation:
     fp, labels = parse_query(query)
-    found = await _notifications(reader, routes, fp)
+    marks = await _marks(reader, routes, fp)
+    found = await _notifications(reader, marks, fp)
     if not labels and found:
         alert = next(a for a in found[-1].group.alerts if a.fingerprint == fp)
         labels = dict(alert.labels)
     answer = Explanation(fp, labels)
     answer.add("Received", _received(found))
     answer.add("Routes (routes.yaml as loaded now)", _routes(routes, labels))
-    marks = await _marks(reader, routes, fp)
     answer.add("Deduplication", _dedup(routes, labels, marks, found))
     answer.add("Storms", _storms(found))
     answer.add("Escalation", await _escalation(store, fp))
-    answer.add("Deliveries", await _deliveries(store, found))
+    answer.add("Deliveries", await _deliveries(reader, found))
     answer.add("Acknowledgements and silences", await _acks(store, reader, fp))
     return answer
 
@@ -127,23 +128,27 @@ def _receiver_names(routes: Routes | None) -> list[str]:
 
 
 async def _marks(reader: Reader, routes: Routes | None, fp: str) -> dict[str, list[dict[str, Any]]]:
-    out = {}
-    for name in _receiver_names(routes):
-        rows = await reader.rows("marks_of", name, key_part(fp))
-        if rows:
-            out[name] = rows
-    return out
+    """Per receiver, its newest EPISODES dedup marks of this alert, newest first."""
+    names = _receiver_names(routes)
+    found = await reader.batch([("marks_of", (name, key_part(fp), EPISODES)) for name in names])
+    return {name: rows for name, rows in zip(names, found, strict=True) if rows}
 
 
-async def _notifications(reader: Reader, routes: Routes | None, fp: str) -> list[_Found]:
-    """Every notification that carried this alert and wrote a dedup mark, oldest first."""
+async def _notifications(reader: Reader, marks: dict[str, list[dict[str, Any]]], fp: str) -> list[_Found]:
+    """The notification that wrote each mark (and carried this alert), oldest first: the delivered ones on the
+    delivered index, then the few others."""
+    asked = [(name, mark["notified_at"]) for name, rows in marks.items() for mark in rows]
+    rows = [found[0] if found else None
+            for found in await reader.batch([("notified_by_delivered", key) for key in asked])]
+    missing = [i for i, row in enumerate(rows) if row is None]
+    others = await reader.batch([("notified_by_other", asked[i]) for i in missing])
+    for i, found in zip(missing, others, strict=True):
+        rows[i] = found[0] if found else None  # else forgotten after retention, or purged
     seen: dict[int, _Found] = {}
-    for name, rows in (await _marks(reader, routes, fp)).items():
-        for mark in rows:
-            for row in await reader.rows("notified_by", name, mark["notified_at"]):
-                found = _with_alert(row, fp)
-                if found is not None:
-                    seen[row["id"]] = found
+    for row in rows:
+        item = _with_alert(row, fp) if row is not None else None
+        if item is not None:
+            seen[item.row["id"]] = item
     return [seen[i] for i in sorted(seen)]
 
 
@@ -235,6 +240,8 @@ def _dedup(routes: Routes | None, labels: Mapping[str, str], marks: dict[str, li
             lines.append(Line("no", f"{name}: never notified of this alert (no dedup mark)"))
     if not lines:
         lines.append(Line("info", "no receiver holds a dedup mark for this alert"))
+    if any(len(rows) == EPISODES for rows in marks.values()):
+        lines.append(Line("info", f"only the newest {EPISODES} episodes per receiver are shown"))
     return lines
 
 
@@ -263,17 +270,16 @@ async def _escalation(store: Store, fp: str) -> list[Line]:
     return lines or [Line("info", "no escalation armed for this alert")]
 
 
-async def _deliveries(store: Store, found: list[_Found]) -> list[Line]:
+async def _deliveries(reader: Reader, found: list[_Found]) -> list[Line]:
     lines = []
-    for item in found:
+    logs = await reader.batch([("attempts_of", (item.row["id"],)) for item in found])
+    for item, attempts in zip(found, logs, strict=True):
         row = item.row
         head = f"{row['receiver']} ({row['integration']}) {item.status}"
         if row["summary_id"] is not None:
             lines.append(Line("info", f"{head}: delivered in storm summary #{row['summary_id']}", row["finished_at"],
                               row["id"]))
             continue
-        detail = await store.detail(row["id"])
-        attempts = (detail or {}).get("attempt_log", [])
         for attempt in attempts:
             mark = "ok" if attempt["outcome"] == "delivered" else "no"
             reason = f": {attempt['reason']}" if attempt["reason"] else ""

@@ -90,20 +90,24 @@ async def receivers(store: Store, reader: Reader, names: Mapping[str, str], now:
     return list(found.values())
 
 
-def chart(points: Sequence[tuple[float, float]], now: float, width: int = 240, height: int = 48) -> str:
+def chart(points: Sequence[tuple[float, float]], now: float, width: int = 240, height: int = 56) -> str:
     """A server-rendered SVG of the last hour's delivery latencies (one dot per delivery, seconds on a square-root
     scale so one slow retry does not flatten the rest). Only numbers go in: no text of an alert."""
+    plot = height - 14  # the bottom line holds the axis' words
+    axis = (f'<line x1="0" y1="{plot}" x2="{width}" y2="{plot}" class="axis"/>'
+            f'<text x="0" y="{height - 2}">60 min ago</text><text x="{width}" y="{height - 2}" '
+            f'text-anchor="end">now</text>')
     if not points:
+        label = "no deliveries in the last hour"
         return (f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
-                f'aria-label="no deliveries in the last hour"><line x1="0" y1="{height - 1}" x2="{width}" '
-                f'y2="{height - 1}" class="axis"/></svg>')
+                f'aria-label="{label}"><title>{label}</title>{axis}</svg>')
     top = max(seconds for _, seconds in points) or 1.0
     dots = []
     for finished, seconds in points:
-        x = width * min(1.0, max(0.0, 1 - (now - finished) / HOUR))
-        y = (height - 4) * (1 - (seconds / top) ** 0.5) + 2
-        dots.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="1.8"/>')
+        x = 3 + (width - 6) * min(1.0, max(0.0, 1 - (now - finished) / HOUR))
+        y = 3 + (plot - 6) * (1 - (seconds / top) ** 0.5)
+        dots.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2"/>')
     label = f"{len(points)} deliveries in the last hour, slowest {top:.2f} s"
     return (f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
-            f'aria-label="{label}"><title>{label}</title><line x1="0" y1="{height - 1}" x2="{width}" '
-            f'y2="{height - 1}" class="axis"/>{"".join(dots)}</svg>')
+            f'aria-label="{label}"><title>{label}</title>{axis}<text x="0" y="9">'
+            f'slowest {top:.2f} s</text>{"".join(dots)}</svg>')

@@ -70,9 +70,9 @@ async def notification(request: Request, ctx: Ctx) -> Response:
 
 
 async def dead_letters(request: Request, ctx: Ctx) -> Response:
-    rows = await ctx.reader.page(Page(state="dead", receiver=ctx.form.get("receiver") or None, limit=200,
+    rows = await ctx.reader.page(Page(state="dead", receiver=ctx.form.get("receiver") or None, limit=100,
                                       before=positive(ctx.form.get("before"))))
-    more = rows[-1]["id"] if len(rows) == 200 else None
+    more = rows[-1]["id"] if len(rows) == 100 else None
     receivers = sorted({r["receiver"] for r in rows})
     return ctx.render("dead_letters.html", rows=rows, more=more, receivers=receivers, flash=None)
 
@@ -110,7 +110,7 @@ async def dead_letter_act(request: Request, ctx: Ctx) -> Response:
         log.info("console: dead letter %d retried: %s", notification_id, outcome)
     if action != "purge":
         state.dispatcher.wake()
-    rows = await ctx.reader.page(Page(state="dead", limit=200))
+    rows = await ctx.reader.page(Page(state="dead", limit=100))
     return ctx.render("dead_letters.html", rows=rows, more=None, receivers=sorted({r["receiver"] for r in rows}),
                       flash=results or ["nothing to do"])
 

@@ -24,8 +24,8 @@ GROUP BY receiver
 SELECT id, receiver, started_at, folded_at, ended_at, folded, ref FROM storms ORDER BY id DESC LIMIT $1
 
 -- storm_summaries --
--- The summary notifications of one storm (its own lane), oldest first
-SELECT id, state, received_at, finished_at FROM notifications WHERE lane = $1 ORDER BY id
+-- The summary notifications of one storm (its own lane, on the storm-lane index), oldest first
+SELECT id, state, received_at, finished_at FROM notifications WHERE lane = $1 AND {storm_lane} ORDER BY id
 
 -- summary_storm --
 -- The lane of a summary notification (its storm is in the lane's name)
@@ -36,13 +36,27 @@ SELECT lane, receiver FROM notifications WHERE id = $1
 SELECT id, receiver, received_at, payload FROM notifications WHERE summary_id = $1 ORDER BY id
 
 -- marks_of --
--- Where receiver $1 has notified alert $2 (each episode and status, and when: a dedup mark, by its primary key)
-SELECT starts_at, status, notified_at FROM dedup WHERE receiver = $1 AND fingerprint = $2 ORDER BY notified_at
+-- Where receiver $1 has notified alert $2, the newest $3 (each episode and status, and when: dedup's primary key)
+SELECT starts_at, status, notified_at FROM dedup WHERE receiver = $1 AND fingerprint = $2
+ORDER BY notified_at DESC LIMIT $3
 
--- notified_by --
--- The notification that wrote a dedup mark: the receiver's, received at that instant (the mark's notified_at)
+-- notified_by_delivered --
+-- The delivered notification that wrote a dedup mark: the receiver's, received at that instant ($2). It finished
+-- at that instant or after, so the delivered index is read from there on, up to the first one found (`|| ''`
+-- keeps the planners off the (state, receiver) index, which would read every delivery of the receiver)
 SELECT id, receiver, integration, status, state, received_at, finished_at, attempts, last_error, summary_id, payload
-FROM notifications WHERE receiver = $1 AND received_at = $2 ORDER BY id
+FROM notifications WHERE state = 'delivered' AND finished_at >= $2 AND receiver || '' = $1 AND received_at = $2
+ORDER BY finished_at LIMIT 1
+
+-- notified_by_other --
+-- The same for a notification not delivered (dead, pending, cancelled: few, on the state index)
+SELECT id, receiver, integration, status, state, received_at, finished_at, attempts, last_error, summary_id, payload
+FROM notifications WHERE state IN ('dead', 'pending', 'cancelled') AND receiver = $1 AND received_at = $2
+ORDER BY id DESC LIMIT 1
+
+-- attempts_of --
+-- Every attempt of one notification, in order
+SELECT started_at, duration, outcome, reason, detail FROM attempts WHERE notification_id = $1 ORDER BY started_at
 
 -- notification_row --
 -- One notification with what rebuilding its message needs (lane, payload, escalation)
