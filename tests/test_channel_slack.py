@@ -1,4 +1,5 @@
-"""Slack channel against a local Slack speaking Slack's real answers, through the real slack_sdk."""
+"""Slack channel against a local Slack speaking Slack's real answers: incoming webhooks by a plain JSON POST
+(relay.channels.http), the Web API through the real slack_sdk."""
 
 from __future__ import annotations
 
@@ -92,6 +93,9 @@ TABLE = [
                   id="500"),
     contract_case(Answer(503, "service_unavailable"),
                   Expected(TRANSIENT, Reason.SERVER_ERROR, code="service_unavailable"), id="503"),
+    # The webhook URL is the secret: it goes to the host it was configured for, never where a redirect points.
+    contract_case(Answer(307, "", {"Location": "http://127.0.0.1:9/elsewhere"}),
+                  Expected(PERMANENT, Reason.INVALID_RESPONSE, code=""), id="redirect-not-followed"),
     contract_case(REFUSED, Expected(TRANSIENT, Reason.CONNECTION), id="connection-refused"),
     contract_case(STALL, Expected(TRANSIENT, Reason.TIMEOUT), id="timeout"),
     # Retried (relay.channels.http's table, as every HTTP channel), where email's untrusted certificate is final.
