@@ -91,7 +91,15 @@ class Attempts:
         outcome = await self.send(notification)
         if isinstance(outcome, Delivered):
             await self._delivered(notification, started)
-        elif isinstance(outcome, Failed):
+            return
+        try:
+            await self._not_delivered(claimed, started, outcome)
+        finally:
+            self.wake()  # a retry is scheduled (the rest of an unfinished one at once): the claim loop learns when
+
+    async def _not_delivered(self, claimed: Claimed, started: float, outcome: Failed | Unfinished) -> None:
+        notification = claimed.notification
+        if isinstance(outcome, Failed):
             await self._failed(claimed, started, outcome.error)
         else:
             now = time.time()

@@ -40,6 +40,17 @@ class DispatcherOptions:
     default_rate_limits: bool = True
 
 
+def _took_less(claimed: list[Claimed], free: int, room: dict[str, int]) -> bool:
+    """Whether a claim took less than it could, overall and for every receiver: then nothing due was left behind
+    (a claim that filled a receiver's room or all free slots may have left more)."""
+    if len(claimed) >= free:
+        return False
+    taken: dict[str, int] = {}
+    for item in claimed:
+        taken[item.notification.receiver] = taken.get(item.notification.receiver, 0) + 1
+    return all(n < room.get(receiver, free) for receiver, n in taken.items())
+
+
 class Dispatcher:
     def __init__(self, store: Store, receivers: Receivers, options: DispatcherOptions | None = None) -> None:
         self.store = store
@@ -56,6 +67,12 @@ class Dispatcher:
         self._claiming = 0  # slots a claim in progress may fill
         self._runner: asyncio.Task[object] | None = None
         self._returns: set[asyncio.Task[None]] = set()
+        # Whether the outbox may hold work a completion could make claimable (a lane behind a send, a receiver at
+        # its room, a retry due at once). Cleared only by a claim that saw the whole outbox: nothing of ours in
+        # flight or offered, no wake meanwhile, and it took all that was due. Without it a completion claims nothing
+        # new (issue 24: an empty claim after every handed-off send); the idle poll stays the backstop.
+        self._backlog = True
+        self._wakes = 0
 
     @property
     def in_flight(self) -> int:
@@ -63,7 +80,10 @@ class Dispatcher:
         return len(self._inflight)
 
     def wake(self) -> None:
-        """New work is in the outbox: look now rather than at the next poll."""
+        """New work is in the outbox: look now rather than at the next poll, and after each send until a claim
+        finds nothing left behind."""
+        self._wakes += 1
+        self._backlog = True
         self._wake.set()
 
     def hold(self, destination: str, seconds: float) -> None:
@@ -81,6 +101,7 @@ class Dispatcher:
                 budgets, held = self._budgets()
                 room = self._room(held)
                 self._claiming = free  # no webhook may be offered these slots until the claim is in
+                wakes, whole = self._wakes, not self._inflight and not self._offered
                 try:
                     claim = await self.store.claim(self.owner, free, now, self.options.lease, room, budgets)
                 except StoreUnavailable as exc:
@@ -92,6 +113,8 @@ class Dispatcher:
                 finally:
                     self._claiming = 0
                 if claim is not None and not self._stopping:
+                    if whole and wakes == self._wakes and not claim.waits and _took_less(claim.claimed, free, room):
+                        self._backlog = False  # the outbox as seen has nothing a completion would free
                     self._start(claim.claimed)
                     for destination, wait in claim.waits.items():
                         self.waiting.hold(destination, wait)
@@ -193,7 +216,8 @@ class Dispatcher:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.pop(task, None)
-        self._wake.set()  # the lane's next notification may be due now
+        if self._backlog:
+            self._wake.set()  # the lane's next notification may be due now
         if not task.cancelled() and task.exception() is not None:
             log.error("delivery task failed", exc_info=task.exception())
 

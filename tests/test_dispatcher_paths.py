@@ -19,13 +19,14 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
+from relay import outbox
 from relay.dispatcher import Dispatcher, DispatcherOptions
-from relay.errors import PermanentDeliveryError, Reason, TransientDeliveryError
+from relay.errors import DeliveryUnfinished, PermanentDeliveryError, Reason, TransientDeliveryError
 from relay.pacing.ratelimit import Buckets, Budget, by_destination
 from relay.pacing.retry import RetryPolicy
 from relay.runtime import Runtime
 from relay.store import open_store
-from relay.store.base import HistoryFilter, Store
+from relay.store.base import Enqueued, HistoryFilter, Store
 from tests.channel_contract import assert_leaks_no_secret
 from tests.doubles import DELIVERED, Hold, ScriptedChannel, Step, candidate, group, scripted_runtime, swap
 from tests.helpers import poll_until
@@ -199,6 +200,88 @@ async def test_a_backlog_waiting_for_tokens_costs_a_claim_per_token_not_per_noti
     assert claims <= 3 * sent + 5, f"{claims} claims for {sent} tokens"
     untouched = [await row(store, i) for i in ids[-20:]]
     assert all(d["attempts"] == 0 and d["attempt_log"] == [] and d["last_error"] is None for d in untouched)
+
+
+# Completions claim only when something may wait (issue 24) ------------------------------------------------------
+# The idle poll is pushed out of reach, so whatever is delivered here was claimed on a wake, not found by the poll.
+
+
+@pytest.fixture
+def no_idle_poll(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("relay.dispatcher.IDLE_POLL_SECONDS", 60.0)
+
+
+async def send_through_outbox(dispatcher: Dispatcher, store: Store, receiver: str, group_key: str,
+                              alertname: str) -> Enqueued:
+    """What the webhook does: enqueue through relay.outbox, handed straight to the dispatcher when it can be."""
+    [done] = await outbox.enqueue(dispatcher, store, [candidate(receiver, group(group_key, alertname))], time.time())
+    return done
+
+
+@SQLITE_ONLY
+async def test_sends_handed_off_by_the_webhook_claim_nothing_after_they_finish(
+        tmp_path: Path, store: Store, no_idle_poll: None) -> None:
+    """Each webhook's notification is the head of its own lane and handed off at its commit; its completion used to
+    wake the claim loop for a claim that found nothing (one empty claim per alert). Now 20 such sends cost no
+    claim at all once the first claim has seen an empty outbox."""
+    routes = write_routes(tmp_path, receiver_yaml("team-slack"))
+    channel = ScriptedChannel()
+    counting = CountingClaims(store)
+    async with dispatching(counting, await scripted_runtime(routes, {"team-slack": channel})) as dispatcher:  # type: ignore[arg-type]
+        await poll_until(lambda: counting.calls >= 1)  # the claim at start: an empty outbox
+        before = counting.calls
+        for n in range(20):
+            done = await send_through_outbox(dispatcher, store, "team-slack", f"lane-{n}", f"Own{n}")
+            assert done.claimed is not None  # handed off, not left for a claim
+            await channel.wait_for(lambda c, n=n: len(c.delivered) == n + 1)
+        claims = counting.calls - before
+    assert claims == 0, f"{claims} claims for 20 handed-off sends"
+
+
+@SQLITE_ONLY
+async def test_a_lane_waiting_behind_a_send_goes_as_soon_as_the_send_finishes(
+        tmp_path: Path, store: Store, no_idle_poll: None) -> None:
+    """The second notification of a lane cannot be handed off while the first is being sent: the send's completion
+    claims it (with the idle poll a minute away, nothing else would)."""
+    routes = write_routes(tmp_path, receiver_yaml("team-slack"))
+    hold = Hold()
+    channel = ScriptedChannel([hold])
+    async with dispatching(store, await scripted_runtime(routes, {"team-slack": channel})) as dispatcher:
+        first = await send_through_outbox(dispatcher, store, "team-slack", "lane", "First")
+        await asyncio.wait_for(hold.entered.wait(), 10)
+        second = await send_through_outbox(dispatcher, store, "team-slack", "lane", "Second")
+        assert first.claimed is not None and second.claimed is None
+        hold.release()
+        await channel.wait_for(lambda c: c.delivered == [("First",), ("Second",)])
+
+
+@SQLITE_ONLY
+async def test_a_receiver_at_its_room_gets_the_rest_of_its_backlog_as_sends_finish(
+        tmp_path: Path, store: Store, no_idle_poll: None) -> None:
+    """Six lanes wait for one receiver allowed two sends at once: the claim takes two and leaves four due, so each
+    completion must claim again."""
+    routes = write_routes(tmp_path, receiver_yaml("team-slack"))
+    channel = ScriptedChannel()
+    for n in range(6):
+        await enqueue(store, "team-slack", f"lane-{n}", f"Waiting{n}")
+    async with dispatching(store, await scripted_runtime(routes, {"team-slack": channel}),
+                           workers_per_receiver=2) as dispatcher:
+        dispatcher.wake()
+        await channel.wait_for(lambda c: len(c.delivered) == 6)
+
+
+@SQLITE_ONLY
+async def test_an_unfinished_send_goes_on_at_once_without_waiting_for_the_poll(
+        tmp_path: Path, store: Store, no_idle_poll: None) -> None:
+    """A send that went out in part is due again at once (no backoff): its completion must claim it."""
+    routes = write_routes(tmp_path, receiver_yaml("team-slack"))
+    channel = ScriptedChannel([DeliveryUnfinished("summary shown; details follow")])
+    counting = CountingClaims(store)
+    async with dispatching(counting, await scripted_runtime(routes, {"team-slack": channel})) as dispatcher:  # type: ignore[arg-type]
+        await poll_until(lambda: counting.calls >= 1)  # the claim at start saw an empty outbox
+        await send_through_outbox(dispatcher, store, "team-slack", "lane", "InParts")
+        await channel.wait_for(lambda c: c.delivered == [("InParts",)])
+    assert [c.result for c in channel.calls] == ["raised DeliveryUnfinished", "delivered"]
 
 
 # 3: unknown receiver -----------------------------------------------------------------------------------------
