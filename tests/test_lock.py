@@ -42,3 +42,13 @@ def test_every_runtime_dependency_is_pinned_in_range_with_hashes() -> None:
             problems.append(f"{name}=={pins[name][0]} is outside {requirement.specifier}")
     assert problems == [], "regenerate requirements.lock (see its first lines): " + "; ".join(problems)
     assert pins and all(hashes for _, hashes in pins.values())  # --require-hashes needs one for every pin
+
+
+def test_no_dependency_range_admits_a_jinja_with_a_known_sandbox_escape() -> None:
+    """Suspected in issue 20: `jinja2>=3.1` admitted 3.1.0-3.1.5, whose sandbox (what renders a pull request's
+    templates in `relay routes check`) can be escaped: CVE-2024-56201 and CVE-2024-56326 (fixed in 3.1.5) and
+    CVE-2025-27516, `|attr` reaching str.format (fixed in 3.1.6)."""
+    dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    [jinja] = [Requirement(line) for line in dependencies if Requirement(line).name.lower() == "jinja2"]
+    assert not any(jinja.specifier.contains(v) for v in ("3.1.0", "3.1.4", "3.1.5")), str(jinja.specifier)
+    assert jinja.specifier.contains("3.1.6") and locked()["jinja2"][0] == "3.1.6"

@@ -165,6 +165,40 @@ async def test_members_of_the_allowed_user_group_act(setup: Setup) -> None:
         {"usergroup": "S0ONCALL"}]  # asked once, then remembered
 
 
+async def test_a_slack_connect_user_of_another_organisation_may_not_act(setup: Setup) -> None:
+    """Suspected in issue 20: in a Slack Connect channel, a user of another organisation clicks in our workspace
+    (`team.id` ours, `user.team_id` theirs); only the workspace was checked, so with no allowed_users they acted."""
+    guest = await setup.slack.click(setup.message, "relay:acknowledge", user="U0GUEST",
+                                    user_team="T0PARTNER").send(setup.relay.url)
+    assert guest.status_code == 403 and "T0PARTNER" in guest.json()["error"]
+    assert await setup.actions() == [] and setup.slack.updates == []
+    own = await setup.slack.click(setup.message, "relay:acknowledge").send(setup.relay.url)
+    assert own.status_code == 200
+
+
+@pytest.mark.parametrize("restrict", ["        allowed_usergroup: S0ONCALL"])
+async def test_a_user_group_slack_cannot_confirm_is_trusted_only_within_its_lifetime(
+        setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Suspected in issue 20: when Slack's API failed, the last member list was used however old, so someone removed
+    from the on-call group kept acting through an outage. It holds for USERGROUP_LIFETIME_SECONDS, then fails closed."""
+    from relay.channels.slack import interactions
+
+    clock = [time.monotonic()]
+    monkeypatch.setattr(interactions, "clock", lambda: clock[0])
+    monkeypatch.setattr(interactions, "_members", {})  # what earlier tests' clicks left behind
+    first = await setup.slack.click(setup.message, "relay:acknowledge", user="U0ONCALL").send(setup.relay.url)
+    assert first.status_code == 200
+    await setup.slack.wait_for_updates(1)
+    setup.slack.usergroups_down = True  # Slack's usergroups API answers 503 from now on
+    clock[0] += interactions.USERGROUP_SECONDS + 1  # stale: asked again, Slack fails, the list still holds
+    held = await setup.slack.click(setup.message, "relay:silence:3600", user="U0ONCALL").send(setup.relay.url)
+    assert held.status_code == 200, held.text
+    clock[0] += interactions.USERGROUP_LIFETIME_SECONDS  # past its lifetime: no longer trusted
+    refused = await setup.slack.click(setup.message, "relay:silence:14400", user="U0ONCALL").send(setup.relay.url)
+    assert refused.status_code == 503 and "S0ONCALL" in refused.json()["error"]
+    assert len([r for r in setup.slack.requests if r.path.endswith("usergroups.users.list")]) == 3
+
+
 def test_the_signature_is_checked_over_the_raw_body() -> None:
     now = time.time()
     body = b"payload=%7B%7D"

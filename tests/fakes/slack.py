@@ -144,6 +144,7 @@ class SlackWebhookServer(FakeHttpServer):
         self.updates: list[dict[str, Any]] = []  # chat.update bodies Slack accepted
         self._ts = itertools.count(1)
         self.usergroups: dict[str, list[str]] = {}  # usergroups.users.list: group ID -> member IDs
+        self.usergroups_down = False  # usergroups.users.list answers 503 (an outage of that API)
 
     async def __aenter__(self) -> SlackWebhookServer:
         await self.start()
@@ -161,6 +162,9 @@ class SlackWebhookServer(FakeHttpServer):
         if request.method == "POST":
             fields.update({k: str(v) for k, v in (await request.post()).items()})
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if self.usergroups_down:
+            await self.record(request, fields, 503)
+            return web.json_response({"ok": False, "error": "service_unavailable"}, status=503)
         if token not in self.tokens:
             answer = {"ok": False, "error": "invalid_auth"}
         elif fields.get("usergroup") not in self.usergroups:
@@ -172,9 +176,10 @@ class SlackWebhookServer(FakeHttpServer):
 
     def click(self, posted: Posted, action_id: str, *, user: str = "U0KIM", team: str = TEAM_ID,
               secret: str = SIGNING_SECRET, timestamp: int | None = None,
-              selected_date_time: int | None = None) -> Interaction:
+              selected_date_time: int | None = None, user_team: str | None = None) -> Interaction:
         """The request Slack sends when `user` of workspace `team` clicks the element `action_id` of the message as it
-        stands now (a button, or the date-time picker with `selected_date_time`), signed with `secret`."""
+        stands now (a button, or the date-time picker with `selected_date_time`), signed with `secret`. `user_team`:
+        the user's own workspace when it is another one (a Slack Connect guest from another organisation)."""
         found = None
         for block in posted.body.get("blocks") or []:
             for element in block.get("elements") or [] if block.get("type") == "actions" else []:
@@ -192,7 +197,7 @@ class SlackWebhookServer(FakeHttpServer):
             "type": "block_actions", "api_app_id": "A0RELAY", "token": "deprecated-verification-token",
             "trigger_id": "1.2.3", "response_url": self.base_url + "/actions/T0/1/x",
             "team": {"id": team, "domain": "ojeomneo"},
-            "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": team},
+            "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": user_team or team},
             "container": {"type": "message", "message_ts": posted.ts, "channel_id": posted.channel,
                           "is_ephemeral": False},
             "channel": {"id": posted.channel, "name": "ojeomneo-alerts"},

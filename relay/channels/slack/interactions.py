@@ -1,9 +1,11 @@
 """POST /slack/interactions: a click on one of relay's buttons, verified, checked and written to the outbox.
 
 Every request is verified with the app's signing secret (slack_sdk's SignatureVerifier over the raw body; a
-timestamp more than 5 minutes away is refused first, so the answer says which), then its workspace (`team.id`)
+timestamp more than 5 minutes away is refused first, so the answer says which), then its workspace (`team.id`, and
+the user's own `user.team_id`: in a Slack Connect channel a user of another organisation clicks in our workspace)
 and, when the receiver lists them, its user (`allowed_users`, or a member of `allowed_usergroup`, read with the
-bot token through usergroups.users.list and kept for USERGROUP_SECONDS). The click becomes outbox rows
+bot token through usergroups.users.list, asked again after USERGROUP_SECONDS and trusted, when Slack cannot
+answer, for at most USERGROUP_LIFETIME_SECONDS since it was read). The click becomes outbox rows
 (relay.actions) in one transaction with its marks: a replayed request is refused (409), a second click on the same
 button acts once. Slack's 3 seconds are spent on that one durable write; Alertmanager, PagerDuty and the message
 update are the dispatcher's. A refusal is a 4xx naming what is wrong, and changes nothing.
@@ -37,7 +39,8 @@ from relay.services import Services, services
 log = logging.getLogger(__name__)
 
 MAX_AGE_SECONDS = 300  # Slack's advice, and SignatureVerifier's own window
-USERGROUP_SECONDS = 300.0
+USERGROUP_SECONDS = 60.0  # a member list this fresh is used without asking Slack
+USERGROUP_LIFETIME_SECONDS = 300.0  # when Slack cannot answer, an older list holds until this age, then clicks fail
 SILENCE_LONGEST = 90 * 86400  # a silence "until" further away than this is a mistaken pick
 FORM = "application/x-www-form-urlencoded"
 _CHANNEL = re.compile(r"[CGD][A-Z0-9]{2,30}")
@@ -53,6 +56,7 @@ class Click:
     team: str
     team_domain: str
     user: str
+    user_team: str  # the user's own workspace (user.team_id); "" when Slack did not say
     user_name: str
     channel: str
     ts: str
@@ -111,6 +115,8 @@ def parse(found: dict[str, Any], now: float) -> Click:
     ts = _text(_get(found, "container", "message_ts") or _get(found, "message", "ts"), _TS, "message_ts")
     team = _text(_get(found, "team", "id") or _get(found, "user", "team_id"), _TEAM, "team.id")
     user = _text(_get(found, "user", "id"), buttons.USER_ID, "user.id")
+    user_team = _get(found, "user", "team_id")
+    user_team = _text(user_team, _TEAM, "user.team_id") if user_team is not None else ""
     domain = _get(found, "team", "domain")
     name = _get(found, "user", "username") or _get(found, "user", "name")
     for action in found.get("actions") or []:
@@ -120,7 +126,7 @@ def parse(found: dict[str, Any], now: float) -> Click:
         if ident is None:
             continue
         kind, until = _kind(action, now)
-        return Click(team, domain if isinstance(domain, str) and _DOMAIN.fullmatch(domain) else "", user,
+        return Click(team, domain if isinstance(domain, str) and _DOMAIN.fullmatch(domain) else "", user, user_team,
                      name[:80] if isinstance(name, str) else "", channel, ts, ident[1], ident[0], kind, until)
     raise Rejected(400, "the payload holds no action of relay's buttons")
 
@@ -153,9 +159,13 @@ def actions_of(state: Services, click: Click) -> tuple[ReceiverConfig, SlackActi
 
 
 async def check_user(state: Services, click: Click, config: ReceiverConfig, actions: SlackActions) -> None:
-    """Rejected(403) unless the click is from the receiver's workspace and, when restricted, an allowed user."""
+    """Rejected(403) unless the click is from the receiver's workspace by one of its own users (not a guest from
+    another organisation in a Slack Connect channel) and, when restricted, an allowed user."""
     if click.team != actions.team_id:
         raise Rejected(403, f"workspace {click.team} is not the one receiver {config.name!r} takes actions from")
+    if click.user_team and click.user_team != actions.team_id:
+        raise Rejected(403, f"user {click.user} belongs to workspace {click.user_team} (a Slack Connect channel?), "
+                            f"not the one receiver {config.name!r} takes actions from")
     if not actions.allowed_users and actions.allowed_usergroup is None:
         return
     if click.user in actions.allowed_users:
@@ -167,13 +177,18 @@ async def check_user(state: Services, click: Click, config: ReceiverConfig, acti
 
 
 _members: dict[tuple[str, str], tuple[float, frozenset[str]]] = {}
+clock = time.monotonic  # how old a member list is (a test moves it)
 
 
 async def members(state: Services, config: ReceiverConfig, usergroup: str) -> frozenset[str]:
-    """The user group's members, asked of Slack with the receiver's bot token at most every USERGROUP_SECONDS."""
+    """The user group's members, asked of Slack with the receiver's bot token at most every USERGROUP_SECONDS; when
+    Slack cannot answer, what it said last holds while younger than USERGROUP_LIFETIME_SECONDS, and after that the
+    click is refused (503): someone removed from the group must not keep acting through an outage."""
     key = (config.name, usergroup)
     known = _members.get(key)
-    if known is not None and time.monotonic() - known[0] < USERGROUP_SECONDS:
+    if known is not None and clock() - known[0] >= USERGROUP_LIFETIME_SECONDS:
+        known = None
+    if known is not None and clock() - known[0] < USERGROUP_SECONDS:
         return known[1]
     found = state.runtime.receiver(config.name)
     ask = getattr(found.channel if found else None, "usergroup_members", None)
@@ -183,10 +198,10 @@ async def members(state: Services, config: ReceiverConfig, usergroup: str) -> fr
         async with asyncio.timeout(2.0):  # Slack waits 3 s for the whole answer
             users = frozenset(await ask(usergroup))
     except (DeliveryError, TimeoutError) as exc:
-        if known is not None:  # Slack cannot answer: what it said last still holds
+        if known is not None:  # Slack cannot answer: what it said last holds, within its lifetime
             return known[1]
         raise Rejected(503, f"cannot check membership of user group {usergroup} now: {exc}") from None
-    _members[key] = (time.monotonic(), users)
+    _members[key] = (clock(), users)
     return users
 
 
