@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
+
 from tests.conftest import Providers
-from tests.helpers import fixture, relay_settings, running_relay
+from tests.e2e.process import free_port
+from tests.helpers import RunningRelay, fixture, relay_settings, running_relay
+from tests.requirements import ALERTMANAGER
 from tests.test_cli import run_relay
 
 ADMIN = "explain-admin-token"
@@ -36,3 +41,66 @@ async def test_relay_explain_names_the_routes_the_dedup_and_every_delivery(tmp_p
         assert answer.status_code == 401  # the admin API's rule: no token, no answer
         code, out = await run_relay("explain", "not a label", "--url", relay.url, env=env)
         assert code == 1 and "expected a fingerprint or labels as name=value" in out
+
+
+MUTED_ROUTES = """
+time_intervals:
+  - name: always
+    time_intervals:
+      - {}
+receivers:
+  - name: slack-bot
+    slack:
+      token: xoxb-explain-test
+      channel: "#alerts"
+      api_url: http://127.0.0.1:9/api
+      actions:
+        team_id: T0EXPLAIN
+        alertmanager:
+          url: AM_URL
+routes:
+  - matchers: ['alertname="PodDown"']
+    receivers: [slack-bot]
+    mute_time_intervals: [always]
+default_receivers: [slack-bot]
+"""
+
+
+async def _explained(relay: RunningRelay, query: str) -> str:
+    answer = await relay.admin("POST", "/api/v1/explain", json={"query": query})
+    assert answer.status_code == 200, answer.text
+    return "\n".join(line["text"] for section in answer.json()["sections"] for line in section["lines"])
+
+
+async def test_explain_names_a_muted_route_and_alertmanagers_own_silences(tmp_path: Path) -> None:
+    from tests.e2e.test_alertmanager import BINARY, alertmanager
+
+    if BINARY is None:
+        ALERTMANAGER.missing("needs Debian prometheus-alertmanager (apt-get install it)")
+    labels = fixture("firing-poddown.json")["alerts"][0]["labels"]
+    typed = ", ".join(f"{k}={v}" for k, v in labels.items())
+    port = free_port()
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(MUTED_ROUTES.replace("AM_URL", f"http://127.0.0.1:{port}"))
+    settings = relay_settings(tmp_path, routes, admin_token=ADMIN)
+    async with running_relay(settings) as relay:
+        # Alertmanager not running: said so, and the rest of the answer stands.
+        text = await _explained(relay, typed)
+        assert f"Alertmanager http://127.0.0.1:{port} did not answer" in text
+        assert "sends nothing now: muted by time interval 'always'" in text
+        assert "slack-bot: not now, route 1 is muted by time interval 'always'" in text
+        async with alertmanager(tmp_path, relay.url, port=port) as am, httpx.AsyncClient() as client:
+            start = datetime.now(UTC)
+            silence = {"matchers": [{"name": k, "value": v, "isRegex": False, "isEqual": True}
+                                    for k, v in labels.items()],
+                       "startsAt": start.isoformat(), "endsAt": (start + timedelta(hours=2)).isoformat(),
+                       "createdBy": "oncall@ojeomneo", "comment": "<b>maintenance</b> @here"}
+            made = await client.post(f"{am}/api/v2/silences", json=silence)
+            assert made.status_code == 200, made.text
+            silence_id = made.json()["silenceID"]
+            text = await _explained(relay, typed)
+            assert (f"silenced in Alertmanager {am}: silence {silence_id} (active) by oncall@ojeomneo until" in text
+                    and "<b>maintenance</b> @here" in text)
+            # Another alert: Alertmanager is asked, and says no silence matches it.
+            text = await _explained(relay, typed.replace("server-abc-123", "server-other"))
+            assert f"Alertmanager {am}: no active or pending silence matches this alert" in text

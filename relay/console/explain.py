@@ -10,8 +10,9 @@ silences relay watches. routes.yaml as loaded now says which route matches. The 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from relay.alerts import INFERRED, WebhookMessage, key_part
@@ -22,6 +23,8 @@ from relay.store.base import Store
 from relay.store.console import Reader
 
 FINGERPRINT_CHARS = frozenset("0123456789abcdef")
+# Asks Alertmanager about the alert's silences: (labels, the externalURLs its webhooks came from) -> lines.
+Asker = Callable[[Mapping[str, str], list[str]], Awaitable[list["Line"]]]
 EPISODES = 20  # per receiver, the newest: what "why was I (not) paged" is about, and a bound on what a page reads
 
 
@@ -105,7 +108,9 @@ class _Found:
     group: WebhookMessage
 
 
-async def explain(store: Store, reader: Reader, routes: Routes | None, query: str) -> Explanation:
+async def explain(store: Store, reader: Reader, routes: Routes | None, query: str,
+                  alertmanager: Asker | None = None) -> Explanation:
+    """`alertmanager(labels, external_urls)`: lines about Alertmanager's own silences (relay.console.amsilences)."""
     fp, labels = parse_query(query)
     marks = await _marks(reader, routes, fp)
     found = await _notifications(reader, marks, fp)
@@ -114,12 +119,15 @@ async def explain(store: Store, reader: Reader, routes: Routes | None, query: st
         labels = dict(alert.labels)
     answer = Explanation(fp, labels)
     answer.add("Received", _received(found))
-    answer.add("Routes (routes.yaml as loaded now)", _routes(routes, labels))
+    answer.add("Routes (routes.yaml as loaded now)", _routes(routes, labels, datetime.now(UTC)))
     answer.add("Deduplication", _dedup(routes, labels, marks, found))
     answer.add("Storms", _storms(found))
     answer.add("Escalation", await _escalation(store, fp))
     answer.add("Deliveries", await _deliveries(reader, found))
-    answer.add("Acknowledgements and silences", await _acks(store, reader, fp))
+    acks = await _acks(store, reader, fp)
+    if alertmanager is not None:
+        acks += await alertmanager(labels, sorted({i.group.externalURL for i in found if i.group.externalURL}))
+    answer.add("Acknowledgements and silences", acks)
     return answer
 
 
@@ -187,7 +195,7 @@ def _received(found: list[_Found]) -> list[Line]:
     return lines
 
 
-def _routes(routes: Routes | None, labels: Mapping[str, str]) -> list[Line]:
+def _routes(routes: Routes | None, labels: Mapping[str, str], now: datetime) -> list[Line]:
     if routes is None:
         return [Line("no", "routes.yaml is not loaded")]
     if not labels:
@@ -201,16 +209,21 @@ def _routes(routes: Routes | None, labels: Mapping[str, str]) -> list[Line]:
             continue
         matched = True
         then = "continues to the next route" if route.continue_ else "stops here"
-        lines.append(Line("ok", f"route {i} [{shown}] matches: receivers {', '.join(route.receivers)}; "
-                                f"repeat_interval {format_duration(route.repeat_interval)}; {then}"))
+        muted = routes.muted_by(route.mute_time_intervals, route.active_time_intervals, now)
+        lines.append(Line("no" if muted else "ok",
+                          f"route {i} [{shown}] matches: receivers {', '.join(route.receivers)}; "
+                          f"repeat_interval {format_duration(route.repeat_interval)}; {then}"
+                          + (f"; sends nothing now: {muted}" if muted else "")))
         if not route.continue_:
             break
     if not matched:
         names = ", ".join(routes.spec.default_receivers) or "none"
         lines.append(Line("info", f"no route matches: default_receivers ({names})"))
-    targets = routes.targets(labels)
-    lines.append(Line("ok" if targets else "no",
-                      f"goes to: {', '.join(t.receiver for t in targets)}" if targets else "goes to no receiver"))
+    walk = routes.walk(labels, now)
+    targets = walk.targets
+    names = ", ".join(t.receiver for t in targets)
+    lines.append(Line("ok" if targets else "no", f"goes to now: {names}" if targets else "goes to no receiver now"))
+    lines += [Line("no", f"{m.receiver}: not now, route {m.route + 1} is {m.reason}") for m in walk.muted]
     return lines
 
 

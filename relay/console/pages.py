@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from relay.alerts import WebhookMessage
+from relay.console import amsilences, health, message
 from relay.console import explain as explaining
-from relay.console import health, message
 from relay.console.views import Ctx, parse_time, positive, reader
 from relay.errors import Rejected
-from relay.services import services
+from relay.services import Services, services
 from relay.store.console import Page
 from relay.storms.fold import storm_lane, storm_of
 from relay.times import rfc3339_millis
@@ -147,12 +148,22 @@ async def summary(request: Request, ctx: Ctx) -> Response:
                       folded=folded)
 
 
+def asker(state: Services) -> explaining.Asker:
+    """Explain's question to the Alertmanagers relay may ask, on the runtime's HTTP session."""
+
+    async def ask(labels: Mapping[str, str], external_urls: list[str]) -> list[explaining.Line]:
+        return await amsilences.silences(state.runtime.routes, state.runtime.session, labels, external_urls)
+
+    return ask
+
+
 async def explain(request: Request, ctx: Ctx) -> Response:
     query = ctx.form.get("query", "").strip()
     answer, problem = None, None
     if query:
         try:
-            answer = await explaining.explain(ctx.services.store, ctx.reader, ctx.services.runtime.routes, query)
+            answer = await explaining.explain(ctx.services.store, ctx.reader, ctx.services.runtime.routes, query,
+                                              asker(ctx.services))
         except ValueError as exc:
             problem = str(exc)
     return ctx.render("explain.html", query=query, answer=answer, problem=problem)
@@ -167,7 +178,7 @@ async def explain_api(request: Request) -> Response:
         if not isinstance(query, str) or not query.strip():
             raise ValueError("the body is {\"query\": \"<fingerprint or name=value,...>\"}")
         state = services(request)
-        answer = await explaining.explain(state.store, reader(state), state.runtime.routes, query)
+        answer = await explaining.explain(state.store, reader(state), state.runtime.routes, query, asker(state))
     except (ValueError, KeyError) as exc:
         message = str(exc) if isinstance(exc, ValueError) and str(exc) else "the body is {\"query\": \"...\"}"
         return JSONResponse({"status": "error", "error": message}, status_code=400)
