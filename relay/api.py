@@ -15,7 +15,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from relay.auth import check_admin
 from relay.errors import ConfigError, Rejected, StoreUnavailable
 from relay.services import Services, services
-from relay.store.base import Attempt, HistoryFilter
+from relay.store.base import Attempt
+from relay.store.records import HistoryFilter
 from relay.telemetry import metrics
 from relay.times import rfc3339_millis
 

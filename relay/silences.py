@@ -27,7 +27,8 @@ from relay.alerts import INFERRED, WebhookMessage
 from relay.errors import DeliveryError
 from relay.runtime import Runtime
 from relay.stages import escalation, loop
-from relay.store.base import Candidate, Store, Watch
+from relay.store.base import Candidate, Store
+from relay.store.records import Watch
 from relay.telemetry import metrics
 from relay.webhook import candidates
 

@@ -26,7 +26,8 @@ from relay.pacing.ratelimit import Buckets, Budget, by_destination
 from relay.pacing.retry import RetryPolicy
 from relay.runtime import Runtime
 from relay.store import open_store
-from relay.store.base import Enqueued, HistoryFilter, Store
+from relay.store.base import Enqueued, Store
+from relay.store.records import HistoryFilter
 from tests.channel_contract import assert_leaks_no_secret
 from tests.doubles import DELIVERED, Hold, ScriptedChannel, Step, candidate, group, scripted_runtime, swap
 from tests.helpers import poll_until

@@ -18,7 +18,8 @@ from relay.errors import ConfigError
 from relay.heartbeat.switch import DeadMan
 from relay.runtime import Runtime
 from relay.store import open_store
-from relay.store.base import Candidate, Enqueued, HistoryFilter, Store
+from relay.store.base import Candidate, Enqueued, Store
+from relay.store.records import HistoryFilter
 from relay.templating import Templates
 from tests.helpers import REPO, TEMPLATES, fixture, relay_settings, repo_routes, running_relay, without_heartbeats
 from tests.test_cli import run_relay

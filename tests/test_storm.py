@@ -18,7 +18,8 @@ from typing import Any
 from relay.alerts import WebhookMessage
 from relay.config.settings import Settings
 from relay.store import open_store
-from relay.store.base import Candidate, HistoryFilter
+from relay.store.base import Candidate
+from relay.store.records import HistoryFilter
 from relay.storms.stage import Storms
 from tests.fakes.slack import DEFAULT_TOKEN, SlackLimit, SlackWebhookServer
 from tests.fakes.smtp import SmtpServer

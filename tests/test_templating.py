@@ -21,7 +21,8 @@ from relay.channels.pagerduty import EVENT_LIMIT, build_events
 from relay.channels.slack.message import BLOCK_LIMIT, build_message
 from relay.config.receivers import ReceiverConfig
 from relay.errors import ConfigError
-from relay.templating import Templates, context, cut, relative_time, safe_url, silence_url, slack_link
+from relay.templating import Templates, context, relative_time, silence_url
+from relay.templating.escape import cut, safe_url, slack_link
 from relay.templating.neutralise import visible
 from tests.fakes import notification, webhook_message
 from tests.fakes.slack import block_problems

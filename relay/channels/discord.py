@@ -33,7 +33,8 @@ from relay.config.receivers import ReceiverConfig
 from relay.errors import PermanentDeliveryError
 from relay.storms import summary
 from relay.storms.fold import storm_of
-from relay.templating import Templates, context, markdown_escape, md_cut
+from relay.templating import Templates, context
+from relay.templating.escape import markdown_escape, md_cut
 
 TITLE_LIMIT, DESCRIPTION_LIMIT, FIELDS_LIMIT, FIELD_NAME_LIMIT, FIELD_VALUE_LIMIT = 256, 4096, 25, 256, 1024
 EMBED_TOTAL = 6000

@@ -38,7 +38,8 @@ from relay.channels.threads import Threads
 from relay.config.receivers import EmailConfig, ReceiverConfig
 from relay.errors import DeliveryError, PermanentDeliveryError, Reason, TransientDeliveryError
 from relay.storms.fold import redraws, storm_of
-from relay.templating import Templates, context, cut
+from relay.templating import Templates, context
+from relay.templating.escape import cut
 from relay.templating.neutralise import header_text
 
 log = logging.getLogger(__name__)

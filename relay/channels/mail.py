@@ -17,7 +17,7 @@ from email.utils import format_datetime, parseaddr
 from relay.alerts import Notification
 from relay.config.receivers import EmailConfig, ReceiverConfig
 from relay.errors import PermanentDeliveryError, Reason
-from relay.templating import cut
+from relay.templating.escape import cut
 
 SUBJECT_LIMIT = 250
 

@@ -47,7 +47,8 @@ from relay.errors import (
     TransientDeliveryError,
     http_reason,
 )
-from relay.templating import Templates, context, cut, safe_url
+from relay.templating import Templates, context
+from relay.templating.escape import cut, safe_url
 
 log = logging.getLogger(__name__)
 

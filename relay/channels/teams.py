@@ -32,7 +32,8 @@ from relay.config.integrations import TeamsConfig
 from relay.config.receivers import ReceiverConfig
 from relay.storms import summary
 from relay.storms.fold import storm_of
-from relay.templating import Templates, context, cut, markdown_escape, md_cut
+from relay.templating import Templates, context
+from relay.templating.escape import cut, markdown_escape, md_cut
 
 CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 CARD_VERSION = "1.4"

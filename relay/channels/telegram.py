@@ -33,7 +33,8 @@ from relay.config.receivers import ReceiverConfig
 from relay.errors import DeliveryError, PermanentDeliveryError, Reason
 from relay.storms import summary
 from relay.storms.fold import storm_of
-from relay.templating import Templates, context, cut
+from relay.templating import Templates, context
+from relay.templating.escape import cut
 
 TEXT_LIMIT = 4096
 MAX_ALERTS = 50  # a message lists at most this many alerts, fewer when they do not fit

@@ -237,7 +237,7 @@ async def _deliver_here(args: argparse.Namespace, settings: Settings, payload: d
     from relay import outbox
     from relay.alerts import WebhookMessage
     from relay.services import open_services
-    from relay.store.base import HistoryFilter
+    from relay.store.records import HistoryFilter
     from relay.webhook import candidates, summary
 
     services = await open_services(settings)

@@ -24,7 +24,8 @@ from relay.config.durations import format_duration
 from relay.config.heartbeat import is_heartbeat
 from relay.outbox import Intake
 from relay.stages import loop
-from relay.store.base import Candidate, DueTimer, EscalationEnd, Store, Timer
+from relay.store.base import Candidate, Store
+from relay.store.records import DueTimer, EscalationEnd, Timer
 from relay.store.rows import episode
 from relay.telemetry import metrics
 

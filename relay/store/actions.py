@@ -8,13 +8,8 @@ from datetime import UTC, datetime
 
 from relay.actions import ACTION, ActionRow
 from relay.alerts import Notification
-from relay.store.base import (
-    Acted,
-    Claimed,
-    Enqueued,
-    Handoff,
-    Watch,
-)
+from relay.store.base import Acted, Claimed, Enqueued, Handoff
+from relay.store.records import Watch
 from relay.store.rows import storable
 from relay.store.script import Dialect, Runner, Script, single, want_count, want_row, want_rows
 

@@ -8,14 +8,7 @@ import logging
 from collections.abc import Sequence
 
 from relay.alerts import Alert, WebhookMessage, key_part
-from relay.store.base import (
-    DueTimer,
-    Episode,
-    EscalationEnd,
-    Resolved,
-    StepRecord,
-    Timer,
-)
+from relay.store.records import DueTimer, Episode, EscalationEnd, Resolved, StepRecord, Timer
 from relay.store.rows import episode, storable
 from relay.store.script import Dialect, Runner, Script, want_count, want_rows
 

@@ -8,13 +8,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from relay.alerts import Alert, WebhookMessage, group_status, key_part
-from relay.store.base import (
-    Attempt,
-    Cancel,
-    HistoryFilter,
-    OutboxStats,
-    Replay,
-)
+from relay.store.base import Attempt, Cancel, OutboxStats, Replay
+from relay.store.records import HistoryFilter
 from relay.store.rows import (
     HISTORY_COLUMNS,
     attempt_error,

@@ -19,23 +19,14 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 
 from relay.actions import ActionRow
 from relay.alerts import Escalation, group_status, key_part
 from relay.errors import StoreRejected, StoreUnavailable
 from relay.pacing.ratelimit import Budget, Grant, Prepaid, by_destination, grant, prepay
 from relay.store import common, migrate, queries
-from relay.store.base import (
-    Acted,
-    Attempt,
-    Candidate,
-    Claim,
-    Claimed,
-    Enqueued,
-    Handoff,
-    HeartbeatState,
-)
+from relay.store.base import Acted, Attempt, Candidate, Claim, Claimed, Enqueued, Handoff, HeartbeatState
+from relay.store.postgres_ops import DATA_ERRORS, UNAVAILABLE, Conn, UnresetConnection, columns, describe, drive
 from relay.store.rows import (
     attempt_fields,
     dedup_time,
@@ -61,26 +52,6 @@ Q = queries.load("postgres")
 DIALECT = common.Dialect(Q, lambda n: f"${n}", lambda p: f"id = ANY({p}::bigint[])")
 PROBE_BYTES = 64 * 1024
 
-Conn = asyncpg.Connection | PoolConnectionProxy
-
-# What asyncpg raises about the data itself (a value PostgreSQL cannot hold, an index row over its size limit, a
-# value the driver cannot encode): retrying cannot help, so it is StoreRejected, never "store unavailable".
-DATA_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, asyncpg.ProgramLimitExceededError,
-               ValueError)
-# What asyncpg raises when the server is gone, restarting, refusing, or out of space: relay answers 503.
-# InternalClientError: e.g. a pooled connection still consuming the server's "terminating connection" notice
-# while PostgreSQL restarts ("cannot switch to state 15; another operation (2) is in progress").
-UNAVAILABLE = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, TimeoutError)
-
-
-class _Connection(asyncpg.Connection):
-    """A pooled connection that is not reset when it goes back to the pool: relay never leaves session state on
-    one (no LISTEN, cursors, SET or advisory locks: those live on connections of their own), so the reset would
-    only cost a round trip per store call."""
-
-    def get_reset_query(self) -> str:
-        return ""
-
 
 class PostgresStore(common.Scripted):
     dialect = DIALECT
@@ -103,9 +74,9 @@ class PostgresStore(common.Scripted):
             async with self._pool.acquire(timeout=10) as conn:
                 yield conn
         except DATA_ERRORS as exc:  # before UNAVAILABLE: both are PostgresErrors (the driver's are ValueErrors)
-            raise StoreRejected(f"the store refused the data: {_describe(exc)}") from None
+            raise StoreRejected(f"the store refused the data: {describe(exc)}") from None
         except UNAVAILABLE as exc:
-            raise StoreUnavailable(f"store error: {_describe(exc)}") from None
+            raise StoreUnavailable(f"store error: {describe(exc)}") from None
 
     @contextlib.asynccontextmanager
     async def _tx(self) -> AsyncIterator[Conn]:
@@ -115,7 +86,7 @@ class PostgresStore(common.Scripted):
     async def _script(self, script: common.Script, read: bool = False) -> Any:
         """Run one of relay.store.common's scripts on one connection, in one transaction unless it only reads."""
         async with self._conn() if read else self._tx() as conn:
-            return await _drive(conn, script)
+            return await drive(conn, script)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -127,9 +98,9 @@ class PostgresStore(common.Scripted):
             finally:
                 await migrating.close()
             self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.pool_size, timeout=10,
-                                                   command_timeout=30, connection_class=_Connection)
+                                                   command_timeout=30, connection_class=UnresetConnection)
         except UNAVAILABLE as exc:
-            raise StoreUnavailable(f"cannot connect to PostgreSQL: {_describe(exc)}") from None
+            raise StoreUnavailable(f"cannot connect to PostgreSQL: {describe(exc)}") from None
 
     async def _migrate(self, conn: Conn) -> None:
         """Apply numbered scripts once, under an advisory lock so replicas starting together do not race."""
@@ -165,7 +136,7 @@ class PostgresStore(common.Scripted):
                     await self._liveness.execute("SELECT pg_advisory_lock($1, hashtext($2))", LOCK_CLASS, owner)
                     self._owners.add(owner)
             except UNAVAILABLE as exc:
-                raise StoreUnavailable(f"store error: {_describe(exc)}") from None
+                raise StoreUnavailable(f"store error: {describe(exc)}") from None
 
     async def release_leases(self) -> None:
         """Free the leases of dispatchers that are gone (their lock died with their connection)."""
@@ -217,9 +188,9 @@ class PostgresStore(common.Scripted):
         try:
             async with self._conn() if within is None else contextlib.nullcontext(within) as conn:
                 rows = await conn.fetch(
-                    Q["enqueue"], *_columns([(*key, marks[key]) for key in order], 5), now,
-                    *_columns([(c, pos, index[key], name, firing) for c, pos, key, name, firing in alerts], 5),
-                    *_columns(notices, 8), now + handoff.lease if handoff else 0.0, handoff.owner if handoff else None,
+                    Q["enqueue"], *columns([(*key, marks[key]) for key in order], 5), now,
+                    *columns([(c, pos, index[key], name, firing) for c, pos, key, name, firing in alerts], 5),
+                    *columns(notices, 8), now + handoff.lease if handoff else 0.0, handoff.owner if handoff else None,
                     ranks)
         except StoreUnavailable as exc:
             self._write_failure = str(exc)
@@ -384,30 +355,3 @@ async def _take(conn: Conn, wanted: Mapping[Budget, int]) -> dict[str, Grant]:
     rows = await conn.fetch(Q["bucket_take"], [b.destination for b in order], [b.rate for b in order],
                             [b.burst for b in order], [wanted[b] for b in order])
     return {r["destination"]: grant(r["granted"], r["tokens"], r["rate"]) for r in rows}
-
-
-async def _drive(conn: Conn, script: common.Script) -> Any:
-    """Answer each step of a script with this connection."""
-    try:
-        step = next(script)
-        while True:
-            want, sql, params = step
-            if want == "rows":
-                answer: Any = await conn.fetch(sql, *params)
-            elif want == "row":
-                answer = await conn.fetchrow(sql, *params)
-            else:
-                answer = int((await conn.execute(sql, *params)).split()[-1])
-            step = script.send(answer)
-    except StopIteration as done:
-        return done.value
-
-
-def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
-    """Rows as one list per column: the arrays an `unnest` turns back into rows."""
-    return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
-
-
-def _describe(exc: BaseException) -> str:
-    """The error without the DSN (it may hold a password): asyncpg messages name the server, never the URL."""
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -10,7 +10,8 @@ from typing import Any
 from relay.actions import ACTION, FIELD
 from relay.alerts import INFERRED, Alert, Escalation, Notification, WebhookMessage, key_part
 from relay.errors import StoreRejected
-from relay.store.base import Attempt, Candidate, Claimed, Episode
+from relay.store.base import Attempt, Candidate, Claimed
+from relay.store.records import Episode
 from relay.times import parse_time
 
 

@@ -21,10 +21,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from relay.alerts import Escalation, group_status, key_part
-from relay.errors import StoreRejected, StoreUnavailable
+from relay.alerts import Escalation
+from relay.errors import StoreUnavailable
 from relay.pacing.ratelimit import Buckets, Budget, Grant, by_destination
-from relay.store import common, migrate, queries
+from relay.store import common, migrate
 from relay.store.base import (
     Attempt,
     Candidate,
@@ -36,11 +36,19 @@ from relay.store.base import (
 )
 from relay.store.rows import (
     attempt_fields,
-    dedup_passes,
-    dedup_time,
-    handed_off,
     notification_from_row,
-    storable,
+)
+from relay.store.sqlite_ops import (
+    DIALECT,
+    Q,
+    classify,
+    drive,
+    due_heads,
+    enqueue,
+    probe,
+    run,
+    run_many,
+    settle,
 )
 
 log = logging.getLogger(__name__)
@@ -55,81 +63,6 @@ MAX_BATCH = 512
 CHECKPOINT_SECONDS = 1.0
 # If the background checkpoint cannot run (it logs why), the commit path still keeps the WAL under ~40 MB.
 WAL_AUTOCHECKPOINT_PAGES = 10_000
-
-Q = queries.load("sqlite")
-DIALECT = common.Dialect(Q, lambda n: f"?{n}", lambda p: f"id IN (SELECT value FROM json_each({p}))")
-PROBE_BYTES = 64 * 1024
-# Errors about the data itself (retrying cannot help): everything else from sqlite3 is the store failing.
-DATA_ERRORS = (sqlite3.DataError, sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError,
-               UnicodeError)
-
-
-def _enqueue(conn: sqlite3.Connection, candidates: list[Candidate], now: float,
-             handoff: Handoff | None) -> list[Enqueued]:
-    out = []
-    taken: dict[str, int] = {}
-    for cand in candidates:
-        kept = []
-        for alert, interval in zip(cand.group.alerts, cand.repeat_intervals, strict=True):
-            key = (cand.receiver, key_part(alert.fingerprint), dedup_time(alert.startsAt), alert.status)
-            marks = dict(conn.execute(Q["dedup_get"], key[:3]).fetchall())
-            if not dedup_passes(alert.status, marks, now, interval.total_seconds()):
-                continue
-            conn.execute(Q["dedup_put"], (*key, now))
-            kept.append(alert)
-        dropped = len(cand.group.alerts) - len(kept)
-        if not kept:
-            out.append(Enqueued(cand.receiver, None, 0, dropped))
-            continue
-        group = cand.group.model_copy(update={"alerts": kept, "status": group_status(kept)})
-        names = ",".join(sorted({a.name for a in kept}))
-        give_up_at = now + cand.give_up_after.total_seconds()
-        cur = conn.execute(Q["insert"], (cand.receiver, cand.integration, cand.lane, group.status, names,
-                                        storable(group.model_dump_json()), now, give_up_at, now,
-                                        cand.priority.of(a.labels for a in kept)))
-        notification_id = cur.lastrowid
-        assert notification_id is not None
-        claimed = None
-        if (handoff is not None and conn.execute(Q["lane_head"], (cand.lane,)).fetchone()[0] == notification_id
-                and handoff.take(taken, cand.receiver)):
-            conn.execute(Q["lease"], (now + handoff.lease, handoff.owner, notification_id))
-            claimed = handed_off(notification_id, cand, group, now, give_up_at, handoff.lease)
-        out.append(Enqueued(cand.receiver, notification_id, len(kept), dropped, claimed))
-    return out
-
-
-def _probe(conn: sqlite3.Connection) -> None:
-    conn.execute(Q["probe_write"], ("x" * PROBE_BYTES,)).close()
-    conn.execute(Q["probe_undo"]).close()
-
-
-def _pending_receivers(conn: sqlite3.Connection) -> list[str]:
-    """Receivers with pending rows, one index probe each (a loose index scan, not a pass over the rows)."""
-    out: list[str] = []
-    while (receiver := conn.execute(Q["next_receiver"], (out[-1] if out else "",)).fetchone()[0]) is not None:
-        out.append(receiver)
-    return out
-
-
-def _due_heads(conn: sqlite3.Connection, limit: int, now: float, room: Mapping[str, int]
-               ) -> tuple[list[Any], bool, float | None]:
-    """Due lane heads, most severe first, then oldest, at most each receiver's room; whether more were due; when
-    the next not-yet-due one is."""
-    heads: list[Any] = []  # sqlite3.Row
-    more, next_due = False, None
-    for receiver in _pending_receivers(conn):
-        share = min(limit, room.get(receiver, limit))
-        if share <= 0:  # this receiver has its share in flight: its completions will wake the dispatcher
-            continue
-        rows = conn.execute(Q["receiver_heads"], (receiver, now, share + 1)).fetchall()
-        if len(rows) > share:
-            more, rows = True, rows[:share]
-        heads.extend(rows)
-        due = conn.execute(Q["receiver_next_due"], (receiver, now)).fetchone()[0]
-        if due is not None:
-            next_due = due if next_due is None else min(next_due, due)
-    heads.sort(key=lambda row: (row["priority"], row["id"]))
-    return heads, more, next_due
 
 
 class SqliteStore(common.Scripted):
@@ -217,7 +150,7 @@ class SqliteStore(common.Scripted):
                     value = op(conn)
                 except Exception as exc:
                     conn.execute("ROLLBACK TO op")
-                    refused = _classify(exc)
+                    refused = classify(exc)
                     if isinstance(refused, StoreUnavailable) and op_durable:
                         unavailable = str(exc)
                     results.append((fut, None, refused))
@@ -239,7 +172,7 @@ class SqliteStore(common.Scripted):
             failure = StoreUnavailable(f"store cannot commit: {exc}")
             results = [(fut, None, failure) for _, fut, _ in batch]
         for fut, value, error in results:
-            fut.get_loop().call_soon_threadsafe(_settle, fut, value, error)
+            fut.get_loop().call_soon_threadsafe(settle, fut, value, error)
 
     async def _call(self, op: Callable[[sqlite3.Connection], T], durable: bool = True) -> T:
         """Run `op` in the next batch; `durable=False` for work a power cut may undo (leases, outcomes)."""
@@ -251,7 +184,7 @@ class SqliteStore(common.Scripted):
 
     async def _script(self, script: common.Script, read: bool = False) -> Any:
         """Run one of relay.store.common's scripts as one op of the next batch (reads too, as before: durable)."""
-        return await self._call(lambda conn: _drive(conn, script))
+        return await self._call(lambda conn: drive(conn, script))
 
     # -- the Store protocol ----------------------------------------------------------------
 
@@ -288,7 +221,7 @@ class SqliteStore(common.Scripted):
 
     async def release_leases(self) -> None:
         """Free every lease: at start of the one process serving this file, its previous self's leases are dead."""
-        await self._call(lambda conn: _run(conn, Q["release_all"]))
+        await self._call(lambda conn: run(conn, Q["release_all"]))
 
     async def ping(self) -> None:
         await self._call(lambda conn: conn.execute("SELECT 1").fetchone(), durable=False)
@@ -297,11 +230,11 @@ class SqliteStore(common.Scripted):
         if self._write_failure is None:
             await self.ping()
         else:  # committing the probe clears the failure; failing to raises StoreUnavailable
-            await self._call(_probe)
+            await self._call(probe)
 
     async def enqueue(self, candidates: list[Candidate], received_at: float,
                       handoff: Handoff | None = None) -> list[Enqueued]:
-        return await self._call(lambda conn: _enqueue(conn, candidates, received_at, handoff))
+        return await self._call(lambda conn: enqueue(conn, candidates, received_at, handoff))
 
     async def claim(self, owner: str, limit: int, now: float, lease: float,
                     room: Mapping[str, int] | None = None, budgets: Mapping[str, Budget] | None = None) -> Claim:
@@ -312,7 +245,7 @@ class SqliteStore(common.Scripted):
             if budgets:
                 shares, waits = common.shares(limit, shares, budgets,
                                               self._buckets.peek(by_destination(budgets.values()).values()))
-            due, more, next_due = _due_heads(conn, limit, now, shares)
+            due, more, next_due = due_heads(conn, limit, now, shares)
             if len(due) > limit:
                 due, more = due[:limit], True
             if budgets and (wanted := common.wanted(due, budgets)):
@@ -339,7 +272,7 @@ class SqliteStore(common.Scripted):
     async def release(self, owner: str, notification_ids: Sequence[int]) -> None:
         if notification_ids:
             ids = json.dumps(list(notification_ids))
-            await self._call(lambda conn: _run(conn, Q["release"], (owner, ids)), durable=False)
+            await self._call(lambda conn: run(conn, Q["release"], (owner, ids)), durable=False)
 
     async def _finish(self, sql: str, params: tuple[Any, ...], notification_id: int, attempt: Attempt,
                       durable: bool = False) -> None:
@@ -368,21 +301,21 @@ class SqliteStore(common.Scripted):
 
     async def remember_refs(self, receiver: str, keys: Sequence[str], ref: str) -> None:
         now = time.time()
-        await self._call(lambda conn: _run_many(conn, Q["refs_put"], [(receiver, key, ref, now) for key in keys]))
+        await self._call(lambda conn: run_many(conn, Q["refs_put"], [(receiver, key, ref, now) for key in keys]))
 
     # -- heartbeats (relay.heartbeat) --------------------------------------------------------
 
     async def heartbeat_seen(self, names: Sequence[str], now: float) -> None:
         # Not fsynced: a power cut may undo it, and the next heartbeat (a minute later) says the same again.
-        await self._call(lambda conn: _run_many(conn, Q["heartbeat_seen"], [(n, now) for n in sorted(names)]),
+        await self._call(lambda conn: run_many(conn, Q["heartbeat_seen"], [(n, now) for n in sorted(names)]),
                          durable=False)
 
     async def heartbeats(self, watch: Mapping[str, float], now: float) -> list[HeartbeatState]:
         def op(conn: sqlite3.Connection) -> list[HeartbeatState]:
             if watch:
                 names = sorted(watch)
-                _run_many(conn, Q["heartbeat_watch"], [(name, now) for name in names])
-                _run_many(conn, Q["heartbeat_listen"], [(name, now, watch[name]) for name in names])
+                run_many(conn, Q["heartbeat_watch"], [(name, now) for name in names])
+                run_many(conn, Q["heartbeat_listen"], [(name, now, watch[name]) for name in names])
             return [HeartbeatState(*row) for row in conn.execute(Q["heartbeats"])]
 
         # Not fsynced: undone by a power cut, the next check writes it again (and a power cut is a gap in listening).
@@ -393,7 +326,7 @@ class SqliteStore(common.Scripted):
         def op(conn: sqlite3.Connection) -> list[Enqueued] | None:
             if not conn.execute(Q["heartbeat_missing"], (now, name, silent_since)).rowcount:
                 return None
-            return _enqueue(conn, notice, now, None)
+            return enqueue(conn, notice, now, None)
 
         return await self._call(op)
 
@@ -402,7 +335,7 @@ class SqliteStore(common.Scripted):
         def op(conn: sqlite3.Connection) -> list[Enqueued] | None:
             if not conn.execute(Q["heartbeat_back"], (name, missing_since, missing_since)).rowcount:
                 return None
-            return _enqueue(conn, notice, now, None)
+            return enqueue(conn, notice, now, None)
 
         return await self._call(op)
 
@@ -415,57 +348,12 @@ class SqliteStore(common.Scripted):
         def op(conn: sqlite3.Connection) -> list[Enqueued] | None:
             if len(conn.execute(Q["escalation_lock"], (steps,)).fetchall()) != len(set(ids)):
                 return None
-            results = _enqueue(conn, notice, now, None)
+            results = enqueue(conn, notice, now, None)
             written = json.dumps([r.notification_id for r in results if r.notification_id is not None])
-            _run(conn, Q["escalation_sent"], (now, written, steps))
-            _run(conn, Q["notification_escalation"], (escalation.to_json(), written))
+            run(conn, Q["escalation_sent"], (now, written, steps))
+            run(conn, Q["notification_escalation"], (escalation.to_json(), written))
             return results
 
         return await self._call(op)
-
-
-def _run(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> None:
-    """Execute for effect. An op must never hand its cursor to the event loop: a cursor dropped there resets its
-    statement from the wrong thread, while the writer may be running that same cached statement
-    ("bad parameter or other API misuse")."""
-    conn.execute(sql, params).close()
-
-
-def _run_many(conn: sqlite3.Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-    conn.executemany(sql, rows).close()
-
-
-def _drive(conn: sqlite3.Connection, script: common.Script) -> Any:
-    """Answer each step of a script with this connection; lists go in as JSON arrays (read with json_each)."""
-    try:
-        step = next(script)
-        while True:
-            want, sql, params = step
-            cur = conn.execute(sql, [json.dumps(p) if isinstance(p, list) else p for p in params])
-            try:
-                answer = cur.fetchall() if want == "rows" else cur.fetchone() if want == "row" else cur.rowcount
-            finally:
-                cur.close()
-            step = script.send(answer)
-    except StopIteration as done:
-        return done.value
-
-
-def _classify(exc: Exception) -> Exception:
-    """An op's error as the caller sees it: the data refused, the store failing, or (a bug) the error itself."""
-    if isinstance(exc, DATA_ERRORS):
-        return StoreRejected(f"the store refused the data: {exc}")
-    if isinstance(exc, sqlite3.Error):
-        return StoreUnavailable(f"store error: {exc}")
-    return exc
-
-
-def _settle(fut: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
-    if fut.done():
-        return
-    if error is not None:
-        fut.set_exception(error)
-    else:
-        fut.set_result(value)
 
 

@@ -3,13 +3,7 @@
 from __future__ import annotations
 
 from relay.alerts import WebhookMessage
-from relay.store.base import (
-    Ended,
-    Fold,
-    Folded,
-    StormState,
-    StormView,
-)
+from relay.store.records import Ended, Fold, Folded, StormState, StormView
 from relay.store.rows import storable
 from relay.store.script import Dialect, Runner, Script, single, want_all, want_count, want_row, want_rows
 from relay.storms.fold import (

@@ -21,7 +21,8 @@ from relay.outbox import Intake
 from relay.pacing.ratelimit import default_limit
 from relay.runtime import Runtime
 from relay.stages import loop
-from relay.store.base import Ended, Enqueued, Fold, Folded, Store, StormState
+from relay.store.base import Enqueued, Store
+from relay.store.records import Ended, Fold, Folded, StormState
 from relay.telemetry import metrics
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,8 @@ from urllib.parse import quote
 
 from relay.alerts import Alert, Notification, alert_key
 from relay.storms.fold import RELAY_URL, storm_of
-from relay.templating import distinguishing, safe_url
+from relay.templating import distinguishing
+from relay.templating.escape import safe_url
 from relay.templating.neutralise import visible
 
 SEVERITIES = ("critical", "warning", "info")

@@ -7,7 +7,8 @@ import asyncio
 import time
 
 from relay.actions import ACTION, Action, action_of, once_mark, request_mark, row
-from relay.store.base import Attempt, Handoff, HistoryFilter, Store, Watch
+from relay.store.base import Attempt, Handoff, Store
+from relay.store.records import HistoryFilter, Watch
 from tests.fakes import webhook_message
 
 GROUP = webhook_message("firing-poddown")

@@ -7,7 +7,8 @@ from __future__ import annotations
 import time
 
 from relay.pacing.ratelimit import Budget
-from relay.store.base import Handoff, HistoryFilter, Store
+from relay.store.base import Handoff, Store
+from relay.store.records import HistoryFilter
 from tests.doubles import candidate, group
 
 SLOW = Budget("slack:abc123", rate=0.5, burst=2)

@@ -11,7 +11,8 @@ from typing import Any
 from relay.alerts import Alert, Escalation, WebhookMessage
 from relay.alerts.fingerprint import fingerprint
 from relay.store import open_store
-from relay.store.base import Candidate, HistoryFilter, Resolved, Store, Timer
+from relay.store.base import Candidate, Store
+from relay.store.records import HistoryFilter, Resolved, Timer
 
 
 def group(name: str = "PodDown", status: str = "firing", pod: str = "api-1") -> WebhookMessage:

@@ -9,7 +9,8 @@ from datetime import timedelta
 from relay.config.heartbeat import HeartbeatConfig
 from relay.heartbeat.notice import notice_group
 from relay.store import open_store
-from relay.store.base import Candidate, HeartbeatState, HistoryFilter, Store
+from relay.store.base import Candidate, HeartbeatState, Store
+from relay.store.records import HistoryFilter
 
 WATCH = {"watchdog": 300.0}  # name -> max_silence, as relay.heartbeat.switch checks it
 BEAT = HeartbeatConfig.model_validate({"name": "watchdog", "matchers": ['alertname="Watchdog"'],

@@ -11,7 +11,8 @@ import pytest
 from relay.errors import StoreUnavailable
 from relay.pacing.ratelimit import Budget
 from relay.store import open_store
-from relay.store.base import Attempt, HistoryFilter, Store
+from relay.store.base import Attempt, Store
+from relay.store.records import HistoryFilter
 from tests.contract.test_heartbeats import notice
 from tests.contract.test_store import candidate
 from tests.doubles import candidate as one_alert

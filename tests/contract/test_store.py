@@ -11,7 +11,8 @@ import pytest
 from relay.alerts import WebhookMessage
 from relay.channels.threads import Threads
 from relay.store import open_store
-from relay.store.base import Attempt, Candidate, Handoff, HistoryFilter, Store
+from relay.store.base import Attempt, Candidate, Handoff, Store
+from relay.store.records import HistoryFilter
 from tests.helpers import fixture
 
 HOUR = timedelta(hours=1)

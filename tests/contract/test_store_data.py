@@ -18,7 +18,8 @@ import pytest
 from relay.alerts import NUL_SHOWN_AS, WebhookMessage
 from relay.channels.threads import Threads
 from relay.errors import StoreRejected, StoreUnavailable
-from relay.store.base import Attempt, Candidate, HistoryFilter, Store
+from relay.store.base import Attempt, Candidate, Store
+from relay.store.records import HistoryFilter
 from tests.helpers import fixture
 
 HOUR = timedelta(hours=1)

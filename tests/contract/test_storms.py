@@ -8,7 +8,8 @@ from datetime import timedelta
 
 from relay.alerts import WebhookMessage
 from relay.store import open_store
-from relay.store.base import Attempt, Candidate, Fold, HistoryFilter, Store
+from relay.store.base import Attempt, Candidate, Store
+from relay.store.records import Fold, HistoryFilter
 from relay.storms.fold import redraws, storm_of
 
 HOUR = timedelta(hours=1)

@@ -46,7 +46,7 @@ from relay.channels.slack.threads import Anchor, Book, ThreadBook, narrowed
 from relay.channels.threads import Threads
 from relay.config.receivers import ReceiverConfig, SlackConfig
 from relay.errors import DeliveryUnfinished, PermanentDeliveryError, Reason, TransientDeliveryError, http_reason
-from relay.store.base import StormView
+from relay.store.records import StormView
 from relay.storms import summary
 from relay.storms.fold import redraws, storm_of
 from relay.templating import Templates

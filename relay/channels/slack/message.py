@@ -15,7 +15,8 @@ from typing import Any
 
 from relay.alerts import Alert, Notification
 from relay.config.receivers import ReceiverConfig
-from relay.templating import Templates, context, cut, slack_escape
+from relay.templating import Templates, context
+from relay.templating.escape import cut, slack_escape
 
 HEADER_LIMIT = 150
 SECTION_LIMIT = 3000

@@ -30,7 +30,7 @@ from relay.channels.slack.threads import Anchor
 from relay.channels.threads import Threads
 from relay.config.receivers import SlackActions
 from relay.errors import PermanentDeliveryError
-from relay.store.base import Watch
+from relay.store.records import Watch
 from relay.templating.neutralise import visible
 
 log = logging.getLogger(__name__)

@@ -16,10 +16,11 @@ from relay.alerts import Notification
 from relay.channels.base import guard_store
 from relay.channels.slack.message import BLOCK_LIMIT, SECTION_LIMIT, TEXT_LIMIT, header, note, section
 from relay.channels.slack.threads import Anchor
-from relay.store.base import Store, StormState, StormView
+from relay.store.base import Store
+from relay.store.records import StormState, StormView
 from relay.storms.fold import storm_of
 from relay.storms.summary import Family, Line, Summary
-from relay.templating import cut, slack_escape, slack_link
+from relay.templating.escape import cut, slack_escape, slack_link
 
 COLOURS = {"critical": "#D50200", "warning": "#FF9900"}
 OTHER_COLOUR = "#9E9E9E"
