@@ -81,3 +81,10 @@ async def test_with_only_a_webhook_token_the_console_is_closed(tmp_path: Path) -
             assert answer.status_code == 403 and "RELAY_ADMIN_TOKEN" in answer.text
         answer = await relay.client.post("/sign-in", data={"token": "w-token"})
         assert answer.status_code == 403 and "set-cookie" not in answer.headers
+
+
+@pytest.mark.parametrize("same_as", ["admin_token", "webhook_token"])
+def test_the_viewer_token_must_be_its_own(tmp_path: Path, same_as: str) -> None:
+    tokens = {"admin_token": "a-token", "webhook_token": "w-token", same_as: "v-token"}
+    with pytest.raises(ValueError, match="RELAY_VIEWER_TOKEN must differ"):
+        relay_settings(tmp_path, repo_routes(tmp_path), viewer_token="v-token", **tokens)

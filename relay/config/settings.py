@@ -76,6 +76,13 @@ class Settings(BaseSettings):
                              "webhook token, and it must not open the admin API")
         return self
 
+    @model_validator(mode="after")
+    def _viewer_token_is_its_own(self) -> Settings:
+        if self.viewer is not None and self.viewer in (self.admin, self.token):
+            raise ValueError("RELAY_VIEWER_TOKEN must differ from RELAY_ADMIN_TOKEN and RELAY_WEBHOOK_TOKEN: it signs "
+                             "in to the console read-only, and must not sign in as admin or post webhooks")
+        return self
+
     @property
     def token(self) -> str | None:
         """The webhook token, trimmed like Alertmanager trims a credentials file (a Secret made with `echo`)."""

@@ -84,6 +84,19 @@ async def test_sign_in_shows_every_receiver_and_nothing_without_a_session(tmp_pa
         assert await page.locator("svg.chart").count() == len(receivers)
         cookie = next(c for c in await page.context.cookies() if c["name"] == "relay_session")
         assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and ADMIN not in cookie["value"]
+        # Auto-refresh re-submits the page's own filter form (a POST: the filters never reach a URL) and keeps them.
+        await page.clock.install()
+        await page.goto(relay.url + "/notifications")
+        await page.select_option("select[name=receiver]", "pagerduty-oncall")
+        await page.check("input[name=refresh]")
+        await page.click("button:has-text('Show')")
+        assert await page.locator("tbody tr").count() == 1
+        async with page.expect_navigation():
+            await page.clock.fast_forward(31_000)
+        assert page.url == relay.url + "/notifications"
+        assert await page.locator("select[name=receiver]").input_value() == "pagerduty-oncall"
+        assert await page.locator("input[name=refresh]").is_checked()
+        assert "slack-alerts" not in await page.inner_text("tbody")
         await page.click("text=Sign out")
         await page.goto(relay.url + "/receivers")
         assert "Sign in" in await page.inner_text("body")
