@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -26,7 +25,7 @@ from relay.config.heartbeat import arrived, is_heartbeat
 from relay.config.routes import Routes
 from relay.errors import Rejected, StoreRejected, StoreUnavailable
 from relay.services import services
-from relay.stages import escalation
+from relay.stages import escalation, mute
 from relay.store.base import Candidate, Enqueued
 from relay.telemetry import metrics
 
@@ -87,14 +86,15 @@ def parse(body: bytes) -> WebhookMessage:
     return message
 
 
-def candidates(message: WebhookMessage, routes: Routes) -> list[Candidate]:
+def candidates(message: WebhookMessage, routes: Routes, at: datetime | None = None) -> list[Candidate]:
     """One candidate per receiver holding the alerts routed to it, in the webhook's order (heartbeats are consumed,
-    not routed)."""
+    not routed). With `at`, a firing alert skips the receivers only routes muted then reach (relay.stages.mute holds
+    it for them); a resolve is never muted."""
     chosen: dict[str, list[tuple[Alert, timedelta]]] = defaultdict(list)
     for alert in message.alerts:
         if is_heartbeat(routes.spec.heartbeats, alert):
             continue
-        for target in routes.targets(alert.labels):
+        for target in routes.targets(alert.labels, at if alert.status == "firing" else None):
             chosen[target.receiver].append((alert, target.repeat_interval))
     out = []
     for name, pairs in chosen.items():
@@ -130,7 +130,7 @@ def summary(message: WebhookMessage, results: list[Enqueued], heartbeats: tuple[
 
 async def handle(request: Request) -> JSONResponse:
     state = services(request)
-    received_at = time.time()
+    received_at = state.runtime.clock()
     try:
         check_webhook(request, state.settings)
         message = parse(await read_body(request, state.settings.max_body_bytes,
@@ -144,9 +144,10 @@ async def handle(request: Request) -> JSONResponse:
     routes = state.runtime.routes
     assert routes is not None  # loaded before the app serves
     beats = arrived(routes.spec.heartbeats, message.alerts)
-    chosen = candidates(message, routes)
+    chosen = candidates(message, routes, mute.instant(received_at))
+    held = mute.holds(message, routes, received_at)
     try:
-        chosen = await escalation.arm(state.store, routes, message, chosen, received_at)
+        chosen = await escalation.arm(state.store, routes, message, chosen, received_at, held)
         results = await outbox.enqueue(state.dispatcher, state.store, chosen, received_at)
         if beats[0]:  # after the enqueue: a refused webhook records nothing, a 503's resend is deduplicated
             await state.store.heartbeat_seen(beats[0], received_at)
@@ -167,5 +168,12 @@ async def handle(request: Request) -> JSONResponse:
             metrics.notifications.labels(result.receiver, routes.receivers[result.receiver].integration).inc()
         if result.alerts_deduplicated:
             metrics.notifications_deduplicated.labels(result.receiver).inc(result.alerts_deduplicated)
+    for hold in held:
+        log.info("held %s for %s: %s", hold.alert.name, ", ".join(hold.receivers),
+                 (hold.group.model_extra or {}).get(mute.MUTED))
     metrics.webhook_requests.labels("200").inc()
-    return JSONResponse(summary(message, results, beats, routes.defaults))
+    answer = summary(message, results, beats, routes.defaults)
+    if held:
+        answer["muted"] = [{"alertname": h.alert.name, "receivers": list(h.receivers),
+                            "reason": (h.group.model_extra or {}).get(mute.MUTED)} for h in held]
+    return JSONResponse(answer)

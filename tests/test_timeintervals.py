@@ -308,3 +308,36 @@ def test_routes_test_at_refuses_a_time_without_offset(tmp_path: Path) -> None:
     done = routes_test(tmp_path, "--at", "2026-03-06T19:30:00", "severity=warning")
     assert done.returncode == 2
     assert "has no offset: add Z or one like +09:00 (RFC 3339)" in done.stderr
+
+
+STEPS_ROUTES = NIGHTS_ROUTES.replace("""    mute_time_intervals: [seoul-nights]
+""", """    mute_time_intervals: [seoul-nights]
+    escalate:
+      - {after: 10m, receivers: [ops-email]}
+      - {after: 30m, receivers: [fallback], active_time_intervals: [always]}
+""", 1) + """  - name: always
+    time_intervals: [{}]
+"""
+
+
+def test_a_step_is_muted_with_its_route_unless_it_names_intervals_of_its_own(tmp_path: Path) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text(STEPS_ROUTES)
+    routes = load_routes(path, Templates(TEMPLATES), {})
+    first, second = routes.spec.routes[0].escalate
+    night, noon = at("2026-03-06T19:30:00+09:00"), at("2026-03-06T12:00:00+09:00")
+    assert routes.step_muted(0, first, night) == "muted by time interval 'seoul-nights'"
+    assert routes.step_muted(0, first, noon) is None
+    assert routes.step_muted(0, second, night) is None  # it says so: it pages at any hour
+
+
+@pytest.mark.parametrize(("when", "end"), [
+    ("2026-03-06T19:30:00+09:00", "2026-03-06T15:00:00Z"),  # Friday night in Seoul: ends at midnight there
+    ("2026-03-06T23:59:30+09:00", "2026-03-06T15:00:00Z"),
+    ("2026-03-09T18:00:00+09:00", "2026-03-09T15:00:00Z"),  # Monday
+])
+def test_a_mute_ends_at_the_first_minute_its_interval_no_longer_holds(tmp_path: Path, when: str, end: str) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text(NIGHTS_ROUTES)
+    routes = load_routes(path, Templates(TEMPLATES), {})
+    assert routes.mute_ends(0, at(when)) == at(end)

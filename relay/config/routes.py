@@ -10,7 +10,7 @@ import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,8 @@ from relay.templating import Templates
 log = logging.getLogger(__name__)
 
 DEFAULT_REPEAT_INTERVAL = parse_duration("4h")
+# A notification held by a route's mute is looked at again after this long at most (a route muted for good).
+MAX_HOLD = timedelta(days=35)
 
 
 class Route(BaseModel):
@@ -119,6 +121,8 @@ class Routes:
         self.defaults = _on_defaults(spec, self.receivers, defaulted or {})
         self.priority: Priority = spec.priority.priority()
         self.intervals: dict[str, TimeInterval] = {t.name: t for t in spec.time_intervals}
+        self.mutes = bool(self.muting_routes())
+        self._mute_ends: dict[tuple[int, datetime], datetime] = {}
 
     def targets(self, labels: Mapping[str, str], at: datetime | None = None) -> list[Target]:
         """The receivers for one alert, in route order, each once (the first route naming it sets its interval);
@@ -193,6 +197,30 @@ class Routes:
         if not reached and receiver in self.spec.default_receivers:
             team = set(self.spec.default_receivers)
         return team, owns
+
+    def mute_ends(self, route: int, at: datetime) -> datetime:
+        """When route `route`, muted at `at`, sends again: the first minute after `at` it is not muted (intervals are
+        whole minutes of a wall clock), at most MAX_HOLD later (a route muted longer is looked at again then).
+        Remembered per route and minute: every webhook in a muted minute asks the same."""
+        start = at.astimezone(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+        key = (route, start)
+        if key not in self._mute_ends:
+            spec = self.spec.routes[route]
+            end = start
+            while end - start < MAX_HOLD and self.muted_by(spec.mute_time_intervals, spec.active_time_intervals, end):
+                end += timedelta(minutes=1)
+            if len(self._mute_ends) > 10_000:
+                self._mute_ends.clear()
+            self._mute_ends[key] = end
+        return self._mute_ends[key]
+
+    def step_muted(self, route: int, step: EscalationStep, at: datetime) -> str | None:
+        """Why an escalation step sends nothing at `at`: its own intervals when it names any, else its route's (no
+        one is paged at night for a muted route's escalation unless the step says so)."""
+        if step.mute_time_intervals or step.active_time_intervals:
+            return self.muted_by(step.mute_time_intervals, step.active_time_intervals, at)
+        spec = self.spec.routes[route]
+        return self.muted_by(spec.mute_time_intervals, spec.active_time_intervals, at)
 
     def muting_routes(self) -> list[int]:
         """The indexes of routes that name time intervals, on themselves or on an escalation step."""

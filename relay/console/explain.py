@@ -272,6 +272,8 @@ async def _escalation(store: Store, fp: str) -> list[Line]:
     for step in steps:
         where = ", ".join(step.receivers)
         head = f"step {step.step + 1} of {step.steps} (to {where}, due {step.after:g} s after it fired)"
+        if step.step < 0:  # a mute's hold (relay.stages.mute): the route was muted when the alert arrived
+            head = f"muted: held for {where} while route {-step.step}'s time intervals mute it (until its end)"
         if step.state == "sent":
             sent = ", ".join(f"#{n}" for n in step.notifications)
             lines.append(Line("ok", f"{head}: sent ({sent})", step.ended_at,

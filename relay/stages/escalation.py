@@ -23,7 +23,7 @@ from relay.alerts import Alert, Escalation, WebhookMessage
 from relay.config.durations import format_duration
 from relay.config.heartbeat import is_heartbeat
 from relay.outbox import Intake
-from relay.stages import loop
+from relay.stages import loop, mute
 from relay.store.base import Candidate, Store
 from relay.store.records import DueTimer, EscalationEnd, Timer
 from relay.store.rows import episode
@@ -68,22 +68,24 @@ def timers(message: WebhookMessage, routes: Routes, received_at: float) -> list[
 
 
 async def arm(store: Store, routes: Routes, message: WebhookMessage, chosen: list[Candidate],
-              received_at: float) -> list[Candidate]:
+              received_at: float, held: Sequence[Timer] = ()) -> list[Candidate]:
     """Arm the webhook's steps and end those of its resolved alerts (before its enqueue, so a 503 retried by
     Alertmanager arms nothing twice); returns `chosen` plus each resolve for the receivers an escalation reached.
 
     Nothing is asked of the store unless some route escalates: steps armed under an earlier routes.yaml whose
     alert no longer escalates are ended by the Escalator instead (reason `unrouted`).
     """
-    if not routes.escalates:
+    if not routes.escalates and not routes.mutes:
         return chosen
-    armed = timers(message, routes, received_at)
+    armed = [*timers(message, routes, received_at), *held]  # a mute's holds are timers too (relay.stages.mute)
     resolved = [a for a in message.alerts if a.status == "resolved" and not is_heartbeat(routes.spec.heartbeats, a)]
     if not armed and not resolved:
         return chosen
     done = await store.arm_escalations(armed, resolved, received_at)
     if done.cancelled:
         metrics.escalation_steps.labels("resolved").inc(done.cancelled)
+    if done.held_from:
+        chosen = await mute.unannounced_resolves_dropped(store, chosen, done.held_from)
     extra: dict[str, list[Alert]] = defaultdict(list)
     for alert in resolved:
         for receiver in done.sent_to.get(episode(alert), ()):
@@ -144,6 +146,14 @@ def notice(batch: Sequence[DueTimer], routes: Routes) -> list[Candidate]:
             for name in first.receivers if name in routes.receivers]
 
 
+def muted_step(routes: Routes, due: DueTimer, now: float) -> str | None:
+    """Why a due escalation step sends nothing now (relay.config.routes.Routes.step_muted), or None."""
+    chosen = routes.escalation(due.timer.alert.labels)
+    if chosen is None or not 0 < due.timer.step <= len(chosen.steps):
+        return None
+    return routes.step_muted(chosen.route, chosen.steps[due.timer.step - 1], mute.instant(now))
+
+
 def batches(due: Sequence[DueTimer]) -> list[list[DueTimer]]:
     """Due steps that go out as one message: same group, same step, same receivers."""
     found: dict[tuple[str, int, int, float, tuple[str, ...]], list[DueTimer]] = {}
@@ -169,19 +179,40 @@ class Escalator:
         return min(CHECK_MAX_SECONDS, max(CHECK_MIN_SECONDS, min(afters, default=CHECK_MAX_SECONDS * 5) / 5))
 
     async def run(self) -> None:
-        await loop.every(self.interval, self.check, "escalations", log)
+        await loop.every(self.interval, self.check, "escalations", log, clock=lambda: self.runtime.clock())
 
     async def check(self, now: float) -> None:
         routes = self.runtime.routes
         if routes is None:
             return
         due = await self.store.due_escalations(now, BATCH)
+        for batch in batches([d for d in due if mute.is_hold(d.timer)]):
+            await self._release(routes, batch, now)
+        due = [d for d in due if not mute.is_hold(d.timer)]
         unrouted = sorted({d.timer.alert.fingerprint for d in due if routes.escalation(d.timer.alert.labels) is None})
         if unrouted:  # routes.yaml no longer escalates these alerts: their remaining steps end
             await cancel(self.store, unrouted, "unrouted", now)
-        for batch in batches([d for d in due if d.timer.alert.fingerprint not in unrouted]):
+        # A step muted now waits, pending, for its window to end (it is read again on each beat till then).
+        for batch in batches([d for d in due if d.timer.alert.fingerprint not in unrouted
+                              and muted_step(routes, d, now) is None]):
             await self._send(routes, batch, now)
         self.checked_at = now
+
+    async def _release(self, routes: Routes, batch: list[DueTimer], now: float) -> None:
+        candidates = mute.released(batch, routes, now)
+        if candidates is None:
+            return  # still muted: routes.yaml lengthened the window
+        results = await outbox.put(self.intake, None, lambda _: self.store.escalate(
+            [d.id for d in batch], now, candidates, None))
+        if results is None:
+            return  # another replica sent it, or it was resolved, acknowledged or silenced meanwhile
+        log.info("the mute of %d held alert(s) %s ended: sent to %s", len(batch),
+                 ", ".join(sorted({d.timer.alert.name for d in batch})),
+                 ", ".join(r.receiver for r in results if r.notification_id is not None) or "nobody (deduplicated, "
+                 "or no receiver left)")
+        for result in results:
+            if result.notification_id is not None:
+                metrics.notifications.labels(result.receiver, routes.receivers[result.receiver].integration).inc()
 
     async def _send(self, routes: Routes, batch: list[DueTimer], now: float) -> None:
         t = batch[0].timer

@@ -13,13 +13,14 @@ from relay.errors import StoreRejected, StoreUnavailable
 
 
 async def every(interval: Callable[[], float], check: Callable[[float], Awaitable[object]], what: str,
-                log: logging.Logger, nudge: asyncio.Event | None = None) -> None:
-    """Run `check(now)` every `interval()` seconds, or sooner when `nudge` is set; `what` names it in the log."""
+                log: logging.Logger, nudge: asyncio.Event | None = None,
+                clock: Callable[[], float] = time.time) -> None:
+    """Run `check(clock())` every `interval()` seconds, or sooner when `nudge` is set; `what` names it in the log."""
     while True:
         if nudge is not None:
             nudge.clear()
         try:
-            await check(time.time())
+            await check(clock())
         except (StoreUnavailable, StoreRejected) as exc:
             log.warning("cannot check %s now (tried again in %.1fs): %s", what, interval(), exc)
         except Exception:  # a bug in one stage must not stop it for good

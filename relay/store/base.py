@@ -19,6 +19,7 @@ from relay.pacing.ratelimit import Budget, Grant
 from relay.store.records import (
     DueTimer,
     Ended,
+    Episode,
     EscalationEnd,
     Fold,
     Folded,
@@ -309,10 +310,14 @@ class Store(Protocol):
         """Pending steps due at `now`, the earliest first."""
 
     async def escalate(self, ids: Sequence[int], now: float, notice: list[Candidate],
-                       escalation: Escalation) -> list[Enqueued] | None:
+                       escalation: Escalation | None) -> list[Enqueued] | None:
         """If every step of `ids` is still pending, mark them sent and enqueue `notice` (its notifications marked as
-        `escalation`) in one durable transaction; None when any of them is not pending any more (another replica
-        sent it, or it was cancelled meanwhile): then nothing is written."""
+        `escalation`; None for a mute's hold, relay.stages.mute) in one durable transaction; None when any of them
+        is not pending any more (another replica sent it, or it was cancelled meanwhile): then nothing is written."""
+
+    async def told(self, pairs: Sequence[tuple[str, Episode]]) -> set[tuple[str, Episode]]:
+        """Which (receiver, episode) pairs the dedup marks show were told the episode fired (relay.stages.mute: a
+        resolve goes to a receiver whose firing was held only if it heard of the firing before)."""
 
     async def escalations_of(self, fingerprints: Sequence[str]) -> list[StepRecord]:
         """Every stored step of these alerts' escalations (any episode, any state), in the order they were armed."""

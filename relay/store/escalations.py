@@ -30,12 +30,21 @@ def arm_escalations(d: Dialect, timers: Sequence[Timer], resolved: Sequence[Aler
         return Resolved()
     sent: dict[Episode, list[str]] = {}
     episodes = json.dumps(sorted({episode(a) for a in resolved}))
+    held: dict[Episode, list[str]] = {}
+    for row in (yield want_rows(q["escalation_held"], episodes)):  # before the cancel: the holds it ends
+        receivers = held.setdefault((row["fingerprint"], row["starts_at"]), [])
+        receivers.extend(r for r in json.loads(row["receivers"]) if r not in receivers)
     cancelled = yield want_count(q["escalation_resolve"], now, episodes)
     yield want_count(q["escalation_resolved_at"], now, episodes)
     for row in (yield want_rows(q["escalation_sent_to"], episodes)):
         receivers = sent.setdefault((row["fingerprint"], row["starts_at"]), [])
         receivers.extend(r for r in json.loads(row["receivers"]) if r not in receivers)
-    return Resolved(cancelled, sent)
+    return Resolved(cancelled, sent, held)
+
+
+def told(d: Dialect, pairs: Sequence[tuple[str, Episode]]) -> Script:
+    rows = yield want_rows(d.queries["dedup_told"], json.dumps(sorted({(r, *ep) for r, ep in pairs})))
+    return {(row["receiver"], (row["fingerprint"], row["starts_at"])) for row in rows}
 
 
 def cancel_escalations(d: Dialect, fingerprints: Sequence[str], reason: str, now: float) -> Script:
@@ -82,6 +91,12 @@ class EscalationScripts(Runner):
     async def due_escalations(self, now: float, limit: int) -> list[DueTimer]:
         due: list[DueTimer] = await self._script(due_escalations(self.dialect, now, limit), read=True)
         return due
+
+    async def told(self, pairs: Sequence[tuple[str, Episode]]) -> set[tuple[str, Episode]]:
+        if not pairs:
+            return set()
+        found: set[tuple[str, Episode]] = await self._script(told(self.dialect, pairs), read=True)
+        return found
 
     async def escalations_of(self, fingerprints: Sequence[str]) -> list[StepRecord]:
         if not fingerprints:

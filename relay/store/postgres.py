@@ -336,7 +336,7 @@ class PostgresStore(common.Scripted):
     # -- escalation (relay.stages.escalation) -------------------------------------------------------
 
     async def escalate(self, ids: Sequence[int], now: float, notice: list[Candidate],
-                       escalation: Escalation) -> list[Enqueued] | None:
+                       escalation: Escalation | None) -> list[Enqueued] | None:
         """The locking read makes a replica sending the same steps wait, then find them sent: one escalation."""
         steps = sorted(set(ids))
         async with self._tx() as conn:
@@ -345,7 +345,8 @@ class PostgresStore(common.Scripted):
             results = await self.enqueue(notice, now, within=conn)
             written = [r.notification_id for r in results if r.notification_id is not None]
             await conn.execute(Q["escalation_sent"], now, json.dumps(written), steps)
-            await conn.execute(Q["notification_escalation"], escalation.to_json(), written)
+            if escalation is not None:
+                await conn.execute(Q["notification_escalation"], escalation.to_json(), written)
             return results
 
 

@@ -39,6 +39,7 @@ class Resolved:
 
     cancelled: int = 0
     sent_to: dict[Episode, list[str]] = field(default_factory=dict)
+    held_from: dict[Episode, list[str]] = field(default_factory=dict)  # receivers a mute's pending hold kept it from
 
 
 @dataclass(frozen=True)

@@ -342,7 +342,7 @@ class SqliteStore(common.Scripted):
     # -- escalation (relay.stages.escalation) -------------------------------------------------------
 
     async def escalate(self, ids: Sequence[int], now: float, notice: list[Candidate],
-                       escalation: Escalation) -> list[Enqueued] | None:
+                       escalation: Escalation | None) -> list[Enqueued] | None:
         steps = json.dumps(sorted(set(ids)))
 
         def op(conn: sqlite3.Connection) -> list[Enqueued] | None:
@@ -351,7 +351,8 @@ class SqliteStore(common.Scripted):
             results = enqueue(conn, notice, now, None)
             written = json.dumps([r.notification_id for r in results if r.notification_id is not None])
             run(conn, Q["escalation_sent"], (now, written, steps))
-            run(conn, Q["notification_escalation"], (escalation.to_json(), written))
+            if escalation is not None:
+                run(conn, Q["notification_escalation"], (escalation.to_json(), written))
             return results
 
         return await self._call(op)

@@ -178,3 +178,26 @@ async def test_pruning_forgets_finished_steps_only(store: Store) -> None:
     await store.prune(now + 100, now + 100)
     assert await store.escalations_of([alert(group()).fingerprint]) == []
     assert len(await store.escalations_of([alert(group(pod="api-2")).fingerprint])) == 2
+
+
+async def test_a_mutes_hold_is_sent_unmarked_and_a_resolve_says_whom_it_was_held_from(store: Store) -> None:
+    """relay.stages.mute: a hold is a timer with a negative step. Sent, its notification is not an escalation; a
+    resolve while it is pending cancels it and names its receivers; `told` reads the firing marks."""
+    now = time.time()
+    message = group()
+    await store.arm_escalations([Timer(message, -1, 0, 0.0, ("slack-alerts",), now + 60)], [], now)
+    [due] = await store.due_escalations(now + 60, 10)
+    assert due.timer.step == -1
+    written = await store.escalate([due.id], now + 60, notice(message, ("slack-alerts",)), None)
+    assert written is not None and written[0].notification_id is not None
+    [claimed] = (await store.claim("w", 10, now + 61, 60)).claimed
+    assert (claimed.notification.receiver, claimed.notification.escalation) == ("slack-alerts", None)
+    episode_key = next(iter((await store.arm_escalations([], [alert(group(status="resolved"))], now + 70)).sent_to))
+    assert await store.told([("slack-alerts", episode_key), ("ops-email", episode_key)]) == {
+        ("slack-alerts", episode_key)}
+
+    other = group(pod="api-2")
+    await store.arm_escalations([Timer(other, -2, 0, 0.0, ("ops-email",), now + 60)], [], now)
+    done = await store.arm_escalations([], [alert(group(status="resolved", pod="api-2"))], now + 30)
+    assert done.cancelled == 1 and list(done.held_from.values()) == [["ops-email"]]
+    assert await store.told([("ops-email", key) for key in done.held_from]) == set()

@@ -365,6 +365,19 @@ WHERE id IN (SELECT id FROM escalations WHERE (fingerprint, starts_at) IN
                  (SELECT e ->> 0, e ->> 1 FROM jsonb_array_elements($2::jsonb) AS e)
              ORDER BY id FOR UPDATE)
 
+-- escalation_held --
+-- The pending holds of a mute (relay.stages.mute: step < 0) of the episodes of $1 (a JSON array of [fingerprint,
+-- starts_at]), read before their resolve cancels them: whom the firing was held from
+SELECT fingerprint, starts_at, receivers FROM escalations
+WHERE state = 'pending' AND step < 0
+  AND (fingerprint, starts_at) IN (SELECT e ->> 0, e ->> 1 FROM jsonb_array_elements($1::jsonb) AS e)
+
+-- dedup_told --
+-- Which of $1 (a JSON array of [receiver, fingerprint, starts_at]) were told the episode fired
+SELECT receiver, fingerprint, starts_at FROM dedup
+WHERE status = 'firing'
+  AND (receiver, fingerprint, starts_at) IN (SELECT e ->> 0, e ->> 1, e ->> 2 FROM jsonb_array_elements($1::jsonb) AS e)
+
 -- escalation_sent_to --
 -- The steps already sent for the episodes of $1 (a JSON array of [fingerprint, starts_at]): their resolve goes there
 SELECT fingerprint, starts_at, receivers FROM escalations

@@ -265,6 +265,19 @@ UPDATE escalations SET state = 'cancelled', ended_at = ?1, reason = 'resolved'
 WHERE state = 'pending' AND (fingerprint, starts_at) IN
     (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?2))
 
+-- escalation_held --
+-- The pending holds of a mute (relay.stages.mute: step < 0) of the episodes of ?1 (a JSON array of [fingerprint,
+-- starts_at]), read before their resolve cancels them: whom the firing was held from
+SELECT fingerprint, starts_at, receivers FROM escalations
+WHERE state = 'pending' AND step < 0 AND (fingerprint, starts_at) IN
+    (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?1))
+
+-- dedup_told --
+-- Which of ?1 (a JSON array of [receiver, fingerprint, starts_at]) were told the episode fired
+SELECT receiver, fingerprint, starts_at FROM dedup
+WHERE status = 'firing' AND (receiver, fingerprint, starts_at) IN
+    (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]') FROM json_each(?1))
+
 -- escalation_resolved_at --
 -- The episodes of ?2 (a JSON array of [fingerprint, starts_at]) resolved at ?1, whatever their steps' state: a firing
 -- after this arms them again

@@ -1,0 +1,116 @@
+"""Holding what a muted route would send, and sending what still fires when its time interval ends.
+
+A route muted at the instant a webhook arrives (`mute_time_intervals` holds it, or `active_time_intervals` does not,
+relay.config.routes.Routes.walk) sends nothing then. Alertmanager drops such a notification and sends at a later
+flush; relay does better: each firing alert it would have sent is held as a durable timer in the escalation store
+(one per alert episode and route, its step `-(route + 1)`, its receivers those the mute kept, due when the mute
+ends), with the reason in its payload (`relay_muted`), so Explain and history show why and until when. What
+cancels an escalation cancels a hold the same way and says why: an acknowledge, a silence, or a resolve inside the
+window (nobody was told it fired, so nobody is told it resolved). When the window ends, the Escalator sends what is
+still held, through dedup with its route's repeat interval, so an alert its receivers heard of before the window is
+not sent twice. A resolve is never held (it closes what people were told; see docs/configuration.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from relay.alerts import Alert, WebhookMessage, group_status
+from relay.config.heartbeat import is_heartbeat
+from relay.store.base import Candidate, Store
+from relay.store.records import DueTimer, Episode, Timer
+from relay.store.rows import episode
+
+if TYPE_CHECKING:
+    from relay.config.routes import Routes
+
+# The payload field of a held group that says why it was held (kept in the notification it becomes).
+MUTED = "relay_muted"
+
+
+def is_hold(timer: Timer) -> bool:
+    """Whether a stored timer is a mute's hold (steps of an escalation count from 1)."""
+    return timer.step < 0
+
+
+def instant(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def holds(message: WebhookMessage, routes: Routes, received_at: float) -> list[Timer]:
+    """The holds to arm for a webhook's firing alerts that reach receivers only through muted routes."""
+    if not routes.mutes:
+        return []
+    at = instant(received_at)
+    out: list[Timer] = []
+    for alert in message.alerts:
+        if alert.status != "firing" or is_heartbeat(routes.spec.heartbeats, alert):
+            continue
+        by_route: dict[int, list[str]] = defaultdict(list)
+        reasons: dict[int, str] = {}
+        for muted in routes.walk(alert.labels, at).muted:
+            by_route[muted.route].append(muted.receiver)
+            reasons[muted.route] = muted.reason
+        for route, receivers in by_route.items():
+            until = routes.mute_ends(route, at)
+            why = f"route {route + 1} {reasons[route]} until {until.isoformat().replace('+00:00', 'Z')}"
+            group = message.model_copy(update={"alerts": [alert], "status": "firing", "truncatedAlerts": 0,
+                                               MUTED: why})
+            out.append(Timer(group, -(route + 1), 0, 0.0, tuple(receivers), until.timestamp()))
+    return out
+
+
+def released(batch: Sequence[DueTimer], routes: Routes, now: float) -> list[Candidate] | None:
+    """What a due hold sends now: one candidate per receiver, of the alerts that still reach it unmuted, through dedup
+    with their route's repeat interval; None while a receiver of it is still muted (a routes.yaml change lengthened
+    the window: the hold waits). Receivers the alerts no longer reach are left out (the hold is sent to nobody)."""
+    at = instant(now)
+    chosen: dict[str, list[tuple[Alert, timedelta]]] = defaultdict(list)
+    for due in batch:
+        walk = routes.walk(due.timer.alert.labels, at)
+        if {m.receiver for m in walk.muted} & set(due.timer.receivers):
+            return None
+        reached = {t.receiver: t.repeat_interval for t in walk.targets}
+        for name in due.timer.receivers:
+            if name in reached and name in routes.receivers:
+                chosen[name].append((due.timer.alert, reached[name]))
+    first = batch[0].timer
+    out = []
+    for name, pairs in chosen.items():
+        alerts = [alert for alert, _ in pairs]
+        common = {k: v for k, v in first.alert.labels.items() if all(a.labels.get(k) == v for a in alerts)}
+        annotations = {k: v for k, v in first.alert.annotations.items()
+                       if all(a.annotations.get(k) == v for a in alerts)}
+        group = first.group.model_copy(update={"alerts": alerts, "status": "firing", "commonLabels": common,
+                                               "commonAnnotations": annotations})
+        receiver = routes.receivers[name]
+        out.append(Candidate(name, receiver.integration, group, tuple(i for _, i in pairs), receiver.give_up_after,
+                             routes.priority))
+    return out
+
+
+async def unannounced_resolves_dropped(store: Store, chosen: list[Candidate],
+                                       held_from: Mapping[Episode, Sequence[str]]) -> list[Candidate]:
+    """`chosen` without the resolves of alerts whose firing a mute held from a receiver that never heard of it: the
+    resolve ended the hold (history says `resolved`), and nobody is told of the end of what they were not told of.
+    Both facts are proof (a pending hold the resolve cancelled; no firing mark for that receiver and episode); a
+    receiver told before the window (Alertmanager re-sent the firing inside it) hears the resolve."""
+    pairs = [(name, ep) for ep, names in held_from.items() for name in names]
+    told = await store.told(pairs)
+    silent = {pair for pair in pairs if pair not in told}
+    out: list[Candidate] = []
+    for cand in chosen:
+        keep = [i for i, alert in enumerate(cand.group.alerts)
+                if alert.status != "resolved" or (cand.receiver, episode(alert)) not in silent]
+        if len(keep) == len(cand.group.alerts):
+            out.append(cand)
+        elif keep:
+            alerts = [cand.group.alerts[i] for i in keep]
+            group = cand.group.model_copy(update={"alerts": alerts, "status": group_status(alerts)})
+            out.append(dataclasses.replace(cand, group=group,
+                                           repeat_intervals=tuple(cand.repeat_intervals[i] for i in keep)))
+    return out

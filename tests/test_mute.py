@@ -1,0 +1,165 @@
+"""Quiet hours on a live relay: a muted route holds a warning while a critical goes out, and the warning is sent when
+the window ends, on both stores. relay's clock is moved forward (Runtime.clock), never waited for."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from relay.services import Services
+from tests.fakes.slack import SlackWebhookServer
+from tests.helpers import RunningRelay, relay_settings, running_relay
+
+# Friday 19:30 in Seoul: inside the window; Saturday 00:00 there: the window has ended.
+IN_WINDOW = datetime.fromisoformat("2026-03-06T10:30:00Z").timestamp()
+WINDOW_END = datetime.fromisoformat("2026-03-06T15:00:00Z").timestamp()
+
+
+def routes(tmp_path: Path, slack: SlackWebhookServer, email: SlackWebhookServer) -> Path:
+    path = tmp_path / "routes.yaml"
+    path.write_text(f"""receivers:
+  - {{name: slack-alerts, slack: {{webhook_url: "{slack.url()}"}}}}
+  - {{name: night-desk, slack: {{webhook_url: "{email.url()}"}}}}
+routes:
+  - matchers: ['severity="warning"']
+    receivers: [slack-alerts]
+    mute_time_intervals: [seoul-nights]
+  - matchers: ['severity="critical"']
+    receivers: [slack-alerts]
+default_receivers: [night-desk]
+time_intervals:
+  - name: seoul-nights
+    time_intervals:
+      - times: [{{start_time: "18:00", end_time: "24:00"}}]
+        weekdays: ["monday:friday"]
+        location: Asia/Seoul
+""")
+    return path
+
+
+def alert(name: str, severity: str, status: str = "firing") -> dict[str, Any]:
+    return {"status": status, "labels": {"alertname": name, "severity": severity},
+            "annotations": {"summary": f"{name} summary"}, "startsAt": "2026-03-06T10:00:00Z",
+            "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else "2026-03-06T10:40:00Z",
+            "generatorURL": "", "fingerprint": f"{abs(hash(name)) % 16**16:016x}"}
+
+
+def group(*alerts: dict[str, Any]) -> dict[str, Any]:
+    status = "firing" if any(a["status"] == "firing" for a in alerts) else "resolved"
+    return {"version": "4", "groupKey": '{}:{alertname=~".*"}', "status": status, "receiver": "relay",
+            "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://am.example",
+            "truncatedAlerts": 0, "alerts": list(alerts)}
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def services_of(relay: RunningRelay) -> Services:
+    found = relay.app.state.services
+    assert isinstance(found, Services)
+    return found
+
+
+async def history(relay: RunningRelay) -> list[dict[str, Any]]:
+    answer = await relay.client.get("/api/v1/notifications", headers={"Authorization": f"Bearer {relay.admin_token}"})
+    assert answer.status_code == 200, answer.text
+    items = answer.json()
+    return list(items["notifications"] if isinstance(items, dict) else items)
+
+
+def texts(slack: SlackWebhookServer) -> str:
+    return "\n".join(str(m) for m in slack.messages)
+
+
+@pytest.mark.usefixtures("database_url")
+async def test_a_window_holds_the_warning_sends_the_critical_then_sends_the_warning(
+        tmp_path: Path, database_url: str) -> None:
+    async with SlackWebhookServer() as slack, SlackWebhookServer() as desk:
+        settings = relay_settings(tmp_path, routes(tmp_path, slack, desk), database_url=database_url,
+                                  admin_token="adm-token")
+        async with running_relay(settings) as relay:
+            clock = Clock(IN_WINDOW)
+            services_of(relay).runtime.clock = clock
+            answer = await relay.post(group(alert("HighLatency", "warning"), alert("PodDown", "critical")))
+            assert answer.status_code == 200, answer.text
+            summary = answer.json()
+            assert summary["receivers"]["slack-alerts"]["enqueued"] == 1  # the critical only
+            [muted] = summary["muted"]
+            assert muted["alertname"] == "HighLatency" and muted["receivers"] == ["slack-alerts"]
+            assert muted["reason"] == "route 1 muted by time interval 'seoul-nights' until 2026-03-06T15:00:00Z"
+            await slack.wait_for(1)
+            assert "PodDown" in texts(slack) and "HighLatency" not in texts(slack)
+            assert desk.messages == []  # the muted route still ended the walk: nothing fell through to default
+
+            # Alertmanager re-sends the group inside the window: still held once, nothing more is sent.
+            assert (await relay.post(group(alert("HighLatency", "warning"), alert("PodDown", "critical")))
+                    ).status_code == 200
+            escalator = services_of(relay).escalator
+            await escalator.check(clock.now + 60)
+            assert len(slack.messages) == 1
+
+            clock.now = WINDOW_END
+            await escalator.check(clock.now)
+            await slack.wait_for(2)
+            assert "HighLatency" in str(slack.messages[1]) and "PodDown" not in str(slack.messages[1])
+            await escalator.check(clock.now + 60)  # sent once
+            sent = [n for n in await history(relay) if n["receiver"] == "slack-alerts"]
+            assert len(sent) == 2
+            assert desk.messages == []
+            assert len(slack.messages) == 2
+
+
+@pytest.mark.usefixtures("database_url")
+async def test_a_resolve_inside_the_window_ends_the_hold(tmp_path: Path, database_url: str) -> None:
+    """Nobody was told the warning fired, so when it resolves inside the window nothing is sent at its end."""
+    async with SlackWebhookServer() as slack, SlackWebhookServer() as desk:
+        settings = relay_settings(tmp_path, routes(tmp_path, slack, desk), database_url=database_url,
+                                  admin_token="adm-token")
+        async with running_relay(settings) as relay:
+            clock = Clock(IN_WINDOW)
+            services_of(relay).runtime.clock = clock
+            assert (await relay.post(group(alert("HighLatency", "warning")))).status_code == 200
+            clock.now += 600
+            assert (await relay.post(group(alert("HighLatency", "warning", "resolved")))).status_code == 200
+            steps = await services_of(relay).store.escalations_of([alert("HighLatency", "warning")["fingerprint"]])
+            assert [(s.state, s.reason) for s in steps] == [("cancelled", "resolved")]
+            clock.now = WINDOW_END
+            await services_of(relay).escalator.check(clock.now)
+            # Nothing is sent, then or later: the resolve was answered, and the dispatcher has nothing due.
+            answer = await relay.client.get("/api/v1/notifications",
+                                            headers={"Authorization": f"Bearer {relay.admin_token}"})
+            assert answer.status_code == 200
+            assert await history(relay) == []
+            assert slack.messages == [] and desk.messages == []
+
+
+@pytest.mark.usefixtures("database_url")
+async def test_a_receiver_told_before_the_window_hears_the_resolve_inside_it(tmp_path: Path, database_url: str) -> None:
+    """Alertmanager re-sends the firing inside the window (held), then its resolve: the receiver heard of the firing
+    before the window, so it is told it is over (its message must not stay firing), and nothing is sent later."""
+    async with SlackWebhookServer() as slack, SlackWebhookServer() as desk:
+        settings = relay_settings(tmp_path, routes(tmp_path, slack, desk), database_url=database_url,
+                                  admin_token="adm-token")
+        async with running_relay(settings) as relay:
+            clock = Clock(IN_WINDOW - 3 * 3600)  # Friday 16:30 in Seoul
+            services_of(relay).runtime.clock = clock
+            assert (await relay.post(group(alert("HighLatency", "warning")))).status_code == 200
+            await slack.wait_for(1)
+            clock.now = IN_WINDOW
+            answer = await relay.post(group(alert("HighLatency", "warning")))
+            assert [m["receivers"] for m in answer.json()["muted"]] == [["slack-alerts"]]
+            clock.now += 600
+            assert (await relay.post(group(alert("HighLatency", "warning", "resolved")))).status_code == 200
+            await slack.wait_for(2)
+            clock.now = WINDOW_END
+            await services_of(relay).escalator.check(clock.now)
+            assert [n["status"] for n in await history(relay)] == ["resolved", "firing"]
+            assert len(slack.messages) == 2 and desk.messages == []
