@@ -19,6 +19,7 @@ from relay.alerts import INFERRED, WebhookMessage, key_part
 from relay.alerts.fingerprint import fingerprint
 from relay.config.durations import format_duration
 from relay.config.routes import DEFAULT_REPEAT_INTERVAL, Routes
+from relay.console.message import slack_acts
 from relay.store.base import Store
 from relay.store.console import Reader
 
@@ -125,6 +126,13 @@ async def explain(store: Store, reader: Reader, routes: Routes | None, query: st
     answer.add("Escalation", await _escalation(store, fp))
     answer.add("Deliveries", await _deliveries(reader, found))
     acks = await _acks(store, reader, fp)
+    for item in found:  # each receiver's Slack message of the alert, once
+        if item.row["integration"] == "slack" and all(o.row["receiver"] != item.row["receiver"]
+                                                      for o in found[found.index(item) + 1:]):
+            alert = next(a for a in item.group.alerts if a.fingerprint == fp)
+            acks += [Line("ok", act.what, act.at) for act in await slack_acts(reader, item.row["receiver"], [alert])]
+    if not acks:
+        acks.append(Line("info", "no acknowledgement or silence recorded by relay"))
     if alertmanager is not None:
         acks += await alertmanager(labels, sorted({i.group.externalURL for i in found if i.group.externalURL}))
     answer.add("Acknowledgements and silences", acks)
@@ -319,4 +327,4 @@ async def _acks(store: Store, reader: Reader, fp: str) -> list[Line]:
         if fp in watch["payload"]:
             lines.append(Line("ok", f"silenced from {watch['receiver']}'s Slack message: Alertmanager silence "
                                     f"{watch['silence_id']}, relay watches it until it ends", watch["ends_at"]))
-    return lines or [Line("info", "no acknowledgement or silence recorded by relay")]
+    return lines

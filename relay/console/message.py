@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from relay.alerts import alert_key
+from relay.alerts import Alert, alert_key
 from relay.channels.preview import render
+from relay.channels.slack.actions import MessageState
+from relay.console.render import utc
 from relay.services import Services
 from relay.store.console import Reader
 from relay.store.rows import notification_from_row
@@ -35,8 +38,8 @@ def mask(text: str, secrets: list[str]) -> str:
     return text
 
 
-def slack_link(ref: str) -> str | None:
-    """The Slack message of a message reference, when it is one (a channel ID and a ts, nothing else)."""
+def slack_message(ref: str) -> tuple[str, str] | None:
+    """The Slack message (channel ID, ts) of a message reference, when it is one, and nothing else."""
     try:
         record = json.loads(ref)
     except ValueError:
@@ -46,7 +49,46 @@ def slack_link(ref: str) -> str | None:
     channel, ts = str(record.get("channel", "")), str(record.get("ts", ""))
     if not SLACK_ID.match(channel) or not SLACK_TS.match(ts):
         return None
-    return f"https://slack.com/archives/{channel}/p{ts.replace('.', '')}"
+    return channel, ts
+
+
+def slack_link(ref: str) -> str | None:
+    """A link to the Slack message of a message reference, built only from Slack's own IDs (checked)."""
+    found = slack_message(ref)
+    return f"https://slack.com/archives/{found[0]}/p{found[1].replace('.', '')}" if found else None
+
+
+@dataclass(frozen=True)
+class Acted:
+    """What people did on one Slack message with relay's buttons (relay.channels.slack.actions.MessageState)."""
+
+    what: str
+    at: float | None
+
+
+async def slack_acts(reader: Reader, receiver: str, alerts: Sequence[Alert]) -> list[Acted]:
+    """Who acknowledged or silenced these alerts from their Slack messages (the state relay keeps per message)."""
+    messages: list[tuple[str, str]] = []
+    for alert in alerts:
+        found = await reader.row("refs_of", receiver, alert_key(alert))
+        message = slack_message(found["ref"]) if found else None
+        if message is not None and message not in messages:
+            messages.append(message)
+    acted = []
+    for channel, ts in messages:
+        found = await reader.row("refs_of", receiver, f"slack-state:{channel}:{ts}")
+        try:
+            state = MessageState.from_json(json.loads(found["ref"])) if found else MessageState()
+        except ValueError:
+            continue
+        if state.acknowledged_at is not None:
+            acted.append(Acted(f"acknowledged by {state.acknowledged_by or 'someone'} from Slack ({receiver})",
+                               state.acknowledged_at))
+        if state.silenced_until is not None and state.silences:
+            ids = ", ".join(silence for _, silence in state.silences)
+            acted.append(Acted(f"silenced by {state.silenced_by or 'someone'} from Slack ({receiver}) until then: "
+                               f"Alertmanager silence {ids}", state.silenced_until))
+    return acted
 
 
 async def as_sent(state: Services, reader: Reader, detail: dict[str, Any]) -> Shown:
@@ -71,6 +113,8 @@ async def as_sent(state: Services, reader: Reader, detail: dict[str, Any]) -> Sh
         link = slack_link(found["ref"]) if found else None
         if link and link not in shown.threads:
             shown.threads.append(link)
+    for act in await slack_acts(reader, detail["receiver"], notification.alerts):
+        shown.acted.append(act.what + (f" ({utc(act.at)})" if act.at is not None else ""))
     for step in detail.get("escalation_steps", []):
         if step["state"] == "cancelled" and step["reason"] in ("acknowledged", "silenced"):
             shown.acted.append(f"{step['reason']} in relay: escalation step {step['step'] + 1} of {step['steps']} "

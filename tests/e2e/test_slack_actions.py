@@ -169,6 +169,12 @@ async def test_silence_unsilence_and_acknowledge_from_slack(tmp_path: Path, monk
             assert acknowledge["event_action"] == "acknowledge" and acknowledge["dedup_key"] == trigger["dedup_key"]
             assert "Acknowledged by <@U0KIM>" in text(message) and "relay:acknowledge" not in action_ids(message)
             await poll_until(lambda: len(slack.replies(message.ts)) == 3)  # silenced, unsilenced, acknowledged
+            # Explain (and the console's notification page) says who acknowledged it, from the message's state.
+            code, out = await run_relay("explain", *(f"{k}={v}" for k, v in LABELS.items()), "--url", relay.url,
+                                        env={"RELAY_ADMIN_TOKEN": "admin-token-0123"})
+            assert code == 0, out
+            assert "acknowledged by U0KIM from Slack (slack-bot)" in out
+            assert f"Alertmanager {am}: no active or pending silence matches this alert" in out  # unsilenced
 
 
             async def actions_done() -> bool:
