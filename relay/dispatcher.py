@@ -16,18 +16,23 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
+from relay.alerts import Notification
 from relay.attempt import Attempts
+from relay.channels.base import Prepares
 from relay.errors import StoreUnavailable
 from relay.pacing import slots
 from relay.pacing.ratelimit import Budget, Waiting, budget_of
 from relay.pacing.retry import RetryPolicy
 from relay.runtime import Receivers
-from relay.store.base import Attempt, Claimed, Handoff, Store
+from relay.store.base import Attempt, Candidate, Claimed, Handoff, Store
 
 log = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 1.0
+# A group this large is not prepared ahead: its rendering could hold the event loop longer than the commit it hides in.
+PREPARE_MAX_ALERTS = 20
 
 
 @dataclass
@@ -141,6 +146,22 @@ class Dispatcher:
         for receiver, reserved in offer.items():
             self._offered[receiver] = self._offered.get(receiver, 0) + reserved
         return Handoff(self.owner, self.options.lease, sum(offer.values()), offer)
+
+    def prepare(self, candidates: list[Candidate]) -> None:
+        """While their commit is on its way to disk (Handoff.prepare): let each channel that can prepare the message
+        it will send for a candidate (relay.channels.base.Prepares), so a handed-off send starts with its POST. Only
+        a help: a failure here is the send's to meet again and report."""
+        for candidate in candidates:
+            if len(candidate.group.alerts) > PREPARE_MAX_ALERTS:
+                continue
+            found = self.receivers.receiver(candidate.receiver)
+            if found is None or not isinstance(found.channel, Prepares):
+                continue
+            try:
+                found.channel.prepare(Notification(0, candidate.receiver, candidate.integration, candidate.lane,
+                                                   candidate.group, datetime.now(UTC)))
+            except Exception as exc:  # the send renders it again and reports what is wrong
+                log.debug("preparing a message for %s failed: %s", candidate.receiver, type(exc).__name__)
 
     def adopt(self, claimed: list[Claimed], offer: Handoff | None = None) -> None:
         """Deliver what enqueue leased to us and end the offer's reservation (also when enqueue failed: no claims);

@@ -7,6 +7,7 @@ dispatcher told, whichever path wrote it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol
 
@@ -22,16 +23,23 @@ class Intake(Protocol):
 
     def wake(self) -> None: ...
 
+    def prepare(self, candidates: list[Candidate]) -> None: ...
+
 
 Write = Callable[[Handoff | None], Awaitable[list[Enqueued] | None]]
 
 
-async def put(intake: Intake, receivers: Iterable[str] | None, write: Write) -> list[Enqueued] | None:
+async def put(intake: Intake, receivers: Iterable[str] | None, write: Write,
+              prepare: Callable[[], None] | None = None) -> list[Enqueued] | None:
     """Run one write that enqueues (None when it wrote nothing, e.g. another replica did it); `receivers` are those
-    it may enqueue for, offered a handoff (None: the write cannot take one). The offer ends also when it fails."""
+    it may enqueue for, offered a handoff (None: the write cannot take one). The offer ends also when it fails.
+    With an offer, `prepare` goes with it (Handoff.prepare): the store runs it while the commit is on its way to
+    disk, work the handed-off sends would otherwise do after it."""
     offer = intake.handoff(receivers) if receivers is not None else None
     results: list[Enqueued] | None = None
     try:
+        if offer is not None and prepare is not None:
+            offer = dataclasses.replace(offer, prepare=prepare)
         results = await write(offer)
     finally:
         intake.adopt([r.claimed for r in results or () if r.claimed is not None], offer)
@@ -45,5 +53,6 @@ async def enqueue(intake: Intake, store: Store, candidates: list[Candidate], rec
     if not candidates:
         return []
     results = await put(intake, [c.receiver for c in candidates],
-                        lambda offer: store.enqueue(candidates, received_at, offer))
+                        lambda offer: store.enqueue(candidates, received_at, offer),
+                        lambda: intake.prepare(candidates))
     return results or []

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -11,6 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from relay.alerts import Notification
 from relay.channels.email import EmailChannel
 from relay.channels.factory import build_channel
 from relay.channels.pagerduty import PagerDutyChannel
@@ -279,3 +281,42 @@ async def test_proxy_settings_come_from_the_session_not_from_slack_sdk(
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
     await channel(slack, templates, session).send(notification("firing-poddown"))
     assert len(await slack.wait_for(1)) == 1
+
+
+# Prepared ahead (issue 24): the message rendered while the notification's commit was on its way to disk -----------
+
+
+def narrowed_to(n: Notification, count: int) -> Notification:
+    """`n` as the outbox hands it over when dedup kept its first `count` alerts: the same Alert objects, a new group."""
+    kept = n.alerts[:count]
+    return dataclasses.replace(n, id=7, group=n.group.model_copy(update={"alerts": kept}))
+
+
+async def test_a_prepared_message_is_sent_as_rendered_and_not_rendered_again(
+        slack: SlackWebhookServer, session: aiohttp.ClientSession, templates: Templates,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    sender = channel(slack, templates, session)
+    ahead = notification("firing-highlatency-group2", "team-slack", id=0)
+    expected = channel(slack, templates, session).render(narrowed_to(ahead, len(ahead.alerts)))
+    sender.prepare(ahead)
+    renders: list[object] = []
+    monkeypatch.setattr(sender, "render", lambda *a, **k: renders.append(a) or {"text": "rendered again"})
+    await sender.send(narrowed_to(ahead, len(ahead.alerts)))
+    [sent] = await slack.wait_for(1)
+    assert renders == []
+    assert sent == expected
+
+
+async def test_a_prepared_message_is_not_sent_for_fewer_alerts_than_it_shows(
+        slack: SlackWebhookServer, session: aiohttp.ClientSession, templates: Templates) -> None:
+    """Dedup kept only the first of two alerts: the message is rendered for that one, not taken from what was
+    prepared for both."""
+    sender = channel(slack, templates, session)
+    ahead = notification("firing-highlatency-group2", "team-slack", id=0)
+    one = narrowed_to(ahead, 1)
+    expected = channel(slack, templates, session).render(one)
+    assert expected != channel(slack, templates, session).render(ahead)
+    sender.prepare(ahead)
+    await sender.send(one)
+    [sent] = await slack.wait_for(1)
+    assert sent == expected

@@ -26,7 +26,7 @@ from relay.pacing.ratelimit import Buckets, Budget, by_destination
 from relay.pacing.retry import RetryPolicy
 from relay.runtime import Runtime
 from relay.store import open_store
-from relay.store.base import Enqueued, Store
+from relay.store.base import Enqueued, Handoff, Store
 from relay.store.records import HistoryFilter
 from tests.channel_contract import assert_leaks_no_secret
 from tests.doubles import DELIVERED, Hold, ScriptedChannel, Step, candidate, group, scripted_runtime, swap
@@ -283,6 +283,18 @@ async def test_an_unfinished_send_goes_on_at_once_without_waiting_for_the_poll(
         await send_through_outbox(dispatcher, store, "team-slack", "lane", "InParts")
         await channel.wait_for(lambda c: c.delivered == [("InParts",)])
     assert [c.result for c in channel.calls] == ["raised DeliveryUnfinished", "delivered"]
+
+
+async def test_an_enqueue_that_hands_off_runs_the_offers_prepare_once_before_it_returns(store: Store) -> None:
+    """Both stores run Handoff.prepare on the caller's loop while the commit is on its way (SQLite: before COMMIT;
+    PostgreSQL: while the statement is at the server), so it is done when the enqueue returns; once, however
+    many notifications it wrote."""
+    ran: list[str] = []
+    offer = Handoff("prepare-test", 60.0, 4, {"team-slack": 4}, prepare=lambda: ran.append("prepared"))
+    done = await store.enqueue([candidate("team-slack", group("lane-a", "Ahead")),
+                                candidate("team-slack", group("lane-b", "Ahead2"))], time.time(), offer)
+    assert ran == ["prepared"]
+    assert all(d.claimed is not None for d in done)
 
 
 # 3: unknown receiver -----------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import hashlib
 import json
 import re
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 from urllib.parse import parse_qsl, quote, quote_plus, urlsplit
 
 from relay.alerts import Notification
@@ -37,6 +37,15 @@ class Channel(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class Prepares(Protocol):
+    """A channel that can do a send's work ahead, while the notification's commit is on its way to disk (issue 24):
+    `prepare` gets the notification as enqueued (id 0, every alert of the candidate); its `send` uses what was
+    prepared only when the notification it is given is that one (dedup kept every alert), else works as before."""
+
+    def prepare(self, notification: Notification) -> None: ...
 
 
 T = TypeVar("T")

@@ -7,7 +7,7 @@ so a lane is strictly ordered and a dead worker's work is picked up again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal, Protocol
@@ -102,6 +102,10 @@ class Handoff:
     lease: float
     limit: int
     room: Mapping[str, int] = field(default_factory=dict)
+    # Run on the event loop once the enqueue's rows are written, while their commit is on its way to disk (SQLite:
+    # just before COMMIT, whose fsync leaves the loop free; PostgreSQL: while the statement is at the server): the
+    # handed-off sends' own preparation (relay.outbox.put), so they start sending as soon as the commit returns.
+    prepare: Callable[[], None] | None = field(default=None, compare=False)
 
     def take(self, taken: dict[str, int], receiver: str) -> bool:
         """Count one more for `receiver` if the offer allows it."""

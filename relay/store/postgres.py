@@ -163,6 +163,8 @@ class PostgresStore(common.Scripted):
                       handoff: Handoff | None = None, within: Conn | None = None) -> list[Enqueued]:
         """See Store.enqueue; `within` runs it in that connection's open transaction (a heartbeat's change)."""
         now = received_at
+        if handoff is not None and handoff.prepare is not None:
+            asyncio.get_running_loop().call_soon(handoff.prepare)  # runs while the statement is at the server
         if handoff is not None:
             await self._hold_owner(handoff.owner)
         marks: dict[tuple[str, str, str, str], float] = {}

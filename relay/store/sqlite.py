@@ -55,7 +55,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], Any]
-Item = tuple[Op, "asyncio.Future[Any]", bool]  # the op, its caller's future, whether its commit must be durable
+# The op, its caller's future, whether its commit must be durable, what to run on the caller's loop before COMMIT.
+Item = tuple[Op, "asyncio.Future[Any]", bool, Callable[[], None] | None]
 
 MAX_BATCH = 512
 # WAL pages are copied into the database file by a thread of their own, this often. SQLite's own checkpoint ran
@@ -135,7 +136,7 @@ class SqliteStore(common.Scripted):
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[Item]) -> None:
         results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-        durable = any(durable for _, _, durable in batch)
+        durable = any(durable for _, _, durable, _ in batch)
         unavailable: str | None = None  # a durable op's store error (not its data's)
         changes = conn.total_changes
         try:
@@ -144,7 +145,7 @@ class SqliteStore(common.Scripted):
                 conn.execute(f"PRAGMA synchronous = {synchronous}")
                 self._synchronous = synchronous
             conn.execute("BEGIN IMMEDIATE")
-            for op, fut, op_durable in batch:
+            for op, fut, op_durable, _ in batch:
                 conn.execute("SAVEPOINT op")
                 try:
                     value = op(conn)
@@ -157,6 +158,9 @@ class SqliteStore(common.Scripted):
                     continue
                 conn.execute("RELEASE op")
                 results.append((fut, value, None))
+            for _, fut, _, committing in batch:
+                if committing is not None:  # the loop works while COMMIT's fsync runs without the GIL
+                    fut.get_loop().call_soon_threadsafe(committing)
             conn.execute("COMMIT")
             if unavailable is not None or (durable and conn.total_changes > changes):  # reads prove nothing
                 self._write_failure = unavailable
@@ -170,16 +174,18 @@ class SqliteStore(common.Scripted):
                 except sqlite3.Error:
                     pass
             failure = StoreUnavailable(f"store cannot commit: {exc}")
-            results = [(fut, None, failure) for _, fut, _ in batch]
+            results = [(fut, None, failure) for _, fut, _, _ in batch]
         for fut, value, error in results:
             fut.get_loop().call_soon_threadsafe(settle, fut, value, error)
 
-    async def _call(self, op: Callable[[sqlite3.Connection], T], durable: bool = True) -> T:
-        """Run `op` in the next batch; `durable=False` for work a power cut may undo (leases, outcomes)."""
+    async def _call(self, op: Callable[[sqlite3.Connection], T], durable: bool = True,
+                    committing: Callable[[], None] | None = None) -> T:
+        """Run `op` in the next batch; `durable=False` for work a power cut may undo (leases, outcomes); `committing`
+        runs on this loop when the batch is about to commit."""
         if self._thread is None:
             raise StoreUnavailable("store is not open")
         fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put((op, fut, durable))
+        self._queue.put((op, fut, durable, committing))
         return await fut
 
     async def _script(self, script: common.Script, read: bool = False) -> Any:
@@ -234,7 +240,8 @@ class SqliteStore(common.Scripted):
 
     async def enqueue(self, candidates: list[Candidate], received_at: float,
                       handoff: Handoff | None = None) -> list[Enqueued]:
-        return await self._call(lambda conn: enqueue(conn, candidates, received_at, handoff))
+        return await self._call(lambda conn: enqueue(conn, candidates, received_at, handoff),
+                                committing=handoff.prepare if handoff is not None else None)
 
     async def claim(self, owner: str, limit: int, now: float, lease: float,
                     room: Mapping[str, int] | None = None, budgets: Mapping[str, Budget] | None = None) -> Claim:

@@ -34,7 +34,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from relay.actions import Action, action_of
-from relay.alerts import Alert, Notification
+from relay.alerts import Alert, Notification, WebhookMessage
 from relay.channels import http
 from relay.channels.base import parse_retry_after, secret_digest
 from relay.channels.http import NETWORK_ERRORS, network_error
@@ -58,6 +58,7 @@ _sdk_log = logging.getLogger(f"{__name__}.sdk")
 _sdk_log.setLevel(logging.INFO)
 
 TIMEOUT = 10.0
+PREPARED_KEEP = 64  # messages rendered ahead and not yet sent, per Slack receiver (SlackChannel.prepare)
 
 # Slack's own error names (webhook bodies, Web API `error` fields) go into the detail, mapped onto relay's closed
 # set of metric reasons; a name Slack adds later is a client error until it is listed here.
@@ -198,11 +199,15 @@ class SlackCalls:
                                   webhook)
         elif webhook:
             channel = {"channel": self.config.channel} if self.config.channel else {}
-            await transport(Call("webhook", {**self.render(notification, now), **channel}))
+            await transport(Call("webhook", {**self._webhook_message(notification, now), **channel}))
         elif book is None:
             await transport(Call("post", post_call(self.config.channel, self.render(notification, now))))
         else:
             await self._threaded(notification, book, transport, now)
+
+    def _webhook_message(self, notification: Notification, now: datetime | None) -> dict[str, Any]:
+        """The incoming webhook's message (SlackChannel may have it prepared already)."""
+        return self.render(notification, now)
 
     async def _threaded(self, notification: Notification, book: Book, transport: Transport,
                         now: datetime | None) -> None:
@@ -303,6 +308,32 @@ class SlackChannel(SlackCalls):
         super().__init__(receiver, templates)
         self.session = session
         self.timeout = timeout
+        # Messages rendered while their notification's commit was on its way to disk (prepare), by the id of the
+        # group's first alert; each with the group it was rendered from. The oldest go past PREPARED_KEEP (one whose
+        # notification was deduplicated away, or not handed off, is never asked for).
+        self._prepared: dict[int, tuple[WebhookMessage, dict[str, Any]]] = {}
+
+    def prepare(self, notification: Notification) -> None:
+        """Render an incoming webhook's message ahead (relay.channels.base.Prepares); bot-token sends, storm summaries
+        and actions are not prepared."""
+        if (not self.webhook or not notification.alerts or notification.escalation is not None
+                or storm_of(notification.lane) is not None or action_of(notification) is not None):
+            return
+        self._prepared[id(notification.alerts[0])] = (notification.group, self.render(notification))
+        while len(self._prepared) > PREPARED_KEEP:
+            del self._prepared[next(iter(self._prepared))]
+
+    def _webhook_message(self, notification: Notification, now: datetime | None) -> dict[str, Any]:
+        """The prepared message if it was rendered from this notification's alerts, all of them (dedup may have
+        kept fewer: then it is rendered now, as it is for a notification claimed from the outbox)."""
+        found = self._prepared.pop(id(notification.alerts[0]), None) if notification.alerts and now is None else None
+        if found is not None:
+            group, message = found
+            if (notification.escalation is None and group.status == notification.status
+                    and len(group.alerts) == len(notification.alerts)
+                    and all(a is b for a, b in zip(group.alerts, notification.alerts, strict=True))):
+                return message
+        return self.render(notification, now)
 
     @functools.cached_property
     def destination(self) -> str:
