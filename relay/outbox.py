@@ -7,6 +7,7 @@ dispatcher told, whichever path wrote it.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol
@@ -34,7 +35,8 @@ async def put(intake: Intake, receivers: Iterable[str] | None, write: Write,
     """Run one write that enqueues (None when it wrote nothing, e.g. another replica did it); `receivers` are those
     it may enqueue for, offered a handoff (None: the write cannot take one). The offer ends also when it fails.
     With an offer, `prepare` goes with it (Handoff.prepare): the store runs it while the commit is on its way to
-    disk, work the handed-off sends would otherwise do after it."""
+    disk, work the handed-off sends would otherwise do after it. The handed-off sends start (up to their first wait:
+    a provider's answer) before this returns, so a webhook's 200 is written after its messages, not before."""
     offer = intake.handoff(receivers) if receivers is not None else None
     results: list[Enqueued] | None = None
     try:
@@ -45,6 +47,8 @@ async def put(intake: Intake, receivers: Iterable[str] | None, write: Write,
         intake.adopt([r.claimed for r in results or () if r.claimed is not None], offer)
     if results and any(r.notification_id is not None and r.claimed is None for r in results):
         intake.wake()  # the rest waits in its lane (or for room): let the dispatcher look now
+    if results and any(r.claimed is not None for r in results):
+        await asyncio.sleep(0)  # one turn of the loop: the adopted sends run to their provider's answer
     return results
 
 

@@ -297,6 +297,21 @@ async def test_an_enqueue_that_hands_off_runs_the_offers_prepare_once_before_it_
     assert all(d.claimed is not None for d in done)
 
 
+@SQLITE_ONLY
+async def test_a_handed_off_send_has_started_when_the_enqueue_returns(tmp_path: Path, store: Store) -> None:
+    """The webhook answers after its enqueue returns: by then the handed-off notification is already with its
+    channel (its request on the wire), not waiting for the answer to be written first."""
+    routes = write_routes(tmp_path, receiver_yaml("team-slack"))
+    hold = Hold()
+    channel = ScriptedChannel([hold])
+    async with dispatching(store, await scripted_runtime(routes, {"team-slack": channel})) as dispatcher:
+        done = await send_through_outbox(dispatcher, store, "team-slack", "lane", "StartedFirst")
+        assert done.claimed is not None
+        assert [c.alertnames for c in channel.calls] == [("StartedFirst",)]
+        hold.release()
+        await channel.wait_for(lambda c: c.delivered == [("StartedFirst",)])
+
+
 # 3: unknown receiver -----------------------------------------------------------------------------------------
 
 
