@@ -79,6 +79,9 @@ class Attempts:
     intake: outbox.Intake
     wake: Callable[[], None]
     hold: Callable[[str, float], None]  # a destination answered 429: claim nothing for it for these seconds
+    # The provider has answered (or the send failed): the send's slot is free while its outcome is recorded. Called
+    # in the attempt's task, which then queues the outcome's write before it first waits.
+    sent: Callable[[], None] = lambda: None
 
     def __post_init__(self) -> None:
         self._backing_off: set[str] = set()  # receivers whose last failure scheduled a backoff (not a rate limit)
@@ -89,6 +92,7 @@ class Attempts:
         notification = claimed.notification
         started = time.time()
         outcome = await self.send(notification)
+        self.sent()
         if isinstance(outcome, Delivered):
             await self._delivered(notification, started)
             return

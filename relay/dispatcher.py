@@ -63,11 +63,12 @@ class Dispatcher:
         self.options = options or DispatcherOptions()
         self.owner = uuid.uuid4().hex
         self.attempts = Attempts(store, receivers, self.owner, self.options.lease, self.options.send_timeout,
-                                 self.options.policy, self, self.wake, self.hold)
+                                 self.options.policy, self, self.wake, self.hold, self._sent)
         self.waiting = Waiting()
         self._wake = asyncio.Event()
         self._stopping = False
-        self._inflight: dict[asyncio.Task[None], str] = {}  # task -> receiver
+        self._inflight: dict[asyncio.Task[None], str] = {}  # task -> receiver, while it sends (holds a slot)
+        self._recording: set[asyncio.Task[None]] = set()  # tasks that have sent and are recording the outcome
         self._offered: dict[str, int] = {}  # receiver -> slots offered to enqueues still in progress
         self._claiming = 0  # slots a claim in progress may fill
         self._runner: asyncio.Task[object] | None = None
@@ -81,8 +82,8 @@ class Dispatcher:
 
     @property
     def in_flight(self) -> int:
-        """How many sends are running now (each with what follows it: recording, fallback, bring-forward)."""
-        return len(self._inflight)
+        """How many attempts are running now: sending, or recording what came of it (fallback, bring-forward)."""
+        return len(self._inflight) + len(self._recording)
 
     def wake(self) -> None:
         """New work is in the outbox: look now rather than at the next poll, and after each send until a claim
@@ -106,7 +107,7 @@ class Dispatcher:
                 budgets, held = self._budgets()
                 room = self._room(held)
                 self._claiming = free  # no webhook may be offered these slots until the claim is in
-                wakes, whole = self._wakes, not self._inflight and not self._offered
+                wakes, whole = self._wakes, not self._inflight and not self._recording and not self._offered
                 try:
                     claim = await self.store.claim(self.owner, free, now, self.options.lease, room, budgets)
                 except StoreUnavailable as exc:
@@ -235,8 +236,21 @@ class Dispatcher:
         room.update(dict.fromkeys(held, 0))
         return room
 
+    def _sent(self) -> None:
+        """The current attempt's send is over: its slot is free now, not once its outcome is committed (at 200/s a
+        receiver's 8 slots were held through the writer's queue and commit, and webhooks missed their handoff). The
+        outcome's write is queued before anything this frees can be claimed or handed off: on SQLite the one
+        writer runs it first; on PostgreSQL a claim meanwhile sees the notification still leased, and skips its lane."""
+        task = asyncio.current_task()
+        if task is None or self._inflight.pop(task, None) is None:
+            return
+        self._recording.add(task)
+        if self._backlog:
+            self._wake.set()  # the lane's next notification may be due once the outcome is written
+
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.pop(task, None)
+        self._recording.discard(task)
         if self._backlog:
             self._wake.set()  # the lane's next notification may be due now
         if not task.cancelled() and task.exception() is not None:
@@ -248,8 +262,8 @@ class Dispatcher:
         self._wake.set()
         if self._runner is not None:
             await asyncio.wait([self._runner])  # no claim may start a task after the snapshot below
-        if self._inflight:
-            _, pending = await asyncio.wait(set(self._inflight), timeout=grace)
+        if self._inflight or self._recording:
+            _, pending = await asyncio.wait(set(self._inflight) | self._recording, timeout=grace)
             for task in pending:
                 task.cancel()
             if pending:

@@ -312,6 +312,42 @@ async def test_a_handed_off_send_has_started_when_the_enqueue_returns(tmp_path: 
         await channel.wait_for(lambda c: c.delivered == [("StartedFirst",)])
 
 
+class GatedCompletions:
+    """The store, with every `complete` (the record of a delivery) held until the gate opens."""
+
+    def __init__(self, store: Store) -> None:
+        self.store, self.gate, self.waiting = store, asyncio.Event(), 0
+
+    async def complete(self, *args: Any, **kwargs: Any) -> None:
+        self.waiting += 1
+        await self.gate.wait()
+        await self.store.complete(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+@SQLITE_ONLY
+async def test_a_receivers_slot_is_free_once_the_provider_answered_not_once_that_is_recorded(
+        tmp_path: Path, store: Store) -> None:
+    """One send at a time for the receiver; the first delivery's record is held back: the second lane's notification
+    is sent meanwhile (the slot was held through the record's commit, and at 200/s a receiver's slots waited on the
+    writer). Both records land once the store lets them: each delivered once."""
+    routes = write_routes(tmp_path, receiver_yaml("team-slack"))
+    channel = ScriptedChannel()
+    ids = [i for n in range(2) for i in await enqueue(store, "team-slack", f"lane-{n}", f"Slot{n}")]
+    gated = GatedCompletions(store)
+    async with dispatching(gated, await scripted_runtime(routes, {"team-slack": channel}),  # type: ignore[arg-type]
+                           workers_per_receiver=1) as dispatcher:
+        dispatcher.wake()
+        await channel.wait_for(lambda c: len(c.delivered) == 2)
+        assert gated.waiting == 2  # neither delivery recorded yet
+        gated.gate.set()
+        rows = await settled(store, ids)
+    assert [(r["state"], r["attempts"]) for r in rows] == [("delivered", 1), ("delivered", 1)]
+    assert len(channel.calls) == 2
+
+
 # 3: unknown receiver -----------------------------------------------------------------------------------------
 
 
