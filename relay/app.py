@@ -14,12 +14,12 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from relay import api, console, webhook
+from relay.actions import endpoint as interactions
+from relay.actions.silences import SilenceWatch
 from relay.auth import LoopbackOnly
-from relay.channels.slack import interactions
 from relay.config.settings import Settings
 from relay.runtime import Runtime
 from relay.services import Services, open_services
-from relay.silences import SilenceWatch
 from relay.stages.retention import prune_forever
 
 __all__ = ["Services", "create_app", "open_services"]

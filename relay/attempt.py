@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from relay import outbox
-from relay.actions import ACTION
+from relay.actions.model import ACTION
 from relay.alerts import Notification
 from relay.channels.base import DETAIL_LIMIT, redact, scrub
 from relay.channels.deadline import send_deadline

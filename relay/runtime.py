@@ -19,6 +19,7 @@ import aiohttp
 
 from relay.channels.base import Channel
 from relay.channels.factory import build_channel
+from relay.channels.slack.channel import PerformAction
 from relay.config.receivers import ReceiverConfig
 from relay.config.routes import Routes, load_routes
 from relay.errors import ConfigError
@@ -48,8 +49,9 @@ class Receivers(Protocol):
 
 
 class Runtime:
-    def __init__(self, routes_file: Path, templates_dir: Path | None) -> None:
+    def __init__(self, routes_file: Path, templates_dir: Path | None, *, perform: PerformAction | None = None) -> None:
         self.routes_file = routes_file
+        self.perform = perform  # what carries out Slack action rows (relay.actions.perform), given by relay.services
         self.templates_dir = templates_dir
         self.routes: Routes | None = None
         self.templates = Templates(templates_dir)
@@ -83,7 +85,8 @@ class Runtime:
         try:
             templates = Templates(self.templates_dir)
             routes = load_routes(self.routes_file, templates)
-            channels = {name: build_channel(r, templates, self.session) for name, r in routes.receivers.items()}
+            channels = {name: build_channel(r, templates, self.session, perform=self.perform)
+                        for name, r in routes.receivers.items()}
         except ConfigError:
             _failed()
             raise

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
+from relay.actions.perform import perform
 from relay.config.settings import Settings
 from relay.dispatcher import Dispatcher, DispatcherOptions
 from relay.heartbeat.switch import DeadMan
@@ -61,7 +62,7 @@ async def open_services(settings: Settings) -> Services:
     `relay serve` calls this before uvicorn starts, so a failure is its one-line error, not a lifespan traceback.
     """
     store = open_store(settings.database_url)
-    runtime = Runtime(settings.routes, settings.templates)
+    runtime = Runtime(settings.routes, settings.templates, perform=perform)
     await store.open()
     try:
         await store.release_leases()

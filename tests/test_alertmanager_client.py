@@ -1,4 +1,4 @@
-"""relay.alertmanager against a local server answering as Alertmanager's API v2 does: what is sent (auth, the
+"""relay.actions.alertmanager against a local server answering as Alertmanager's API v2 does: what is sent (auth, the
 silence's body, the filter), and how answers are classified, with no secret in any error text."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
-from relay.alertmanager import AlertmanagerClient, base_url, equal_matchers
+from relay.actions.alertmanager import AlertmanagerClient, base_url, equal_matchers
 from relay.config.receivers import AlertmanagerApi
 from relay.config.routes import load_routes
 from relay.errors import ConfigError, PermanentDeliveryError, Reason, TransientDeliveryError

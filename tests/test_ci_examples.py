@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from relay.review.report import MARKER
+from relay.cli.review.report import MARKER
 from tests.fakes.gitlab import GitLabNotesServer
 from tests.helpers import REPO
 from tests.requirements import CI_EXAMPLES

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from markdown_it import MarkdownIt
 
-from relay.review import report as diffreport
-from relay.review import sides as review
+from relay.cli.review import report as diffreport
+from relay.cli.review import sides as review
 from tests.review_repo import pull_request, write
 from tests.test_cli import run_relay
 

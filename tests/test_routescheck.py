@@ -9,10 +9,10 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from relay.cli.review import check as routescheck
+from relay.cli.review.rulefiles import RuleAlert
 from relay.config.matchers import parse_matcher
 from relay.config.routes import load_routes
-from relay.review import check as routescheck
-from relay.review.rulefiles import RuleAlert
 from relay.templating import Templates
 from tests.helpers import REPO, without_heartbeats
 from tests.test_cli import run_relay

@@ -1,11 +1,11 @@
-"""relay.silences: when an alert's absence from Alertmanager counts as its resolve (issue 20). The whole watch, with
-the real Alertmanager restarted under it, is tests/e2e/test_slack_actions.py."""
+"""relay.actions.silences: when an alert's absence from Alertmanager counts as its resolve (issue 20). The whole
+watch, with the real Alertmanager restarted under it, is tests/e2e/test_slack_actions.py."""
 
 from __future__ import annotations
 
 import pytest
 
-from relay.silences import counted_absence
+from relay.actions.silences import counted_absence
 
 GRACE = 300.0
 

@@ -1,5 +1,5 @@
 """POST /slack/interactions refuses what Slack did not sign, or signed for someone else, and changes nothing then;
-a click it accepts acts once. The suite's Slack sends the requests as Slack does (relay.channels.slack.interactions)."""
+a click it accepts acts once. The suite's Slack sends the requests as Slack does (relay.actions.endpoint)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import httpx
 import pytest
 import yaml
 
-from relay.channels.slack.interactions import verify
+from relay.actions.endpoint import verify
 from relay.config.routes import load_routes
 from relay.errors import Rejected
 from relay.templating import Templates
@@ -181,7 +181,7 @@ async def test_a_user_group_slack_cannot_confirm_is_trusted_only_within_its_life
         setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
     """Suspected in issue 20: when Slack's API failed, the last member list was used however old, so someone removed
     from the on-call group kept acting through an outage. It holds for USERGROUP_LIFETIME_SECONDS, then fails closed."""
-    from relay.channels.slack import interactions
+    from relay.actions import endpoint as interactions
 
     clock = [time.monotonic()]
     monkeypatch.setattr(interactions, "clock", lambda: clock[0])

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from relay.times import parse_time
 
 Status = Literal["firing", "resolved"]
-# Where a group relay resolved itself (relay.silences) carries why, for history; never taken from a webhook.
+# Where a group relay resolved itself (relay.actions.silences) carries why, for history; never taken from a webhook.
 INFERRED = "relayInferred"
 
 # NUL cannot be stored in PostgreSQL text or jsonb (SQLite takes it): one NUL in a label made the whole group

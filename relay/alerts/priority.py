@@ -6,7 +6,7 @@ alerts that survived dedup and stored with the notification, so a claim reads la
 index; a reload that changes the order applies to notifications enqueued after it.
 
 relay's own notices (relay.heartbeat: the pipeline in front of relay is broken) rank OWN_RANK whatever the order
-says: ahead of every alert and of a person's click (-1, relay.actions), and never folded into a storm's summary
+says: ahead of every alert and of a person's click (-1, relay.actions.model), and never folded into a storm's summary
 (relay.storms.fold), because they say that no other alert may be reaching anyone.
 """
 

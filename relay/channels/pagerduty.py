@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from relay.actions import action_of
+from relay.actions.model import action_of
 from relay.alerts import Alert, Notification, alert_key
 from relay.channels.base import parse_retry_after, rendered, scrub, secret_digest
 from relay.channels.deadline import remaining
@@ -213,7 +213,7 @@ class PagerDutyChannel:
         other incidents from opening: the rest are sent, then the refusal is raised. Anything else stops at once;
         the retry sends only what PagerDuty has not accepted (and PagerDuty merges a repeat by dedup_key)."""
         action = action_of(notification)
-        if action is not None:  # acknowledged from Slack (relay.actions): each alert's incident, by its key
+        if action is not None:  # acknowledged from Slack (relay.actions.model): each alert's incident, by its key
             events = [{"event_action": "acknowledge", "dedup_key": dedup_key(a)} for a in notification.alerts]
         else:
             events = await rendered(build_events, notification, self.templates, self.receiver)

@@ -90,7 +90,7 @@ def _show(row: dict[str, Any]) -> str:
         lines.append(f"  action: {action.get('kind')}{until} by {who} at {_when(action.get('clicked_at'))}, "
                      f"on Slack message {action.get('channel')}/{action.get('ts')}")
     inferred = row.get("inferred")
-    if isinstance(inferred, dict):  # a resolve relay inferred (relay.silences): on what evidence
+    if isinstance(inferred, dict):  # a resolve relay inferred (relay.actions.silences): on what evidence
         lines.append(f"  resolved by relay ({inferred.get('by')}, silence {inferred.get('silence')}): "
                      f"{inferred.get('reason')}")
     if row.get("escalation"):

@@ -15,8 +15,8 @@ from relay.config.settings import Settings
 from relay.errors import ConfigError
 
 if TYPE_CHECKING:
+    from relay.cli.review.check import Finding
     from relay.config.routes import Routes
-    from relay.review.check import Finding
     from relay.templating import Templates
 
 
@@ -28,7 +28,7 @@ def _check_one(file: Path, templates: Templates, strict: Callable[[Path, Routes]
 
     try:
         # --strict is CI's check of a pull request: it reads no secret of the job's environment into anything it
-        # prints (unset ${VAR}s are found by name, relay.review.check), so variables stay as written.
+        # prints (unset ${VAR}s are found by name, relay.cli.review.check), so variables stay as written.
         routes = load_routes(file, templates, yamlconfig.AS_WRITTEN if strict is not None else None)
     except ConfigError as exc:
         print(f"relay: {exc}", file=sys.stderr)
@@ -51,7 +51,7 @@ def _check_one(file: Path, templates: Templates, strict: Callable[[Path, Routes]
 
 
 def cmd_routes_check(args: argparse.Namespace, settings: Settings) -> int:
-    from relay.review import check, revisions, rulefiles
+    from relay.cli.review import check, revisions, rulefiles
     from relay.templating import Templates
 
     files = [Path(f) for f in args.files] or [settings.routes]
@@ -112,7 +112,7 @@ def _instant(text: str) -> datetime:
 
 
 def cmd_routes_diff(args: argparse.Namespace, settings: Settings) -> int:
-    from relay.review import report, sides
+    from relay.cli.review import report, sides
 
     request = sides.Request(
         old=args.old, new=args.new, base=args.base, routes=settings.routes,

@@ -2,9 +2,9 @@
 
 A pull request that edits routes.yaml changes who is woken up. relay probes
 both versions with the same label sets — the alerts of the repository's rule
-files (relay.review.rulefiles), plus label sets built from every matcher in either
+files (relay.cli.review.rulefiles), plus label sets built from every matcher in either
 file — and lists each label set whose receivers differ, reduced to the labels
-that matter and named by alert. relay.review.sides adds templates and revisions.
+that matter and named by alert. relay.cli.review.sides adds templates and revisions.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ def _set(secret: SecretStr | None) -> bool:
 class AlertmanagerApi(_Strict):
     """Where Slack actions reach Alertmanager's API v2, and its optional auth (a bearer token, or basic auth; both
     secrets). Calls go to `url`; without it, to the webhook's `externalURL` only when it is one of `external_urls`
-    (relay.alertmanager.base_url): a webhook must never choose where the credentials go or whose answers relay
+    (relay.actions.alertmanager.base_url): a webhook must never choose where the credentials go or whose answers relay
     believes (a forged `[]` would resolve a page)."""
 
     url: str | None = None
@@ -59,7 +59,7 @@ class AlertmanagerApi(_Strict):
 
 
 class SlackActions(_Strict):
-    """Buttons on bot-token messages (relay.channels.slack.actions): clicks are accepted from workspace `team_id`
+    """Buttons on bot-token messages (relay.channels.slack.buttons): clicks are accepted from workspace `team_id`
     only, and, when either is given, only from `allowed_users` (Slack user IDs) or members of `allowed_usergroup`
     (a user group ID, read with the bot token's usergroups:read)."""
 

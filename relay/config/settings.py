@@ -24,14 +24,14 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     # Signs in to the console read-only (relay.console): history, receivers, Explain; never Retry or Purge.
     viewer_token: SecretStr | None = None
-    # Slack's signing secret of the app whose buttons post to /slack/interactions (relay.channels.slack.interactions).
+    # Slack's signing secret of the app whose buttons post to /slack/interactions (relay.actions.endpoint).
     slack_signing_secret: SecretStr | None = None
     # How often relay asks Alertmanager whether an alert it silenced from Slack has resolved (Alertmanager sends no
     # resolve while the alert is silenced), per silence, until the silence ends.
     silence_watch_seconds: float = Field(default=60.0, gt=0)
     # How long an alert must be absent from an Alertmanager that has itself been up at least this long before relay
-    # takes the absence as a resolve (relay.silences): a restarted Alertmanager knows no alerts until Prometheus sends
-    # them again (about a minute), and its empty answer is no evidence.
+    # takes the absence as a resolve (relay.actions.silences): a restarted Alertmanager knows no alerts until
+    # Prometheus sends them again (about a minute), and its empty answer is no evidence.
     absence_grace_seconds: float = Field(default=300.0, gt=0)
     max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
     # How long a client may take to send a request's headers, and again its body (slow or idle clients).

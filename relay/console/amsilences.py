@@ -2,7 +2,7 @@
 
 Only Alertmanagers relay is configured to talk to are asked (a Slack receiver's `actions.alertmanager`: its `url`,
 or the webhook's externalURL when it is one of `external_urls`), with their credentials, never a host a webhook
-names on its own (relay.alertmanager.base_url). One that does not answer in a few seconds is said to, and the rest
+names on its own (actions.alertmanager.base_url). One that does not answer in a few seconds is said to, and the rest
 of the answer stands: an absence of silences read from nobody proves nothing.
 """
 
@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import aiohttp
 
-from relay.alertmanager import AlertmanagerClient, base_url
+from relay.actions.alertmanager import AlertmanagerClient, base_url
 from relay.config.receivers import AlertmanagerApi
 from relay.config.routes import Routes
 from relay.console.explain import Line

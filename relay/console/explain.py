@@ -192,7 +192,7 @@ def _received(found: list[_Found]) -> list[Line]:
         source = group.externalURL or "(no externalURL)"
         to = ", ".join(f"{i.row['receiver']} #{i.row['id']}" for i in items)
         why = (group.model_extra or {}).get(INFERRED)
-        if isinstance(why, dict):  # relay's own resolve (relay.silences), and on what evidence
+        if isinstance(why, dict):  # relay's own resolve (relay.actions.silences), and on what evidence
             lines.append(Line("info", f"{status} (startsAt {starts_at}) inferred by relay's {why.get('by')} "
                                       f"(silence {why.get('silence')}): {why.get('reason')}: written for {to}",
                               received_at, items[0].row["id"]))

@@ -11,7 +11,7 @@ from typing import Any
 
 from relay.alerts import Alert, alert_key
 from relay.channels.preview import render
-from relay.channels.slack.actions import MessageState
+from relay.channels.slack.buttons import MessageState
 from relay.console.render import utc
 from relay.services import Services
 from relay.store.console import Reader
@@ -60,7 +60,7 @@ def slack_link(ref: str) -> str | None:
 
 @dataclass(frozen=True)
 class Acted:
-    """What people did on one Slack message with relay's buttons (relay.channels.slack.actions.MessageState)."""
+    """What people did on one Slack message with relay's buttons (relay.channels.slack.buttons.MessageState)."""
 
     what: str
     at: float | None

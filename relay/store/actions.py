@@ -1,4 +1,4 @@
-"""Slack actions and silence watches as both stores keep them (relay.actions, relay.silences): a click's marks
+"""Slack actions and silence watches as both stores keep them (relay.actions): a click's marks
 and rows in one transaction, and the silences whose alerts relay watches for a resolve."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from relay.actions import ACTION, ActionRow
+from relay.actions.model import ACTION, ActionRow
 from relay.alerts import Notification
 from relay.store.base import Acted, Claimed, Enqueued, Handoff
 from relay.store.records import Watch

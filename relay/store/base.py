@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal, Protocol
 
-from relay.actions import ActionRow
+from relay.actions.model import ActionRow
 from relay.alerts import Alert, Escalation, Notification, WebhookMessage, key_part
 from relay.alerts.priority import DEFAULT, Priority
 from relay.pacing.ratelimit import Budget, Grant
@@ -280,7 +280,7 @@ class Store(Protocol):
     async def act(self, marks: Sequence[str], rows: Sequence[ActionRow], now: float,
                   handoff: Handoff | None = None) -> Acted:
         """Write each mark, then the rows (integration `action`, due now), in one transaction; a mark that exists
-        already stops there (relay.actions: a replay or a double click). With a handoff, rows are leased to it."""
+        already stops there (relay.actions.model: a replay or a double click). With a handoff, rows are leased to it."""
 
     async def watch_silence(self, watch: Watch, next_check: float) -> None:
         """Watch a silence from `next_check` on (a later call for the same silence replaces it)."""

@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncpg
 
-from relay.actions import ActionRow
+from relay.actions.model import ActionRow
 from relay.alerts import Escalation, group_status, key_part
 from relay.errors import StoreRejected, StoreUnavailable
 from relay.pacing.ratelimit import Budget, Grant, Prepaid, by_destination, grant, prepay

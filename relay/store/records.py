@@ -73,7 +73,7 @@ class StepRecord:
 @dataclass(frozen=True)
 class Watch:
     """A silence relay created from Slack, watched until `ends_at` for its alert's resolve; `payload` is the alert's
-    group as the message showed it; `absent_since` is when an absence that counts began (relay.silences)."""
+    group as the message showed it; `absent_since` is when an absence that counts began (relay.actions.silences)."""
 
     receiver: str
     silence_id: str

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from relay.actions import ACTION, FIELD
+from relay.actions.model import ACTION, FIELD
 from relay.alerts import INFERRED, Alert, Escalation, Notification, WebhookMessage, key_part
 from relay.errors import StoreRejected
 from relay.store.base import Attempt, Candidate, Claimed
@@ -76,7 +76,7 @@ def detail_row(row: Mapping[str, Any], payload: str, attempts: list[dict[str, An
     if item.get("integration") == ACTION:  # who asked for what, and when; the attempts say what came of it
         item["action"] = (group.model_extra or {}).get(FIELD)
     inferred = (group.model_extra or {}).get(INFERRED)
-    if isinstance(inferred, dict):  # a resolve relay inferred itself (relay.silences): on what evidence
+    if isinstance(inferred, dict):  # a resolve relay inferred itself (relay.actions.silences): on what evidence
         item["inferred"] = inferred
     return item
 

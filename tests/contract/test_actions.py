@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from relay.actions import ACTION, Action, action_of, once_mark, request_mark, row
+from relay.actions.model import ACTION, Action, action_of, once_mark, request_mark, row
 from relay.store.base import Attempt, Handoff, Store
 from relay.store.records import HistoryFilter, Watch
 from tests.fakes import webhook_message

@@ -26,25 +26,24 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal, NoReturn, Protocol
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from relay.actions import Action, action_of
+from relay.actions.model import Action, action_of
 from relay.alerts import Alert, Notification, WebhookMessage
 from relay.channels import http
 from relay.channels.base import parse_retry_after, secret_digest
 from relay.channels.http import NETWORK_ERRORS, network_error
-from relay.channels.slack.actions import MessageState, controls
+from relay.channels.slack.buttons import MessageState, controls
 from relay.channels.slack.message import build_message
-from relay.channels.slack.perform import Performer
 from relay.channels.slack.summary import StoreStorms, StormBook, anchor_of, detail_message, summary_message
 from relay.channels.slack.threads import Anchor, Book, ThreadBook, narrowed
 from relay.channels.threads import Threads
-from relay.config.receivers import ReceiverConfig, SlackConfig
+from relay.config.receivers import ReceiverConfig, SlackActions, SlackConfig
 from relay.errors import DeliveryUnfinished, PermanentDeliveryError, Reason, TransientDeliveryError, http_reason
 from relay.store.records import StormView
 from relay.storms import summary
@@ -159,7 +158,7 @@ class SlackCalls:
     def render(self, notification: Notification, now: datetime | None = None, mention: bool = True,
                buttons: bool = False, state: MessageState | None = None, version: str | None = None
                ) -> dict[str, Any]:
-        """The message; `buttons` adds the actions' notes and buttons (relay.channels.slack.actions) to a firing
+        """The message; `buttons` adds the actions' notes and buttons (relay.channels.slack.buttons) to a firing
         message of a receiver that has them, as rendering `version` (by default this notification's)."""
         shown: list[dict[str, Any]] = []
         if buttons and self.config.actions is not None and notification.status == "firing":
@@ -297,6 +296,14 @@ class SlackCalls:
         await book.mark_resolved(anchor, alerts)
 
 
+class PerformAction(Protocol):
+    """What carries out an action row (a click on one of this channel's messages) through the channel: relay.actions
+    .perform, given by whoever builds the channels (relay.services), so the channel never imports the actions."""
+
+    async def __call__(self, api: SlackChannel, config: SlackActions, threads: Threads, notification: Notification,
+                       action: Action) -> None: ...
+
+
 class SlackChannel(SlackCalls):
     """Posts a notification as Slack messages, by incoming webhook or by bot token (with threads)."""
 
@@ -304,10 +311,11 @@ class SlackChannel(SlackCalls):
     stepwise = True
 
     def __init__(self, receiver: ReceiverConfig, templates: Templates, session: aiohttp.ClientSession,
-                 *, timeout: float = TIMEOUT) -> None:
+                 *, timeout: float = TIMEOUT, perform: PerformAction | None = None) -> None:
         super().__init__(receiver, templates)
         self.session = session
         self.timeout = timeout
+        self.perform = perform
         # Messages rendered while their notification's commit was on its way to disk (prepare), by the id of the
         # group's first alert; each with the group it was rendered from. The oldest go past PREPARED_KEEP (one whose
         # notification was deduplicated away, or not handed off, is never asked for).
@@ -358,10 +366,13 @@ class SlackChannel(SlackCalls):
                                                     "notification_id": notification.id})
 
     async def _perform(self, notification: Notification, action: Action, threads: Threads | None) -> None:
-        """An action row (relay.actions) for this receiver's message: see relay.channels.slack.perform."""
+        """An action row (relay.actions.model) for this receiver's message: see relay.actions.perform."""
         if self.config.actions is None or threads is None:
             raise PermanentDeliveryError(Reason.CONFIG, f"receiver {self.receiver.name!r} has no slack.actions")
-        await Performer(self, self.config.actions, threads).run(notification, action)
+        if self.perform is None:
+            raise PermanentDeliveryError(Reason.CONFIG, f"receiver {self.receiver.name!r}: this relay was built "
+                                         "without Slack actions")
+        await self.perform(self, self.config.actions, threads, notification, action)
 
     async def update(self, anchor: Anchor, message: dict[str, Any]) -> None:
         """chat.update of a message relay posted; a message that can no longer change is left as it is."""

@@ -63,7 +63,7 @@ def build_message(notification: Notification, templates: Templates, receiver: Re
                   controls: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
     """The Slack message for a notification, the same for an incoming webhook, chat.postMessage and chat.update;
     `mention=False` leaves out routes.yaml's mention (one notification pings people once, not per message);
-    `controls` (relay.channels.slack.actions) go under the header."""
+    `controls` (relay.channels.slack.buttons) go under the header."""
     config = receiver.slack
     assert config is not None
     overrides = receiver.templates

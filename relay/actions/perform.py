@@ -1,4 +1,5 @@
-"""What the Slack channel does for an action row (relay.actions): Alertmanager first, then the message and its thread.
+"""What an action row (relay.actions.model) does when the Slack channel delivers it: Alertmanager first, then the
+message and its thread.
 
 Each step's progress is remembered (a message reference `action:<id>`), so a retry after a crash or a failure
 continues where the last attempt stopped: a silence already created is not created again, the message is not
@@ -21,15 +22,16 @@ from typing import Any, Protocol
 import aiohttp
 from pydantic import ValidationError
 
-from relay.actions import Action
-from relay.alertmanager import AlertmanagerClient, base_url, equal_matchers
+from relay.actions.alertmanager import AlertmanagerClient, base_url, equal_matchers
+from relay.actions.model import Action
 from relay.alerts import Notification, WebhookMessage, alert_key
 from relay.channels.base import guard_store
-from relay.channels.slack.actions import MessageState, clock, user
+from relay.channels.slack.buttons import MessageState, clock, user
 from relay.channels.slack.threads import Anchor
 from relay.channels.threads import Threads
 from relay.config.receivers import SlackActions
 from relay.errors import PermanentDeliveryError
+from relay.stages import escalation
 from relay.store.records import Watch
 from relay.templating.neutralise import visible
 
@@ -67,6 +69,12 @@ def comment(action: Action, notification: Notification) -> str:
 
 def created_by(action: Action) -> str:
     return f"{visible(action.user_name)[:80]} (Slack {action.user})" if action.user_name else f"Slack {action.user}"
+
+
+async def perform(api: SlackApi, config: SlackActions, threads: Threads, notification: Notification,
+                  action: Action) -> None:
+    """The Slack channel's hook for an action row (relay.channels.slack.channel.PerformAction)."""
+    await Performer(api, config, threads).run(notification, action)
 
 
 class Performer:
@@ -113,10 +121,6 @@ class Performer:
     async def _act(self, notification: Notification, action: Action, state: MessageState, progress: dict[str, Any],
                    progress_key: str, shown: WebhookMessage) -> tuple[MessageState, str]:
         """Do what the action asks of Alertmanager and say what came of it (the thread reply)."""
-        from relay.stages import (
-            escalation,  # here: relay.stages.escalation reaches this module back through the routes' imports
-        )
-
         who = user(action.user)
         now = time.time()
         if action.kind == "acknowledge":

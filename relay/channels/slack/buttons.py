@@ -3,7 +3,7 @@
 A firing message of a receiver with `slack.actions` carries Acknowledge, one Silence button per `silence_for`
 duration and a date-time picker (silence until a time); a silenced one carries Unsilence instead. Each element's
 block names the rendering it belongs to (`relay/<version>/<receiver>`), so a click says which message state it
-was made on (relay.actions.once_mark) and which receiver it is for. The notes ("Silenced until 14:05 UTC by
+was made on (relay.actions.model.once_mark) and which receiver it is for. The notes ("Silenced until 14:05 UTC by
 @kim") are relay's own text: a user is shown as Slack's `<@U…>` of an ID relay checked, never alert text.
 """
 

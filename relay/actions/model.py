@@ -1,6 +1,6 @@
 """Actions from Slack as outbox work: what a click asked for, stored as a notification of its own kind.
 
-A click on a message's button (relay.channels.slack.interactions) becomes one outbox row per receiver that must
+A click on a message's button (relay.actions.endpoint) becomes one outbox row per receiver that must
 act: the Slack receiver whose message it was (silence or unsilence at Alertmanager, the message updated, a thread
 reply) and, for an acknowledge, each PagerDuty receiver on the clicking receiver's own routes that the alerts are
 routed to (Events v2 `acknowledge`; never another team's, relay.config.routes.Routes.acting_for). A row
@@ -32,7 +32,7 @@ class Action(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     kind: Kind
-    user: str  # Slack user ID (U…), checked by relay.channels.slack.interactions
+    user: str  # Slack user ID (U…), checked by relay.actions.endpoint
     user_name: str = ""
     team_domain: str = ""
     slack_receiver: str

@@ -18,11 +18,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from relay.cli.review.rulefiles import RuleAlert
 from relay.config import yamlconfig
 from relay.config.diff import OTHER
 from relay.config.matchers import Matcher
 from relay.config.routes import Routes
-from relay.review.rulefiles import RuleAlert
 
 SEVERITIES = ("critical", "warning", "info")
 _LITERALS = re.compile(r"[\w:@/ -]*(?:\|[\w:@/ -]*)*")  # `a|b c|d-e`: no character with a meaning in a regex

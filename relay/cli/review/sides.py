@@ -1,10 +1,10 @@
 """`relay routes diff`: both sides of a routes change and everything that differs between them.
 
 A side is routes.yaml with its templates and the repository's rule files,
-either in the working tree or at a git revision (relay.review.revisions). The review
+either in the working tree or at a git revision (relay.cli.review.revisions). The review
 is what a pull request changes for people: which alerts reach other receivers
 (relay.config.diff), which receivers appear, vanish or are renamed, and which
-messages read differently (relay.review.templates). relay.review.report prints it.
+messages read differently (relay.cli.review.templates). relay.cli.review.report prints it.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from relay.cli.review import revisions, rulefiles
+from relay.cli.review import templates as templatediff
+from relay.cli.review.rulefiles import RuleAlert
+from relay.cli.review.templates import TemplateChange
 from relay.config import yamlconfig
 from relay.config.diff import Change, diff, empty_routes, escalation_of, untried
 from relay.config.routes import Routes, load_routes
 from relay.errors import ConfigError
-from relay.review import revisions, rulefiles
-from relay.review import templates as templatediff
-from relay.review.rulefiles import RuleAlert
-from relay.review.templates import TemplateChange
 from relay.templating import Templates
 
 

@@ -6,7 +6,7 @@ the user's own `user.team_id`: in a Slack Connect channel a user of another orga
 and, when the receiver lists them, its user (`allowed_users`, or a member of `allowed_usergroup`, read with the
 bot token through usergroups.users.list, asked again after USERGROUP_SECONDS and trusted, when Slack cannot
 answer, for at most USERGROUP_LIFETIME_SECONDS since it was read). The click becomes outbox rows
-(relay.actions) in one transaction with its marks: a replayed request is refused (409), a second click on the same
+(relay.actions.model) in one transaction with its marks: a replayed request is refused (409), a second click on the same
 button acts once. Slack's 3 seconds are spent on that one durable write; Alertmanager, PagerDuty and the message
 update are the dispatcher's. A refusal is a 4xx naming what is wrong, and changes nothing.
 """
@@ -29,9 +29,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from relay import outbox
-from relay.actions import Action, ActionRow, Kind, once_mark, request_mark, row
+from relay.actions.model import Action, ActionRow, Kind, once_mark, request_mark, row
 from relay.alerts import WebhookMessage
-from relay.channels.slack import actions as buttons
+from relay.channels.slack import buttons
 from relay.config.receivers import ReceiverConfig, SlackActions
 from relay.errors import DeliveryError, Rejected, StoreRejected, StoreUnavailable
 from relay.services import Services, services

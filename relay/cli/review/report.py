@@ -17,9 +17,9 @@ import json
 import re
 from typing import Any
 
+from relay.cli.review.sides import Review
+from relay.cli.review.templates import Message, TemplateChange
 from relay.config.diff import MAX_PROBES, Change
-from relay.review.sides import Review
-from relay.review.templates import Message, TemplateChange
 
 MARKER = "<!-- relay-routes-diff -->"
 COMMENT_BUDGET = 60_000  # characters: GitHub refuses comments over 65,536, GitLab notes over 1,000,000

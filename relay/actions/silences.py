@@ -1,6 +1,6 @@
 """The resolve of an alert silenced from Slack: Alertmanager sends none while the alert is silenced, so relay asks.
 
-Every silence relay created (relay.channels.slack.perform) is watched until it ends: at most every
+Every silence relay created (relay.actions.perform) is watched until it ends: at most every
 RELAY_SILENCE_WATCH_SECONDS per silence, and at most BATCH silences a round, relay asks the receiver's Alertmanager
 (`GET /api/v2/alerts?filter=…`). An absence alone proves nothing: Alertmanager keeps alerts in memory, so a restarted
 one answers `[]` until Prometheus sends them again. relay takes the alert as resolved only once it has been absent, at
@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pydantic import ValidationError
 
 from relay import outbox
-from relay.alertmanager import AlertmanagerClient, base_url
+from relay.actions.alertmanager import AlertmanagerClient, base_url
 from relay.alerts import INFERRED, WebhookMessage
 from relay.errors import DeliveryError
 from relay.runtime import Runtime

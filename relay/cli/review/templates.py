@@ -18,10 +18,10 @@ from pydantic import ValidationError
 
 from relay.alerts import WebhookMessage
 from relay.channels.preview import as_notification, readable_email, render, resolved, synthetic_group
+from relay.cli.review.rulefiles import RuleAlert
 from relay.config.receivers import ReceiverConfig
 from relay.config.routes import Routes
 from relay.errors import ConfigError, DeliveryError
-from relay.review.rulefiles import RuleAlert
 from relay.templating import PARTS, Templates
 
 SAMPLE_START = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)  # synthetic alerts fire at a fixed time: renders are stable
