@@ -10,6 +10,7 @@ import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from relay.channels.factory import build_channel
 from relay.channels.http import NETWORK_ERRORS, network_error
 from relay.channels.slack.channel import SlackChannel
 from relay.config.receivers import ReceiverConfig
@@ -29,6 +30,7 @@ from tests.helpers import TEMPLATES
 
 WEBHOOK = "http:///services/T0001/B0002/hookSECRETxyz123"  # no host: aiohttp cannot use it
 SECRET = "hookSECRETxyz123"
+FTP = "ftp://hooks.slack.com/services/T0001/B0002/hookSECRETxyz123"  # a scheme aiohttp does not speak
 REQUEST = aiohttp.RequestInfo(URL("https://hooks.slack.com/services/T0001/B0002/hookSECRETxyz123"), "POST",
                               CIMultiDictProxy(CIMultiDict()), URL(WEBHOOK))
 
@@ -41,6 +43,7 @@ def certificate_error() -> aiohttp.ClientConnectorCertificateError:
 @pytest.mark.parametrize(("error", "expected"), [
     (aiohttp.InvalidURL(WEBHOOK), Expected(PERMANENT, Reason.CONFIG)),
     (aiohttp.InvalidUrlClientError(WEBHOOK), Expected(PERMANENT, Reason.CONFIG)),
+    (aiohttp.NonHttpUrlClientError(FTP), Expected(PERMANENT, Reason.CONFIG)),
     (aiohttp.ServerTimeoutError(f"Timeout on reading data from {WEBHOOK}"), Expected(TRANSIENT, Reason.TIMEOUT)),
     (TimeoutError(), Expected(TRANSIENT, Reason.TIMEOUT)),
     (aiohttp.ServerDisconnectedError(), Expected(TRANSIENT, Reason.CONNECTION)),
@@ -49,14 +52,14 @@ def certificate_error() -> aiohttp.ClientConnectorCertificateError:
     (ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number"), Expected(TRANSIENT, Reason.TLS)),
     (aiohttp.ClientResponseError(REQUEST, (), status=502, message=WEBHOOK), Expected(TRANSIENT, Reason.CONNECTION)),
     (ConnectionRefusedError(111, "Connection refused"), Expected(TRANSIENT, Reason.CONNECTION)),
-], ids=["invalid-url", "invalid-url-client", "server-timeout", "timeout", "disconnected", "reset", "certificate", "tls",
-        "response-error", "refused-socket"])
+], ids=["invalid-url", "invalid-url-client", "not-http", "server-timeout", "timeout", "disconnected", "reset",
+        "certificate", "tls", "response-error", "refused-socket"])
 def test_each_aiohttp_failure_becomes_its_delivery_error_without_the_url(
         error: BaseException, expected: Expected) -> None:
     assert isinstance(error, NETWORK_ERRORS)
     translated = network_error(error, "Slack URL", timeout=5)
     assert_outcome(translated, expected)
-    assert_leaks_no_secret(shown(translated), [WEBHOOK, SECRET])
+    assert_leaks_no_secret(shown(translated), [WEBHOOK, FTP, SECRET])
 
 
 def test_the_detail_says_what_a_person_can_act_on() -> None:
@@ -79,3 +82,19 @@ async def test_a_slack_webhook_url_aiohttp_cannot_use_is_final_and_not_quoted() 
     assert_outcome(exc, Expected(PERMANENT, Reason.CONFIG))
     assert exc is not None and exc.detail == "the configured Slack URL is not usable"
     assert_leaks_no_secret(shown(exc), [WEBHOOK, SECRET])
+
+
+@pytest.mark.parametrize("config", [
+    {"slack": {"webhook_url": FTP}},
+    {"pagerduty": {"routing_key": SECRET, "url": "ftp://events.pagerduty.com/v2/enqueue"}},
+], ids=["slack-webhook", "pagerduty"])
+async def test_an_ftp_url_fails_the_send_as_final_instead_of_being_retried_until_give_up(
+        config: dict[str, object]) -> None:
+    """aiohttp refuses a non-http URL with NonHttpUrlClientError; no retry makes it usable, so the send is a
+    permanent `config` failure (a dead letter now, not after give_up_after of retries) that quotes no URL."""
+    receiver = ReceiverConfig.model_validate({"name": "team", **config})
+    async with aiohttp.ClientSession() as session:
+        channel = build_channel(receiver, Templates(TEMPLATES), session)
+        exc = await outcome_of(channel.send(notification("firing-poddown", "team")))
+    assert_outcome(exc, Expected(PERMANENT, Reason.CONFIG))
+    assert_leaks_no_secret(shown(exc), [FTP, SECRET])

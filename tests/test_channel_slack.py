@@ -100,7 +100,7 @@ TABLE = [
                   Expected(PERMANENT, Reason.INVALID_RESPONSE, code=""), id="redirect-not-followed"),
     contract_case(REFUSED, Expected(TRANSIENT, Reason.CONNECTION), id="connection-refused"),
     contract_case(STALL, Expected(TRANSIENT, Reason.TIMEOUT), id="timeout"),
-    # Retried (relay.channels.http's table, as every HTTP channel), where email's untrusted certificate is final.
+    # Retried (relay.channels.http's table, as every HTTP channel and email).
     contract_case(UNTRUSTED, Expected(TRANSIENT, Reason.TLS), id="untrusted-certificate"),
 ]
 

@@ -163,8 +163,8 @@ def classify(exc: Exception, password: str | None) -> DeliveryError:
         if 500 <= exc.code < 600:
             return PermanentDeliveryError(Reason.CLIENT_ERROR, detail)
         return TransientDeliveryError(Reason.INVALID_RESPONSE, detail)
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return PermanentDeliveryError(Reason.TLS, _scrub(exc.verify_message or type(exc).__name__, password))
+    if isinstance(exc, ssl.SSLCertVerificationError):  # retried, as every HTTP channel's (relay.channels.http)
+        return TransientDeliveryError(Reason.TLS, _scrub(exc.verify_message or type(exc).__name__, password))
     # aiosmtplib raises the bare base class for missing STARTTLS or AUTH support: a configuration mismatch.
     if isinstance(exc, aiosmtplib.SMTPNotSupported) or type(exc) is aiosmtplib.SMTPException:
         return PermanentDeliveryError(Reason.CONFIG, _scrub(str(exc), password))

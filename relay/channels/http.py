@@ -9,8 +9,9 @@ their own request), holding only the exception's type: their text quotes the URL
     timeout                    transient  timeout
     refused, reset, DNS        transient  connection
     certificate not trusted    transient  tls        (a rotated or intercepting certificate is fixed by people;
-                                                      the retries deliver once it is, within give_up_after)
-    a URL aiohttp cannot use   permanent  config
+                                                      the retries deliver once it is, within give_up_after;
+                                                      email's smarthost the same, relay.channels.email)
+    a URL aiohttp cannot use   permanent  config     (no host, or not http(s): ftp://)
     429                        transient  rate_limited (Retry-After, or the provider's own hint)
     408, 5xx                   transient  timeout / server_error
     401, 403                   permanent  auth
@@ -43,7 +44,8 @@ NETWORK_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientError, OSError)
 # The first row an error is an instance of decides: InvalidURL is also a ClientError, TimeoutError (asyncio's and
 # aiohttp's ServerTimeoutError) and ssl.SSLError are also OSErrors.
 TABLE: tuple[tuple[tuple[type[BaseException], ...], type[DeliveryError], Reason], ...] = (
-    ((aiohttp.InvalidURL,), PermanentDeliveryError, Reason.CONFIG),
+    # NonHttpUrlClientError: an ftp:// (or any non-http) URL, which no retry makes usable.
+    ((aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError), PermanentDeliveryError, Reason.CONFIG),
     ((TimeoutError,), TransientDeliveryError, Reason.TIMEOUT),
     ((aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError, ssl.SSLError), TransientDeliveryError,
      Reason.TLS),
