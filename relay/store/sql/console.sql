@@ -42,11 +42,13 @@ ORDER BY notified_at DESC LIMIT $3
 
 -- notified_by_delivered --
 -- The delivered notification that wrote a dedup mark: the receiver's, received at that instant ($2). It finished
--- at that instant or after, so the delivered index is read from there on, up to the first one found (`|| ''`
--- keeps the planners off the (state, receiver) index, which would read every delivery of the receiver)
+-- then or after by the clock that received it; a storm fold's time is taken before its transaction and another
+-- replica's clock may be behind, so the delivered index is read from ten minutes earlier, up to the first found
+-- (`|| ''` keeps the planners off the (state, receiver) index, which would read every delivery of the receiver;
+-- the CAST keeps PostgreSQL from taking $2 for an integer because of `- 600`)
 SELECT id, receiver, integration, status, state, received_at, finished_at, attempts, last_error, summary_id, payload
-FROM notifications WHERE state = 'delivered' AND finished_at >= $2 AND receiver || '' = $1 AND received_at = $2
-ORDER BY finished_at LIMIT 1
+FROM notifications WHERE state = 'delivered' AND finished_at >= CAST($2 AS DOUBLE PRECISION) - 600
+AND receiver || '' = $1 AND received_at = $2 ORDER BY finished_at LIMIT 1
 
 -- notified_by_other --
 -- The same for a notification not delivered (dead, pending, cancelled: few, on the state index)
