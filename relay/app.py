@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from relay import api, console, webhook
+from relay import api, console, maintenance_api, webhook
 from relay.actions import endpoint as interactions
 from relay.actions.silences import SilenceWatch
 from relay.auth import LoopbackOnly
@@ -87,6 +87,9 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             Route("/api/v1/notifications/{id}/cancel", api.authorized(api.cancel_notification), methods=["POST"]),
             Route("/api/v1/dead-letters/{id}/retry", api.authorized(api.retry_dead_letter), methods=["POST"]),
             Route("/api/v1/dead-letters/{id}", api.authorized(api.purge_dead_letter), methods=["DELETE"]),
+            Route("/api/v1/maintenance", api.authorized(maintenance_api.list_windows), methods=["GET"]),
+            Route("/api/v1/maintenance", api.authorized(maintenance_api.add_window), methods=["POST"]),
+            Route("/api/v1/maintenance/{id}/end", api.authorized(maintenance_api.end_window), methods=["POST"]),
             *console.routes(),
         ],
         middleware=[Middleware(LoopbackOnly, settings=settings)],

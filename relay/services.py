@@ -18,6 +18,7 @@ from relay.heartbeat.switch import DeadMan
 from relay.pacing.retry import RetryPolicy
 from relay.runtime import Runtime
 from relay.stages.escalation import Escalator
+from relay.stages.mute import Windows
 from relay.store import open_store
 from relay.store.base import Store
 from relay.storms.stage import Storms
@@ -35,6 +36,11 @@ class Services:
     deadman: DeadMan
     escalator: Escalator
     storms: Storms
+
+    @property
+    def windows(self) -> Windows:
+        """The maintenance windows the webhook and the escalation checker share (relay.stages.mute)."""
+        return self.escalator.windows
 
     async def close(self, tasks: Iterable[asyncio.Task[object]] = ()) -> None:
         """Let in-flight sends finish (up to the shutdown grace), end `tasks`, then close configuration and store."""

@@ -145,8 +145,10 @@ async def handle(request: Request) -> JSONResponse:
     assert routes is not None  # loaded before the app serves
     beats = arrived(routes.spec.heartbeats, message.alerts)
     chosen = candidates(message, routes, mute.instant(received_at))
-    held = mute.holds(message, routes, received_at)
     try:
+        windows = await state.windows.current(state.store, received_at)
+        held = mute.holds(message, routes, received_at, windows, state.windows)
+        chosen = mute.withheld(chosen, held)
         chosen = await escalation.arm(state.store, routes, message, chosen, received_at, held)
         results = await outbox.enqueue(state.dispatcher, state.store, chosen, received_at)
         if beats[0]:  # after the enqueue: a refused webhook records nothing, a 503's resend is deduplicated

@@ -11,7 +11,8 @@ import pytest
 
 from relay.services import Services
 from tests.fakes.slack import SlackWebhookServer
-from tests.helpers import RunningRelay, relay_settings, running_relay
+from tests.helpers import RunningRelay, postgres_database, relay_settings, running_relay
+from tests.test_cli import run_relay
 
 # Friday 19:30 in Seoul: inside the window; Saturday 00:00 there: the window has ended.
 IN_WINDOW = datetime.fromisoformat("2026-03-06T10:30:00Z").timestamp()
@@ -163,3 +164,120 @@ async def test_a_receiver_told_before_the_window_hears_the_resolve_inside_it(tmp
             await services_of(relay).escalator.check(clock.now)
             assert [n["status"] for n in await history(relay)] == ["resolved", "firing"]
             assert len(slack.messages) == 2 and desk.messages == []
+
+
+def plain_routes(tmp_path: Path, slack: SlackWebhookServer) -> Path:
+    path = tmp_path / "routes.yaml"
+    path.write_text(f"""receivers:
+  - {{name: slack-alerts, slack: {{webhook_url: "{slack.url()}"}}}}
+default_receivers: [slack-alerts]
+""")
+    return path
+
+
+def labelled(name: str, service: str) -> dict[str, Any]:
+    found = alert(name, "warning")
+    found["labels"]["service"] = service
+    return found
+
+
+async def admin(relay: RunningRelay, method: str, path: str, **kwargs: Any) -> Any:
+    answer = await relay.client.request(method, path, headers={"Authorization": f"Bearer {relay.admin_token}"},
+                                        **kwargs)
+    return answer.status_code, answer.json()
+
+
+@pytest.mark.usefixtures("database_url")
+async def test_a_maintenance_window_holds_what_it_matches_until_it_is_ended(tmp_path: Path, database_url: str) -> None:
+    async with SlackWebhookServer() as slack:
+        settings = relay_settings(tmp_path, plain_routes(tmp_path, slack), database_url=database_url,
+                                  admin_token="adm-token")
+        async with running_relay(settings) as relay:
+            clock = Clock(IN_WINDOW)
+            services_of(relay).runtime.clock = clock
+            status, made = await admin(relay, "POST", "/api/v1/maintenance", json={
+                "matchers": ['service="api"'], "ends_at": "2026-03-06T12:30:00Z", "comment": "upgrade <!channel>",
+                "created_by": "kim"})
+            assert status == 201, made
+            assert (made["state"], made["starts_at"], made["ends_at"]) == (
+                "active", "2026-03-06T10:30:00.000Z", "2026-03-06T12:30:00.000Z")
+
+            answer = await relay.post(group(labelled("ApiDown", "api"), labelled("WebSlow", "web")))
+            [muted] = answer.json()["muted"]
+            assert muted["alertname"] == "ApiDown"
+            assert muted["reason"] == (f"in maintenance window {made['id']} ('upgrade <!channel>') until "
+                                       "2026-03-06T12:30:00Z")
+            await slack.wait_for(1)
+            assert "WebSlow" in texts(slack) and "ApiDown" not in texts(slack)
+            status, listed = await admin(relay, "GET", "/api/v1/maintenance")
+            assert [w["id"] for w in listed["windows"]] == [made["id"]]
+
+            clock.now += 600
+            status, ended = await admin(relay, "POST", f"/api/v1/maintenance/{made['id']}/end")
+            assert (status, ended["state"]) == (200, "ended")
+            await slack.wait_for(2)  # the checker was nudged: no waiting for the window's planned end
+            assert "ApiDown" in str(slack.messages[1])
+            assert (await admin(relay, "GET", "/api/v1/maintenance"))[1]["windows"] == []
+            assert (await admin(relay, "POST", f"/api/v1/maintenance/{made['id']}/end"))[0] == 404
+
+
+@pytest.mark.parametrize(("body", "error"), [
+    ({"matchers": [], "ends_at": "2026-03-06T12:30:00Z", "comment": "x"}, "matchers must be a list of 1 to 50"),
+    ({"matchers": ['service=~"("'], "ends_at": "2026-03-06T12:30:00Z", "comment": "x"}, "service"),
+    ({"matchers": ['service="api"'], "ends_at": "2026-03-06T12:30:00", "comment": "x"}, "has no offset"),
+    ({"matchers": ['service="api"'], "ends_at": "2026-03-06T10:00:00Z", "comment": "x"}, "ends_at must be later"),
+    ({"matchers": ['service="api"'], "ends_at": "2026-03-06T12:30:00Z"}, "comment is required"),
+])
+async def test_a_bad_window_is_refused_with_a_reason_and_stores_nothing(tmp_path: Path, body: dict[str, Any],
+                                                                        error: str) -> None:
+    async with SlackWebhookServer() as slack:
+        settings = relay_settings(tmp_path, plain_routes(tmp_path, slack), admin_token="adm-token")
+        async with running_relay(settings) as relay:
+            services_of(relay).runtime.clock = Clock(IN_WINDOW)
+            status, answer = await admin(relay, "POST", "/api/v1/maintenance", json=body)
+            assert status == 400 and error in answer["error"], answer
+            assert (await admin(relay, "GET", "/api/v1/maintenance?all=1"))[1]["windows"] == []
+
+
+async def test_two_replicas_on_postgresql_agree_on_a_window(tmp_path: Path) -> None:
+    """A window made through one replica mutes the webhook another one receives; ended through the first, what the
+    second held is sent once."""
+    async with SlackWebhookServer() as slack, postgres_database() as url:
+        path = plain_routes(tmp_path, slack)
+        first = relay_settings(tmp_path, path, database_url=url, admin_token="adm-token")
+        second = relay_settings(tmp_path, path, database_url=url, admin_token="adm-token")
+        async with running_relay(first) as a, running_relay(second) as b:
+            clock = Clock(IN_WINDOW)
+            services_of(a).runtime.clock = services_of(b).runtime.clock = clock
+            status, made = await admin(a, "POST", "/api/v1/maintenance", json={
+                "matchers": ['service="api"'], "ends_at": "2026-03-06T12:30:00Z", "comment": "deploy"})
+            assert status == 201
+            answer = await b.post(group(labelled("ApiDown", "api")))
+            assert [m["alertname"] for m in answer.json()["muted"]] == ["ApiDown"]
+            clock.now += 60
+            assert (await admin(a, "POST", f"/api/v1/maintenance/{made['id']}/end"))[0] == 200
+            await slack.wait_for(1)
+            await services_of(b).escalator.check(clock.now + 1)
+            await services_of(a).escalator.check(clock.now + 1)
+            assert len(slack.messages) == 1 and "ApiDown" in texts(slack)
+
+
+async def test_relay_maintenance_add_list_end(tmp_path: Path) -> None:
+    async with SlackWebhookServer() as slack:
+        settings = relay_settings(tmp_path, plain_routes(tmp_path, slack), admin_token="adm-token")
+        async with running_relay(settings) as relay:
+            env = {"RELAY_ADMIN_TOKEN": "adm-token"}
+            code, out = await run_relay("maintenance", "add", "--matchers", 'service="api"', "--until", "2h",
+                                        "--comment", "database upgrade", "--created-by", "kim", "--url", relay.url,
+                                        env=env)
+            assert code == 0, out
+            assert "maintenance window 1 added" in out and 'service="api"  (database upgrade by kim)' in out
+            code, out = await run_relay("maintenance", "list", "--url", relay.url, env=env)
+            assert code == 0 and "   1  active" in out, out
+            code, out = await run_relay("maintenance", "end", "1", "--url", relay.url, env=env)
+            assert (code, out.strip()) == (0, "maintenance window 1 ended: what it held is sent if it still fires")
+            code, out = await run_relay("maintenance", "list", "--url", relay.url, env=env)
+            assert out.strip() == "no maintenance windows"
+            code, out = await run_relay("maintenance", "add", "--matchers", 'service="api"', "--until",
+                                        "2026-03-06T22:00:00", "--comment", "x", "--url", relay.url, env=env)
+            assert code != 0 and "has no offset" in out

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from relay import __version__
-from relay.cli import admin, explain, routes, serve, startup, templates, testalert
+from relay.cli import admin, explain, maintenance, routes, serve, startup, templates, testalert
 from relay.config.settings import Settings
 from relay.errors import AdminError, ConfigError, StartupError, UsageError
 from relay.telemetry import logs
@@ -37,7 +37,7 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--version", action="version", version=f"relay {__version__}",
                      help="print the installed version and exit")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (serve, testalert, routes, admin, explain, templates):
+    for group in (serve, testalert, routes, admin, maintenance, explain, templates):
         group.add_commands(sub)
     return top
 

@@ -22,6 +22,7 @@ from relay.config.routes import DEFAULT_REPEAT_INTERVAL, Routes
 from relay.console.message import slack_acts
 from relay.store.base import Store
 from relay.store.console import Reader
+from relay.store.maintenance import HOLD_BASE
 
 FINGERPRINT_CHARS = frozenset("0123456789abcdef")
 # Asks Alertmanager about the alert's silences: (labels, the externalURLs its webhooks came from) -> lines.
@@ -280,7 +281,9 @@ async def _escalation(store: Store, fp: str) -> list[Line]:
     for step in steps:
         where = ", ".join(step.receivers)
         head = f"step {step.step + 1} of {step.steps} (to {where}, due {step.after:g} s after it fired)"
-        if step.step < 0:  # a mute's hold (relay.stages.mute): the route was muted when the alert arrived
+        if step.step <= -HOLD_BASE:  # a maintenance window's hold (relay.stages.mute)
+            head = f"muted: held for {where} by maintenance window {-step.step - HOLD_BASE} (until it ends)"
+        elif step.step < 0:  # a mute's hold (relay.stages.mute): the route was muted when the alert arrived
             head = f"muted: held for {where} while route {-step.step}'s time intervals mute it (until its end)"
         if step.state == "sent":
             sent = ", ".join(f"#{n}" for n in step.notifications)

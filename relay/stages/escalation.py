@@ -11,6 +11,7 @@ The escalated message is an ordinary notification marked with its step (alerts.E
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import defaultdict
@@ -25,7 +26,7 @@ from relay.config.heartbeat import is_heartbeat
 from relay.outbox import Intake
 from relay.stages import loop, mute
 from relay.store.base import Candidate, Store
-from relay.store.records import DueTimer, EscalationEnd, Timer
+from relay.store.records import DueTimer, EscalationEnd, MaintenanceWindow, Timer
 from relay.store.rows import episode
 from relay.telemetry import metrics
 
@@ -75,7 +76,7 @@ async def arm(store: Store, routes: Routes, message: WebhookMessage, chosen: lis
     Nothing is asked of the store unless some route escalates: steps armed under an earlier routes.yaml whose
     alert no longer escalates are ended by the Escalator instead (reason `unrouted`).
     """
-    if not routes.escalates and not routes.mutes:
+    if not routes.escalates and not routes.mutes and not held:
         return chosen
     armed = [*timers(message, routes, received_at), *held]  # a mute's holds are timers too (relay.stages.mute)
     resolved = [a for a in message.alerts if a.status == "resolved" and not is_heartbeat(routes.spec.heartbeats, a)]
@@ -166,10 +167,12 @@ def batches(due: Sequence[DueTimer]) -> list[list[DueTimer]]:
 class Escalator:
     """Sends due escalation steps; every replica runs one, the store makes each step go out once."""
 
-    def __init__(self, store: Store, runtime: Runtime, intake: Intake) -> None:
+    def __init__(self, store: Store, runtime: Runtime, intake: Intake, windows: mute.Windows | None = None) -> None:
         self.store = store
         self.runtime = runtime
         self.intake = intake
+        self.windows = windows or mute.Windows()
+        self._nudge = asyncio.Event()
         self.checked_at = 0.0  # when the last complete check began
 
     def interval(self) -> float:
@@ -179,15 +182,21 @@ class Escalator:
         return min(CHECK_MAX_SECONDS, max(CHECK_MIN_SECONDS, min(afters, default=CHECK_MAX_SECONDS * 5) / 5))
 
     async def run(self) -> None:
-        await loop.every(self.interval, self.check, "escalations", log, clock=lambda: self.runtime.clock())
+        await loop.every(self.interval, self.check, "escalations", log, self._nudge, clock=lambda: self.runtime.clock())
+
+    def nudge(self) -> None:
+        """Check now (a maintenance window ended early: what it held is due)."""
+        self._nudge.set()
 
     async def check(self, now: float) -> None:
         routes = self.runtime.routes
         if routes is None:
             return
         due = await self.store.due_escalations(now, BATCH)
-        for batch in batches([d for d in due if mute.is_hold(d.timer)]):
-            await self._release(routes, batch, now)
+        held = [d for d in due if mute.is_hold(d.timer)]
+        windows = await self.windows.current(self.store, now) if held else []
+        for batch in batches(held):
+            await self._release(routes, batch, now, windows)
         due = [d for d in due if not mute.is_hold(d.timer)]
         unrouted = sorted({d.timer.alert.fingerprint for d in due if routes.escalation(d.timer.alert.labels) is None})
         if unrouted:  # routes.yaml no longer escalates these alerts: their remaining steps end
@@ -198,8 +207,9 @@ class Escalator:
             await self._send(routes, batch, now)
         self.checked_at = now
 
-    async def _release(self, routes: Routes, batch: list[DueTimer], now: float) -> None:
-        candidates = mute.released(batch, routes, now)
+    async def _release(self, routes: Routes, batch: list[DueTimer], now: float,
+                       windows: list[MaintenanceWindow]) -> None:
+        candidates = mute.released(batch, routes, now, windows, self.windows)
         if candidates is None:
             return  # still muted: routes.yaml lengthened the window
         results = await outbox.put(self.intake, None, lambda _: self.store.escalate(

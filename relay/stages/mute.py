@@ -14,6 +14,8 @@ not sent twice. A resolve is never held (it closes what people were told; see do
 from __future__ import annotations
 
 import dataclasses
+import math
+import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -21,8 +23,10 @@ from typing import TYPE_CHECKING
 
 from relay.alerts import Alert, WebhookMessage, group_status
 from relay.config.heartbeat import is_heartbeat
+from relay.config.matchers import Matcher, parse_matchers
 from relay.store.base import Candidate, Store
-from relay.store.records import DueTimer, Episode, Timer
+from relay.store.maintenance import HOLD_BASE
+from relay.store.records import DueTimer, Episode, MaintenanceWindow, Timer
 from relay.store.rows import episode
 
 if TYPE_CHECKING:
@@ -41,15 +45,63 @@ def instant(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
 
-def holds(message: WebhookMessage, routes: Routes, received_at: float) -> list[Timer]:
-    """The holds to arm for a webhook's firing alerts that reach receivers only through muted routes."""
-    if not routes.mutes:
+class Windows:
+    """The maintenance windows that webhooks and the escalation checker ask about, read from the store at most once
+    every REFRESH seconds (a window another replica made mutes here within that), and at once after one made or
+    ended here. Their matchers are parsed once."""
+
+    REFRESH = 1.0
+
+    def __init__(self) -> None:
+        self._windows: list[MaintenanceWindow] = []
+        self._read_at = -math.inf
+        self._parsed: dict[tuple[str, ...], list[Matcher]] = {}
+
+    def changed(self) -> None:
+        self._read_at = -math.inf
+
+    async def current(self, store: Store, now: float) -> list[MaintenanceWindow]:
+        if time.monotonic() - self._read_at >= self.REFRESH:
+            self._windows = await store.maintenance(now)
+            self._read_at = time.monotonic()
+        return self._windows
+
+    def matching(self, windows: Sequence[MaintenanceWindow], labels: Mapping[str, str],
+                 now: float) -> MaintenanceWindow | None:
+        """The first window active at `now` whose matchers all match `labels`."""
+        for window in windows:
+            if not window.active(now):
+                continue
+            if window.matchers not in self._parsed:
+                self._parsed[window.matchers] = parse_matchers(list(window.matchers))
+            if all(m.matches(labels) for m in self._parsed[window.matchers]):
+                return window
+        return None
+
+
+def stamp(epoch: float) -> str:
+    return instant(epoch).isoformat().replace("+00:00", "Z")
+
+
+def holds(message: WebhookMessage, routes: Routes, received_at: float,
+          windows: Sequence[MaintenanceWindow] = (), cache: Windows | None = None) -> list[Timer]:
+    """The holds to arm for a webhook's firing alerts: those in a maintenance window (every receiver they reach
+    now), and those that reach receivers only through muted routes."""
+    if not routes.mutes and not windows:
         return []
     at = instant(received_at)
     out: list[Timer] = []
     for alert in message.alerts:
         if alert.status != "firing" or is_heartbeat(routes.spec.heartbeats, alert):
             continue
+        window = (cache or Windows()).matching(windows, alert.labels, received_at) if windows else None
+        if window is not None:
+            targets = tuple(t.receiver for t in routes.walk(alert.labels, at).targets)
+            why = f"in maintenance window {window.id} ({window.comment!r}) until {stamp(window.ends_at)}"
+            if targets:
+                group = message.model_copy(update={"alerts": [alert], "status": "firing", "truncatedAlerts": 0,
+                                                   MUTED: why})
+                out.append(Timer(group, -(HOLD_BASE + window.id), 0, 0.0, targets, window.ends_at))
         by_route: dict[int, list[str]] = defaultdict(list)
         reasons: dict[int, str] = {}
         for muted in routes.walk(alert.labels, at).muted:
@@ -57,20 +109,42 @@ def holds(message: WebhookMessage, routes: Routes, received_at: float) -> list[T
             reasons[muted.route] = muted.reason
         for route, receivers in by_route.items():
             until = routes.mute_ends(route, at)
-            why = f"route {route + 1} {reasons[route]} until {until.isoformat().replace('+00:00', 'Z')}"
+            why = f"route {route + 1} {reasons[route]} until {stamp(until.timestamp())}"
             group = message.model_copy(update={"alerts": [alert], "status": "firing", "truncatedAlerts": 0,
                                                MUTED: why})
             out.append(Timer(group, -(route + 1), 0, 0.0, tuple(receivers), until.timestamp()))
     return out
 
 
-def released(batch: Sequence[DueTimer], routes: Routes, now: float) -> list[Candidate] | None:
+def withheld(chosen: list[Candidate], held: Sequence[Timer]) -> list[Candidate]:
+    """`chosen` without the firing alerts a maintenance window holds from each receiver."""
+    gone = {(name, t.alert.fingerprint) for t in held if t.step <= -HOLD_BASE for name in t.receivers}
+    if not gone:
+        return chosen
+    out: list[Candidate] = []
+    for cand in chosen:
+        keep = [i for i, a in enumerate(cand.group.alerts)
+                if a.status != "firing" or (cand.receiver, a.fingerprint) not in gone]
+        if len(keep) == len(cand.group.alerts):
+            out.append(cand)
+        elif keep:
+            alerts = [cand.group.alerts[i] for i in keep]
+            group = cand.group.model_copy(update={"alerts": alerts, "status": group_status(alerts)})
+            out.append(dataclasses.replace(cand, group=group,
+                                           repeat_intervals=tuple(cand.repeat_intervals[i] for i in keep)))
+    return out
+
+
+def released(batch: Sequence[DueTimer], routes: Routes, now: float, windows: Sequence[MaintenanceWindow] = (),
+             cache: Windows | None = None) -> list[Candidate] | None:
     """What a due hold sends now: one candidate per receiver, of the alerts that still reach it unmuted, through dedup
     with their route's repeat interval; None while a receiver of it is still muted (a routes.yaml change lengthened
     the window: the hold waits). Receivers the alerts no longer reach are left out (the hold is sent to nobody)."""
     at = instant(now)
     chosen: dict[str, list[tuple[Alert, timedelta]]] = defaultdict(list)
     for due in batch:
+        if windows and (cache or Windows()).matching(windows, due.timer.alert.labels, now) is not None:
+            return None  # a maintenance window (another, or one made longer) mutes it still
         walk = routes.walk(due.timer.alert.labels, at)
         if {m.receiver for m in walk.muted} & set(due.timer.receivers):
             return None

@@ -24,6 +24,7 @@ from relay.store.records import (
     Fold,
     Folded,
     HistoryFilter,
+    MaintenanceWindow,
     Resolved,
     StepRecord,
     StormState,
@@ -318,6 +319,16 @@ class Store(Protocol):
         """If every step of `ids` is still pending, mark them sent and enqueue `notice` (its notifications marked as
         `escalation`; None for a mute's hold, relay.stages.mute) in one durable transaction; None when any of them
         is not pending any more (another replica sent it, or it was cancelled meanwhile): then nothing is written."""
+
+    async def add_maintenance(self, matchers: Sequence[str], starts_at: float, ends_at: float, comment: str,
+                              created_by: str, now: float) -> MaintenanceWindow:
+        """Store a maintenance window (durable when it returns; every replica reads it)."""
+
+    async def maintenance(self, now: float, everything: bool = False) -> list[MaintenanceWindow]:
+        """The windows not over at `now` (every one ever made with `everything`), by start."""
+
+    async def end_maintenance(self, window: int, now: float) -> MaintenanceWindow | None:
+        """End a window now and make what it holds due (None: no such window, or it is over already)."""
 
     async def told(self, pairs: Sequence[tuple[str, Episode]]) -> set[tuple[str, Episode]]:
         """Which (receiver, episode) pairs the dedup marks show were told the episode fired (relay.stages.mute: a

@@ -19,6 +19,7 @@ from relay.store.actions import ActionScripts
 from relay.store.base import Attempt
 from relay.store.escalations import EscalationScripts
 from relay.store.history import HistoryScripts
+from relay.store.maintenance import MaintenanceScripts
 from relay.store.rows import attempt_error
 from relay.store.storms import StormScripts
 
@@ -90,5 +91,5 @@ def retry(notification_id: int, owner: str, attempt: Attempt, next_attempt_at: f
             attempt.reason == Reason.RATE_LIMITED, notification_id, owner)
 
 
-class Scripted(HistoryScripts, ActionScripts, StormScripts, EscalationScripts):
+class Scripted(HistoryScripts, ActionScripts, StormScripts, EscalationScripts, MaintenanceScripts):
     """The Store methods that are a script: a store supplies its dialect and how it runs a script."""

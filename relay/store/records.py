@@ -144,3 +144,22 @@ class StormView:
     storm: StormState
     alerts: list[Alert]
     first: bool  # the storm's first summary (nothing of it was sent before)
+
+
+@dataclass(frozen=True)
+class MaintenanceWindow:
+    """A maintenance window made at run time (relay.stages.mute): alerts its `matchers` (Alertmanager's syntax, as
+    written) match are muted from `starts_at` until `ends_at` (epoch seconds); `ended_at` is set when someone ended
+    it early."""
+
+    id: int
+    matchers: tuple[str, ...]
+    starts_at: float
+    ends_at: float
+    comment: str
+    created_by: str
+    created_at: float
+    ended_at: float | None = None
+
+    def active(self, now: float) -> bool:
+        return self.starts_at <= now < self.ends_at
