@@ -58,8 +58,9 @@ class Runtime:
         self.channels: dict[str, Channel] = {}
         self.session: aiohttp.ClientSession | None = None
         self.loaded_mtime = 0.0
-        # Now, for what depends on the hour (time intervals): the webhook's arrival time and the escalation
-        # checker's beat read it, so a test moves time forward instead of waiting for it.
+        # Now, for what depends on the hour (time intervals): the webhook's arrival time and every periodic check's
+        # beat (escalations, heartbeats, storms, silence watches) read it, so a test moves time forward instead of
+        # waiting for it.
         self.clock: Callable[[], float] = time.time
 
     def receiver(self, name: str) -> Receiver | None:

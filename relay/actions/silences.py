@@ -58,7 +58,8 @@ class SilenceWatch:
         self.grace = grace
 
     async def run(self) -> None:
-        await loop.every(lambda: min(self.interval, 5.0), self.check, "silenced alerts", log)
+        await loop.every(lambda: min(self.interval, 5.0), self.check, "silenced alerts", log,
+                         clock=lambda: self.runtime.clock())
 
     async def check(self, now: float) -> int:
         """Ask about every due watch; returns how many resolves were enqueued."""

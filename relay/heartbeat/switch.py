@@ -54,7 +54,7 @@ class DeadMan:
         return min(CHECK_MAX_SECONDS, max(CHECK_MIN_SECONDS, min(silences, default=CHECK_MAX_SECONDS * 5) / 5))
 
     async def run(self) -> None:
-        await loop.every(self.interval, self.check, "heartbeats", log, self._nudge)
+        await loop.every(self.interval, self.check, "heartbeats", log, self._nudge, clock=lambda: self.runtime.clock())
 
     async def check(self, now: float) -> None:
         routes = self.runtime.routes

@@ -68,7 +68,7 @@ class Storms:
 
     async def run(self) -> None:
         # Should the check keep failing, notifications go one by one, as without the stage.
-        await loop.every(lambda: CHECK_SECONDS, self.check, "for storms", log)
+        await loop.every(lambda: CHECK_SECONDS, self.check, "for storms", log, clock=lambda: self.runtime.clock())
 
     async def check(self, now: float) -> None:
         routes = self.runtime.routes

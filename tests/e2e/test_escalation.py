@@ -70,6 +70,15 @@ def services(relay: RunningRelay) -> Services:
     return found
 
 
+def advanced(relay: RunningRelay, seconds: float) -> float:
+    """Move the relay's clock (relay.runtime.Runtime.clock: a webhook's arrival time and every periodic check's now)
+    `seconds` forward instead of waiting for them to pass; the moment it reads now."""
+    runtime = services(relay).runtime
+    before = runtime.clock
+    runtime.clock = lambda: before() + seconds
+    return runtime.clock()
+
+
 async def checked_after(relay: RunningRelay, moment: float) -> None:
     """Wait until the relay's escalation checker has run a check that began after `moment`."""
     await poll_until(lambda: services(relay).escalator.checked_at > moment, timeout=15)
@@ -150,7 +159,7 @@ async def test_an_acknowledge_in_time_prevents_the_escalation(tmp_path: Path, pr
         # What relay's Slack Acknowledge does for the alerts of the message it was clicked on.
         assert await escalation.cancel(services(relay).store, [fingerprint(LABELS)], "acknowledged") == 2
         await relay.post(webhook())  # Alertmanager re-sends the group: it does not re-arm the escalation
-        await checked_after(relay, time.time() + 3.5)  # both steps were due by then
+        await checked_after(relay, advanced(relay, 3.5))  # both steps were due by then
         await poll_until(lambda: all_delivered(relay))
         assert providers.pagerduty.events == []
         assert sorted(row["receiver"] for row in await relay.history()) == ["ops-email", "slack-alerts"]
@@ -166,7 +175,7 @@ async def test_a_resolve_in_time_prevents_the_escalation(tmp_path: Path, provide
         before = await steps_counted(relay, "resolved")
         resolved = (await relay.post(webhook("resolved"))).json()
         assert set(resolved["receivers"]) == {"slack-alerts", "ops-email"}  # no step was sent: no one else hears
-        await checked_after(relay, time.time() + 3.5)
+        await checked_after(relay, advanced(relay, 3.5))  # both steps were due by then
         await poll_until(lambda: all_delivered(relay))
         assert providers.pagerduty.events == []
         assert len(await relay.history()) == 4
@@ -182,7 +191,7 @@ async def test_a_routes_yaml_that_no_longer_escalates_cancels_what_is_left(tmp_p
         await relay.post(webhook())
         repo_routes(tmp_path, providers.pagerduty.url)  # the same file, without the escalation
         await services(relay).runtime.reload()
-        await checked_after(relay, time.time() + 3.5)
+        await checked_after(relay, advanced(relay, 3.5))  # both steps were due by then
         await poll_until(lambda: all_delivered(relay))
         assert providers.pagerduty.events == []
         steps = await services(relay).store.escalations_of([fingerprint(LABELS)])
@@ -273,7 +282,7 @@ async def test_an_acknowledge_clicked_in_slack_in_time_prevents_the_escalation(
         [message] = providers.slack.top_level()
         assert (await providers.slack.click(message, "relay:acknowledge").send(relay.url)).status_code == 200
         await poll_until(lambda: all_delivered(relay))
-        await checked_after(relay, time.time() + 2.5)  # the step was due by then
+        await checked_after(relay, advanced(relay, 2.5))  # the step was due by then
         assert providers.pagerduty.events == []
         steps = await services(relay).store.escalations_of([fingerprint(LABELS)])
         assert [(s.state, s.reason) for s in steps] == [("cancelled", "acknowledged")]
