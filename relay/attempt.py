@@ -19,6 +19,7 @@ from datetime import timedelta
 from relay import outbox
 from relay.actions.model import ACTION
 from relay.alerts import Notification
+from relay.alerts.priority import DEFAULT, OWN, OWN_RANK
 from relay.channels.base import DETAIL_LIMIT, redact, scrub
 from relay.channels.deadline import send_deadline
 from relay.channels.threads import Threads
@@ -235,9 +236,11 @@ class Attempts:
         if fallback is None or notification.integration == ACTION:  # an action failed: no alert to tell elsewhere
             return
         target = fallback.config
+        # relay's own notice stays relay's own at the fallback: first in line, never folded.
+        rank = OWN if notification.priority == OWN_RANK else DEFAULT
         candidate = Candidate(target.name, target.integration, notification.group,
                               tuple(timedelta(0) for _ in notification.alerts),
-                              target.give_up_after)
+                              target.give_up_after, rank)
         await self.store_call(outbox.enqueue(self.intake, self.store, [candidate], now))
         log.warning("notification %d also sent to fallback receiver %s", notification.id, target.name)
 

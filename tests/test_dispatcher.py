@@ -14,6 +14,7 @@ from relay.store.sqlite import SqliteStore
 from tests.conftest import Providers
 from tests.doubles import NoReceivers
 from tests.e2e.test_routing_table import webhook
+from tests.fakes.slack import SlackWebhookServer
 from tests.helpers import fixture, poll_until, relay_settings, running_relay, seconds
 
 
@@ -160,3 +161,48 @@ async def test_concurrent_webhooks_cannot_take_more_than_the_worker_limits(tmp_p
         dispatcher.adopt([], offer)  # the enqueues finished without leasing anything
     again = dispatcher.handoff(["pagerduty", "pagerduty"])
     assert again is not None and again.room == {"pagerduty": 2}
+
+
+async def test_a_fallback_copy_of_relays_own_notice_keeps_its_rank(tmp_path: Path) -> None:
+    """relay's own notice goes first and is never folded (issue 20 #8): also its copy to the fallback receiver when
+    the heartbeat's receiver dead-letters it. The copy was written with the default rank of its labels, so critical
+    alerts already waiting at the fallback went ahead of it (and with a custom priority.label it ranked last)."""
+    from relay.store import open_store
+
+    async with SlackWebhookServer() as primary, SlackWebhookServer() as backup:
+        primary.fail_all(404)  # channel_not_found: a dead letter at once
+        backup.fail_all(503)  # an outage: what reaches it waits
+        routes = tmp_path / "routes.yaml"
+        routes.write_text(f"""
+receivers:
+  - name: alerts
+    slack: {{webhook_url: "{primary.url()}"}}
+    fallback: backup
+  - name: backup
+    slack: {{webhook_url: "{backup.url()}"}}
+default_receivers: [backup]
+heartbeats:
+  - name: watchdog
+    matchers: ['alertname="Watchdog"']
+    max_silence: 1s
+    receivers: [alerts]
+    arm: start
+""")
+        settings = relay_settings(tmp_path, routes, retry_initial_seconds=600, retry_max_seconds=600)
+        async with running_relay(settings) as relay:
+            for name in ("Crit01", "Crit02", "Crit03"):
+                await relay.post(webhook(name, "critical"))
+
+            async def copied() -> bool:
+                return any(row["receiver"] == "backup" and row["alertnames"] == ["RelayHeartbeatMissing"]
+                           for row in await relay.history())
+
+            await poll_until(copied, timeout=15)
+        store = open_store(settings.database_url)
+        await store.open()
+        try:
+            [first] = (await store.claim("test", 1, time.time() + 3600, 60)).claimed
+        finally:
+            await store.close()
+        assert first.notification.receiver == "backup"
+        assert [a.name for a in first.notification.alerts] == ["RelayHeartbeatMissing"]

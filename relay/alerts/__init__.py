@@ -172,6 +172,8 @@ class Notification:
 
     `group` is the webhook body with `alerts` narrowed to those alerts; it is
     what templates render from, and it is stored as JSON in the outbox.
+    `priority` is its stored rank (relay.alerts.priority; OWN_RANK for relay's own notice, which a fallback copy
+    keeps).
     """
 
     id: int
@@ -182,6 +184,7 @@ class Notification:
     received_at: datetime
     attempts: int = 0
     escalation: Escalation | None = None
+    priority: int = 0
 
     @property
     def status(self) -> Status:

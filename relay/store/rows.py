@@ -46,6 +46,7 @@ def notification_from_row(row: Mapping[str, Any]) -> Notification:
         received_at=datetime.fromtimestamp(row["received_at"], UTC),
         attempts=row["attempts"],
         escalation=Escalation.from_json(row["escalation"]),
+        priority=int(row["priority"]) if "priority" in row.keys() else 0,
     )
 
 
@@ -85,7 +86,8 @@ def handed_off(notification_id: int, candidate: Candidate, group: WebhookMessage
                lease: float) -> Claimed:
     """The Claimed for a notification leased in the transaction that wrote it (nothing to read back)."""
     notification = Notification(notification_id, candidate.receiver, candidate.integration, candidate.lane, group,
-                                datetime.fromtimestamp(now, UTC), 0)
+                                datetime.fromtimestamp(now, UTC), 0,
+                                priority=candidate.priority.of(a.labels for a in group.alerts))
     return Claimed(notification, give_up_at, now + lease)
 
 
