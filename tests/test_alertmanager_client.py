@@ -116,8 +116,14 @@ async def test_an_expired_and_forgotten_silence_is_no_failure(am: tuple[Alertman
 async def test_an_unreachable_alertmanager_is_transient_and_no_url_is_permanent() -> None:
     async with aiohttp.ClientSession() as session:
         client = AlertmanagerClient(session, "http://127.0.0.1:9", AlertmanagerApi())
-        with pytest.raises(TransientDeliveryError):
+        with pytest.raises(TransientDeliveryError) as unreachable:
             await client.silences()
+        # The channels' one table (relay.channels.http) classifies it, and the detail says whom relay called.
+        assert unreachable.value.reason is Reason.CONNECTION
+        assert unreachable.value.detail.startswith("Alertmanager: ")
+        with pytest.raises(PermanentDeliveryError) as unusable:  # no retry makes an ftp:// URL callable
+            await AlertmanagerClient(session, "ftp://127.0.0.1:9", AlertmanagerApi()).silences()
+        assert unusable.value.reason is Reason.CONFIG
     with pytest.raises(PermanentDeliveryError):
         base_url("", AlertmanagerApi())
     assert base_url("http://am:9093", AlertmanagerApi(url="http://other:9093/prefix/")) == "http://other:9093/prefix"

@@ -3,8 +3,9 @@
 It is the receiver's `actions.alertmanager.url`, or the Alertmanager that sent the alert (the webhook's
 `externalURL`) only when that is one of its `external_urls`, with that setting's optional auth: a credential goes
 only where routes.yaml sends it, and only a configured Alertmanager's answers are believed. Calls go through relay's
-shared aiohttp session like the channels' do; failures are classified as deliveries are (relay.errors), so an action
-is retried with the dispatcher's persisted schedule, and no answer text keeps a secret.
+shared aiohttp session like the channels' do; a network failure is classified by the channels' one table
+(relay.channels.http), an answer as deliveries are (relay.errors), so an action is retried with the dispatcher's
+persisted schedule, and no answer text keeps a secret.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 
 from relay.channels.base import scrub
+from relay.channels.http import NETWORK_ERRORS, network_error
 from relay.config.receivers import AlertmanagerApi
 from relay.errors import DeliveryError, PermanentDeliveryError, Reason, TransientDeliveryError, http_reason
 from relay.times import parse_time
@@ -199,13 +201,10 @@ class AlertmanagerClient:
                 raw = await response.content.read(ANSWER_LIMIT)
                 status = response.status
                 date = _date(response.headers.get("Date", ""))
-        except TimeoutError:
-            raise TransientDeliveryError(Reason.TIMEOUT,
-                                         f"Alertmanager did not answer in {self.timeout:.0f}s") from None
-        except aiohttp.InvalidURL:
-            raise PermanentDeliveryError(Reason.CONFIG, "the Alertmanager URL is not usable") from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise TransientDeliveryError(Reason.CONNECTION, f"Alertmanager: {type(exc).__name__}") from None
+        except NETWORK_ERRORS as exc:  # classified by the channels' one table (relay.channels.http)
+            failed = network_error(exc, "Alertmanager URL", self.timeout)
+            failed.detail = f"Alertmanager: {failed.detail}"
+            raise failed from None
         if 200 <= status < 300:
             try:
                 return (json.loads(raw) if raw.strip() else None), date

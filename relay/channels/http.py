@@ -4,7 +4,8 @@ Each of these receivers is a JSON POST (or PATCH) to a URL that usually holds th
 relay's shared aiohttp session under a total deadline that really ends it, never follows a redirect (a credential
 goes only to the host it was configured for), and reads at most ANSWER_LIMIT bytes of the answer. aiohttp's errors
 become delivery errors here, once (`network_error`, also for Slack and PagerDuty, which call through their SDK or
-their own request), holding only the exception's type: their text quotes the URL.
+their own request, and for the Alertmanager client of Slack actions), holding only the exception's type: their
+text quotes the URL.
 
     timeout                    transient  timeout
     refused, reset, DNS        transient  connection
