@@ -149,6 +149,25 @@ def test_a_webhook_never_chooses_where_the_credentials_go() -> None:
             base_url(foreign, AlertmanagerApi())
 
 
+@pytest.mark.parametrize("escape", ["/team-a/../team-b", "/team-a/%2e%2e/team-b", "/team-a/%2E./team-b",
+                                    "/team-a/..%2fteam-b", "/team-a/./../team-b", "/team-a/..", "/team-a/\\../team-b"])
+async def test_an_external_url_cannot_leave_the_allowed_path_through_dot_segments(
+        am: tuple[Alertmanager, str], escape: str) -> None:
+    """One gateway, an Alertmanager per team under its own path: team A's allow-list names only /team-a. The HTTP
+    client resolves dot segments (`/team-a/../team-b` is requested as `/team-b`), so a webhook naming one sent team
+    A's token to team B's Alertmanager and believed its answers. Refused like any foreign externalURL."""
+    fake, url = am
+    listed = AlertmanagerApi(external_urls=[f"{url}/team-a"], bearer_token=SecretStr(TOKEN))
+    assert base_url(f"{url}/team-a/", listed) == f"{url}/team-a"
+    with pytest.raises(PermanentDeliveryError) as refused:
+        base_url(url + escape, listed)
+    assert refused.value.reason is Reason.CONFIG and TOKEN not in str(refused.value)
+    async with aiohttp.ClientSession() as session:  # what the unchecked text would have reached
+        await AlertmanagerClient(session, url + "/team-a/../team-b", listed).silences()
+    assert [(method, path.split("?")[0], headers["Authorization"]) for method, path, headers, _ in fake.seen] == [
+        ("GET", "/team-b/api/v2/silences", f"Bearer {TOKEN}")]
+
+
 @pytest.mark.parametrize(("alertmanager", "line", "says"), [
     ("", 7, "actions need alertmanager.url"),
     ("        alertmanager: {url: '${AM_URL:-}', bearer_token: t0ken}\n", 7, "actions need alertmanager.url"),

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import aiohttp
 
@@ -84,7 +84,9 @@ def base_url(external_url: str, api: AlertmanagerApi) -> str:
 
 
 def _origin_and_path(url: str) -> tuple[str, str, int, str] | None:
-    """scheme, host, port and path of an http(s) URL without user, query or fragment; None for anything else."""
+    """scheme, host, port and path of an http(s) URL without user, query or fragment; None for anything else, and
+    for a path with a dot segment or a backslash, plain or percent-encoded: the HTTP client (and a proxy after it)
+    resolves `/am/../other` to `/other`, outside the allowed path, so it is never compared as text."""
     try:
         parts = urlsplit(url.strip())
         port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -92,6 +94,9 @@ def _origin_and_path(url: str) -> tuple[str, str, int, str] | None:
         return None
     if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc or parts.query \
             or parts.fragment:
+        return None
+    decoded = unquote(parts.path)
+    if "\\" in decoded or any(segment in (".", "..") for segment in decoded.split("/")):
         return None
     return parts.scheme, parts.hostname.lower(), port, parts.path.rstrip("/")
 
