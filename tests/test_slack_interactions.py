@@ -20,26 +20,22 @@ from relay.actions.endpoint import verify
 from relay.config.routes import load_routes
 from relay.errors import Rejected
 from relay.templating import Templates
-from tests.fakes.slack import DEFAULT_TOKEN, SIGNING_SECRET, TEAM_ID, Posted, SlackWebhookServer, signature
+from tests.fakes.slack import DEFAULT_TOKEN, SIGNING_SECRET, Posted, SlackWebhookServer, signature
 from tests.helpers import REPO, RunningRelay, fixture, poll_until, relay_settings, running_relay
+from tests.slack_bot import slack_bot
 from tests.test_cli import run_relay
 
-ROUTES = """
-receivers:
-  - name: slack-bot
-    slack:
-      token: ${SLACK_TOKEN}
-      channel: "#ojeomneo-alerts"
-      api_url: ${SLACK_API_URL}
-      actions:
-        team_id: %s
-        alertmanager: {url: "http://127.0.0.1:9"}
-%s
-  - name: slack-hook
+NO_ALERTMANAGER = '"http://127.0.0.1:9"'
+SLACK_HOOK = """  - name: slack-hook
     slack:
       webhook_url: ${SLACK_WEBHOOK_URL}
-default_receivers: [slack-bot, slack-hook]
 """
+
+
+def routes_yaml(restrict: str) -> str:
+    """The bot with actions (`restrict`: who may click) and an incoming webhook, both getting every alert."""
+    return ("receivers:\n" + slack_bot(NO_ALERTMANAGER, more=restrict) + SLACK_HOOK
+            + "default_receivers: [slack-bot, slack-hook]\n")
 
 
 @dataclass
@@ -65,7 +61,7 @@ async def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restrict: str) 
                            "SLACK_WEBHOOK_URL": slack.url()}.items():
             monkeypatch.setenv(key, value)
         routes = tmp_path / "routes.yaml"
-        routes.write_text(ROUTES % (TEAM_ID, restrict))
+        routes.write_text(routes_yaml(restrict))
         settings = relay_settings(tmp_path, routes, slack_signing_secret=SIGNING_SECRET)
         async with running_relay(settings) as relay:
             assert (await relay.post(fixture("firing-poddown.json"))).status_code == 200
@@ -222,24 +218,11 @@ def test_the_set_up_guide_configures_what_relay_reads(tmp_path: Path) -> None:
     assert actions is not None and actions.team_id == "T0123ABCD" and actions.allowed_usergroup == "S0ONCALL"
 
 
-ESCALATING = """
-receivers:
-  - name: slack-bot
-    slack:
-      token: ${SLACK_TOKEN}
-      channel: "#ojeomneo-alerts"
-      api_url: ${SLACK_API_URL}
-      actions:
-        team_id: TEAM
-        alertmanager: {url: "http://127.0.0.1:9"}
-  - name: slack-hook
-    slack:
-      webhook_url: ${SLACK_WEBHOOK_URL}
-routes:
+ESCALATING = "receivers:\n" + slack_bot(NO_ALERTMANAGER) + SLACK_HOOK + """routes:
   - matchers: ['alertname="PodDown"']
     receivers: [slack-bot]
     escalate: [{after: 1h, receivers: [slack-hook]}]
-""".replace("TEAM", TEAM_ID)
+"""
 
 
 async def test_an_acknowledge_from_slack_stops_the_escalation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

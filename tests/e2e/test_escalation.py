@@ -22,7 +22,7 @@ from relay.services import Services
 from relay.stages import escalation
 from tests.conftest import Providers
 from tests.e2e.process import RelayProcess
-from tests.fakes.slack import DEFAULT_TOKEN, SIGNING_SECRET, TEAM_ID
+from tests.fakes.slack import DEFAULT_TOKEN, SIGNING_SECRET
 from tests.helpers import (
     RunningRelay,
     poll_until,
@@ -33,6 +33,7 @@ from tests.helpers import (
     seconds,
 )
 from tests.requirements import ALERTMANAGER
+from tests.slack_bot import slack_bot
 
 AM_BINARY = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 CRITICAL_ROUTE = """  - matchers: ['severity="critical"']
@@ -239,18 +240,7 @@ async def test_two_replicas_on_one_postgres_database_escalate_once(tmp_path: Pat
         assert "Traceback" not in log, log
 
 
-BOT_ROUTES = """
-receivers:
-  - name: slack-bot
-    slack:
-      token: ${SLACK_TOKEN}
-      channel: "#ojeomneo-alerts"
-      api_url: ${SLACK_API_URL}
-      actions:
-        team_id: TEAM
-        alertmanager:
-          url: ${AM_API_URL:-}
-  - name: pagerduty-oncall
+BOT_ROUTES = "receivers:\n" + slack_bot() + """  - name: pagerduty-oncall
     pagerduty:
       routing_key: R0UTINGKEY0000000000000000000001
       url: ${PD_URL}
@@ -258,7 +248,7 @@ routes:
   - matchers: ['severity="critical"']
     receivers: [slack-bot]
     escalate: [{after: AFTER, receivers: [pagerduty-oncall]}]
-""".replace("TEAM", TEAM_ID)
+"""
 
 
 def bot_routes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, providers: Providers, after: str,

@@ -21,22 +21,12 @@ from tests.fakes.pagerduty import PagerDutyServer
 from tests.fakes.slack import DEFAULT_TOKEN, SIGNING_SECRET, TEAM_ID, Posted, SlackWebhookServer
 from tests.helpers import RunningRelay, poll_until, relay_settings, running_relay
 from tests.requirements import ALERTMANAGER
+from tests.slack_bot import slack_bot
 from tests.test_cli import run_relay
 
 pytestmark = ALERTMANAGER.unless(None if BINARY else "needs Debian prometheus-alertmanager")
 
-ROUTES = """
-receivers:
-  - name: slack-bot
-    slack:
-      token: ${SLACK_TOKEN}
-      channel: "#ojeomneo-alerts"
-      api_url: ${SLACK_API_URL}
-      actions:
-        team_id: TEAM
-        alertmanager:
-          url: ${AM_API_URL:-}
-  - name: pagerduty-oncall
+ROUTES = "receivers:\n" + slack_bot() + """  - name: pagerduty-oncall
     pagerduty:
       routing_key: ${PD_KEY}
       url: ${PD_URL}
@@ -44,7 +34,7 @@ routes:
   - matchers: ['severity="critical"']
     receivers: [slack-bot, pagerduty-oncall]
 default_receivers: [slack-bot]
-""".replace("TEAM", TEAM_ID)
+"""
 
 # Alertmanager re-sends the group every second while it fires, so that a silence visibly stops it.
 REPEATING = """
