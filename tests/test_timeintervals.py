@@ -9,6 +9,7 @@ refuses relay refuses, with file and line.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -341,3 +342,78 @@ def test_a_mute_ends_at_the_first_minute_its_interval_no_longer_holds(tmp_path: 
     path.write_text(NIGHTS_ROUTES)
     routes = load_routes(path, Templates(TEMPLATES), {})
     assert routes.mute_ends(0, at(when)) == at(end)
+
+
+STRICT_ROUTES = """receivers:
+  - {name: r, webhook: {url: "http://127.0.0.1:9/x"}}
+routes:
+  - matchers: ['severity="warning"']
+    receivers: [r]
+    mute_time_intervals: [always]
+  - matchers: ['severity="info"']
+    receivers: [r]
+    active_time_intervals: [bygone]
+  - matchers: ['severity="critical"']
+    receivers: [r]
+    mute_time_intervals: [nights]
+default_receivers: [r]
+time_intervals:
+  - name: always
+    time_intervals: [{}]
+  - name: bygone
+    time_intervals: [{years: ["2020:2021"], location: Asia/Seoul}]
+  - name: nights
+    time_intervals: [{times: [{start_time: "18:00", end_time: "24:00"}], location: Asia/Seoul}]
+  - name: unused
+"""
+
+
+def test_routes_check_strict_flags_unused_intervals_and_routes_muted_at_all_times(tmp_path: Path) -> None:
+    from relay.cli.review.check import always_muted_routes, unused_intervals
+    from relay.config import yamlconfig
+
+    path = tmp_path / "routes.yaml"
+    path.write_text(STRICT_ROUTES)
+    routes = load_routes(path, Templates(TEMPLATES), {})
+    _, lines = yamlconfig.load(path, yamlconfig.AS_WRITTEN)
+    text = STRICT_ROUTES.splitlines()
+    [unused] = unused_intervals(path, routes, lines)
+    assert unused.text == "time interval unused is used by no route or escalation step"
+    assert unused.line is not None and text[unused.line - 1] == "  - name: unused"
+    muted = always_muted_routes(path, routes, lines, at("2026-03-06T12:00:00Z"))
+    assert [(f.line, f.text.split(" (")[0]) for f in muted] == [
+        (4, "route 1 is muted at every minute of the next 366 days"),
+        (7, "route 2 is muted at every minute of the next 366 days")]
+    assert "outside its active time intervals 'bygone'" in muted[1].text
+
+
+def test_routes_diff_reports_a_change_of_quiet_hours(tmp_path: Path) -> None:
+    old = tmp_path / "old.yaml"
+    old.write_text(NIGHTS_ROUTES.replace("    mute_time_intervals: [seoul-nights]\n", ""))
+    new = tmp_path / "new.yaml"
+    new.write_text(NIGHTS_ROUTES)
+    env = {**os.environ, "RELAY_TEMPLATES": str(TEMPLATES)}
+    done = subprocess.run([sys.executable, "-m", "relay", "routes", "diff", str(old), str(new)], capture_output=True,
+                          text=True, env=env, cwd=tmp_path, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert ("any alert with severity=warning: to slack-alerts now muted 18:00\u201324:00 Asia/Seoul on weekdays"
+            in done.stdout)
+    back = subprocess.run([sys.executable, "-m", "relay", "routes", "diff", str(new), str(old), "--format", "json"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60, check=False)
+    [change] = json.loads(back.stdout)["mutes"]
+    assert (change["before"], change["after"]) == (
+        ["slack-alerts muted 18:00\u201324:00 Asia/Seoul on weekdays"], [])
+
+
+def test_routes_test_tree_draws_the_routes_with_their_intervals(tmp_path: Path) -> None:
+    done = routes_test(tmp_path, "--tree", "--at", "2026-03-06T19:30:00+09:00")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[1:] == [
+        "├── 1. {severity=\"warning\"} -> slack-alerts  [muted by time interval 'seoul-nights' at "
+        "2026-03-06T19:30:00+09:00]",
+        "│   └── muted seoul-nights: 18:00\u201324:00 Asia/Seoul on weekdays",
+        "├── 2. {severity=\"critical\"} -> ops-email (continue)",
+        "│   └── only seoul-nights: 18:00\u201324:00 Asia/Seoul on weekdays",
+        "├── 3. {severity=\"critical\"} -> slack-alerts",
+        "└── default -> fallback",
+    ]

@@ -72,8 +72,41 @@ def cmd_routes_check(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if all(results) else 1
 
 
+def tree(routes: Routes, at: datetime | None = None) -> str:
+    """The routes as a tree, each with its matchers, receivers and time intervals in words (`relay routes test
+    --tree`); with `at`, the routes muted then are marked."""
+    from relay.config.timeintervals import describe
+
+    def intervals(mute: list[str], active: list[str]) -> list[str]:
+        return [*(f"muted {n}: {describe(routes.intervals[n])}" for n in mute),
+                *(f"only {n}: {describe(routes.intervals[n])}" for n in active)]
+
+    lines = [routes.source]
+    items = list(enumerate(routes.spec.routes))
+    for i, route in items:
+        last = i == len(items) - 1 and not routes.spec.default_receivers
+        branch, stem = ("└── ", "    ") if last else ("├── ", "│   ")
+        matchers = ", ".join(str(m) for m in route.matchers) or "every alert"
+        flags = " (continue)" if route.continue_ else ""
+        why = routes.muted_by(route.mute_time_intervals, route.active_time_intervals, at) if at else None
+        now = f"  [{why} at {at.isoformat()}]" if why and at else ""
+        lines.append(f"{branch}{i + 1}. {{{matchers}}} -> {', '.join(route.receivers)}{flags}{now}")
+        children = intervals(route.mute_time_intervals, route.active_time_intervals)
+        children += [f"escalate {step}" + "".join(f"; {text}" for text in
+                                                   intervals(step.mute_time_intervals, step.active_time_intervals))
+                     for step in route.escalate]
+        for k, child in enumerate(children):
+            lines.append(f"{stem}{'└── ' if k == len(children) - 1 else '├── '}{child}")
+    if routes.spec.default_receivers:
+        lines.append(f"└── default -> {', '.join(routes.spec.default_receivers)}")
+    return "\n".join(lines)
+
+
 def cmd_routes_test(args: argparse.Namespace, settings: Settings) -> int:
     routes, _ = load(settings)
+    if args.tree:
+        print(tree(routes, args.at))
+        return 0
     alert = labels(args.labels)
     beats = [h.name for h in routes.spec.heartbeats if h.matches(alert)]
     walk = routes.walk(alert, args.at)
@@ -165,6 +198,7 @@ def add_commands(sub: Any) -> None:
         "a route escalates it; a heartbeat alert is named as consumed, not routed. Like amtool config routes test.",
         examples=["relay routes test severity=critical alertname=PodDown",
                   "relay routes test --at 2026-03-06T19:30:00+09:00 severity=warning alertname=HighLatency",
+                  "relay routes test --tree",
                   "relay routes test --verify-receivers slack-alerts,ops-email severity=critical"],
         environment=ROUTES_ENVIRONMENT)
     rtest.add_argument("--verify-receivers", metavar="R[,R]",
@@ -174,6 +208,9 @@ def add_commands(sub: Any) -> None:
                        help="route as at this instant, RFC 3339 with any offset, so mute_time_intervals and "
                        "active_time_intervals apply; muted routes are noted on stderr (default: off, no interval "
                        "applies), e.g. --at 2026-03-06T19:30:00+09:00")
+    rtest.add_argument("--tree", action="store_true",
+                       help="draw the routes instead, with their matchers, receivers, escalation and time intervals "
+                       "in words; with --at, mark those muted then (default: off), e.g. --tree")
     rtest.add_argument("labels", nargs="*", metavar="K=V",
                        help="the alert's labels (default: none, an alert without labels), "
                        "e.g. severity=critical alertname=PodDown")

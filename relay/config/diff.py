@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from relay.config.receivers import GlobalConfig
 from relay.config.routes import Routes, RoutesFile
+from relay.config.timeintervals import describe
 
 MAX_PROBES = 20_000
 OTHER = "__relay_other__"  # a value no matcher names: "anything else"
@@ -134,6 +135,26 @@ def escalation_of(routes: Routes, labels: Labels) -> tuple[str, ...]:
         return ()
     chosen = routes.escalation(present)
     return tuple(str(step) for step in chosen.steps) if chosen is not None else ()
+
+
+def mutes_of(routes: Routes, labels: Labels) -> tuple[str, ...]:
+    """When the receivers of an alert with these labels are muted, in words (`slack-alerts muted 18:00\u201324:00
+    Asia/Seoul on weekdays`, `ops-email only 09:00\u201317:00 UTC`): each receiver a route with time intervals
+    reaches, as the walk of `relay serve` reaches it. None for receivers never muted, or a heartbeat's alerts."""
+    present = {k: v for k, v in labels.items() if v != ""}
+    if any(h.matches(present) for h in routes.spec.heartbeats):
+        return ()
+    out: dict[str, str] = {}
+    for route in routes.spec.routes:
+        if not route.matches(present):
+            continue
+        said = [*(f"muted {describe(routes.intervals[n])}" for n in route.mute_time_intervals),
+                *(f"only {describe(routes.intervals[n])}" for n in route.active_time_intervals)]
+        for name in route.receivers:
+            out.setdefault(name, f"{name} {' and '.join(said)}" if said else "")
+        if not route.continue_:
+            break
+    return tuple(text for text in out.values() if text)
 
 
 def empty_routes(source: str) -> Routes:

@@ -214,6 +214,18 @@ class Routes:
             self._mute_ends[key] = end
         return self._mute_ends[key]
 
+    def muted_throughout(self, route: int, start: datetime, horizon: timedelta) -> bool:
+        """Whether route `route` is muted at every minute from `start` for `horizon` (stops at the first minute it
+        is not, so a route muted only at times answers at once)."""
+        spec = self.spec.routes[route]
+        at = start.astimezone(UTC).replace(second=0, microsecond=0)
+        end = at + horizon
+        while at < end:
+            if self.muted_by(spec.mute_time_intervals, spec.active_time_intervals, at) is None:
+                return False
+            at += timedelta(minutes=1)
+        return True
+
     def step_muted(self, route: int, step: EscalationStep, at: datetime) -> str | None:
         """Why an escalation step sends nothing at `at`: its own intervals when it names any, else its route's (no
         one is paged at night for a muted route's escalation unless the step says so)."""

@@ -237,3 +237,32 @@ class TimeInterval(BaseModel):
 def active(intervals: Mapping[str, TimeInterval], names: Sequence[str], when: datetime) -> str | None:
     """The first of `names` whose interval holds `when`, or None."""
     return next((name for name in names if intervals[name].contains(when)), None)
+
+
+def _span(span: Span, names: Sequence[str] | None = None, first: int = 0) -> str:
+    def name(n: int) -> str:
+        return names[n - first] if names is not None else str(n)
+    return name(span.begin) if span.begin == span.end else f"{name(span.begin)}:{name(span.end)}"
+
+
+def describe_entry(entry: Entry) -> str:
+    """One entry in words, as review reports show it: `18:00-24:00 Asia/Seoul on weekdays`, with an en dash."""
+    parts: list[str] = []
+    if entry.weekdays is not None:
+        days = ", ".join(_span(s, WEEKDAYS) for s in entry.weekdays)
+        parts.append("on weekdays" if days == "monday:friday" else f"on {days}")
+    if entry.days_of_month is not None:
+        parts.append("on days " + ", ".join(_span(s) for s in entry.days_of_month) + " of the month")
+    if entry.months is not None:
+        parts.append("in " + ", ".join(_span(s, MONTHS, 1) for s in entry.months))
+    if entry.years is not None:
+        parts.append("in " + ", ".join(_span(s) for s in entry.years))
+    zone_name = entry.location or "UTC"
+    if entry.times is not None:
+        return " ".join([", ".join(f"{r.start_time}\u2013{r.end_time}" for r in entry.times), zone_name, *parts])
+    return f"{' '.join(parts)} ({zone_name})" if parts else "always"
+
+
+def describe(interval: TimeInterval) -> str:
+    """A named interval in words: its entries joined by `or` (`never` when it has none)."""
+    return " or ".join(describe_entry(e) for e in interval.time_intervals or ()) or "never"

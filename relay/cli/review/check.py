@@ -8,7 +8,9 @@
 - an escalation that never runs: an earlier escalating route with `continue: true` takes every alert of its
   route first (an alert gets the escalation of the first escalating route it matches);
 - a severity no route handles (critical, warning, info and every severity of the rule files): such alerts
-  reach only default_receivers, the catch-all that a misspelt severity also falls into.
+  reach only default_receivers, the catch-all that a misspelt severity also falls into;
+- a time interval no route or escalation step names, and a route muted at every minute of the coming year
+  (it still ends the walk, so what it matches is never sent).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from relay.cli.review.rulefiles import RuleAlert
@@ -26,6 +29,9 @@ from relay.config.routes import Routes
 
 SEVERITIES = ("critical", "warning", "info")
 _LITERALS = re.compile(r"[\w:@/ -]*(?:\|[\w:@/ -]*)*")  # `a|b c|d-e`: no character with a meaning in a regex
+
+
+ALWAYS_HORIZON = timedelta(days=366)  # `--strict` calls a route always muted when it is so for a year
 
 
 @dataclass(frozen=True)
@@ -158,10 +164,40 @@ def unrouted_severities(file: Path, routes: Routes, alerts: Iterable[RuleAlert])
     return out
 
 
+def unused_intervals(file: Path, routes: Routes, lines: Mapping[yamlconfig.Path_, int]) -> list[Finding]:
+    """Time intervals no route or escalation step names: a mute someone meant to apply and did not."""
+    used = {name for route in routes.spec.routes
+            for names in (route.mute_time_intervals, route.active_time_intervals,
+                          *(step.mute_time_intervals for step in route.escalate),
+                          *(step.active_time_intervals for step in route.escalate))
+            for name in names}
+    return [Finding(str(file), yamlconfig.line_of(lines, ("time_intervals", i, "name")),
+                    f"time interval {t.name} is used by no route or escalation step")
+            for i, t in enumerate(routes.spec.time_intervals) if t.name not in used]
+
+
+def always_muted_routes(file: Path, routes: Routes, lines: Mapping[yamlconfig.Path_, int],
+                        start: datetime | None = None) -> list[Finding]:
+    """Routes muted at every minute of the year from `start` (now): they still end the walk, so what they match
+    is never sent anywhere (a mute_time_intervals that holds always, or active_time_intervals that never hold)."""
+    at = start or datetime.now(UTC)
+    out = []
+    for i, route in enumerate(routes.spec.routes):
+        if not (route.mute_time_intervals or route.active_time_intervals):
+            continue
+        if routes.muted_throughout(i, at, ALWAYS_HORIZON):
+            out.append(Finding(str(file), yamlconfig.line_of(lines, ("routes", i)),
+                               f"route {i + 1} is muted at every minute of the next {ALWAYS_HORIZON.days} days "
+                               f"({routes.muted_by(route.mute_time_intervals, route.active_time_intervals, at)}): "
+                               "the alerts it matches are never sent"))
+    return out
+
+
 def findings(file: Path, routes: Routes, alerts: Iterable[RuleAlert], environ: Mapping[str, str],
              allowed_unset: set[str]) -> list[Finding]:
     """Everything `--strict` reports for a routes file that has already loaded."""
     _, lines = yamlconfig.load(file, yamlconfig.AS_WRITTEN)
     return [*unset_variables(file, environ, allowed_unset), *unused_receivers(file, routes, lines),
             *unreachable_routes(file, routes, lines), *shadowed_escalations(file, routes, lines),
-            *unrouted_severities(file, routes, alerts)]
+            *unrouted_severities(file, routes, alerts), *unused_intervals(file, routes, lines),
+            *always_muted_routes(file, routes, lines)]

@@ -83,6 +83,7 @@ def text(review: Review) -> str:
         count = len(review.escalations)
         lines.append(f"{count} alert{'s change' if count != 1 else ' changes'} escalation:")
         lines += [f"  {c.alert}: {_steps(c.before)} -> {_steps(c.after)}" for c in review.escalations]
+    lines += _mute_lines(review)
     for receiver in review.templates:
         lines.append(f"messages of {_template_summary(receiver)}:")
         for message in receiver.messages:
@@ -195,6 +196,10 @@ def _routing_sections(review: Review) -> list[str]:
     if review.escalations:
         rows = [(_code(c.alert), _code(_steps(c.before)), _code(_steps(c.after))) for c in review.escalations]
         out += [f"### Alerts whose escalation changes ({len(rows)})", "", *_table(("Alert", "Before", "After"), rows)]
+    if review.mutes:
+        rows = [(_code(c.alert), _code("; ".join(c.before) or "never muted"),
+                 _code("; ".join(c.after) or "never muted")) for c in review.mutes]
+        out += [f"### Alerts whose quiet hours change ({len(rows)})", "", *_table(("Alert", "Before", "After"), rows)]
     return out
 
 
@@ -254,6 +259,27 @@ def _change_json(review: Review, change: Change) -> dict[str, Any]:
             "starts_paging": list(impact.pages_gained)}
 
 
+def _mute_lines(review: Review) -> list[str]:
+    if not review.mutes:
+        return []
+    count = len(review.mutes)
+    return [f"{count} alert{'s change' if count != 1 else ' changes'} quiet hours (time intervals):",
+            *(f"  {_muting(c)}" for c in review.mutes)]
+
+
+def _muting(change: Change) -> str:
+    """`HighLatency (severity=warning) to slack-alerts now muted 18:00-24:00 Asia/Seoul on weekdays`, per receiver."""
+    before = {text.split(" ", 1)[0]: text.split(" ", 1)[1] for text in change.before}
+    after = {text.split(" ", 1)[0]: text.split(" ", 1)[1] for text in change.after}
+    said = []
+    for name in dict.fromkeys([*before, *after]):
+        if name not in after:
+            said.append(f"to {name} no longer {before[name].split(' ', 1)[0]} ({before[name]})")
+        elif before.get(name) != after[name]:
+            said.append(f"to {name} now {after[name]}")
+    return f"{change.alert}: {'; '.join(said)}"
+
+
 def _escalation_json(review: Review, change: Change) -> dict[str, Any]:
     impact = review.escalation_impact(change)
     return {"alert": change.alert, "alertname": change.alertname, "labels": dict(change.labels),
@@ -268,6 +294,8 @@ def as_json(review: Review) -> str:
         "untried_combinations": review.untried,
         "changes": [_change_json(review, c) for c in review.changes],
         "escalations": [_escalation_json(review, c) for c in review.escalations],
+        "mutes": [{"alert": c.alert, "alertname": c.alertname, "labels": dict(c.labels), "before": list(c.before),
+                   "after": list(c.after)} for c in review.mutes],
         "receivers": {"added": list(review.added), "removed": list(review.removed),
                       "renamed": [{"from": a, "to": b} for a, b in review.renamed]},
         "templates": [{"receiver": t.receiver, "integration": t.integration, "files": list(t.files),

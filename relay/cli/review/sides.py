@@ -20,7 +20,7 @@ from relay.cli.review import templates as templatediff
 from relay.cli.review.rulefiles import RuleAlert
 from relay.cli.review.templates import TemplateChange
 from relay.config import yamlconfig
-from relay.config.diff import Change, diff, empty_routes, escalation_of, untried
+from relay.config.diff import Change, diff, empty_routes, escalation_of, mutes_of, untried
 from relay.config.routes import Routes, load_routes
 from relay.errors import ConfigError
 from relay.templating import Templates
@@ -72,6 +72,7 @@ class Review:
     fixtures: str | None = None  # the fixtures folder, as given
     escalations: tuple[Change, ...] = ()  # alerts whose escalation steps change (before/after: step descriptions)
     untried: int = 0  # label combinations the probes were cut before (relay.config.diff.MAX_PROBES)
+    mutes: tuple[Change, ...] = ()  # alerts whose receivers' time intervals change (before/after: in words)
 
     def impact(self, change: Change) -> Impact:
         return self._impact(change.before, change.after)
@@ -91,7 +92,7 @@ class Review:
 
     @property
     def empty(self) -> bool:
-        return not (self.changes or self.added or self.removed or self.templates or self.escalations)
+        return not (self.changes or self.added or self.removed or self.templates or self.escalations or self.mutes)
 
 
 def _escalated_to(routes: Routes, labels: dict[str, str]) -> tuple[str, ...]:
@@ -205,9 +206,10 @@ def build(request: Request) -> Review:
         probes = {tuple(sorted(a.labels.items())): a.labels for a in [*base.alerts, *head.alerts]}
         changes = diff(base.routes, head.routes, probes.values())
         escalations = diff(base.routes, head.routes, probes.values(), escalation_of)
+        mutes = diff(base.routes, head.routes, probes.values(), mutes_of)
         added, removed, renamed = _renames(base, head)
         samples, described = _samples(request, base, head)
         messages = templatediff.changes(base.routes, base.templates, head.routes, head.templates, samples, renamed)
     return Review(base, head, tuple(changes), added, removed, renamed, tuple(messages), described,
                   str(request.fixtures) if request.fixtures is not None else None, tuple(escalations),
-                  untried(base.routes, head.routes))
+                  untried(base.routes, head.routes), tuple(mutes))
