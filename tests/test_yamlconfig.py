@@ -35,9 +35,10 @@ def test_the_bomb_is_small() -> None:
                                                                      zip("abcdefghijklmnopqrstuvwxy",
                                                                          "bcdefghijklmnopqrstuvwxyz", strict=True))])
 def test_a_bomb_is_refused_in_under_a_second_in_one_line(tmp_path: Path, text: str) -> None:
-    started = time.monotonic()
+    # CPU time, not the wall clock: on a shared, loaded machine the wall clock also counts other processes' turns.
+    started = time.process_time()
     error = refusal(tmp_path, text)
-    assert time.monotonic() - started < 1.0
+    assert time.process_time() - started < 1.0
     assert "\n" not in str(error) and str(error).startswith(f"{tmp_path / 'routes.yaml'}:")
 
 

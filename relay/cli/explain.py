@@ -38,7 +38,8 @@ def add_commands(sub: Any) -> None:
                   "pod=server-abc-123 service=server severity=critical", "relay explain 1080c9b07277e8d8 --json"],
         environment=ADMIN_ENVIRONMENT)
     parser.add_argument("alert", nargs="+", metavar="FINGERPRINT|NAME=VALUE",
-                        help="the alert's fingerprint (16 hex digits), or all of its labels as name=value")
+                        help="the alert's fingerprint (16 hex digits), or all of its labels as name=value "
+                             "(e.g. 1080c9b07277e8d8, or alertname=PodDown severity=critical ...)")
     _url(parser)
     parser.add_argument("--json", action="store_true", help="print the admin API's JSON instead of text (default: off)")
     parser.set_defaults(func=cmd_explain)
