@@ -99,6 +99,9 @@ async def test_a_window_holds_the_warning_sends_the_critical_then_sends_the_warn
             await slack.wait_for(1)
             assert "PodDown" in texts(slack) and "HighLatency" not in texts(slack)
             assert desk.messages == []  # the muted route still ended the walk: nothing fell through to default
+            explained = await relay.client.post("/api/v1/explain", json={"query": alert("HighLatency", "warning")[
+                "fingerprint"]}, headers={"Authorization": f"Bearer {relay.admin_token}"})
+            assert "muted: held for slack-alerts while route 1's time intervals mute it" in explained.text
 
             # Alertmanager re-sends the group inside the window: still held once, nothing more is sent.
             assert (await relay.post(group(alert("HighLatency", "warning"), alert("PodDown", "critical")))
@@ -114,6 +117,10 @@ async def test_a_window_holds_the_warning_sends_the_critical_then_sends_the_warn
             await escalator.check(clock.now + 60)  # sent once
             sent = [n for n in await history(relay) if n["receiver"] == "slack-alerts"]
             assert len(sent) == 2
+            code, out = await run_relay("notifications", "show", str(max(n["id"] for n in sent)), "--url", relay.url,
+                                        env={"RELAY_ADMIN_TOKEN": "adm-token"})
+            assert code == 0, out
+            assert "held while route 1 is muted (for slack-alerts): sent" in out, out
             assert desk.messages == []
             assert len(slack.messages) == 2
 

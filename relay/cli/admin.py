@@ -121,6 +121,11 @@ def _steps(steps: list[dict[str, Any]]) -> list[str]:
             state = f"sent {_when(step['ended_at'])} as notification {', '.join(map(str, step['notifications']))}"
         else:
             state = f"cancelled {_when(step['ended_at'])} ({step['reason']})"
+        if step["step"] < 0:  # a hold (relay.stages.mute): -(route + 1), or -(1000000 + maintenance window id)
+            what = (f"held by maintenance window {-step['step'] - 1_000_000}" if step["step"] <= -1_000_000
+                    else f"held while route {-step['step']} is muted")
+            lines.append(f"    {step['fingerprint']} {what} (for {', '.join(step['receivers'])}): {state}")
+            continue
         lines.append(f"    {step['fingerprint']} step {step['step']} of {step['steps']} (after "
                      f"{_after(step['after_seconds'])}, to {', '.join(step['receivers'])}): {state}")
     return lines
