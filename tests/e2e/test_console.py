@@ -203,6 +203,12 @@ async def test_explain_says_an_alert_was_deduplicated_and_hostile_text_stays_tex
         text = await explain(page, relay, "00000000000000aa")
         assert HOSTILE in text and not dialogs
         assert await page.locator("main a[href^='javascript']").count() == 0
+        # Typed back into a filter, it comes back in the input's value attribute as the same text, and finds its row.
+        await page.goto(relay.url + "/notifications")
+        await page.fill("input[name=label]", f"pod={HOSTILE}")
+        await page.click("button:has-text('Show')")
+        assert await page.locator("input[name=label]").input_value() == f"pod={HOSTILE}"
+        assert await page.locator("tbody tr").count() == 3 and not dialogs  # its three receivers' notifications
 
 
 async def test_explain_says_an_alert_was_folded_and_the_summary_link_lands_on_the_console(
