@@ -1,4 +1,5 @@
-"""relay's metrics stay a bounded set of series whatever providers answer (relay/metrics.py, relay/errors.py)."""
+"""relay's metrics stay a bounded set of series whatever providers answer (relay/telemetry/metrics.py,
+relay/errors.py)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """relay's own dashboard: is every alert reaching its people within the plan's minute, and if not, where it waits.
 
-Every query reads only metrics relay exports (relay/metrics.py); the test suite
+Every query reads only metrics relay exports (relay/telemetry/metrics.py); the test suite
 checks that against a running relay and a real Prometheus.
 """
 
