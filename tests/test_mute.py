@@ -108,7 +108,7 @@ async def test_a_window_holds_the_warning_sends_the_critical_then_sends_the_warn
                     ).status_code == 200
             escalator = services_of(relay).escalator
             await escalator.check(clock.now + 60)
-            assert len(slack.messages) == 1
+            assert len(await history(relay)) == 1 and len(slack.messages) == 1
 
             clock.now = WINDOW_END
             await escalator.check(clock.now)
@@ -266,6 +266,7 @@ async def test_two_replicas_on_postgresql_agree_on_a_window(tmp_path: Path) -> N
             await slack.wait_for(1)
             await services_of(b).escalator.check(clock.now + 1)
             await services_of(a).escalator.check(clock.now + 1)
+            assert len(await history(a)) == 1  # both replicas' history: one store
             assert len(slack.messages) == 1 and "ApiDown" in texts(slack)
 
 
@@ -288,3 +289,36 @@ async def test_relay_maintenance_add_list_end(tmp_path: Path) -> None:
             code, out = await run_relay("maintenance", "add", "--matchers", 'service="api"', "--until",
                                         "2026-03-06T22:00:00", "--comment", "x", "--url", relay.url, env=env)
             assert code != 0 and "has no offset" in out
+
+
+@pytest.mark.parametrize(("step", "paged_in_window"), [
+    ("{after: 10m, receivers: [night-desk]}", False),  # muted with its route
+    ("{after: 10m, receivers: [night-desk], active_time_intervals: [always]}", True),  # the step says so
+])
+async def test_a_muted_routes_escalation_waits_for_the_window_unless_the_step_says_so(
+        tmp_path: Path, step: str, paged_in_window: bool) -> None:
+    async with SlackWebhookServer() as slack, SlackWebhookServer() as desk:
+        path = routes(tmp_path, slack, desk)
+        path.write_text(path.read_text().replace(
+            "    mute_time_intervals: [seoul-nights]\n",
+            f"    mute_time_intervals: [seoul-nights]\n    escalate:\n      - {step}\n", 1)
+            + "  - name: always\n    time_intervals: [{}]\n")
+        settings = relay_settings(tmp_path, path, admin_token="adm-token")
+        async with running_relay(settings) as relay:
+            clock = Clock(IN_WINDOW)
+            services_of(relay).runtime.clock = clock
+            assert (await relay.post(group(alert("HighLatency", "warning")))).status_code == 200
+            escalator = services_of(relay).escalator
+            clock.now = IN_WINDOW + 11 * 60
+            await escalator.check(clock.now)
+            steps = await services_of(relay).store.escalations_of([alert("HighLatency", "warning")["fingerprint"]])
+            assert {s.step: s.state for s in steps} == {-1: "pending", 1: "sent" if paged_in_window else "pending"}
+            if paged_in_window:
+                await desk.wait_for(1)
+            assert len(desk.messages) == int(paged_in_window) and slack.messages == []
+            clock.now = WINDOW_END
+            await escalator.check(clock.now)
+            await desk.wait_for(1)
+            await slack.wait_for(1)  # the held warning
+            await escalator.check(clock.now + 60)
+            assert len(desk.messages) == 1 and len(slack.messages) == 1
