@@ -82,3 +82,26 @@ async def _at_least(relay: Any, count: int) -> bool:
 
 async def _reloaded(relay: Any) -> bool:
     return relay.app.state.services.runtime.routes.spec.routes[-1].receivers == ["ops-email"]
+
+
+async def test_a_bug_while_loading_is_refused_like_a_broken_file(
+        tmp_path: Path, providers: Providers, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The catch-all of Runtime.reload: every input the tests above know is now refused as a ConfigError before it,
+    so without this test it could go unnoticed. A load that raises anything else (here a stand-in bug; before
+    relay.config.timeintervals caught OSError, `location: Europe`, a folder of the zone database, raised
+    IsADirectoryError) answers 400 with the file and the error's type, counts, and the last good routes serve."""
+    async with running_relay(relay_settings(tmp_path, providers.routes)) as relay:
+        before = await failures(relay)
+
+        def broken(*_: Any, **__: Any) -> None:
+            raise RuntimeError("a bug")
+
+        with monkeypatch.context() as patch:
+            patch.setattr("relay.runtime.load_routes", broken)
+            answer = await relay.admin("POST", "/-/reload")
+        assert answer.status_code == 400
+        assert answer.json()["error"] == f"{providers.routes}: cannot load: RuntimeError: a bug"
+        assert await failures(relay) == before + 1
+        assert (await relay.post(fixture("firing-poddown.json"))).status_code == 200
+        await providers.pagerduty.wait_for(1)
+        assert (await relay.admin("POST", "/-/reload")).status_code == 200

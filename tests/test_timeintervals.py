@@ -143,6 +143,7 @@ REFUSED = [
     ({"times": [{"start_time": "17:00", "end_time": "17:00"}]}, "start time cannot be equal or greater than end"),
     ({"times": [{"start_time": "17:00"}]}, "both start and end times must be provided"),
     ({"location": "Mars/Olympus_Mons"}, "unknown time zone Mars/Olympus_Mons"),
+    ({"location": "Europe"}, "unknown time zone Europe"),  # a folder of the zone database: IsADirectoryError
     ({"days_of_month": ["0"]}, "0 is not a valid day of the month: out of range"),
     ({"days_of_month": ["32"]}, "32 is not a valid day of the month: out of range"),
     ({"days_of_month": ["-32"]}, "-32 is not a valid day of the month: out of range"),
