@@ -463,3 +463,27 @@ def test_a_missing_override_says_where_it_was_looked_for(tmp_path: Path) -> None
         Templates(tmp_path).check("slack", {"title": "slack/nope.j2"}, "receiver s")
     with pytest.raises(ConfigError, match=r"'slack/nope.j2' not found in the packaged defaults"):
         Templates().check("slack", {"title": "slack/nope.j2"}, "receiver s")
+
+
+@pytest.mark.parametrize("nested", ["{{ " + "(" * 500 + "1" + ")" * 500 + " }}",
+                                    "{% if true %}" * 3000 + "x" + "{% endif %}" * 3000],
+                         ids=["parentheses", "blocks"])
+async def test_a_deeply_nested_template_is_refused_in_one_line(tmp_path: Path, nested: str) -> None:
+    """Jinja parses and compiles recursively: a 1 KB template of nested parentheses raised RecursionError, and
+    `relay routes check` (serve's start and routes diff alike) printed a 3,000-line traceback instead of the file
+    and a reason (a reload was refused only by its catch-all)."""
+    from tests.test_cli import run_relay
+
+    templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, templates)
+    (templates / "slack" / "title.j2").write_text(nested)
+    with pytest.raises(ConfigError, match="nested deeper than relay compiles"):
+        Templates(templates).check("slack", {}, "receiver s")
+    routes = tmp_path / "routes.yaml"
+    routes.write_text("receivers:\n  - name: s\n    slack: {webhook_url: 'http://127.0.0.1:9/x'}\n"
+                      "routes:\n  - matchers: [team=\"web\"]\n    receivers: [s]\n")
+    code, out = await run_relay("routes", "check", "--templates", str(templates), str(routes), cwd=tmp_path)
+    assert code == 1 and "Traceback" not in out, out[:2000]
+    assert [line for line in out.splitlines() if line.strip()] == [
+        f"relay: {routes}:2: receiver 's': template 'slack/title.j2': nested deeper than relay compiles (a block, "
+        "an expression or parentheses inside each other hundreds of times)"]

@@ -323,6 +323,9 @@ class Templates:
                 raise ConfigError(f"{where}: template {name!r} not found in {self.where}") from None
             except jinja2.TemplateError as exc:  # TemplateUnreadable, or what an include or import finds wrong
                 raise ConfigError(f"{where}: template {name!r}: {exc}") from None
+            except RecursionError:  # Jinja parses and compiles recursively: 500 nested parentheses are enough
+                raise ConfigError(f"{where}: template {name!r}: nested deeper than relay compiles (a block, an "
+                                  "expression or parentheses inside each other hundreds of times)") from None
 
     def render(self, integration: str, part: str, overrides: Mapping[str, str], ctx: Mapping[str, Any]) -> str:
         """Render one part; any template failure is permanent (retrying renders the same)."""
