@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Collection
 from typing import Any
 
 from starlette.requests import Request
@@ -32,7 +33,8 @@ def shown(window: MaintenanceWindow, now: float) -> dict[str, Any]:
     return {"id": window.id, "matchers": list(window.matchers), "starts_at": rfc3339_millis(window.starts_at),
             "ends_at": rfc3339_millis(window.ends_at), "comment": window.comment, "created_by": window.created_by,
             "created_at": rfc3339_millis(window.created_at),
-            "ended_at": rfc3339_millis(window.ended_at) if window.ended_at is not None else None, "state": state}
+            "ended_at": rfc3339_millis(window.ended_at) if window.ended_at is not None else None, "state": state,
+            "time_interval": window.time_interval or None}
 
 
 def _error(message: str, status: int) -> JSONResponse:
@@ -65,6 +67,16 @@ def _instant(body: dict[str, Any], key: str, default: float | None) -> float:
     if parsed is None:
         raise ValueError(f"{key} {value[:40]!r} is Go's zero time")
     return parsed.timestamp()
+
+
+def _recurrence(body: dict[str, Any], known: Collection[str]) -> str:
+    """A recurring window's time interval: one the loaded routes.yaml defines."""
+    name = body.get("time_interval") or ""
+    if not isinstance(name, str):
+        raise ValueError("time_interval must be the name of a time interval in routes.yaml")
+    if name and name not in known:
+        raise ValueError(f"time_interval {name[:100]!r} is not defined in routes.yaml; defined: {sorted(known)}")
+    return name
 
 
 def _window(body: Any, now: float) -> tuple[list[str], float, float, str, str]:
@@ -100,9 +112,11 @@ async def add_window(request: Request) -> Response:
     try:
         body = json.loads(await request.body())
         matchers, starts_at, ends_at, comment, created_by = _window(body, now)
+        routes = state.runtime.routes
+        interval = _recurrence(body, routes.intervals if routes is not None else ())
     except ValueError as exc:  # json.JSONDecodeError and MatcherError are ValueErrors
         return _error(str(exc).removeprefix("Value error, "), 400)
-    window = await state.store.add_maintenance(matchers, starts_at, ends_at, comment, created_by, now)
+    window = await state.store.add_maintenance(matchers, starts_at, ends_at, comment, created_by, now, interval)
     state.windows.changed()
     log.info("maintenance window %d added: %s from %s until %s", window.id, ", ".join(matchers),
              rfc3339_millis(starts_at), rfc3339_millis(ends_at))

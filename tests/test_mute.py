@@ -322,3 +322,34 @@ async def test_a_muted_routes_escalation_waits_for_the_window_unless_the_step_sa
             await slack.wait_for(1)  # the held warning
             await escalator.check(clock.now + 60)
             assert len(desk.messages) == 1 and len(slack.messages) == 1
+
+
+async def test_a_recurring_window_mutes_only_while_its_interval_holds(tmp_path: Path) -> None:
+    async with SlackWebhookServer() as slack, SlackWebhookServer() as desk:
+        path = routes(tmp_path, slack, desk)
+        settings = relay_settings(tmp_path, path, admin_token="adm-token")
+        async with running_relay(settings) as relay:
+            clock = Clock(IN_WINDOW - 6 * 3600)  # Friday 13:30 in Seoul
+            services_of(relay).runtime.clock = clock
+            status, made = await admin(relay, "POST", "/api/v1/maintenance", json={
+                "matchers": ['service="api"'], "ends_at": "2026-03-20T00:00:00Z", "comment": "nightly batch",
+                "time_interval": "seoul-nights"})
+            assert (status, made["time_interval"]) == (201, "seoul-nights"), made
+            answer = await relay.post(group({**labelled("ApiDown", "api"), "labels": {
+                "alertname": "ApiDown", "severity": "critical", "service": "api"}}))
+            assert "muted" not in answer.json()  # the afternoon: the window is not muting
+            await slack.wait_for(1)
+            clock.now = IN_WINDOW
+            answer = await relay.post(group({**labelled("DbDown", "api"), "labels": {
+                "alertname": "DbDown", "severity": "critical", "service": "api"}}))
+            [muted] = answer.json()["muted"]
+            assert muted["reason"] == (f"in maintenance window {made['id']} ('nightly batch') until "
+                                       "2026-03-06T15:00:00Z")  # midnight in Seoul, not the window's end
+            clock.now = WINDOW_END
+            await services_of(relay).escalator.check(clock.now)
+            await slack.wait_for(2)
+            assert "DbDown" in str(slack.messages[1])
+            status, refused = await admin(relay, "POST", "/api/v1/maintenance", json={
+                "matchers": ['service="api"'], "ends_at": "2026-03-20T00:00:00Z", "comment": "x",
+                "time_interval": "sundays"})
+            assert status == 400 and "time_interval 'sundays' is not defined in routes.yaml" in refused["error"]

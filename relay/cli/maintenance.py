@@ -41,6 +41,7 @@ def _instant(text: str, option: str) -> str:
 
 def _line(window: dict[str, Any]) -> str:
     who = f" by {window['created_by']}" if window.get("created_by") else ""
+    who += f", while {window['time_interval']} holds" if window.get("time_interval") else ""
     return (f"{window['id']:>4}  {window['state']:8}  {_when(window['starts_at'])} - {_when(window['ends_at'])}  "
             f"{', '.join(window['matchers'])}  ({window['comment']}{who})")
 
@@ -48,7 +49,8 @@ def _line(window: dict[str, Any]) -> str:
 def cmd_maintenance_add(args: argparse.Namespace, settings: Settings) -> int:
     body = {"matchers": args.matchers, "starts_at": _instant(args.start, "--from"),
             "ends_at": _instant(args.until, "--until"), "comment": args.comment,
-            "created_by": args.created_by if args.created_by is not None else getpass.getuser()}
+            "created_by": args.created_by if args.created_by is not None else getpass.getuser(),
+            "time_interval": args.interval}
     with _client(args, settings) as client:
         made = _call(client, "POST", "/api/v1/maintenance", json=body)
     print(json.dumps(made, indent=2) if args.json else f"maintenance window {made['id']} added\n{_line(made)}")
@@ -100,6 +102,9 @@ def add_commands(sub: Any) -> None:
                      help="when it ends: RFC 3339 with an offset, or a duration from now (required), e.g. --until 2h")
     add.add_argument("--comment", required=True, metavar="TEXT",
                      help="why, shown wherever the window is (required), e.g. --comment 'database upgrade'")
+    add.add_argument("--interval", metavar="NAME",
+                     help="recurring: between --from and --until, mute only while this time interval of routes.yaml "
+                     "holds (default: throughout), e.g. --interval sunday-nights")
     add.add_argument("--created-by", metavar="NAME",
                      help="who made it (default: your login name), e.g. --created-by kim")
     _url(add)

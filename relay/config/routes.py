@@ -214,6 +214,16 @@ class Routes:
             self._mute_ends[key] = end
         return self._mute_ends[key]
 
+    def interval_ends(self, name: str, at: datetime) -> datetime:
+        """When the time interval `name`, holding at `at`, stops holding: its first minute after `at` that it does
+        not hold, at most MAX_HOLD later (a recurring maintenance window's hold is due then)."""
+        interval = self.intervals[name]
+        end = at.astimezone(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+        limit = end + MAX_HOLD
+        while end < limit and interval.contains(end):
+            end += timedelta(minutes=1)
+        return end
+
     def muted_throughout(self, route: int, start: datetime, horizon: timedelta) -> bool:
         """Whether route `route` is muted at every minute from `start` for `horizon` (stops at the first minute it
         is not, so a route muted only at times answers at once)."""

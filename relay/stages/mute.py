@@ -66,17 +66,33 @@ class Windows:
             self._read_at = time.monotonic()
         return self._windows
 
-    def matching(self, windows: Sequence[MaintenanceWindow], labels: Mapping[str, str],
-                 now: float) -> MaintenanceWindow | None:
-        """The first window active at `now` whose matchers all match `labels`."""
+    def matching(self, windows: Sequence[MaintenanceWindow], labels: Mapping[str, str], now: float,
+                 routes: Routes | None = None) -> MaintenanceWindow | None:
+        """The first window muting at `now` whose matchers all match `labels`: active, and for a recurring one, its
+        time interval holds (one routes.yaml no longer defines mutes nothing: when in doubt, deliver)."""
         for window in windows:
-            if not window.active(now):
+            if not window.active(now) or not recurs(window, routes, now):
                 continue
             if window.matchers not in self._parsed:
                 self._parsed[window.matchers] = parse_matchers(list(window.matchers))
             if all(m.matches(labels) for m in self._parsed[window.matchers]):
                 return window
         return None
+
+
+def recurs(window: MaintenanceWindow, routes: Routes | None, now: float) -> bool:
+    """Whether a window's recurrence holds at `now` (a window without one: always)."""
+    if not window.time_interval:
+        return True
+    interval = routes.intervals.get(window.time_interval) if routes is not None else None
+    return interval is not None and interval.contains(instant(now))
+
+
+def window_ends(window: MaintenanceWindow, routes: Routes, now: float) -> float:
+    """When a window muting at `now` stops: its end, or sooner the end of its recurrence's current stretch."""
+    if not window.time_interval:
+        return window.ends_at
+    return min(window.ends_at, routes.interval_ends(window.time_interval, instant(now)).timestamp())
 
 
 def stamp(epoch: float) -> str:
@@ -94,14 +110,15 @@ def holds(message: WebhookMessage, routes: Routes, received_at: float,
     for alert in message.alerts:
         if alert.status != "firing" or is_heartbeat(routes.spec.heartbeats, alert):
             continue
-        window = (cache or Windows()).matching(windows, alert.labels, received_at) if windows else None
+        window = (cache or Windows()).matching(windows, alert.labels, received_at, routes) if windows else None
         if window is not None:
             targets = tuple(t.receiver for t in routes.walk(alert.labels, at).targets)
-            why = f"in maintenance window {window.id} ({window.comment!r}) until {stamp(window.ends_at)}"
+            ends = window_ends(window, routes, received_at)
+            why = f"in maintenance window {window.id} ({window.comment!r}) until {stamp(ends)}"
             if targets:
                 group = message.model_copy(update={"alerts": [alert], "status": "firing", "truncatedAlerts": 0,
                                                    MUTED: why})
-                out.append(Timer(group, -(HOLD_BASE + window.id), 0, 0.0, targets, window.ends_at))
+                out.append(Timer(group, -(HOLD_BASE + window.id), 0, 0.0, targets, ends))
         by_route: dict[int, list[str]] = defaultdict(list)
         reasons: dict[int, str] = {}
         for muted in routes.walk(alert.labels, at).muted:
@@ -143,7 +160,7 @@ def released(batch: Sequence[DueTimer], routes: Routes, now: float, windows: Seq
     at = instant(now)
     chosen: dict[str, list[tuple[Alert, timedelta]]] = defaultdict(list)
     for due in batch:
-        if windows and (cache or Windows()).matching(windows, due.timer.alert.labels, now) is not None:
+        if windows and (cache or Windows()).matching(windows, due.timer.alert.labels, now, routes) is not None:
             return None  # a maintenance window (another, or one made longer) mutes it still
         walk = routes.walk(due.timer.alert.labels, at)
         if {m.receiver for m in walk.muted} & set(due.timer.receivers):

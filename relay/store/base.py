@@ -321,8 +321,9 @@ class Store(Protocol):
         is not pending any more (another replica sent it, or it was cancelled meanwhile): then nothing is written."""
 
     async def add_maintenance(self, matchers: Sequence[str], starts_at: float, ends_at: float, comment: str,
-                              created_by: str, now: float) -> MaintenanceWindow:
-        """Store a maintenance window (durable when it returns; every replica reads it)."""
+                              created_by: str, now: float, time_interval: str = "") -> MaintenanceWindow:
+        """Store a maintenance window (durable when it returns; every replica reads it); with `time_interval`, one
+        that mutes only while routes.yaml's interval of that name holds."""
 
     async def maintenance(self, now: float, everything: bool = False) -> list[MaintenanceWindow]:
         """The windows not over at `now` (every one ever made with `everything`), by start."""

@@ -15,13 +15,14 @@ HOLD_BASE = 1_000_000
 
 def window_of(row: Mapping[str, Any]) -> MaintenanceWindow:
     return MaintenanceWindow(row["id"], tuple(json.loads(row["matchers"])), row["starts_at"], row["ends_at"],
-                             row["comment"], row["created_by"], row["created_at"], row["ended_at"])
+                             row["comment"], row["created_by"], row["created_at"], row["ended_at"],
+                             row["time_interval"])
 
 
 def add_maintenance(d: Dialect, matchers: Sequence[str], starts_at: float, ends_at: float, comment: str,
-                    created_by: str, now: float) -> Script:
+                    created_by: str, now: float, time_interval: str) -> Script:
     row = yield want_row(d.queries["maintenance_add"], json.dumps(list(matchers)), starts_at, ends_at, comment,
-                         created_by, now)
+                         created_by, now, time_interval)
     return window_of(row)
 
 
@@ -42,9 +43,9 @@ class MaintenanceScripts(Runner):
     """The Store methods of maintenance windows."""
 
     async def add_maintenance(self, matchers: Sequence[str], starts_at: float, ends_at: float, comment: str,
-                              created_by: str, now: float) -> MaintenanceWindow:
+                              created_by: str, now: float, time_interval: str = "") -> MaintenanceWindow:
         made: MaintenanceWindow = await self._script(add_maintenance(self.dialect, matchers, starts_at, ends_at,
-                                                                     comment, created_by, now))
+                                                                     comment, created_by, now, time_interval))
         return made
 
     async def maintenance(self, now: float, everything: bool = False) -> list[MaintenanceWindow]:

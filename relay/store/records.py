@@ -160,6 +160,7 @@ class MaintenanceWindow:
     created_by: str
     created_at: float
     ended_at: float | None = None
+    time_interval: str = ""  # recurring: mutes only while routes.yaml's interval of this name holds
 
     def active(self, now: float) -> bool:
         return self.starts_at <= now < self.ends_at

@@ -22,6 +22,9 @@ async def test_a_window_is_listed_until_it_ends_and_kept_afterwards(store: Store
     assert await store.maintenance(now) == [made]
     assert await store.maintenance(now + 3600) == []
     assert await store.maintenance(now + 3600, everything=True) == [made]
+    recurring = await store.add_maintenance(['service="api"'], now, now + 86400 * 30, "weekly", "", now, "sundays")
+    assert (recurring.time_interval, made.time_interval) == ("sundays", "")
+    assert await store.maintenance(now) == [recurring, made]  # by start
 
 
 async def test_ending_a_window_early_makes_its_holds_due_now(store: Store) -> None:

@@ -397,21 +397,22 @@ SELECT count(*) FROM notifications WHERE summary_id = ?1
 DELETE FROM storms WHERE ended_at < ?1
 
 -- maintenance_add --
--- A maintenance window: ?1 matchers (a JSON array), from ?2 until ?3, ?4 comment, ?5 by whom, made at ?6
-INSERT INTO maintenance (matchers, starts_at, ends_at, comment, created_by, created_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-RETURNING id, matchers, starts_at, ends_at, comment, created_by, created_at, ended_at
+-- A maintenance window: ?1 matchers (a JSON array), from ?2 until ?3, ?4 comment, ?5 by whom, made at ?6,
+-- muting only while routes.yaml's time interval ?7 holds ('': throughout)
+INSERT INTO maintenance (matchers, starts_at, ends_at, comment, created_by, created_at, time_interval)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+RETURNING id, matchers, starts_at, ends_at, comment, created_by, created_at, ended_at, time_interval
 
 -- maintenance_list --
 -- Maintenance windows not over at ?1 (all of them when ?2), by start
-SELECT id, matchers, starts_at, ends_at, comment, created_by, created_at, ended_at FROM maintenance
+SELECT id, matchers, starts_at, ends_at, comment, created_by, created_at, ended_at, time_interval FROM maintenance
 WHERE ends_at > ?1 OR ?2 ORDER BY starts_at, id
 
 -- maintenance_end --
 -- End window ?2 at ?1 if it is not over: from now on it mutes nothing
 UPDATE maintenance SET ended_at = ?1, ends_at = min(ends_at, ?1)
 WHERE id = ?2 AND ends_at > ?1
-RETURNING id, matchers, starts_at, ends_at, comment, created_by, created_at, ended_at
+RETURNING id, matchers, starts_at, ends_at, comment, created_by, created_at, ended_at, time_interval
 
 -- maintenance_holds_due --
 -- The pending holds of window ?2 (step ?2) are due at ?1: the window ended early
