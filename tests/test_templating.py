@@ -21,7 +21,7 @@ from relay.channels.email import build_message as email_message
 from relay.channels.pagerduty import EVENT_LIMIT, build_events
 from relay.channels.slack.message import BLOCK_LIMIT, build_message
 from relay.config.receivers import ReceiverConfig
-from relay.errors import ConfigError
+from relay.errors import ConfigError, PermanentDeliveryError, Reason
 from relay.templating import Templates, context, relative_time, silence_url
 from relay.templating.escape import cut, safe_url, slack_link
 from relay.templating.neutralise import visible
@@ -487,3 +487,36 @@ async def test_a_deeply_nested_template_is_refused_in_one_line(tmp_path: Path, n
     assert [line for line in out.splitlines() if line.strip()] == [
         f"relay: {routes}:2: receiver 's': template 'slack/title.j2': nested deeper than relay compiles (a block, "
         "an expression or parentheses inside each other hundreds of times)"]
+
+
+@pytest.mark.parametrize(("bomb", "says"), [
+    ("{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}", "loops count past"),
+    ('{{ "x" * 1000000000 }}', "repeats a value"),
+    ("{{ 1000000000 * [1] }}", "repeats a value"),
+    ("{{ 2 ** 1000000000 }}", "raises a number"),
+], ids=["nested-ranges", "string-repeat", "list-repeat", "power"])
+async def test_a_template_bomb_is_refused_at_load_and_fails_a_render_instead_of_hanging(
+        tmp_path: Path, bomb: str, says: str) -> None:
+    """Jinja's sandbox caps one range() at 100,000, not two nested ones: a 90-byte slack/text.j2 held `relay routes
+    check` (and a reload's trial render; at delivery, the event loop) for good; `"x" * 10**9` took a gigabyte. Each
+    render has a budget (relay.templating.bounds): the check names the file and why, a send fails as `template`."""
+    from tests.test_cli import run_relay
+
+    templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, templates)
+    text = templates / "slack" / "text.j2"
+    text.write_text(bomb + "\n" + text.read_text())
+    with pytest.raises(PermanentDeliveryError) as failed:
+        Templates(templates).render("slack", "text", {}, context(notification("firing-poddown", "s"), now=NOW))
+    assert failed.value.reason is Reason.TEMPLATE and says in failed.value.detail
+    routes = tmp_path / "routes.yaml"
+    routes.write_text("receivers:\n  - name: s\n    slack: {webhook_url: 'http://127.0.0.1:9/x'}\n"
+                      "routes:\n  - matchers: [team=\"web\"]\n    receivers: [s]\n")
+    code, out = await run_relay("routes", "check", "--templates", str(templates), str(routes), cwd=tmp_path)
+    assert code == 1 and len(out.strip().splitlines()) == 1 and "slack/text.j2" in out and says in out, out
+
+
+def test_loops_within_the_budget_still_render() -> None:
+    env = Templates()._envs["plain"]
+    assert env.from_string("{% for i in range(3) %}{{ i }}{% endfor %}{{ 'ab' * 2 }}{{ 2 ** 10 }}").render() == \
+        "012abab1024"

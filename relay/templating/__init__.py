@@ -21,6 +21,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from relay.alerts import Alert, Notification
 from relay.errors import ConfigError, PermanentDeliveryError, Reason
+from relay.templating import bounds
 from relay.templating.escape import markdown_finalize, md_link, safe_url, slack_finalize, slack_link
 from relay.templating.neutralise import visible
 from relay.times import parse_time
@@ -230,8 +231,13 @@ class _Sandbox(SandboxedEnvironment):
     once, before any template is loaded, so a copy taken at load sees the same names and values.
     """
 
+    intercepted_binops = frozenset({"*", "**"})  # bounded (relay.templating.bounds)
+
     def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
         return {**self.globals, **(d or {})}
+
+    def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any) -> Any:
+        return bounds.bounded_binop(operator, left, right)
 
 
 MAX_TEMPLATE_BYTES = 256 * 1024  # one template file; relay's largest packaged one is under 4 KB
@@ -288,7 +294,8 @@ class Templates:
         self._loaded: dict[tuple[str, str, str], jinja2.Template] = {}  # (integration, part, file) -> template
         for env in self._envs.values():
             env.filters.update(reltime=_reltime, clock=clock, lasted=lasted, safe_url=safe_url)
-            env.globals.update(silence_url=silence_url, slack_link=slack_link, md_link=md_link)
+            env.globals.update(silence_url=silence_url, slack_link=slack_link, md_link=md_link,
+                               range=bounds.bounded_range)
 
     @property
     def where(self) -> str:
@@ -335,7 +342,8 @@ class Templates:
             name = self.template_name(integration, part, overrides)
             raise PermanentDeliveryError(Reason.TEMPLATE, f"{name}: {exc}") from None
         try:
-            return template.render(ctx).strip()
+            with bounds.budget():
+                return template.render(ctx).strip()
         except Exception as exc:  # template code can raise anything (`1 / 0`, `"a" + 1`): it renders the same next time
             name = self.template_name(integration, part, overrides)
             raise PermanentDeliveryError(Reason.TEMPLATE, f"{name}: {type(exc).__name__}: {exc}") from None
