@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 CHECK_MIN_SECONDS = 0.2
 CHECK_MAX_SECONDS = 5.0
 BATCH = 500
+# A step or hold that comes due while still muted is looked at again this much later (not on every beat).
+MUTED_RECHECK_SECONDS = 60.0
 # An escalated firing alert passes dedup even if its receiver already heard of it: the step is the point.
 ALWAYS = timedelta(0)
 
@@ -201,17 +203,19 @@ class Escalator:
         unrouted = sorted({d.timer.alert.fingerprint for d in due if routes.escalation(d.timer.alert.labels) is None})
         if unrouted:  # routes.yaml no longer escalates these alerts: their remaining steps end
             await cancel(self.store, unrouted, "unrouted", now)
-        # A step muted now waits, pending, for its window to end (it is read again on each beat till then).
-        for batch in batches([d for d in due if d.timer.alert.fingerprint not in unrouted
-                              and muted_step(routes, d, now) is None]):
+        # A step muted now waits, pending, for its window to end: looked at again a minute later.
+        waiting = {d.id for d in due if d.timer.alert.fingerprint not in unrouted and muted_step(routes, d, now)}
+        await self.store.postpone_escalations(sorted(waiting), now + MUTED_RECHECK_SECONDS)
+        for batch in batches([d for d in due if d.timer.alert.fingerprint not in unrouted and d.id not in waiting]):
             await self._send(routes, batch, now)
         self.checked_at = now
 
     async def _release(self, routes: Routes, batch: list[DueTimer], now: float,
                        windows: list[MaintenanceWindow]) -> None:
         candidates = mute.released(batch, routes, now, windows, self.windows)
-        if candidates is None:
-            return  # still muted: routes.yaml lengthened the window
+        if candidates is None:  # still muted (routes.yaml lengthened the window, or another window holds it)
+            await self.store.postpone_escalations([d.id for d in batch], now + MUTED_RECHECK_SECONDS)
+            return
         results = await outbox.put(self.intake, None, lambda _: self.store.escalate(
             [d.id for d in batch], now, candidates, None))
         if results is None:

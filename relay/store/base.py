@@ -331,6 +331,10 @@ class Store(Protocol):
     async def end_maintenance(self, window: int, now: float) -> MaintenanceWindow | None:
         """End a window now and make what it holds due (None: no such window, or it is over already)."""
 
+    async def postpone_escalations(self, ids: Sequence[int], due_at: float) -> None:
+        """Make pending steps (or a mute's holds) due at `due_at` instead: they came due while still muted, and
+        are looked at again then, not on every beat (where they would crowd the steps that can go)."""
+
     async def told(self, pairs: Sequence[tuple[str, Episode]]) -> set[tuple[str, Episode]]:
         """Which (receiver, episode) pairs the dedup marks show were told the episode fired (relay.stages.mute: a
         resolve goes to a receiver whose firing was held only if it heard of the firing before)."""

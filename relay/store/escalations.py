@@ -42,6 +42,10 @@ def arm_escalations(d: Dialect, timers: Sequence[Timer], resolved: Sequence[Aler
     return Resolved(cancelled, sent, held)
 
 
+def postpone_escalations(d: Dialect, ids: Sequence[int], due_at: float) -> Script:
+    return (yield want_count(d.queries["escalation_postpone"], due_at, sorted(set(ids))))
+
+
 def told(d: Dialect, pairs: Sequence[tuple[str, Episode]]) -> Script:
     rows = yield want_rows(d.queries["dedup_told"], json.dumps(sorted({(r, *ep) for r, ep in pairs})))
     return {(row["receiver"], (row["fingerprint"], row["starts_at"])) for row in rows}
@@ -91,6 +95,10 @@ class EscalationScripts(Runner):
     async def due_escalations(self, now: float, limit: int) -> list[DueTimer]:
         due: list[DueTimer] = await self._script(due_escalations(self.dialect, now, limit), read=True)
         return due
+
+    async def postpone_escalations(self, ids: Sequence[int], due_at: float) -> None:
+        if ids:
+            await self._script(postpone_escalations(self.dialect, ids, due_at))
 
     async def told(self, pairs: Sequence[tuple[str, Episode]]) -> set[tuple[str, Episode]]:
         if not pairs:

@@ -201,3 +201,13 @@ async def test_a_mutes_hold_is_sent_unmarked_and_a_resolve_says_whom_it_was_held
     done = await store.arm_escalations([], [alert(group(status="resolved", pod="api-2"))], now + 30)
     assert done.cancelled == 1 and list(done.held_from.values()) == [["ops-email"]]
     assert await store.told([("ops-email", key) for key in done.held_from]) == set()
+
+
+async def test_a_step_due_while_muted_is_postponed(store: Store) -> None:
+    now = time.time()
+    await store.arm_escalations(timers(now), [], now)
+    [first] = await store.due_escalations(now + 10, 10)
+    await store.postpone_escalations([first.id], now + 70)
+    assert [d.timer.step for d in await store.due_escalations(now + 69, 10)] == [2]  # due at now + 30
+    assert [(d.timer.step, d.timer.due_at) for d in await store.due_escalations(now + 70, 10)] == [
+        (2, now + 30), (1, now + 70)]

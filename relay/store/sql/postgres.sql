@@ -512,3 +512,7 @@ RETURNING id, matchers, starts_at, ends_at, comment, created_by, created_at, end
 -- maintenance_holds_due --
 -- The pending holds of window $2 (step $2) are due at $1: the window ended early
 UPDATE escalations SET due_at = least(due_at, $1) WHERE state = 'pending' AND step = $2
+
+-- escalation_postpone --
+-- Pending steps $2 are looked at again at $1: still muted when due (relay.stages.mute)
+UPDATE escalations SET due_at = $1 WHERE state = 'pending' AND id = ANY($2::bigint[])
