@@ -9,6 +9,11 @@ cancels an escalation cancels a hold the same way and says why: an acknowledge, 
 window (nobody was told it fired, so nobody is told it resolved). When the window ends, the Escalator sends what is
 still held, through dedup with its route's repeat interval, so an alert its receivers heard of before the window is
 not sent twice. A resolve is never held (it closes what people were told; see docs/configuration.md).
+
+Maintenance windows made at run time (relay maintenance, the admin API) mute the same way: an alert a window
+matches is held for every receiver it reaches (step `-(HOLD_BASE + window id)`), due when the window (or, for a
+recurring one, the current stretch of its time interval) ends; ending a window early makes its holds due at once.
+A hold or step that comes due while still muted is postponed, not sent.
 """
 
 from __future__ import annotations
