@@ -12,6 +12,7 @@ import contextlib
 import re
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from tests.conftest import Providers
 from tests.e2e.process import RelayProcess
 from tests.helpers import (
     RunningRelay,
+    fixture,
     poll_until,
     postgres_database,
     relay_settings,
@@ -197,3 +199,28 @@ async def test_two_replicas_on_one_postgres_database_send_one_notice(tmp_path: P
             await replica.terminate()
         log = replica.log.read_text()
         assert "Traceback" not in log, log
+
+
+async def test_a_maintenance_window_over_everything_never_holds_relays_own_notice(tmp_path: Path,
+                                                                                 providers: Providers) -> None:
+    """Issue 20 #8 with issue 25's maintenance windows: a window whose matchers take every alert holds an alert
+    (the control), but relay's own RelayHeartbeatMissing and its resolve still go out at once: they say that no
+    other alert may be reaching anyone, so nothing that mutes alerts may mute them."""
+    settings = relay_settings(tmp_path, routes_with_heartbeat(tmp_path, providers), admin_token="adm-token-0123")
+    async with running_relay(settings) as relay:
+        ends = datetime.fromtimestamp(time.time() + 3600, UTC).isoformat().replace("+00:00", "Z")
+        made = await relay.client.post("/api/v1/maintenance", headers={"Authorization": "Bearer adm-token-0123"},
+                                       json={"matchers": ['alertname=~".+"'], "ends_at": ends, "comment": "all",
+                                             "created_by": "kim"})
+        assert made.status_code == 201, made.text
+        held = await relay.post(fixture("firing-poddown.json"))
+        assert [m["alertname"] for m in held.json()["muted"]] == ["PodDown"]  # the window holds alerts
+        assert (await relay.post(watchdog())).json()["heartbeats"] == ["watchdog"]  # armed; then none arrives
+        [missing] = await providers.slack.wait_for(1)
+        [trigger] = await providers.pagerduty.wait_for(1)
+        assert "RelayHeartbeatMissing" in slack_text(missing) and trigger["event_action"] == "trigger"
+        async with beating(relay.client):
+            [_, resolved] = await providers.slack.wait_for(2)
+            await providers.pagerduty.wait_for(2)
+        assert "RESOLVED" in slack_text(resolved) and "RelayHeartbeatMissing" in slack_text(resolved)
+    assert all("PodDown" not in slack_text(m) for m in providers.slack.messages)
