@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from relay import outbox
 from relay.alerts import Notification
 from relay.attempt import Attempts
 from relay.channels.base import Prepares
@@ -31,8 +32,6 @@ from relay.store.base import Attempt, Candidate, Claimed, Handoff, Store
 log = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 1.0
-# A group this large is not prepared ahead: its rendering could hold the event loop longer than the commit it hides in.
-PREPARE_MAX_ALERTS = 20
 
 
 @dataclass
@@ -153,7 +152,7 @@ class Dispatcher:
         it will send for a candidate (relay.channels.base.Prepares), so a handed-off send starts with its POST. Only
         a help: a failure here is the send's to meet again and report."""
         for candidate in candidates:
-            if len(candidate.group.alerts) > PREPARE_MAX_ALERTS:
+            if len(candidate.group.alerts) > outbox.PREPARE_MAX_ALERTS:
                 continue
             found = self.receivers.receiver(candidate.receiver)
             if found is None or not isinstance(found.channel, Prepares):
