@@ -35,6 +35,15 @@ def dedup_passes(status: str, marks: Mapping[str, float], now: float, interval: 
     return status == "firing" and now - last >= interval
 
 
+def shown_at(status: str, marks: Mapping[str, float], now: float) -> float:
+    """The mark a status that passed dedup gets: `now`, but never at or before the other status's mark. `now` is when
+    the webhook was received, and webhooks commit in another order than they arrive (two replicas, a batch): a resolve
+    committed first but received later must not look newer than the firing shown after it, or that firing's own
+    resolve is dropped as a duplicate and the page stays open. sql/postgres.sql `enqueue` decides the same."""
+    other = marks.get("resolved" if status == "firing" else "firing")
+    return now if other is None or other < now else other + 1e-6
+
+
 def notification_from_row(row: Mapping[str, Any]) -> Notification:
     """Raises ValueError when the stored payload cannot be read back (the caller sets the row aside)."""
     return Notification(

@@ -16,7 +16,7 @@ from relay.alerts import group_status, key_part
 from relay.errors import StoreRejected, StoreUnavailable
 from relay.store import common, queries
 from relay.store.base import Candidate, Enqueued, Handoff
-from relay.store.rows import dedup_passes, dedup_time, handed_off, storable
+from relay.store.rows import dedup_passes, dedup_time, handed_off, shown_at, storable
 
 Q = queries.load("sqlite")
 DIALECT = common.Dialect(Q, lambda n: f"?{n}", lambda p: f"id IN (SELECT value FROM json_each({p}))")
@@ -37,7 +37,7 @@ def enqueue(conn: sqlite3.Connection, candidates: list[Candidate], now: float,
             marks = dict(conn.execute(Q["dedup_get"], key[:3]).fetchall())
             if not dedup_passes(alert.status, marks, now, interval.total_seconds()):
                 continue
-            conn.execute(Q["dedup_put"], (*key, now))
+            conn.execute(Q["dedup_put"], (*key, shown_at(alert.status, marks, now)))
             kept.append(alert)
         dropped = len(cand.group.alerts) - len(kept)
         if not kept:

@@ -64,6 +64,9 @@ class Load:
     answers: Counter[str] = field(default_factory=Counter)  # "200", "503", "ConnectError", ...
     error_bodies: list[str] = field(default_factory=list)
     sent: int = 0
+    # What each sender had accepted: one Alertmanager sends a group's notifications in order, so a sender's resolve
+    # waits for its own firing (the other half of an HA pair may be later: that is what mirrors test).
+    _accepted_from: set[tuple[str, str, str]] = field(default_factory=set)  # (sender's URL, name, status)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -108,9 +111,10 @@ class Load:
 
     async def _deliver(self, client: httpx.AsyncClient, limit: asyncio.Semaphore, name: str, status: str,
                        after: float) -> None:
-        """POST until 200, backing off like Alertmanager; a resolve waits for its firing to be accepted first."""
+        """POST until 200, backing off like Alertmanager; a resolve waits until its sender's firing was accepted."""
         await asyncio.sleep(after)
-        while status == "resolved" and "firing" not in self.accepted[name]:
+        sender = str(client.base_url)
+        while status == "resolved" and (sender, name, "firing") not in self._accepted_from:
             await asyncio.sleep(0.05)
         body = webhook(name, self.to[name], status)
         backoff = 0.1
@@ -125,6 +129,7 @@ class Load:
                     self.answers[str(answer.status_code)] += 1
                     if answer.status_code == 200:
                         self.accepted[name].add(status)
+                        self._accepted_from.add((sender, name, status))
                         return
                     self.error_bodies.append(answer.text)
                     assert answer.status_code >= 500, f"relay refused a valid webhook: {answer.text}"
@@ -171,18 +176,38 @@ class Outcome:
     delivered: int  # distinct messages that arrived
     lost: list[tuple[str, str, str]]  # (integration, name, kind) accepted but never arrived
     duplicates: list[tuple[str, str, str, list[float]]]  # (integration, name, kind, arrival times)
-    out_of_order: list[tuple[str, str]]  # a firing arrived after its resolve
+    out_of_order: list[tuple[str, str]]  # a firing arrived after its resolve, or the last message is not the last state
+    # An HA pair's late firing that arrived after the resolve was shown: paged again, then resolved again (issue 20:
+    # a firing after a shown resolve is a new episode, delivered). Only with mirrors; alone it is a duplicate.
+    refired: list[tuple[str, str]] = field(default_factory=list)
 
     def summary(self) -> dict[str, int]:
         return {"messages_expected": self.expected, "delivered": self.delivered, "lost": len(self.lost),
                 "duplicates": sum(len(times) - 1 for *_, times in self.duplicates),
-                "out_of_order": len(self.out_of_order)}
+                "out_of_order": len(self.out_of_order), "refired_after_resolve": len(self.refired)}
+
+
+def runs(seen: list[Arrival]) -> list[tuple[str, list[float]]]:
+    """Arrivals in time order, grouped into runs of the same kind: [("firing", [t1, t2]), ("resolved", [t3])]."""
+    out: list[tuple[str, list[float]]] = []
+    for at, kind in sorted(seen):
+        if out and out[-1][0] == kind:
+            out[-1][1].append(at)
+        else:
+            out.append((kind, [at]))
+    return out
 
 
 def outcome(load: Load, stack: Stack) -> Outcome:
-    """Compare what relay accepted with what the providers received."""
+    """Compare what relay accepted with what the providers received.
+
+    A duplicate is the same message twice in a row. With mirrors (an HA pair), a firing may arrive again after its
+    resolve was shown, when the other half's retried firing comes after the resolve: relay delivers it as a new
+    episode (when in doubt, deliver), and that half's resolve then closes it: counted in `refired`, and the last
+    message must still be the resolve. Without mirrors nothing can send a firing after its resolve was accepted.
+    """
     got = arrivals(stack, load.to)
-    lost, duplicates, disorder = [], [], []
+    lost, duplicates, disorder, refired = [], [], [], []
     expected = delivered = 0
     for name, kinds in load.accepted.items():
         # PagerDuty hears a firing alert's dedup key only once per episode, Slack and email each time it is sent.
@@ -190,17 +215,22 @@ def outcome(load: Load, stack: Stack) -> Outcome:
             seen = got.get((integration, name), [])
             for kind in sorted(kinds):
                 expected += 1
-                times = [at for at, k in seen if k == kind]
-                if not times:
+                if not any(k == kind for _, k in seen):
                     lost.append((integration, name, kind))
                     continue
                 delivered += 1
-                if len(times) > 1:
-                    duplicates.append((integration, name, kind, times))
-            kinds_in_order = [k for _, k in sorted(seen)]
-            if "resolved" in kinds_in_order and "firing" in kinds_in_order[kinds_in_order.index("resolved"):]:
+            grouped = runs(seen)
+            duplicates.extend((integration, name, kind, times) for kind, times in grouped if len(times) > 1)
+            order = [kind for kind, _ in grouped]
+            if order.count("firing") > 1:
+                if load.mirrors:
+                    refired.append((integration, name))
+                else:
+                    duplicates.append((integration, name, "firing", [at for at, k in sorted(seen) if k == "firing"]))
+            if order and (order[0] == "resolved" or ("resolved" in kinds and order[-1] != "resolved")
+                          or (not load.mirrors and order.count("firing") > 1)):
                 disorder.append((integration, name))
-    return Outcome(expected, delivered, lost, duplicates, disorder)
+    return Outcome(expected, delivered, lost, duplicates, disorder, refired)
 
 
 async def settled(stack: Stack, load: Load, timeout: float) -> Outcome:

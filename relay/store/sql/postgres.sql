@@ -6,7 +6,13 @@ WITH mark AS (
 ),
 won AS (
     INSERT INTO dedup AS d (receiver, fingerprint, starts_at, status, notified_at, interval_seconds)
-    SELECT receiver, fingerprint, starts_at, status, $6, interval_seconds FROM mark ORDER BY k
+    -- never at or before the other status's mark: webhooks commit in another order than they arrive (rows.shown_at)
+    SELECT receiver, fingerprint, starts_at, status,
+           GREATEST($6, (SELECT max(o.notified_at) + 0.000001 FROM dedup o
+                         WHERE o.receiver = mark.receiver AND o.fingerprint = mark.fingerprint
+                           AND o.starts_at = mark.starts_at AND o.status <> mark.status)),
+           interval_seconds
+    FROM mark ORDER BY k
     ON CONFLICT (receiver, fingerprint, starts_at, status) DO UPDATE
         SET notified_at = excluded.notified_at, interval_seconds = excluded.interval_seconds
         -- again after the other status was shown (rows.dedup_passes), or a firing after its repeat interval
