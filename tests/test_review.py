@@ -163,3 +163,31 @@ async def test_review_reads_no_variable_of_the_ci_job_and_no_file_through_a_link
         assert code == 2 and secret not in out, out
         assert out.strip() == (f"relay: {clone / link}: a symbolic link: a review reads only regular files in the "
                                "repository, never what a link points to")
+
+
+UNSET = "SLACK_WEBHOOK_URL,PAGERDUTY_ROUTING_KEY"
+
+
+async def test_check_strict_reads_no_file_through_a_link(tmp_path: Path) -> None:
+    """Issue 20 #3 asks the same of `routes check --strict` (CI's check of a pull request) as of routes diff: it
+    followed a template, routes or rule file that is a symbolic link (to /proc/self/environ, a CI credential) and
+    read it (shown nowhere in these cases, but read: a template's syntax error quotes its tokens). Refused with the
+    link's name, before anything is read."""
+    secret = "glpat-SECRET-of-the-ci-job"
+    outside = tmp_path / "credentials"
+    outside.write_text(f"groups: [{{name: {secret}, rules: [{{alert: {secret}, expr: up}}]}}]\n")
+    repo = pull_request(tmp_path)
+    for link in ("templates/slack/title.j2", "routes.yaml", "deploy/prometheus/extra.yml", "templates"):
+        clone = tmp_path / f"link-{len(link)}"
+        git(tmp_path, "clone", "-q", "--branch", "change", str(repo), str(clone))
+        target = clone / link
+        if target.is_dir():
+            subprocess.run(["rm", "-r", str(target)], check=True)
+        target.unlink(missing_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(outside)
+        code, out = await run_relay("routes", "check", "--strict", "--allow-unset", UNSET, "--templates", "templates",
+                                    "routes.yaml", env=ENV, cwd=clone)
+        assert code == 1 and secret not in out, out
+        assert out.strip() == (f"relay: {clone / link}: a symbolic link: a review reads only regular files in the "
+                               "repository, never what a link points to")

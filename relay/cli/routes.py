@@ -58,7 +58,14 @@ def cmd_routes_check(args: argparse.Namespace, settings: Settings) -> int:
     templates = Templates(Path(args.templates) if args.templates else settings.templates)
     strict: Callable[[Path, Routes], list[Finding]] | None = None
     if args.strict:
-        root = revisions.toplevel(Path.cwd()) or Path.cwd()
+        repo = revisions.toplevel(Path.cwd())
+        root = repo or Path.cwd()
+        try:  # a pull request's check reads no file through a link, as routes diff (relay.cli.review.revisions)
+            revisions.refuse_links(repo, [*files, *rulefiles.discover(root),
+                                          *([Path(args.templates)] if args.templates else [])])
+        except ConfigError as exc:
+            print(f"relay: {exc}", file=sys.stderr)
+            return 1
         alerts = rulefiles.read_all((p, revisions.relative_to_repo(Path.cwd(), p) or str(p))
                                     for p in [*rulefiles.discover(root), *map(Path, args.rules)])
         allowed = {name.strip() for names in args.allow_unset for name in names.split(",") if name.strip()}
