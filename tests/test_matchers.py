@@ -33,6 +33,8 @@ ITEMS = [
     'job!~"(api|web)-.*"',
     "__name__:total=x",
     'reason=~"' + ISSUE_PATTERN + '"',
+    'lit=~"\\Q\\C\\E"',  # \C inside \Q...\E is two literal characters, for Go's regexp too
+    'esc=~"a\\\\\\\\C"',  # the regex a\\C: a backslash, then C
 ]
 LABELS = [
     {"severity": "warning", "team": "web"},
@@ -50,6 +52,7 @@ LABELS = [
     {"__name__:total": "x"},
     {"reason": "request timeout: deadline exceeded"},
     {"reason": "request ok"},
+    {"lit": "\\C", "esc": "a\\C"},
 ]
 
 
@@ -69,6 +72,7 @@ def test_comma_and_brace_lists_are_several_matchers() -> None:
 @pytest.mark.parametrize(("item", "reason"), [
     ('x=~"(a)\\\\1"', "invalid escape sequence: \\1 (regexes are RE2, as in Alertmanager"),
     ('x=~"a(?=b)"', "invalid perl operator: (?="),
+    ('x=~"a\\\\C"', "invalid escape sequence: \\C"),  # RE2 takes \C (any byte); Go's regexp does not
     ('y="a"b"', 'a double quote inside the value must be written \\"'),
     ('z="abc', "the value's closing double quote is missing"),
     ("severity critical", "bad matcher 'severity critical'"),

@@ -65,7 +65,10 @@ class Matcher:
 
 
 def compile_regex(pattern: str) -> Pattern:
-    """RE2, anchored at both ends by fullmatch; raises ValueError with RE2's reason for what it refuses."""
+    """RE2, anchored at both ends by fullmatch; raises ValueError with RE2's reason for what it refuses, and for
+    `\\C` (any byte), which RE2 takes and Go's regexp, Alertmanager's, refuses."""
+    if _any_byte(pattern):
+        raise ValueError("invalid escape sequence: \\C (regexes are RE2, as in Alertmanager, which has no \\C)")
     try:
         return re2.compile(pattern, _OPTIONS)  # type: ignore[no-any-return]
     except re2.error as exc:
@@ -154,3 +157,22 @@ def parse_matchers(value: Any) -> Any:
         except ValueError as exc:
             raise MatcherError(str(exc), i) from None
     return out
+
+
+def _any_byte(pattern: str) -> bool:
+    """Whether `pattern` holds the escape \\C outside a \\Q...\\E literal (a backslash always takes the next
+    character with it, so \\\\C is a backslash and a C)."""
+    i = 0
+    while i < len(pattern) - 1:
+        if pattern[i] != "\\":
+            i += 1
+        elif pattern[i + 1] == "Q":
+            end = pattern.find("\\E", i + 2)
+            if end < 0:
+                return False
+            i = end + 2
+        elif pattern[i + 1] == "C":
+            return True
+        else:
+            i += 2
+    return False
