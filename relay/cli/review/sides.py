@@ -206,7 +206,9 @@ def build(request: Request) -> Review:
         probes = {tuple(sorted(a.labels.items())): a.labels for a in [*base.alerts, *head.alerts]}
         changes = diff(base.routes, head.routes, probes.values())
         escalations = diff(base.routes, head.routes, probes.values(), escalation_of)
-        mutes = diff(base.routes, head.routes, probes.values(), mutes_of)
+        # Quiet hours are probed only when a side has time intervals (a third pass over every probe otherwise).
+        mutes = diff(base.routes, head.routes, probes.values(), mutes_of) \
+            if base.routes.intervals or head.routes.intervals else []
         added, removed, renamed = _renames(base, head)
         samples, described = _samples(request, base, head)
         messages = templatediff.changes(base.routes, base.templates, head.routes, head.templates, samples, renamed)
