@@ -276,3 +276,12 @@ async def test_serve_says_where_it_listens_its_store_routes_receivers_and_heartb
         assert line.endswith("; heartbeat watchdog armed (pages if none arrives for 5m)"), line
     finally:
         await relay.terminate()
+
+
+async def test_a_label_argument_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    """`relay routes test pod=$'a\\xff'`: Python keeps the byte as a lone surrogate, which the RE2 matchers cannot
+    encode; it was a UnicodeEncodeError traceback, now a usage error in one line."""
+    env = {"RELAY_ROUTES": str(REPO / "routes.yaml"), "RELAY_TEMPLATES": str(TEMPLATES)}
+    code, out = await run_relay("routes", "test", "alertname=X", "pod=a\udcff", env=env, cwd=tmp_path)
+    assert code == 2 and "Traceback" not in out, out
+    assert out.strip().splitlines()[-1] == "relay: labels are UTF-8 text, got b'pod=a\\xff'"

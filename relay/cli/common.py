@@ -53,12 +53,17 @@ def refused(status: int, error: str, token: str) -> str:
 
 
 def labels(pairs: list[str]) -> dict[str, str]:
-    """`k=v` arguments as a dict; a pair without `=` or without a name is a usage error."""
+    """`k=v` arguments as a dict; a pair without `=` or without a name, or with a byte that is not UTF-8 (Python
+    keeps it as a lone surrogate, which no label can hold and the RE2 matchers cannot read), is a usage error."""
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise UsageError(f"expected k=v, got {pair!r}")
+        try:
+            pair.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError(f"labels are UTF-8 text, got {pair.encode('utf-8', 'surrogateescape')!r}") from None
         out[key] = value
     return out
 
