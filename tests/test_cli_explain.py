@@ -104,3 +104,30 @@ async def test_explain_names_a_muted_route_and_alertmanagers_own_silences(tmp_pa
             # Another alert: Alertmanager is asked, and says no silence matches it.
             text = await _explained(relay, typed.replace("server-abc-123", "server-other"))
             assert f"Alertmanager {am}: no active or pending silence matches this alert" in text
+
+
+async def test_explain_numbers_escalation_steps_as_routes_yaml_does(tmp_path: Path, providers: Providers) -> None:
+    """Steps count from 1, as in routes.yaml, `relay routes test` and `relay notifications show` (Explain and the
+    console said 'step 2 of 2' for the first step)."""
+    routes = tmp_path / "escalating.yaml"
+    routes.write_text(f"""
+receivers:
+  - name: slack-alerts
+    slack: {{webhook_url: "{providers.slack.url()}"}}
+  - name: pagerduty-oncall
+    pagerduty: {{routing_key: explain-steps-key, url: "{providers.pagerduty.url}"}}
+routes:
+  - matchers: ['alertname="PodDown"']
+    receivers: [slack-alerts]
+    escalate:
+      - {{after: 1h, receivers: [pagerduty-oncall]}}
+      - {{after: 2h, receivers: [pagerduty-oncall]}}
+default_receivers: [slack-alerts]
+""")
+    body = fixture("firing-poddown.json")
+    settings = relay_settings(tmp_path, routes, admin_token=ADMIN)
+    async with running_relay(settings) as relay:
+        assert (await relay.post(body)).status_code == 200
+        text = await _explained(relay, body["alerts"][0]["fingerprint"])
+        assert "step 1 of 2 (to pagerduty-oncall" in text and "step 2 of 2 (to pagerduty-oncall" in text, text
+        assert "step 3 of 2" not in text

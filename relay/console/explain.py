@@ -280,7 +280,7 @@ async def _escalation(store: Store, fp: str) -> list[Line]:
     lines = []
     for step in steps:
         where = ", ".join(step.receivers)
-        head = f"step {step.step + 1} of {step.steps} (to {where}, due {step.after:g} s after it fired)"
+        head = f"step {step.step} of {step.steps} (to {where}, due {step.after:g} s after it fired)"
         if step.step <= -HOLD_BASE:  # a maintenance window's hold (relay.stages.mute)
             head = f"muted: held for {where} by maintenance window {-step.step - HOLD_BASE} (until it ends)"
         elif step.step < 0:  # a mute's hold (relay.stages.mute): the route was muted when the alert arrived
@@ -324,7 +324,7 @@ async def _acks(store: Store, reader: Reader, fp: str) -> list[Line]:
     lines = []
     for step in await store.escalations_of([fp]):
         if step.state == "cancelled" and step.reason in ("acknowledged", "silenced"):
-            lines.append(Line("ok", f"{step.reason} in relay (escalation step {step.step + 1} cancelled)",
+            lines.append(Line("ok", f"{step.reason} in relay (escalation step {step.step} cancelled)",
                               step.ended_at))
     for watch in await reader.rows("watches_all"):
         if fp in watch["payload"]:
