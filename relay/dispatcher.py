@@ -67,7 +67,9 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._stopping = False
         self._inflight: dict[asyncio.Task[None], str] = {}  # task -> receiver, while it sends (holds a slot)
-        self._recording: set[asyncio.Task[None]] = set()  # tasks that have sent and are recording the outcome
+        # Tasks that have sent and are recording the outcome, and how many per receiver (at most its slots).
+        self._recording: dict[asyncio.Task[None], str] = {}
+        self._recording_per: dict[str, int] = {}
         self._offered: dict[str, int] = {}  # receiver -> slots offered to enqueues still in progress
         self._claiming = 0  # slots a claim in progress may fill
         self._runner: asyncio.Task[object] | None = None
@@ -239,17 +241,31 @@ class Dispatcher:
         """The current attempt's send is over: its slot is free now, not once its outcome is committed (at 200/s a
         receiver's 8 slots were held through the writer's queue and commit, and webhooks missed their handoff). The
         outcome's write is queued before anything this frees can be claimed or handed off: on SQLite the one
-        writer runs it first; on PostgreSQL a claim meanwhile sees the notification still leased, and skips its lane."""
+        writer runs it first; on PostgreSQL a claim meanwhile sees the notification still leased, and skips its lane.
+        A receiver has at most `workers_per_receiver` attempts recording too (past that, the send keeps its slot): a
+        SIGKILL can repeat what was sent but not recorded, so that stays at most twice the receiver's slots."""
         task = asyncio.current_task()
-        if task is None or self._inflight.pop(task, None) is None:
+        receiver = self._inflight.get(task) if task is not None else None
+        if task is None or receiver is None:
             return
-        self._recording.add(task)
+        recording = self._recording_per.get(receiver, 0)
+        if recording >= self.options.workers_per_receiver:
+            return
+        del self._inflight[task]
+        self._recording[task] = receiver
+        self._recording_per[receiver] = recording + 1
         if self._backlog:
             self._wake.set()  # the lane's next notification may be due once the outcome is written
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.pop(task, None)
-        self._recording.discard(task)
+        receiver = self._recording.pop(task, None)
+        if receiver is not None:
+            left = self._recording_per[receiver] - 1
+            if left:
+                self._recording_per[receiver] = left
+            else:
+                del self._recording_per[receiver]
         if self._backlog:
             self._wake.set()  # the lane's next notification may be due now
         if not task.cancelled() and task.exception() is not None:
@@ -262,7 +278,7 @@ class Dispatcher:
         if self._runner is not None:
             await asyncio.wait([self._runner])  # no claim may start a task after the snapshot below
         if self._inflight or self._recording:
-            _, pending = await asyncio.wait(set(self._inflight) | self._recording, timeout=grace)
+            _, pending = await asyncio.wait(set(self._inflight) | set(self._recording), timeout=grace)
             for task in pending:
                 task.cancel()
             if pending:

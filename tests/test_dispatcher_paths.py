@@ -364,6 +364,43 @@ async def test_a_receivers_slot_is_free_once_the_provider_answered_not_once_that
     assert len(channel.calls) == 2
 
 
+class GatedAndCounted(GatedCompletions):
+    """GatedCompletions that also counts claims and the notifications they leased."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self.claims, self.leased = 0, 0
+
+    async def claim(self, *args: Any, **kwargs: Any) -> Any:
+        claim = await self.store.claim(*args, **kwargs)
+        self.claims, self.leased = self.claims + 1, self.leased + len(claim.claimed)
+        return claim
+
+
+@SQLITE_ONLY
+async def test_a_receiver_records_at_most_its_slots_at_once_then_its_sends_keep_their_slot(
+        tmp_path: Path, store: Store) -> None:
+    """What a SIGKILL can repeat is what was sent and not recorded: a receiver's sends leave their slot for the
+    record only while at most `workers_per_receiver` records are pending. With one slot and every record held: the
+    first send records (its slot goes to the second), the second keeps its slot, and a claim leases nothing more."""
+    routes = write_routes(tmp_path, receiver_yaml("team-slack"))
+    channel = ScriptedChannel()
+    for n in range(3):
+        await enqueue(store, "team-slack", f"lane-{n}", f"Capped{n}")
+    gated = GatedAndCounted(store)
+    async with dispatching(gated, await scripted_runtime(routes, {"team-slack": channel}),  # type: ignore[arg-type]
+                           workers_per_receiver=1) as dispatcher:
+        dispatcher.wake()
+        await channel.wait_for(lambda c: len(c.delivered) == 2)
+        await poll_until(lambda: gated.waiting == 2)
+        claims, leased = gated.claims, gated.leased
+        dispatcher.wake()
+        await poll_until(lambda: gated.claims > claims)
+        assert gated.leased == leased == 2 and len(channel.calls) == 2
+        gated.gate.set()
+        await channel.wait_for(lambda c: len(c.delivered) == 3)
+
+
 # 3: unknown receiver -----------------------------------------------------------------------------------------
 
 
