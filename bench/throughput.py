@@ -1,6 +1,6 @@
 """Throughput: alerts/s ingested with durable commits while delivering, and notifications/s delivered.
 
-1. Ingest: closed-loop senders post webhooks of 10 alerts (each webhook its own
+1. Ingest: closed-loop senders post webhooks of 10 alerts (`--alerts-per-webhook`; each webhook its own
    group), routed to two Slack receivers, for a fixed time, while relay delivers
    to the sink. Every 200 answer means the alerts and both notifications are
    committed durably (SQLite `synchronous=FULL`, PostgreSQL's commit). Reported:
@@ -68,8 +68,8 @@ async def database(stack: Stack, store: str, name: str) -> str:
     return sqlite_url(stack, name) if store == "sqlite" else await postgres_database(stack, name)
 
 
-async def ingest(stack: Stack, sink: Sink, store: str, run: int, seconds: float, concurrency: int
-                 ) -> tuple[float, int, float, int]:
+async def ingest(stack: Stack, sink: Sink, store: str, run: int, seconds: float, concurrency: int,
+                 per_webhook: int = ALERTS_PER_WEBHOOK) -> tuple[float, int, float, int, float]:
     proc, url, _ = await start_relay(stack, f"ingest-{store}-{run}", routes_yaml(sink, RECEIVERS),
                                   await database(stack, store, f"ingest{run}"), NO_RATE_LIMITS)
     cpu_before = cpu_seconds(proc.pid)
@@ -82,7 +82,7 @@ async def ingest(stack: Stack, sink: Sink, store: str, run: int, seconds: float,
         nonlocal accepted
         while time.monotonic() < until:
             n = next(counter)
-            ids = [f"bench-i{run}-{n * ALERTS_PER_WEBHOOK + k}" for k in range(ALERTS_PER_WEBHOOK)]
+            ids = [f"bench-i{run}-{n * per_webhook + k}" for k in range(per_webhook)]
             async with session.post(f"{url}/webhook", data=webhook(ids, f"i{run}-{n}"), headers=headers) as answer:
                 await answer.read()
                 if answer.status == 200:
@@ -102,10 +102,9 @@ async def ingest(stack: Stack, sink: Sink, store: str, run: int, seconds: float,
     notifications = accepted * len(RECEIVERS)
     # Let relay finish delivering before the next phase, so phases do not overlap on the CPU.
     await sink.wait_count(before + notifications, timeout=max(60.0, notifications / 100))
-    cpu_ms = (cpu_seconds(proc.pid) - cpu_before) * 1000 / max(1, accepted * ALERTS_PER_WEBHOOK)
+    cpu_ms = (cpu_seconds(proc.pid) - cpu_before) * 1000 / max(1, accepted * per_webhook)
     await stack.stop(proc)
-    return (accepted * ALERTS_PER_WEBHOOK / elapsed, accepted, delivered / elapsed, notifications - delivered,
-            cpu_ms)
+    return (accepted * per_webhook / elapsed, accepted, delivered / elapsed, notifications - delivered, cpu_ms)
 
 
 async def fill_outbox(database_url: str, routes_text: str, stack: Stack, count: int, run: int) -> None:
@@ -166,7 +165,7 @@ async def deliver(stack: Stack, sink: Sink, store: str, run: int, count: int) ->
 
 async def one_run(stack: Stack, sink: Sink, store: str, run: int, opts: argparse.Namespace) -> Result:
     rate, webhooks, delivered, backlog, ingest_cpu = await ingest(stack, sink, store, run, opts.seconds,
-                                                                  opts.concurrency)
+                                                                  opts.concurrency, opts.alerts_per_webhook)
     print(f"  run {run + 1} {store:<8} ingest {rate:7.0f} alerts/s ({webhooks} webhooks), "
           f"delivered meanwhile {delivered:6.0f}/s, backlog {backlog}, relay CPU {ingest_cpu:.2f} ms/alert", flush=True)
     per_s, total, delivery_cpu = await deliver(stack, sink, store, run, opts.notifications)
@@ -176,7 +175,7 @@ async def one_run(stack: Stack, sink: Sink, store: str, run: int, opts: argparse
 
 
 def report(results: Sequence[Result], stores: Sequence[str], opts: argparse.Namespace, machine: Machine) -> str:
-    lines = [f"Throughput: ingest {opts.seconds:g} s of {ALERTS_PER_WEBHOOK}-alert webhooks x {len(RECEIVERS)} "
+    lines = [f"Throughput: ingest {opts.seconds:g} s of {opts.alerts_per_webhook}-alert webhooks x {len(RECEIVERS)} "
              f"receivers with {opts.concurrency} concurrent senders; delivery of {opts.notifications} notifications, "
              f"rate limits off; {opts.runs} run(s), medians.", machine.describe(), ""]
     rows = []
@@ -214,6 +213,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=30.0, help="duration of the ingest load")
     parser.add_argument("--concurrency", type=int, default=16, help="concurrent senders during ingest")
     parser.add_argument("--notifications", type=int, default=20_000, help="outbox size for the delivery phase")
+    parser.add_argument("--alerts-per-webhook", type=int, default=ALERTS_PER_WEBHOOK,
+                        help="alerts in each ingest webhook (issue 24's goal is for 100)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--stores", nargs="+", choices=STORES, default=list(STORES))
     parser.add_argument("--require-postgres", action="store_true", help="fail instead of skipping PostgreSQL")
