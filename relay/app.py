@@ -13,9 +13,10 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from relay import api, console, maintenance_api, webhook
+from relay import console, webhook
 from relay.actions import endpoint as interactions
 from relay.actions.silences import SilenceWatch
+from relay.api import admin, maintenance
 from relay.auth import LoopbackOnly
 from relay.config.settings import Settings
 from relay.runtime import Runtime
@@ -78,18 +79,19 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         routes=[
             Route("/webhook", webhook.handle, methods=["POST"]),
             Route("/slack/interactions", interactions.handle, methods=["POST"]),
-            Route("/metrics", api.metrics_endpoint, methods=["GET"]),
-            Route("/healthz", api.healthz, methods=["GET"]),
-            Route("/readyz", api.readyz, methods=["GET"]),
-            Route("/-/reload", api.authorized(api.reload), methods=["POST"]),
-            console.summary_link(Route("/api/v1/notifications", api.authorized(api.notifications), methods=["GET"])),
-            Route("/api/v1/notifications/{id}", api.authorized(api.notification), methods=["GET"]),
-            Route("/api/v1/notifications/{id}/cancel", api.authorized(api.cancel_notification), methods=["POST"]),
-            Route("/api/v1/dead-letters/{id}/retry", api.authorized(api.retry_dead_letter), methods=["POST"]),
-            Route("/api/v1/dead-letters/{id}", api.authorized(api.purge_dead_letter), methods=["DELETE"]),
-            Route("/api/v1/maintenance", api.authorized(maintenance_api.list_windows), methods=["GET"]),
-            Route("/api/v1/maintenance", api.authorized(maintenance_api.add_window), methods=["POST"]),
-            Route("/api/v1/maintenance/{id}/end", api.authorized(maintenance_api.end_window), methods=["POST"]),
+            Route("/metrics", admin.metrics_endpoint, methods=["GET"]),
+            Route("/healthz", admin.healthz, methods=["GET"]),
+            Route("/readyz", admin.readyz, methods=["GET"]),
+            Route("/-/reload", admin.authorized(admin.reload), methods=["POST"]),
+            console.summary_link(Route("/api/v1/notifications", admin.authorized(admin.notifications),
+                                       methods=["GET"])),
+            Route("/api/v1/notifications/{id}", admin.authorized(admin.notification), methods=["GET"]),
+            Route("/api/v1/notifications/{id}/cancel", admin.authorized(admin.cancel_notification), methods=["POST"]),
+            Route("/api/v1/dead-letters/{id}/retry", admin.authorized(admin.retry_dead_letter), methods=["POST"]),
+            Route("/api/v1/dead-letters/{id}", admin.authorized(admin.purge_dead_letter), methods=["DELETE"]),
+            Route("/api/v1/maintenance", admin.authorized(maintenance.list_windows), methods=["GET"]),
+            Route("/api/v1/maintenance", admin.authorized(maintenance.add_window), methods=["POST"]),
+            Route("/api/v1/maintenance/{id}/end", admin.authorized(maintenance.end_window), methods=["POST"]),
             *console.routes(),
         ],
         middleware=[Middleware(LoopbackOnly, settings=settings)],

@@ -15,7 +15,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.staticfiles import StaticFiles
 
-from relay import api
+from relay.api import admin
 from relay.console import pages
 from relay.console.views import home, sign_in, sign_out, signed_in
 
@@ -41,7 +41,7 @@ def routes() -> list[BaseRoute]:
         Route("/summaries/{id}", read(pages.summary), methods=["GET"]),
         Route("/explain", read(pages.explain), methods=["GET", "POST"]),
         Mount("/static", static, name="static"),
-        Route("/api/v1/explain", api.authorized(pages.explain_api), methods=["POST"]),
+        Route("/api/v1/explain", admin.authorized(pages.explain_api), methods=["POST"]),
     ]
 
 
