@@ -22,7 +22,7 @@ from relay.channels.discord import requests as discord_requests
 from relay.channels.email import build_message as email_message
 from relay.channels.mail import domain_of, message_id
 from relay.channels.pagerduty import build_events
-from relay.channels.slack.channel import Call, SlackCalls
+from relay.channels.slack.calls import Call, SlackCalls
 from relay.channels.slack.summary import AssumedStorms
 from relay.channels.slack.threads import Anchor, AssumedBook, narrowed
 from relay.channels.teams import build_message as teams_message
