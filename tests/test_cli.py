@@ -206,7 +206,7 @@ async def test_resolve_closes_the_last_alert_relay_accepted_whatever_its_severit
         assert fired
         code, out = await run_relay("test-alert", "--url", f"http://127.0.0.1:{free_port()}", env=env)
         assert code == 1 and "cannot reach relay" in out, out
-        assert "(ConnectError): is `relay serve` running? it listens on RELAY_HOST:RELAY_PORT" in out, out
+        assert "(cannot connect): is `relay serve` running? it listens on RELAY_HOST:RELAY_PORT" in out, out
         from relay.store.filelock import lock_database
 
         held = lock_database(settings.database_url)  # as `relay serve` holds it

@@ -12,9 +12,8 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
-
 from relay.auth import REQUEST_HEADER
+from relay.cli.client import RelayClient, Unreachable
 from relay.cli.common import ADMIN_ENVIRONMENT, URL_HELP, command, counted, refused, unreachable
 from relay.config.durations import format_duration
 from relay.config.settings import Settings
@@ -35,18 +34,18 @@ def admin_headers(settings: Settings) -> dict[str, str]:
     return headers
 
 
-def _client(args: argparse.Namespace, settings: Settings) -> httpx.Client:
-    return httpx.Client(base_url=base_url(args, settings), headers=admin_headers(settings), timeout=10)
+def _client(args: argparse.Namespace, settings: Settings) -> RelayClient:
+    return RelayClient(base_url(args, settings), admin_headers(settings))
 
 
-def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
+def _call(client: RelayClient, method: str, path: str, **kwargs: Any) -> Any:
     try:
         answer = client.request(method, path, **kwargs)
-    except httpx.HTTPError as exc:
-        raise AdminError(unreachable(client.base_url, exc)) from None
-    body = answer.json() if answer.headers.get("content-type", "").startswith("application/json") else {}
-    if answer.status_code >= 400:
-        raise AdminError(refused(answer.status_code, body.get("error") or f"relay answered {answer.status_code}",
+    except Unreachable as exc:
+        raise AdminError(unreachable(client.base_url, exc.what)) from None
+    body = answer.json() if answer.is_json else {}
+    if answer.status >= 400:
+        raise AdminError(refused(answer.status, body.get("error") or f"relay answered {answer.status}",
                                  "RELAY_ADMIN_TOKEN"), reason=body.get("reason"))
     return body
 
@@ -131,7 +130,7 @@ def _steps(steps: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _list(client: httpx.Client, args: argparse.Namespace, state: str | None) -> list[dict[str, Any]]:
+def _list(client: RelayClient, args: argparse.Namespace, state: str | None) -> list[dict[str, Any]]:
     summary = getattr(args, "summary", None)
     params = {k: v for k, v in (("receiver", args.receiver), ("state", state), ("alertname", args.alertname),
                                 ("summary", str(summary) if summary else None), ("limit", str(args.limit))) if v}
@@ -145,7 +144,7 @@ def cmd_notifications_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _each(client: httpx.Client, ids: list[int], method: str, path: str, done: str,
+def _each(client: RelayClient, ids: list[int], method: str, path: str, done: str,
           reported: frozenset[str] = frozenset()) -> int:
     """One admin call per id (`path` with `{id}`), oldest first, a line each; exit 1 if any was refused, after trying
     them all. A refusal whose reason is in `reported` is an answer, not a failure: it is printed on stdout."""
@@ -210,7 +209,7 @@ def cmd_dead_letters_show(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _chosen(client: httpx.Client, args: argparse.Namespace) -> list[int]:
+def _chosen(client: RelayClient, args: argparse.Namespace) -> list[int]:
     if args.all == bool(args.ids):
         raise UsageError("name dead-letter ids, or --all (with --receiver/--alertname to narrow it), not both"
                          if args.all else "name dead-letter ids, or --all (with --receiver/--alertname to narrow it)")

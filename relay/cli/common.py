@@ -39,9 +39,10 @@ def counted(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def unreachable(url: object, exc: Exception) -> str:
-    """What to do when the running relay does not answer: most often it is not running, or listens elsewhere."""
-    return (f"cannot reach relay at {url} ({type(exc).__name__}): is `relay serve` running? it listens on "
+def unreachable(url: object, what: str) -> str:
+    """What to do when the running relay does not answer (`what`: how, relay.cli.client): most often it is not
+    running, or listens elsewhere."""
+    return (f"cannot reach relay at {url} ({what}): is `relay serve` running? it listens on "
             "RELAY_HOST:RELAY_PORT (default 127.0.0.1:8080); --url names another address")
 
 

@@ -12,10 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from relay.alerts.fingerprint import fingerprint
-from relay.cli import admin
+from relay.cli import admin, client
 from relay.cli.common import ADMIN_ENVIRONMENT, URL_HELP, command, counted, labels, refused, unreachable
 from relay.config.settings import Settings
 from relay.errors import AdminError, StartupError, UsageError
@@ -190,31 +188,33 @@ def report(summary: dict[str, Any], rows: list[dict[str, Any]]) -> tuple[str, bo
 async def _through_relay(args: argparse.Namespace, settings: Settings, payload: dict[str, Any]) -> int:
     url = admin.base_url(args, settings)
     headers = {"Authorization": f"Bearer {settings.token}"} if settings.token else {}
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=10) as client:
+    try:
+        answer = await client.request(url, "POST", "/webhook", headers=headers, json=payload)
+    except client.Unreachable as exc:
+        raise AdminError(unreachable(url, exc.what)) from None
+    if answer.status != 200:
+        error = answer.json().get("error") if answer.is_json else None
+        raise AdminError(refused(answer.status, f"relay refused the webhook ({answer.status} "
+                                 f"{error or answer.text[:200]})", "RELAY_WEBHOOK_TOKEN"))
+    remember(payload["alerts"][0])
+    summary = answer.json()
+
+    async def fetch(ids: list[int]) -> list[dict[str, Any]]:
+        if not ids:
+            return []
         try:
-            answer = await client.post("/webhook", json=payload)
-        except httpx.HTTPError as exc:
-            raise AdminError(unreachable(url, exc)) from exc
-        if answer.status_code != 200:
-            error = answer.json().get("error") if "json" in answer.headers.get("content-type", "") else None
-            raise AdminError(refused(answer.status_code, f"relay refused the webhook ({answer.status_code} "
-                                     f"{error or answer.text[:200]})", "RELAY_WEBHOOK_TOKEN"))
-        remember(payload["alerts"][0])
-        summary = answer.json()
+            answer = await client.request(url, "GET", "/api/v1/notifications", headers=admin.admin_headers(settings),
+                                          params={"ids": ",".join(map(str, ids))})
+        except client.Unreachable as exc:
+            raise AdminError(unreachable(url, exc.what)) from None
+        body = answer.json() if answer.is_json else {}
+        if answer.status != 200:
+            raise AdminError(f"the alert was accepted, but its delivery cannot be followed: "
+                             f"{body.get('error') or answer.status}")
+        return list(body["notifications"])
 
-        async def fetch(ids: list[int]) -> list[dict[str, Any]]:
-            if not ids:
-                return []
-            answer = await client.get("/api/v1/notifications", params={"ids": ",".join(map(str, ids))},
-                                      headers=admin.admin_headers(settings))
-            body = answer.json() if answer.headers.get("content-type", "").startswith("application/json") else {}
-            if answer.status_code != 200:
-                raise AdminError(f"the alert was accepted, but its delivery cannot be followed: "
-                                 f"{body.get('error') or answer.status_code}")
-            return list(body["notifications"])
-
-        rows = await follow(fetch, _ids(summary), args.timeout, on_defaults(summary))
-        return _print_outcome(summary, rows)
+    rows = await follow(fetch, _ids(summary), args.timeout, on_defaults(summary))
+    return _print_outcome(summary, rows)
 
 
 async def _direct(args: argparse.Namespace, settings: Settings, payload: dict[str, Any]) -> int:
