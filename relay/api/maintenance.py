@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from relay.config.matchers import parse_matchers
-from relay.services import services
+from relay.services import Services, services
 from relay.store.records import MaintenanceWindow
 from relay.times import parse_time, rfc3339_millis
 
@@ -106,20 +106,37 @@ def _window(body: Any, now: float) -> tuple[list[str], float, float, str, str]:
     return matchers, starts_at, ends_at, comment, created_by
 
 
-async def add_window(request: Request) -> Response:
-    state = services(request)
-    now = state.runtime.clock()
-    try:
-        body = json.loads(await request.body())
-        matchers, starts_at, ends_at, comment, created_by = _window(body, now)
-        routes = state.runtime.routes
-        interval = _recurrence(body, routes.intervals if routes is not None else ())
-    except ValueError as exc:  # json.JSONDecodeError and MatcherError are ValueErrors
-        return _error(str(exc).removeprefix("Value error, "), 400)
+async def add(state: Services, body: Any, now: float) -> MaintenanceWindow:
+    """Check a request to add a window (ValueError with the reason in plain words) and store it: the admin API's and
+    the console's one way in, so both refuse the same windows with the same words."""
+    matchers, starts_at, ends_at, comment, created_by = _window(body, now)
+    routes = state.runtime.routes
+    interval = _recurrence(body, routes.intervals if routes is not None else ())
     window = await state.store.add_maintenance(matchers, starts_at, ends_at, comment, created_by, now, interval)
     state.windows.changed()
     log.info("maintenance window %d added: %s from %s until %s", window.id, ", ".join(matchers),
              rfc3339_millis(starts_at), rfc3339_millis(ends_at))
+    return window
+
+
+async def end(state: Services, window_id: int, now: float) -> MaintenanceWindow | None:
+    """End a window now (None: no such window that is not over); what it held is due at once."""
+    window = await state.store.end_maintenance(window_id, now)
+    if window is None:
+        return None
+    state.windows.changed()
+    state.escalator.nudge()
+    log.info("maintenance window %d ended", window.id)
+    return window
+
+
+async def add_window(request: Request) -> Response:
+    state = services(request)
+    now = state.runtime.clock()
+    try:
+        window = await add(state, json.loads(await request.body()), now)
+    except ValueError as exc:  # json.JSONDecodeError and MatcherError are ValueErrors
+        return _error(str(exc).removeprefix("Value error, "), 400)
     return JSONResponse(shown(window, now), status_code=201)
 
 
@@ -129,10 +146,7 @@ async def end_window(request: Request) -> Response:
     text = request.path_params["id"]
     if not text.isdigit() or not 0 < int(text) < 2**62:
         return _error("id must be a positive integer", 400)
-    window = await state.store.end_maintenance(int(text), now)
+    window = await end(state, int(text), now)
     if window is None:
         return _error(f"no maintenance window {text} that is not over", 404)
-    state.windows.changed()
-    state.escalator.nudge()
-    log.info("maintenance window %d ended", window.id)
     return JSONResponse(shown(window, now))

@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.staticfiles import StaticFiles
 
 from relay.api import admin
-from relay.console import pages
+from relay.console import maintenance, pages
 from relay.console.views import home, sign_in, sign_out, signed_in
 
 __all__ = ["routes", "summary_link"]
@@ -39,6 +39,10 @@ def routes() -> list[BaseRoute]:
         Route("/dead-letters/act", signed_in(pages.dead_letter_act, admin=True), methods=["POST"]),
         Route("/storms", read(pages.storms), methods=["GET"]),
         Route("/summaries/{id}", read(pages.summary), methods=["GET"]),
+        Route("/maintenance", read(maintenance.windows), methods=["GET", "POST"]),
+        Route("/maintenance/add", signed_in(maintenance.add, admin=True), methods=["POST"]),
+        Route("/maintenance/confirm", signed_in(maintenance.confirm, admin=True), methods=["POST"]),
+        Route("/maintenance/end", signed_in(maintenance.end, admin=True), methods=["POST"]),
         Route("/explain", read(pages.explain), methods=["GET", "POST"]),
         Mount("/static", static, name="static"),
         Route("/api/v1/explain", admin.authorized(pages.explain_api), methods=["POST"]),

@@ -252,3 +252,79 @@ def relay_with_token(relay: RunningRelay) -> Any:
 
     return Posting()
 
+
+
+async def test_a_maintenance_window_added_in_the_console_holds_an_alert_until_it_is_ended(
+        tmp_path: Path, providers: Providers, browser: Browser) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    body = fixture("firing-poddown.json")
+    until = (datetime.now(UTC) + timedelta(hours=1)).isoformat(timespec="seconds").replace("+00:00", "Z")
+    hostile_matcher = 'pod!="<script>alert(4)</script><img src=x onerror=alert(5)>"'
+    async with running_relay(settings(tmp_path, providers.routes)) as relay:
+        page = await signed_in(browser, relay)
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: dialogs.append(d.message))
+        await page.click("text=Maintenance")
+
+        async def add(matchers: str, ends_at: str, starts_at: str = "") -> str:
+            await page.fill("textarea[name=matchers]", matchers)
+            await page.fill("input[name=starts_at]", starts_at)
+            await page.fill("input[name=ends_at]", ends_at)
+            await page.fill("input[name=comment]", f"database upgrade {HOSTILE}")
+            await page.click("button:has-text('Add window')")
+            return await page.inner_text("main")
+
+        # Refused in plain words, with what was typed kept, and nothing stored.
+        text = await add('service=~"("', until)
+        assert "Not added:" in text and "service" in text
+        text = await add('alertname="PodDown"', "2026-01-01T00:00:00Z", starts_at="2026-01-01T01:00:00Z")
+        assert "ends_at must be later than starts_at" in text
+        assert await page.locator("textarea[name=matchers]").input_value() == 'alertname="PodDown"'
+        assert (await relay.admin("GET", "/api/v1/maintenance?all=1")).json()["windows"] == []
+
+        text = await add(f'alertname="PodDown"\n{hostile_matcher}', until)
+        [window] = (await relay.admin("GET", "/api/v1/maintenance")).json()["windows"]
+        assert f"maintenance window {window['id']} added" in text
+        row = page.locator("tr", has_text=f"database upgrade {HOSTILE}")
+        assert 'alertname="PodDown"' in await row.inner_text() and hostile_matcher in await row.inner_text()
+        assert "console (admin)" in await row.inner_text() and "active" in await row.inner_text()
+        assert not dialogs
+
+        # An alert it matches is held: recorded as muted by the window, nothing sent to any provider.
+        answer = (await relay.post(body, token=WEBHOOK)).json()
+        assert {m["alertname"] for m in answer["muted"]} == {"PodDown"}
+        assert all(f"in maintenance window {window['id']}" in m["reason"] for m in answer["muted"])
+        text = await explain(page, relay, body["alerts"][0]["fingerprint"])
+        assert f"by maintenance window {window['id']} (until it ends): pending" in text
+        assert providers.pagerduty.events == [] and providers.slack.messages == []
+
+        # A viewer sees the window but no form and no End.
+        viewer = await signed_in(browser, relay, VIEWER)
+        await viewer.click("text=Maintenance")
+        assert "database upgrade" in await viewer.inner_text("main")
+        assert await viewer.locator("main form").count() == 0
+
+        # A forged POST (the admin's cookie, no CSRF token; or a foreign Origin) is refused and changes nothing.
+        cookies = {c["name"]: c["value"] for c in await page.context.cookies()}
+        async with httpx.AsyncClient(base_url=relay.url, cookies=cookies) as forger:
+            for path, data in (("/maintenance/end", {"id": str(window["id"])}),
+                               ("/maintenance/add", {"matchers": 'alertname="X"', "ends_at": until,
+                                                     "comment": "forged"})):
+                assert (await forger.post(path, data=data)).status_code == 403
+                answer = await forger.post(path, data=data, headers={"Origin": "https://evil.example"})
+                assert answer.status_code == 403
+        assert [w["state"] for w in (await relay.admin("GET", "/api/v1/maintenance?all=1")).json()["windows"]] \
+            == ["active"]
+
+        # End, confirmed on a page of its own: what the window held is delivered.
+        await page.click("text=Maintenance")
+        await page.locator("tr", has_text="database upgrade").locator("button", has_text="End").click()
+        assert f"End maintenance window #{window['id']} now" in await page.inner_text("main")
+        await page.click("text=Yes, end it")
+        assert f"maintenance window {window['id']} ended" in await page.inner_text("main")
+        await providers.pagerduty.wait_for(1)
+        assert providers.pagerduty.events[0]["payload"]["summary"].startswith("[FIRING")
+        assert "no active maintenance windows" in await page.inner_text("main")
+        assert "database upgrade" in await page.locator("h2:has-text('Ended') + div").inner_text()
+        assert not dialogs
