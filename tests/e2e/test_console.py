@@ -71,7 +71,8 @@ async def test_sign_in_shows_every_receiver_and_nothing_without_a_session(tmp_pa
         assert (await relay.post(fixture("firing-poddown.json"), token=WEBHOOK)).status_code == 200
         receivers = list(load_routes(providers.routes, Templates(None)).receivers)
         page = await browser.new_page()
-        for path in ("/", "/receivers", "/notifications", "/notifications/1", "/dead-letters", "/explain"):
+        for path in ("/", "/receivers", "/notifications", "/notifications/1", "/dead-letters", "/maintenance",
+                     "/explain"):
             await page.goto(relay.url + path)
             body = await page.inner_text("body")
             assert "Sign in" in body and "PodDown" not in body and not any(r in body for r in receivers), path
