@@ -1,4 +1,5 @@
-"""Local providers for end-to-end runs: Slack webhook, SMTP and PagerDuty servers on loopback."""
+"""Local providers for end-to-end runs: Slack webhook, SMTP and PagerDuty servers on loopback; and what the channel
+tests share: an aiohttp session, a SQLite store for thread and message state, the packaged templates."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
 
+from relay.store import Store, open_store
+from relay.templating import Templates
 from tests.fakes.pagerduty import PagerDutyServer
 from tests.fakes.slack import SlackWebhookServer
 from tests.fakes.smtp import SmtpServer
-from tests.helpers import postgres_database, provider_env, repo_routes
+from tests.helpers import TEMPLATES, postgres_database, provider_env, repo_routes
 
 # `relay test-alert` remembers what it fired under $XDG_STATE_HOME (~/.local/state by default): the suite, and every
 # relay it starts (subprocesses inherit this), keeps that in a directory of its own, never the user's real home.
@@ -50,3 +54,23 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     else:
         async with postgres_database() as url:
             yield url
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client:
+        yield client
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A SQLite store of its own (tests/contract's conftest gives its tests both stores instead)."""
+    opened = open_store(f"sqlite:///{tmp_path / 'relay.db'}")
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture(scope="module")
+def templates() -> Templates:
+    return Templates(TEMPLATES)

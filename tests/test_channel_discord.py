@@ -50,25 +50,6 @@ async def discord() -> AsyncIterator[DiscordServer]:
         yield server
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = open_store(f"sqlite:///{tmp_path / 'relay.db'}")
-    await opened.open()
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture(scope="module")
-def templates() -> Templates:
-    return Templates(TEMPLATES)
-
-
 def receiver(url: str, **config: Any) -> ReceiverConfig:
     return ReceiverConfig.model_validate({"name": "discord-ops", "discord": {"webhook_url": url, **config}})
 

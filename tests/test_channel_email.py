@@ -48,11 +48,6 @@ PASSWORD = "SMTP-SECRET-pw-4711"
 USER = "relay@ojeomneo.example"
 
 
-@pytest.fixture(scope="module")
-def templates() -> Templates:
-    return Templates(TEMPLATES)
-
-
 def receiver(**email: Any) -> ReceiverConfig:
     config = {"to": ["ops@ojeomneo.example"], "from": "Relay <relay@alerts.ojeomneo.example>",
               "require_tls": False, **email}

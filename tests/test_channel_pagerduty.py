@@ -30,7 +30,7 @@ from tests.channel_contract import (
 from tests.conftest import Providers
 from tests.fakes import REFUSED, STALL, UNTRUSTED, Answer, notification, webhook_message
 from tests.fakes.pagerduty import PagerDutyServer, problems
-from tests.helpers import TEMPLATES, RunningRelay, poll_until, relay_settings, running_relay
+from tests.helpers import RunningRelay, poll_until, relay_settings, running_relay
 
 ROUTING_KEY = "R0UT1NGKEYSECRET0000000000000042"
 
@@ -39,17 +39,6 @@ ROUTING_KEY = "R0UT1NGKEYSECRET0000000000000042"
 async def pd() -> AsyncIterator[PagerDutyServer]:
     async with PagerDutyServer(routing_keys={ROUTING_KEY}) as server:
         yield server
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def templates() -> Templates:
-    return Templates(TEMPLATES)
 
 
 def receiver(url: str, **config: Any) -> ReceiverConfig:

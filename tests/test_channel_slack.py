@@ -34,7 +34,6 @@ from tests.channel_contract import (
 )
 from tests.fakes import REFUSED, STALL, UNTRUSTED, Answer, notification
 from tests.fakes.slack import DEFAULT_TOKEN, DEFAULT_WEBHOOK_PATH, SlackLimit, SlackWebhookServer
-from tests.helpers import TEMPLATES
 
 SECRET = DEFAULT_WEBHOOK_PATH.rsplit("/", 1)[-1]
 
@@ -49,11 +48,6 @@ async def slack() -> AsyncIterator[SlackWebhookServer]:
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as s:
         yield s
-
-
-@pytest.fixture(scope="module")
-def templates() -> Templates:
-    return Templates(TEMPLATES)
 
 
 def receiver(**slack: Any) -> ReceiverConfig:

@@ -12,7 +12,6 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -57,14 +56,6 @@ async def slack() -> AsyncIterator[SlackWebhookServer]:
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as s:
         yield s
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = open_store(f"sqlite:///{tmp_path / 'relay.db'}")
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 Sender = Callable[..., SlackChannel]

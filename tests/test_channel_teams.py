@@ -49,17 +49,6 @@ async def teams() -> AsyncIterator[TeamsServer]:
         yield server
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def templates() -> Templates:
-    return Templates(TEMPLATES)
-
-
 def receiver(url: str) -> ReceiverConfig:
     return ReceiverConfig.model_validate({"name": "teams-ops", "teams": {"webhook_url": url}})
 

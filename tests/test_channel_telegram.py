@@ -50,25 +50,6 @@ async def telegram() -> AsyncIterator[TelegramServer]:
         yield server
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = open_store(f"sqlite:///{tmp_path / 'relay.db'}")
-    await opened.open()
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture(scope="module")
-def templates() -> Templates:
-    return Templates(TEMPLATES)
-
-
 def receiver(api_url: str, **config: Any) -> ReceiverConfig:
     return ReceiverConfig.model_validate({"name": "telegram-ops", "telegram": {
         "bot_token": BOT_TOKEN, "chat_id": CHAT_ID, "api_url": api_url, **config}})

@@ -50,17 +50,6 @@ async def hook() -> AsyncIterator[WebhookServer]:
         yield server
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def templates() -> Templates:
-    return Templates(TEMPLATES)
-
-
 def receiver(url: str, templates: dict[str, str] | None = None, **config: Any) -> ReceiverConfig:
     config.setdefault("http_config", {"bearer_token": BEARER})
     return ReceiverConfig.model_validate({"name": "hook-ops", "webhook": {"url": url, **config},
